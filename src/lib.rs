@@ -1,0 +1,18 @@
+//! quarry: a proof-of-work blockchain full node.
+//!
+//! Layers, bottom up (see docs/ARCHITECTURE.md):
+//! - [`primitives`]: hashes, amounts, transactions, headers, blocks, Merkle trees. Pure.
+//! - [`script`]: the stack language, its interpreter and the standard templates. Pure.
+//! - [`consensus`]: network parameters, proof of work, block and transaction rules. Pure.
+//! - [`codec`]: the one place bincode is configured (storage and wire records).
+//! - [`store`]: RocksDB column families and their readers/writers.
+//! - [`chain`]: block index, most-work fork choice, reorgs, orphans, chain events.
+//!
+//! `primitives`, `script` and `consensus` never import tokio, libp2p or rocksdb.
+
+pub mod chain;
+pub mod codec;
+pub mod consensus;
+pub mod primitives;
+pub mod script;
+pub mod store;
