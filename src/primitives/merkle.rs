@@ -185,7 +185,10 @@ mod tests {
         assert!(fake.verify(&leaves[4], &root).is_err());
         let short = MerkleProof { siblings: p.siblings[1..].to_vec(), ..p.clone() };
         assert!(matches!(short.verify(&leaves[4], &root), Err(MerkleError::WrongLength { .. })));
-        assert!(matches!(p.verify(&leaves[3], &root), Err(MerkleError::RootMismatch { .. })));
+        let p1 = MerkleProof::build(&leaves, 1).unwrap();
+        assert!(matches!(p1.verify(&sha256d(b"other"), &root), Err(MerkleError::RootMismatch { .. })));
+        // At the duplicated position the sibling must be the node itself.
+        assert!(matches!(p.verify(&leaves[3], &root), Err(MerkleError::BadSibling { level: 0 })));
     }
 
     proptest! {
