@@ -146,7 +146,7 @@ impl Params {
     /// halving every 150 blocks.
     pub fn regtest() -> Params {
         let bits = 0x207f_ffff;
-        let genesis = genesis_block("quarry regtest genesis", GENESIS_TIME, bits, 3);
+        let genesis = genesis_block("quarry regtest genesis", GENESIS_TIME, bits, 0);
         let limit = target_from_compact(bits).expect("valid bits");
         Params::common(Network::Regtest, limit, genesis)
     }
