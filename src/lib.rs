@@ -16,3 +16,4 @@ pub mod consensus;
 pub mod primitives;
 pub mod script;
 pub mod store;
+pub mod testkit;

@@ -1,1 +1,505 @@
-//! (in progress)
+//! The block index, most-work fork choice, reorganisations via undo data, orphan blocks,
+//! invalidation, and chain events.
+//!
+//! Fork choice: the active chain ends at the valid block with the most cumulative work
+//! (sum over its ancestry of `2^256 / (target + 1)`), not the most blocks. A rival with equal
+//! work never replaces the tip, and among rivals the one seen first wins. Switching branches
+//! disconnects blocks down to the fork point using their undo data and connects the new
+//! branch; a block that fails to connect is marked invalid with all its descendants, and the
+//! choice is made again (which may lead back to the old branch).
+
+mod orphans;
+
+use crate::consensus::pow::{block_work, next_bits, target_from_compact, ASERT_ANCHOR_HEIGHT};
+use crate::consensus::validation::median_time;
+use crate::consensus::{
+    check_block, check_header_context, connect_block, CheckedBlock, ConsensusError, HeaderContext, Params,
+};
+use crate::primitives::{Block, Hash256, OutPoint, U256};
+use crate::store::{BlockStatus, IndexRecord, Store, StoreError, UtxoDigest};
+use orphans::OrphanPool;
+use std::cmp::Reverse;
+use std::collections::{BTreeSet, HashMap};
+use std::path::Path;
+use std::sync::Arc;
+use tracing::{debug, info, warn};
+
+/// Errors from the chain.
+#[derive(Debug, thiserror::Error)]
+pub enum ChainError {
+    /// The block breaks a consensus rule.
+    #[error("block {hash} is invalid: {error}")]
+    Invalid { hash: Hash256, error: ConsensusError },
+    /// The block, or an ancestor, was already found invalid.
+    #[error("block {hash} is known to be invalid (or descends from an invalid block)")]
+    KnownInvalid { hash: Hash256 },
+    /// No block with this hash is known.
+    #[error("block {hash} is not known")]
+    UnknownBlock { hash: Hash256 },
+    /// The genesis block cannot be invalidated.
+    #[error("the genesis block cannot be invalidated")]
+    GenesisInvalidation,
+    /// Storage failed; the chainstate is still at a block boundary.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl ChainError {
+    /// True when the block's sender is at fault (it sent an invalid block).
+    pub fn is_peer_fault(&self) -> bool {
+        matches!(self, ChainError::Invalid { .. } | ChainError::KnownInvalid { .. })
+    }
+}
+
+/// A change of the active chain, for the mempool, the miner and the network.
+#[derive(Clone, Debug)]
+pub enum ChainEvent {
+    /// The block was connected at the tip.
+    Connected { block: Arc<CheckedBlock>, height: u32 },
+    /// The block was disconnected from the tip (during a reorganisation or invalidation).
+    Disconnected { block: Arc<CheckedBlock>, height: u32 },
+}
+
+/// What became of a submitted block.
+#[derive(Clone, Debug)]
+pub enum ProcessOutcome {
+    /// Stored; the events say how the active chain changed (none for a side branch).
+    Accepted { events: Vec<ChainEvent> },
+    /// Already stored.
+    AlreadyHave,
+    /// The parent is unknown; the block waits in the orphan pool. Ask a peer for `missing`.
+    Orphan { missing: Hash256 },
+}
+
+#[derive(Clone, Debug)]
+struct Entry {
+    rec: IndexRecord,
+}
+
+/// Candidate ordering: most work first, then first seen.
+type CandidateKey = (Reverse<U256>, u64, Hash256);
+
+/// The chain: block index in memory, chainstate in the [`Store`].
+pub struct Chain {
+    params: &'static Params,
+    store: Store,
+    index: HashMap<Hash256, Entry>,
+    /// Active chain by height.
+    active: Vec<Hash256>,
+    candidates: BTreeSet<CandidateKey>,
+    orphans: OrphanPool,
+    next_seq: u64,
+}
+
+/// The tip of the active chain.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Tip {
+    /// Block id.
+    pub hash: Hash256,
+    /// Height.
+    pub height: u32,
+    /// Cumulative work.
+    pub chain_work: U256,
+}
+
+impl Chain {
+    /// Opens the chainstate in `dir`, creating it with the genesis block if empty, and
+    /// finishes any work a crash interrupted (blocks stored but not yet connected).
+    pub fn open(dir: &Path, params: &'static Params) -> Result<Chain, ChainError> {
+        let store = Store::open(dir)?;
+        let mut chain = Chain {
+            params,
+            store,
+            index: HashMap::new(),
+            active: Vec::new(),
+            candidates: BTreeSet::new(),
+            orphans: OrphanPool::new(),
+            next_seq: 0,
+        };
+        for (hash, rec) in chain.store.load_index()? {
+            chain.next_seq = chain.next_seq.max(rec.seq + 1);
+            if !rec.status.is_failed() {
+                chain.candidates.insert((Reverse(rec.chain_work), rec.seq, hash));
+            }
+            chain.index.insert(hash, Entry { rec });
+        }
+        match chain.store.tip()? {
+            None => {
+                let genesis = CheckedBlock::from_trusted_store(params.genesis.clone());
+                let rec = IndexRecord {
+                    header: genesis.block().header,
+                    height: 0,
+                    chain_work: block_work(&target_from_compact(params.genesis_bits).expect("valid")),
+                    status: BlockStatus::Valid,
+                    seq: chain.next_seq,
+                };
+                chain.next_seq += 1;
+                chain.store.init_genesis(&genesis, &rec)?;
+                chain.candidates.insert((Reverse(rec.chain_work), rec.seq, genesis.hash()));
+                chain.index.insert(genesis.hash(), Entry { rec });
+                chain.active.push(genesis.hash());
+            }
+            Some(tip) => {
+                if !chain.index.contains_key(&tip) {
+                    return Err(StoreError::Missing { what: "index record of the tip", hash: tip }.into());
+                }
+                let mut cur = tip;
+                let mut rev = Vec::new();
+                loop {
+                    rev.push(cur);
+                    let rec = &chain.index[&cur].rec;
+                    if rec.height == 0 {
+                        break;
+                    }
+                    cur = rec.header.prev;
+                    if !chain.index.contains_key(&cur) {
+                        return Err(
+                            StoreError::Missing { what: "index record of an ancestor", hash: cur }.into()
+                        );
+                    }
+                }
+                rev.reverse();
+                chain.active = rev;
+            }
+        }
+        if chain.active[0] != params.genesis_hash {
+            return Err(StoreError::Corrupt {
+                cf: "index",
+                detail: format!("genesis {} is not this network's {}", chain.active[0], params.genesis_hash),
+            }
+            .into());
+        }
+        let events = chain.activate_best_chain()?;
+        if !events.is_empty() {
+            info!(target: "chain", blocks = events.len(), "resumed connecting stored blocks after restart");
+        }
+        Ok(chain)
+    }
+
+    /// The network parameters.
+    pub fn params(&self) -> &'static Params {
+        self.params
+    }
+
+    /// The store (read access for RPC and tests).
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The active tip.
+    pub fn tip(&self) -> Tip {
+        let hash = *self.active.last().expect("the active chain holds at least genesis");
+        let rec = &self.index[&hash].rec;
+        Tip { hash, height: rec.height, chain_work: rec.chain_work }
+    }
+
+    /// The active-chain block at `height`.
+    pub fn hash_at(&self, height: u32) -> Option<Hash256> {
+        self.active.get(height as usize).copied()
+    }
+
+    /// The index record of a known block.
+    pub fn record(&self, hash: &Hash256) -> Option<&IndexRecord> {
+        self.index.get(hash).map(|e| &e.rec)
+    }
+
+    /// True if the block is on the active chain.
+    pub fn is_active(&self, hash: &Hash256) -> bool {
+        self.record(hash).is_some_and(|r| self.hash_at(r.height) == Some(*hash))
+    }
+
+    /// A summary of the UTXO set.
+    pub fn utxo_digest(&self) -> Result<UtxoDigest, ChainError> {
+        Ok(self.store.utxo_digest()?)
+    }
+
+    /// Number of blocks waiting for their parent.
+    pub fn orphan_count(&self) -> usize {
+        self.orphans.len()
+    }
+
+    /// The ancestor of `hash` at `height` (which must not exceed the block's height).
+    fn ancestor(&self, hash: &Hash256, height: u32) -> Option<Hash256> {
+        let mut cur = *hash;
+        loop {
+            let rec = &self.index.get(&cur)?.rec;
+            if rec.height < height {
+                return None;
+            }
+            if self.active.get(rec.height as usize) == Some(&cur) {
+                return self.active.get(height as usize).copied();
+            }
+            if rec.height == height {
+                return Some(cur);
+            }
+            cur = rec.header.prev;
+        }
+    }
+
+    /// The header-context facts for a child of `parent`.
+    pub fn header_context(&self, parent: &Hash256, now: u64) -> Option<HeaderContext> {
+        let prec = &self.index.get(parent)?.rec;
+        let mut times = Vec::with_capacity(self.params.median_time_span);
+        let mut cur = *parent;
+        while times.len() < self.params.median_time_span {
+            let rec = &self.index.get(&cur)?.rec;
+            times.push(rec.header.time);
+            if rec.height == 0 {
+                break;
+            }
+            cur = rec.header.prev;
+        }
+        let anchor_time = if prec.height >= ASERT_ANCHOR_HEIGHT {
+            let a = self.ancestor(parent, ASERT_ANCHOR_HEIGHT)?;
+            self.index[&a].rec.header.time
+        } else {
+            0
+        };
+        Some(HeaderContext {
+            height: prec.height + 1,
+            expected_bits: next_bits(self.params, prec.height, prec.header.time, anchor_time),
+            median_time_past: median_time(&mut times),
+            now,
+        })
+    }
+
+    /// Validates and stores a block, then moves the tip to the most-work valid chain.
+    /// Blocks whose parent is unknown wait (bounded) in the orphan pool; when a block is
+    /// accepted, its waiting descendants are processed too.
+    pub fn process_block(&mut self, block: Block, now: u64) -> Result<ProcessOutcome, ChainError> {
+        let hash = block.hash();
+        if let Some(e) = self.index.get(&hash) {
+            return match e.rec.status {
+                BlockStatus::Valid => Ok(ProcessOutcome::AlreadyHave),
+                _ => Err(ChainError::KnownInvalid { hash }),
+            };
+        }
+        let checked = check_block(block, self.params).map_err(|error| ChainError::Invalid { hash, error })?;
+        // First-seen order is the order of receipt, kept while a block waits as an orphan.
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let prev = checked.header().prev;
+        if !self.index.contains_key(&prev) {
+            debug!(target: "chain", %hash, missing = %prev, "orphan block");
+            self.orphans.insert(checked, seq);
+            return Ok(ProcessOutcome::Orphan { missing: prev });
+        }
+        let mut accepted = vec![hash];
+        let result = self.accept(checked, seq, now);
+        // Descendants that were waiting for this block (only if it was accepted).
+        if result.is_ok() {
+            let mut queue = vec![hash];
+            while let Some(parent) = queue.pop() {
+                for (child, seq) in self.orphans.take_children(&parent) {
+                    let child_hash = child.hash();
+                    match self.accept(child, seq, now) {
+                        Ok(()) => {
+                            accepted.push(child_hash);
+                            queue.push(child_hash);
+                        }
+                        Err(e) => warn!(target: "chain", hash = %child_hash, error = %e, "orphan rejected"),
+                    }
+                }
+            }
+        }
+        result?;
+        let events = self.activate_best_chain()?;
+        Ok(ProcessOutcome::Accepted { events })
+    }
+
+    /// Header-context checks, then store body and index record.
+    fn accept(&mut self, block: CheckedBlock, seq: u64, now: u64) -> Result<(), ChainError> {
+        let hash = block.hash();
+        let prev = block.header().prev;
+        let parent = &self.index[&prev].rec;
+        if parent.status.is_failed() {
+            let rec = self.new_record(&block, BlockStatus::FailedChild, seq);
+            self.store.put_index(&[(hash, &rec)])?;
+            self.index.insert(hash, Entry { rec });
+            return Err(ChainError::KnownInvalid { hash });
+        }
+        let ctx = self.header_context(&prev, now).expect("parent is indexed");
+        if let Err(error) = check_header_context(block.header(), &ctx, self.params) {
+            if error.marks_block_invalid() {
+                let rec = self.new_record(&block, BlockStatus::Failed, seq);
+                self.store.put_index(&[(hash, &rec)])?;
+                self.index.insert(hash, Entry { rec });
+            }
+            return Err(ChainError::Invalid { hash, error });
+        }
+        let rec = self.new_record(&block, BlockStatus::Valid, seq);
+        self.store.put_block(&block, &rec)?;
+        debug!(target: "chain", %hash, height = rec.height, "block stored");
+        self.candidates.insert((Reverse(rec.chain_work), rec.seq, hash));
+        self.index.insert(hash, Entry { rec });
+        Ok(())
+    }
+
+    fn new_record(&self, block: &CheckedBlock, status: BlockStatus, seq: u64) -> IndexRecord {
+        let parent = &self.index[&block.header().prev].rec;
+        let work = target_from_compact(block.header().bits).map(|t| block_work(&t)).unwrap_or(U256::ZERO);
+        IndexRecord {
+            header: *block.header(),
+            height: parent.height + 1,
+            chain_work: parent.chain_work.saturating_add(&work),
+            status,
+            seq,
+        }
+    }
+
+    /// Moves the tip to the most-work valid block, reorganising as needed.
+    fn activate_best_chain(&mut self) -> Result<Vec<ChainEvent>, ChainError> {
+        let mut events = Vec::new();
+        loop {
+            let tip = self.tip();
+            let Some(&(Reverse(work), _, best)) = self.candidates.iter().next() else { break };
+            if work <= tip.chain_work || best == tip.hash {
+                break;
+            }
+            if self.index[&best].rec.status.is_failed() {
+                self.candidates.remove(&(Reverse(work), self.index[&best].rec.seq, best));
+                continue;
+            }
+            self.reorganize_to(best, &mut events)?;
+        }
+        Ok(events)
+    }
+
+    /// Disconnects to the fork point with `target`'s branch and connects towards `target`.
+    /// Stops early (leaving a consistent tip) if a block on the way is invalid.
+    fn reorganize_to(&mut self, target: Hash256, events: &mut Vec<ChainEvent>) -> Result<(), ChainError> {
+        let mut path = Vec::new();
+        let mut cur = target;
+        while !self.is_active(&cur) {
+            path.push(cur);
+            cur = self.index[&cur].rec.header.prev;
+        }
+        let fork_height = self.index[&cur].rec.height;
+        if (self.tip().height) > fork_height {
+            info!(target: "chain", from = %self.tip().hash, to = %target, depth = self.tip().height - fork_height, "reorganisation");
+        }
+        while self.tip().height > fork_height {
+            let tip = self.tip();
+            let block = self
+                .store
+                .get_block(&tip.hash)?
+                .ok_or(StoreError::Missing { what: "block body", hash: tip.hash })?;
+            self.store.disconnect_block(&block, tip.height)?;
+            self.active.pop();
+            events.push(ChainEvent::Disconnected { block: Arc::new(block), height: tip.height });
+        }
+        for hash in path.into_iter().rev() {
+            let block =
+                self.store.get_block(&hash)?.ok_or(StoreError::Missing { what: "block body", hash })?;
+            let height = self.index[&hash].rec.height;
+            let prevouts: Vec<OutPoint> =
+                block.block().txs.iter().skip(1).flat_map(|tx| tx.inputs.iter().map(|i| i.prevout)).collect();
+            let view = self.store.get_coins(&prevouts)?;
+            match connect_block(&block, height, self.params, &view) {
+                Ok(effect) => {
+                    self.store.connect_block(&hash, height, &effect)?;
+                    self.active.push(hash);
+                    debug!(target: "chain", %hash, height, txs = block.block().txs.len(), "connected");
+                    events.push(ChainEvent::Connected { block: Arc::new(block), height });
+                }
+                Err(error) => {
+                    warn!(target: "chain", %hash, height, %error, "block failed to connect; marking it invalid");
+                    self.mark_invalid(&hash)?;
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Marks `hash` failed and every known descendant failed-child, persistently.
+    fn mark_invalid(&mut self, hash: &Hash256) -> Result<(), ChainError> {
+        let mut changed = vec![*hash];
+        let height = self.index[hash].rec.height;
+        let descendants: Vec<Hash256> = self
+            .index
+            .iter()
+            .filter(|(h, e)| e.rec.height > height && self.ancestor(h, height) == Some(*hash))
+            .map(|(h, _)| *h)
+            .collect();
+        changed.extend(descendants);
+        for (i, h) in changed.iter().enumerate() {
+            let e = self.index.get_mut(h).expect("indexed");
+            self.candidates.remove(&(Reverse(e.rec.chain_work), e.rec.seq, *h));
+            e.rec.status = if i == 0 { BlockStatus::Failed } else { BlockStatus::FailedChild };
+        }
+        let records: Vec<(Hash256, IndexRecord)> =
+            changed.iter().map(|h| (*h, self.index[h].rec.clone())).collect();
+        let refs: Vec<(Hash256, &IndexRecord)> = records.iter().map(|(h, r)| (*h, r)).collect();
+        self.store.put_index(&refs)?;
+        Ok(())
+    }
+
+    /// Marks a block invalid by hand (RPC `invalidateblock`): it and its descendants leave
+    /// the active chain and are not reconsidered until [`Chain::reconsider_block`].
+    pub fn invalidate_block(&mut self, hash: &Hash256) -> Result<Vec<ChainEvent>, ChainError> {
+        let Some(e) = self.index.get(hash) else { return Err(ChainError::UnknownBlock { hash: *hash }) };
+        if e.rec.height == 0 {
+            return Err(ChainError::GenesisInvalidation);
+        }
+        let height = e.rec.height;
+        let mut events = Vec::new();
+        if self.is_active(hash) {
+            while self.tip().height >= height {
+                let tip = self.tip();
+                let block = self
+                    .store
+                    .get_block(&tip.hash)?
+                    .ok_or(StoreError::Missing { what: "block body", hash: tip.hash })?;
+                self.store.disconnect_block(&block, tip.height)?;
+                self.active.pop();
+                events.push(ChainEvent::Disconnected { block: Arc::new(block), height: tip.height });
+            }
+        }
+        self.mark_invalid(hash)?;
+        events.extend(self.activate_best_chain()?);
+        Ok(events)
+    }
+
+    /// Clears the invalid marks of a block, its ancestors and its descendants (RPC
+    /// `reconsiderblock`) and chooses the best chain again.
+    pub fn reconsider_block(&mut self, hash: &Hash256) -> Result<Vec<ChainEvent>, ChainError> {
+        let Some(e) = self.index.get(hash) else { return Err(ChainError::UnknownBlock { hash: *hash }) };
+        let height = e.rec.height;
+        let mut affected: Vec<Hash256> = self
+            .index
+            .iter()
+            .filter(|(h, e)| e.rec.height >= height && self.ancestor(h, height) == Some(*hash))
+            .map(|(h, _)| *h)
+            .collect();
+        let mut cur = self.index[hash].rec.header.prev;
+        while let Some(e) = self.index.get(&cur) {
+            affected.push(cur);
+            if e.rec.height == 0 {
+                break;
+            }
+            cur = e.rec.header.prev;
+        }
+        let mut records = Vec::new();
+        for h in affected {
+            let e = self.index.get_mut(&h).expect("indexed");
+            if e.rec.status.is_failed() {
+                e.rec.status = BlockStatus::Valid;
+                self.candidates.insert((Reverse(e.rec.chain_work), e.rec.seq, h));
+                records.push((h, e.rec.clone()));
+            }
+        }
+        let refs: Vec<(Hash256, &IndexRecord)> = records.iter().map(|(h, r)| (*h, r)).collect();
+        self.store.put_index(&refs)?;
+        self.activate_best_chain()
+    }
+
+    /// The tips of every branch (blocks with no known child), like `getchaintips`.
+    pub fn tips(&self) -> Vec<(Hash256, &IndexRecord)> {
+        let mut has_child = std::collections::HashSet::new();
+        for e in self.index.values() {
+            has_child.insert(e.rec.header.prev);
+        }
+        self.index.iter().filter(|(h, _)| !has_child.contains(*h)).map(|(h, e)| (*h, &e.rec)).collect()
+    }
+}

@@ -88,18 +88,29 @@ pub fn asert_target(
             + 5127u128 * (frac * frac * frac) as u128
             + (1u128 << 47))
             >> 48) as u64;
-    // factor < 2^17: with targets below 2^239 the product fits; otherwise clamp.
-    let Some(mut t) = anchor_target.checked_mul_u64(factor) else { return *pow_limit };
-    if shifts < 0 {
-        t = t.shr((-shifts).min(256) as u32);
+    // (anchor * factor) can exceed 256 bits, so keep it as hi * 2^16 + lo with
+    // hi = floor(anchor * factor / 2^16) and lo < 2^16, then apply 2^shifts / 2^16 exactly.
+    let a_hi = anchor_target.shr(16);
+    let a_lo = anchor_target.low_u64() & 0xffff;
+    let lo_prod = a_lo * factor; // < 2^33
+    let Some(hi) = a_hi.checked_mul_u64(factor).and_then(|h| h.checked_add(&U256::from_u64(lo_prod >> 16)))
+    else {
+        return *pow_limit;
+    };
+    let lo = lo_prod & 0xffff;
+    let t = if shifts < 0 {
+        hi.shr((-shifts).min(256) as u32)
     } else {
         let s = shifts.min(256) as u32;
-        if s > 0 && t.bits() + s > 256 {
+        if s > 0 && hi.bits() + s > 256 {
             return *pow_limit;
         }
-        t = t.shl(s);
-    }
-    t = t.shr(16);
+        let low_part = if s >= 16 { U256::from_u64(lo).shl(s - 16) } else { U256::from_u64(lo >> (16 - s)) };
+        match hi.shl(s).checked_add(&low_part) {
+            Some(t) => t,
+            None => return *pow_limit,
+        }
+    };
     if t.is_zero() {
         return U256::ONE;
     }
@@ -171,6 +182,12 @@ mod tests {
         assert!((ratio - std::f64::consts::SQRT_2).abs() < 2e-4, "{ratio}");
         assert_eq!(asert_target(&anchor, 1 << 40, 0, 6, 120, &limit), limit, "clamped to the limit");
         assert_eq!(asert_target(&anchor, -(1 << 40), 0, 6, 120, &limit), U256::ONE, "never zero");
+        // Anchors near 2^256 must not overflow the intermediate product.
+        let big = U256::ONE.shl(250);
+        let max = U256::MAX;
+        assert_eq!(asert_target(&big, 600, 100, 6, 120, &max), big);
+        assert_eq!(asert_target(&big, 600 + 120, 100, 6, 120, &max), big.shl(1));
+        assert_eq!(asert_target(&big, 600 - 120, 100, 6, 120, &max), big.shr(1));
     }
 
     #[test]

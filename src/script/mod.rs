@@ -11,6 +11,8 @@ pub mod opcodes;
 pub mod sig;
 pub mod sighash;
 pub mod templates;
+#[cfg(test)]
+mod tests;
 
 pub use interpreter::{count_sigops, verify_spend, DeferredChecker, EagerChecker, SigChecker, SpendContext};
 pub use sighash::{sighash, SighashCache};

@@ -1,6 +1,7 @@
 //! Standard locking-script templates and their unlock data.
 
 use super::opcodes::*;
+use super::MAX_MULTISIG_KEYS;
 use crate::primitives::hash::sha256d;
 use crate::primitives::tx::Script;
 
@@ -141,7 +142,8 @@ impl Template {
                     })
                     .collect();
                 if let (Some(t), Some(n), Some(keys)) = (t, n, keys) {
-                    if n as usize == keys.len() && t >= 1 && t <= n {
+                    // More than MAX_MULTISIG_KEYS keys fails CHECKMULTISIG: unspendable.
+                    if n as usize == keys.len() && n as usize <= MAX_MULTISIG_KEYS && t >= 1 && t <= n {
                         return Template::Multisig { threshold: t as usize, keys };
                     }
                 }

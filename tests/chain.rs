@@ -1,0 +1,329 @@
+//! Fork choice, reorganisation with undo data, orphans, invalidation, and a model test of
+//! fork choice against a naive reference over random block trees.
+
+use proptest::prelude::*;
+use quarry::chain::{Chain, ChainError, ChainEvent, ProcessOutcome};
+use quarry::consensus::pow::target_to_compact;
+use quarry::consensus::validation::block_subsidy;
+use quarry::consensus::{ConsensusError, Network, Params};
+use quarry::primitives::{Amount, Block, Hash256, OutPoint, Transaction, TxOut, U256};
+use quarry::testkit::{assemble, coinbase, key, p2pkh_lock, spend_p2pkh};
+use std::collections::HashMap;
+
+const NOW: u64 = 2_000_000_000;
+
+/// Regtest with a fast ASERT retarget (half-life 10 s) and an easiest target of 2^250 (64
+/// hashes a block), so that block times change the work per block without the rounding of
+/// near-2^256 targets: blocks ahead of schedule get harder targets and weigh more.
+fn retarget_params() -> &'static Params {
+    let limit = U256::ONE.shl(250);
+    Box::leak(Box::new(Params {
+        asert_halflife: Some(10),
+        pow_limit: limit,
+        genesis_bits: target_to_compact(&limit),
+        ..Params::regtest()
+    }))
+}
+
+struct Builder {
+    params: &'static Params,
+    chain: Chain,
+    _dir: tempfile::TempDir,
+}
+
+impl Builder {
+    fn new(params: &'static Params) -> Builder {
+        let dir = tempfile::tempdir().unwrap();
+        let chain = Chain::open(dir.path(), params).unwrap();
+        Builder { params, chain, _dir: dir }
+    }
+
+    /// A valid child of `parent` with time `parent.time + dt`, coinbase tagged with `tag`.
+    fn child(&self, parent: &Hash256, dt: u32, txs: Vec<Transaction>, tag: &[u8]) -> Block {
+        let ctx = self.chain.header_context(parent, NOW).unwrap();
+        let ptime = self.chain.record(parent).unwrap().header.time;
+        let mut all =
+            vec![coinbase(ctx.height, block_subsidy(self.params, ctx.height), p2pkh_lock(&key(1)), tag)];
+        all.extend(txs);
+        assemble(self.params, *parent, ptime + dt, ctx.expected_bits, all)
+    }
+
+    fn submit(&mut self, block: Block) -> ProcessOutcome {
+        self.chain.process_block(block, NOW).unwrap()
+    }
+
+    /// Extends `parent` by `n` blocks `dt` seconds apart; returns the hashes.
+    fn extend(&mut self, parent: Hash256, n: usize, dt: u32, tag: &[u8]) -> Vec<Hash256> {
+        let mut out = Vec::new();
+        let mut prev = parent;
+        for _ in 0..n {
+            let b = self.child(&prev, dt, vec![], tag);
+            prev = b.hash();
+            self.submit(b);
+            out.push(prev);
+        }
+        out
+    }
+}
+
+fn work(chain: &Chain, h: &Hash256) -> U256 {
+    chain.record(h).unwrap().chain_work
+}
+
+#[test]
+fn most_work_wins_over_more_blocks_and_reorg_matches_a_fresh_chainstate() {
+    let params = retarget_params();
+    let mut b = Builder::new(params);
+    let genesis = params.genesis_hash;
+    let common = b.extend(genesis, 12, 5, b"common");
+    let fork = *common.last().unwrap();
+
+    // The coinbase of block 1 is mature at height 13; both branches spend it differently.
+    let block1 = b.chain.store().get_block(&common[0]).unwrap().unwrap();
+    let cb = &block1.block().txs[0];
+    let coin = (OutPoint { txid: cb.txid(), index: 0 }, cb.outputs[0].clone());
+    let pay = |to: u8, fee: u64| {
+        vec![TxOut {
+            value: Amount::from_sat(coin.1.value.to_sat() - fee).unwrap(),
+            lock: p2pkh_lock(&key(to)),
+        }]
+    };
+    let spend_a = spend_p2pkh(&key(1), std::slice::from_ref(&coin), pay(2, 1000), 0);
+    let spend_b = spend_p2pkh(&key(1), std::slice::from_ref(&coin), pay(3, 2000), 0);
+
+    // Branch B: 8 slow blocks (60 s apart: easier targets). Branch A: 5 fast blocks (1 s).
+    let b1 = b.child(&fork, 60, vec![spend_b.clone()], b"B");
+    let mut branch_b = vec![b1.hash()];
+    let blocks_b = {
+        let mut v = vec![b1.clone()];
+        b.submit(b1);
+        for _ in 0..7 {
+            let blk = b.child(branch_b.last().unwrap(), 60, vec![], b"B");
+            branch_b.push(blk.hash());
+            v.push(blk.clone());
+            b.submit(blk);
+        }
+        v
+    };
+    assert_eq!(b.chain.tip().hash, *branch_b.last().unwrap());
+    let a1 = b.child(&fork, 1, vec![spend_a.clone()], b"A");
+    let mut branch_a = vec![a1.hash()];
+    let mut blocks_a = vec![a1.clone()];
+    b.submit(a1);
+    for _ in 0..4 {
+        let blk = b.child(branch_a.last().unwrap(), 1, vec![], b"A");
+        branch_a.push(blk.hash());
+        blocks_a.push(blk.clone());
+        b.submit(blk);
+    }
+    let (wa, wb) = (work(&b.chain, branch_a.last().unwrap()), work(&b.chain, branch_b.last().unwrap()));
+    assert!(branch_a.len() < branch_b.len());
+    assert!(wa > wb, "the fast branch carries more work: {wa:?} vs {wb:?}");
+    assert_eq!(b.chain.tip().hash, *branch_a.last().unwrap(), "most work, not most blocks");
+    assert!(b.chain.store().get_coin(&OutPoint { txid: spend_a.txid(), index: 0 }).unwrap().is_some());
+    assert!(b.chain.store().get_coin(&OutPoint { txid: spend_b.txid(), index: 0 }).unwrap().is_none());
+
+    // A fresh chainstate that connected common + A alone has the same UTXO set.
+    let mut fresh = Builder::new(params);
+    for h in &common {
+        fresh.submit(b.chain.store().get_block(h).unwrap().unwrap().into_block());
+    }
+    for blk in &blocks_a {
+        fresh.submit(blk.clone());
+    }
+    assert_eq!(fresh.chain.tip().hash, b.chain.tip().hash);
+    assert_eq!(fresh.chain.utxo_digest().unwrap(), b.chain.utxo_digest().unwrap());
+
+    // Branch B grows past A's work: reorg back, and compare with a fresh B-only chainstate.
+    let mut more = Vec::new();
+    while work(&b.chain, branch_b.last().unwrap()) <= wa {
+        let blk = b.child(branch_b.last().unwrap(), 1, vec![], b"B");
+        branch_b.push(blk.hash());
+        more.push(blk.clone());
+        b.submit(blk);
+    }
+    assert_eq!(b.chain.tip().hash, *branch_b.last().unwrap());
+    let mut fresh_b = Builder::new(params);
+    for h in &common {
+        fresh_b.submit(b.chain.store().get_block(h).unwrap().unwrap().into_block());
+    }
+    for blk in blocks_b.iter().chain(&more) {
+        fresh_b.submit(blk.clone());
+    }
+    assert_eq!(fresh_b.chain.utxo_digest().unwrap(), b.chain.utxo_digest().unwrap());
+    assert!(b.chain.store().get_coin(&OutPoint { txid: spend_b.txid(), index: 0 }).unwrap().is_some());
+}
+
+#[test]
+fn equal_work_keeps_the_first_seen_tip() {
+    let mut b = Builder::new(Network::Regtest.params());
+    let g = b.chain.params().genesis_hash;
+    let first = b.child(&g, 5, vec![], b"first");
+    let second = b.child(&g, 5, vec![], b"second");
+    b.submit(first.clone());
+    let out = b.submit(second.clone());
+    assert!(matches!(out, ProcessOutcome::Accepted { ref events } if events.is_empty()));
+    assert_eq!(b.chain.tip().hash, first.hash(), "a rival with equal work does not replace the tip");
+    // One more block on the second branch gives it more work: switch, with events.
+    let next = b.child(&second.hash(), 5, vec![], b"second");
+    match b.submit(next.clone()) {
+        ProcessOutcome::Accepted { events } => {
+            let kinds: Vec<String> = events
+                .iter()
+                .map(|e| match e {
+                    ChainEvent::Connected { block, height } => format!("+{}@{height}", block.hash()),
+                    ChainEvent::Disconnected { block, height } => format!("-{}@{height}", block.hash()),
+                })
+                .collect();
+            assert_eq!(
+                kinds,
+                vec![
+                    format!("-{}@1", first.hash()),
+                    format!("+{}@1", second.hash()),
+                    format!("+{}@2", next.hash())
+                ]
+            );
+        }
+        o => panic!("unexpected {o:?}"),
+    }
+}
+
+#[test]
+fn orphans_wait_for_their_parent() {
+    let mut b = Builder::new(Network::Regtest.params());
+    let g = b.chain.params().genesis_hash;
+    let p = b.child(&g, 5, vec![], b"p");
+    b.submit(p.clone());
+    let c = b.child(&p.hash(), 5, vec![], b"c");
+    // A second chainstate sees the child first.
+    let mut other = Builder::new(Network::Regtest.params());
+    assert!(matches!(other.submit(c.clone()), ProcessOutcome::Orphan { missing } if missing == p.hash()));
+    assert_eq!(other.chain.orphan_count(), 1);
+    other.submit(p);
+    assert_eq!(other.chain.tip().hash, c.hash());
+    assert_eq!(other.chain.orphan_count(), 0);
+}
+
+#[test]
+fn invalid_block_on_a_heavier_branch_is_marked_with_its_descendants() {
+    let params = Network::Regtest.params();
+    let mut b = Builder::new(params);
+    let g = params.genesis_hash;
+    let main = b.extend(g, 2, 5, b"main");
+    // Side branch: its first block's coinbase pays one unit too much (valid context-free).
+    let ctx = b.chain.header_context(&g, NOW).unwrap();
+    let over = Amount::from_sat(block_subsidy(params, 1).to_sat() + 1).unwrap();
+    let bad = assemble(
+        params,
+        g,
+        params.genesis_time + 1,
+        ctx.expected_bits,
+        vec![coinbase(1, over, p2pkh_lock(&key(1)), b"bad")],
+    );
+    b.submit(bad.clone());
+    let side = b.extend(bad.hash(), 2, 5, b"side"); // 3 blocks: more work than main
+    assert_eq!(b.chain.tip().hash, *main.last().unwrap(), "the invalid branch never becomes active");
+    let err = b.chain.process_block(bad.clone(), NOW).unwrap_err();
+    assert!(matches!(err, ChainError::KnownInvalid { .. }), "{err}");
+    let child = b.child(side.last().unwrap(), 5, vec![], b"side");
+    assert!(matches!(b.chain.process_block(child, NOW), Err(ChainError::KnownInvalid { .. })));
+    assert!(b.chain.record(&side[1]).unwrap().status.is_failed());
+
+    // invalidateblock / reconsiderblock on the valid main chain.
+    let events = b.chain.invalidate_block(&main[0]).unwrap();
+    assert_eq!(b.chain.tip().hash, g);
+    assert_eq!(events.len(), 2);
+    b.chain.reconsider_block(&main[0]).unwrap();
+    assert_eq!(b.chain.tip().hash, *main.last().unwrap());
+}
+
+#[test]
+fn contextual_rejections_name_the_rule() {
+    let params = Network::Regtest.params();
+    let mut b = Builder::new(params);
+    let g = params.genesis_hash;
+    let ctx = b.chain.header_context(&g, NOW).unwrap();
+    let cb = coinbase(1, block_subsidy(params, 1), p2pkh_lock(&key(1)), b"x");
+    let old = assemble(params, g, params.genesis_time, ctx.expected_bits, vec![cb.clone()]);
+    match b.chain.process_block(old, NOW) {
+        Err(ChainError::Invalid { error: ConsensusError::TimeTooOld { time, median_time_past }, .. }) => {
+            assert_eq!((time, median_time_past), (params.genesis_time, params.genesis_time))
+        }
+        r => panic!("{r:?}"),
+    }
+    let future = assemble(params, g, (NOW + 7201) as u32, ctx.expected_bits, vec![cb]);
+    let err = b.chain.process_block(future.clone(), NOW).unwrap_err();
+    assert!(err.to_string().contains("more than 7200 s ahead"), "{err}");
+    // Too new is not permanent: the same block is accepted once the clock catches up.
+    assert!(b.chain.process_block(future, NOW + 10).is_ok());
+}
+
+/// Reference fork choice, stateful like a node: after each submission, the accepted block
+/// (parent accepted first) with the most work, ties to the earliest received, replaces the
+/// tip only if it has strictly more work.
+fn reference_step(tip: Hash256, accepted: &[(Hash256, usize)], work: &HashMap<Hash256, U256>) -> Hash256 {
+    let mut best = accepted[0];
+    for c in accepted {
+        if work[&c.0] > work[&best.0] || (work[&c.0] == work[&best.0] && c.1 < best.1) {
+            best = *c;
+        }
+    }
+    if work[&best.0] > work[&tip] {
+        best.0
+    } else {
+        tip
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 16, .. ProptestConfig::default() })]
+    #[test]
+    fn fork_choice_matches_a_naive_reference(
+        shape in proptest::collection::vec((any::<prop::sample::Index>(), 1u32..12), 1..24),
+        order_seed in any::<u64>(),
+    ) {
+        let params = retarget_params();
+        let mut b = Builder::new(params);
+        let g = params.genesis_hash;
+        // Build the tree with a scratch chainstate so every block has valid bits.
+        let mut scratch = Builder::new(params);
+        let mut blocks: Vec<Block> = Vec::new();
+        let mut nodes = vec![g];
+        for (i, (parent_ix, dt)) in shape.iter().enumerate() {
+            let parent = nodes[parent_ix.index(nodes.len())];
+            let blk = scratch.child(&parent, *dt, vec![], format!("n{i}").as_bytes());
+            scratch.chain.process_block(blk.clone(), NOW).unwrap();
+            nodes.push(blk.hash());
+            blocks.push(blk);
+        }
+        let work: HashMap<Hash256, U256> =
+            nodes.iter().map(|h| (*h, scratch.chain.record(h).unwrap().chain_work)).collect();
+        let parent_of: HashMap<Hash256, Hash256> = blocks.iter().map(|x| (x.hash(), x.header.prev)).collect();
+        // Submit in a shuffled order (orphans included).
+        let mut order: Vec<usize> = (0..blocks.len()).collect();
+        let mut s = order_seed;
+        for i in (1..order.len()).rev() {
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            order.swap(i, (s >> 33) as usize % (i + 1));
+        }
+        let mut received: HashMap<Hash256, usize> = HashMap::new();
+        let mut accepted: Vec<(Hash256, usize)> = vec![(g, 0)];
+        let mut tip = g;
+        for (n, i) in order.into_iter().enumerate() {
+            b.chain.process_block(blocks[i].clone(), NOW).unwrap();
+            received.insert(blocks[i].hash(), n + 1);
+            // Accept every received block whose parent is accepted, until nothing changes.
+            loop {
+                let before = accepted.len();
+                for (h, r) in &received {
+                    if !accepted.iter().any(|a| a.0 == *h) && accepted.iter().any(|a| a.0 == parent_of[h]) {
+                        accepted.push((*h, *r));
+                    }
+                }
+                if accepted.len() == before { break; }
+            }
+            tip = reference_step(tip, &accepted, &work);
+            prop_assert_eq!(b.chain.tip().hash, tip);
+        }
+    }
+}
