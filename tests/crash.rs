@@ -1,0 +1,170 @@
+//! Crash consistency: a child process connecting blocks is killed with SIGKILL at random
+//! moments; on reopen the tip is a block boundary and the UTXO set equals a rebuild from the
+//! stored blocks.
+
+use quarry::chain::Chain;
+use quarry::consensus::validation::block_subsidy;
+use quarry::consensus::{Network, Params};
+use quarry::primitives::{Amount, Block, OutPoint, TxOut};
+use quarry::testkit::{assemble, coinbase, key, p2pkh_lock, spend_p2pkh};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const NOW: u64 = 2_000_000_000;
+const CHILD_ENV: &str = "QUARRY_CRASH_CHILD_DIR";
+
+fn params() -> &'static Params {
+    Network::Regtest.params()
+}
+
+/// A linear chain of `n` blocks; from height 12 each block fans a matured coinbase out to 20
+/// outputs and spends the previous fan-out's 20 outputs one by one (21 signatures a block).
+fn build_blocks(n: u32) -> Vec<Block> {
+    let p = params();
+    let dir = tempfile::tempdir().unwrap();
+    let mut chain = Chain::open(dir.path(), p).unwrap();
+    let k = key(1);
+    let mut blocks: Vec<Block> = Vec::new();
+    let mut prev_fan: Vec<(OutPoint, TxOut)> = Vec::new();
+    for height in 1..=n {
+        let tip = chain.tip().hash;
+        let ctx = chain.header_context(&tip, NOW).unwrap();
+        let mut txs = vec![coinbase(height, block_subsidy(p, height), p2pkh_lock(&k), b"crash")];
+        let mut fan = Vec::new();
+        if height >= 12 {
+            let cb = &blocks[(height - 11 - 1) as usize].txs[0];
+            let coin = (OutPoint { txid: cb.txid(), index: 0 }, cb.outputs[0].clone());
+            let each = Amount::from_sat(coin.1.value.to_sat() / 20 - 100).unwrap();
+            let outs = (0..20).map(|_| TxOut { value: each, lock: p2pkh_lock(&k) }).collect();
+            let fan_tx = spend_p2pkh(&k, &[coin], outs, 0);
+            for (i, o) in fan_tx.outputs.iter().enumerate() {
+                fan.push((OutPoint { txid: fan_tx.txid(), index: i as u32 }, o.clone()));
+            }
+            txs.push(fan_tx);
+            for (op, out) in prev_fan.drain(..) {
+                let v = Amount::from_sat(out.value.to_sat() - 10).unwrap();
+                txs.push(spend_p2pkh(&k, &[(op, out)], vec![TxOut { value: v, lock: p2pkh_lock(&k) }], 0));
+            }
+        }
+        prev_fan = fan;
+        let time = chain.record(&tip).unwrap().header.time + 5;
+        let block = assemble(p, tip, time, ctx.expected_bits, txs);
+        chain.process_block(block.clone(), NOW).unwrap();
+        assert_eq!(chain.tip().hash, block.hash(), "test blocks must be valid");
+        blocks.push(block);
+    }
+    blocks
+}
+
+fn write_blocks(path: &Path, blocks: &[Block]) {
+    let mut bytes = Vec::new();
+    for b in blocks {
+        let enc = b.encode();
+        bytes.extend_from_slice(&(enc.len() as u32).to_le_bytes());
+        bytes.extend_from_slice(&enc);
+    }
+    std::fs::write(path, bytes).unwrap();
+}
+
+fn read_blocks(path: &Path) -> Vec<Block> {
+    let bytes = std::fs::read(path).unwrap();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        let n = u32::from_le_bytes(bytes[i..i + 4].try_into().unwrap()) as usize;
+        out.push(Block::decode(&bytes[i + 4..i + 4 + n], usize::MAX).unwrap());
+        i += 4 + n;
+    }
+    out
+}
+
+/// The child: connect every block in the file (skipping those already stored), then exit.
+/// Does nothing unless started by the parent test with the environment variable set.
+#[test]
+fn crash_child() {
+    let Ok(dir) = std::env::var(CHILD_ENV) else { return };
+    let dir = Path::new(&dir);
+    let blocks = read_blocks(&dir.join("blocks.bin"));
+    let mut chain = Chain::open(&dir.join("chain"), params()).unwrap();
+    for b in blocks {
+        chain.process_block(b, NOW).unwrap();
+    }
+}
+
+#[test]
+fn sigkill_at_random_moments_leaves_a_block_boundary() {
+    let blocks = build_blocks(400);
+    let work = tempfile::tempdir().unwrap();
+    write_blocks(&work.path().join("blocks.bin"), &blocks);
+    let exe = std::env::current_exe().unwrap();
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15 ^ std::process::id() as u64;
+    let mut last_height = 0;
+    let mut kills = 0;
+    let mut killed_mid_run = 0;
+    for round in 0..12 {
+        let mut child = Command::new(&exe)
+            .args(["crash_child", "--exact", "--nocapture", "--test-threads", "1"])
+            .env(CHILD_ENV, work.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        let delay = Duration::from_millis(5 + (seed >> 33) % 120);
+        let started = Instant::now();
+        while started.elapsed() < delay {
+            if child.try_wait().unwrap().is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let killed = child.try_wait().unwrap().is_none();
+        if killed {
+            child.kill().unwrap(); // SIGKILL
+            kills += 1;
+            child.wait().unwrap();
+        } else {
+            assert!(child.wait().unwrap().success(), "round {round}: the child failed on its own");
+        }
+
+        let chain = Chain::open(&work.path().join("chain"), params()).unwrap();
+        let tip = chain.tip();
+        assert!(tip.height >= last_height, "round {round}: the tip went backwards");
+        last_height = tip.height;
+        eprintln!("round {round}: killed {killed}, reopened at height {}", tip.height);
+        if killed && tip.height > 0 && (tip.height as usize) < blocks.len() {
+            killed_mid_run += 1;
+        }
+        if tip.height > 0 {
+            assert_eq!(
+                tip.hash,
+                blocks[tip.height as usize - 1].hash(),
+                "round {round}: tip is a block boundary"
+            );
+        }
+        // Rebuild from the stored blocks alone and compare UTXO sets.
+        let fresh_dir = tempfile::tempdir().unwrap();
+        let mut fresh = Chain::open(fresh_dir.path(), params()).unwrap();
+        for h in 1..=tip.height {
+            let stored = chain.store().get_block(&chain.hash_at(h).unwrap()).unwrap().unwrap();
+            fresh.process_block(stored.into_block(), NOW).unwrap();
+        }
+        assert_eq!(fresh.tip(), tip);
+        assert_eq!(fresh.utxo_digest().unwrap(), chain.utxo_digest().unwrap(), "round {round}");
+        if tip.height as usize == blocks.len() {
+            break;
+        }
+    }
+    assert!(kills > 0 && killed_mid_run > 0, "at least one child must have been killed mid-run");
+    // Finally let the child finish: everything connects.
+    let status = Command::new(&exe)
+        .args(["crash_child", "--exact", "--test-threads", "1"])
+        .env(CHILD_ENV, work.path())
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let chain = Chain::open(&work.path().join("chain"), params()).unwrap();
+    assert_eq!(chain.tip().hash, blocks.last().unwrap().hash());
+}
