@@ -11,6 +11,7 @@
 //! `primitives`, `script` and `consensus` never import tokio, libp2p or rocksdb.
 
 pub mod chain;
+pub mod cli;
 pub mod codec;
 pub mod consensus;
 pub mod primitives;

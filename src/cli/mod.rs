@@ -1,0 +1,249 @@
+//! The `quarry` command line: clap derive, one `Args` struct per concern.
+//!
+//! Today: `quarry chain ...` inspects and extends a local chainstate directly. The node,
+//! RPC, wallet and testnet commands arrive with their issues.
+
+use crate::chain::{Chain, ChainEvent, ProcessOutcome};
+use crate::consensus::validation::block_subsidy;
+use crate::consensus::{Network, Params};
+use crate::primitives::{Hash256, Script};
+use crate::script::templates::p2pkh;
+use crate::testkit::{assemble, coinbase};
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// quarry: a proof-of-work blockchain full node.
+#[derive(Parser, Debug)]
+#[command(name = "quarry", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Top-level commands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Inspect or extend a local chainstate directly (no node running).
+    #[command(subcommand)]
+    Chain(ChainCommand),
+}
+
+/// Where the data lives and which network it belongs to.
+#[derive(Args, Debug, Clone)]
+#[command(next_help_heading = "Data")]
+pub struct DataArgs {
+    /// Network: regtest (instant blocks, for tests) or dev (the local testnet).
+    #[arg(long, default_value = "regtest", value_parser = parse_network)]
+    pub network: Network,
+    /// Data directory [default: ~/.quarry/<network>].
+    #[arg(long)]
+    pub datadir: Option<PathBuf>,
+}
+
+fn parse_network(s: &str) -> Result<Network, String> {
+    s.parse()
+}
+
+impl DataArgs {
+    /// The chainstate directory.
+    pub fn chainstate_dir(&self) -> Result<PathBuf> {
+        let base = match &self.datadir {
+            Some(d) => d.clone(),
+            None => {
+                let home = std::env::var_os("HOME").context("HOME is not set: pass --datadir")?;
+                PathBuf::from(home).join(".quarry").join(self.network.name())
+            }
+        };
+        Ok(base.join("chainstate"))
+    }
+
+    fn open(&self) -> Result<Chain> {
+        let dir = self.chainstate_dir()?;
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        Chain::open(&dir, self.network.params())
+            .with_context(|| format!("opening the chainstate at {} (pass --datadir to use another)", dir.display()))
+    }
+}
+
+/// `quarry chain ...`
+#[derive(Subcommand, Debug)]
+pub enum ChainCommand {
+    /// Show the tip, cumulative work, UTXO-set digest and branch tips.
+    Info(#[command(flatten)] DataArgs),
+    /// Mine coinbase-only blocks on the local chainstate with a simple single-threaded loop
+    /// (fine for regtest; dev blocks take about a second each).
+    Mine {
+        #[command(flatten)]
+        data: DataArgs,
+        /// Number of blocks.
+        #[arg(long, default_value_t = 10)]
+        blocks: u32,
+        /// 64-hex-digit public key hash to pay the coinbase to (P2PKH). Default: an
+        /// OP_RETURN output (the subsidy is burned).
+        #[arg(long)]
+        pay_to: Option<String>,
+    },
+    /// Build two competing branches in a fresh temporary regtest chainstate and show the
+    /// node switching to the branch with the most work.
+    ForkDemo,
+    /// Print the consensus parameters of a network.
+    Params {
+        #[arg(long, default_value = "regtest", value_parser = parse_network)]
+        network: Network,
+    },
+}
+
+fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Chain(ChainCommand::Info(data)) => info(&data),
+        Command::Chain(ChainCommand::Mine { data, blocks, pay_to }) => mine(&data, blocks, pay_to.as_deref()),
+        Command::Chain(ChainCommand::ForkDemo) => fork_demo(),
+        Command::Chain(ChainCommand::Params { network }) => {
+            print_params(network.params());
+            Ok(())
+        }
+    }
+}
+
+fn info(data: &DataArgs) -> Result<()> {
+    let chain = data.open()?;
+    let tip = chain.tip();
+    let digest = chain.utxo_digest()?;
+    println!("network        {}", data.network);
+    println!("tip            {}", tip.hash);
+    println!("height         {}", tip.height);
+    println!("chain work     {}", tip.chain_work);
+    println!("utxo count     {}", digest.count);
+    println!("utxo total     {} sat", digest.total);
+    println!("utxo digest    {}", digest.hash);
+    let mut tips = chain.tips();
+    tips.sort_by_key(|(_, r)| std::cmp::Reverse(r.height));
+    println!("branch tips    {}", tips.len());
+    for (h, r) in tips {
+        let status = if chain.is_active(&h) {
+            "active"
+        } else if r.status.is_failed() {
+            "invalid"
+        } else {
+            "valid-fork"
+        };
+        println!("  {h} height {} {status}", r.height);
+    }
+    Ok(())
+}
+
+fn pay_to_script(pay_to: Option<&str>) -> Result<Script> {
+    match pay_to {
+        None => Ok(crate::script::templates::op_return(b"quarry chain mine")),
+        Some(s) => {
+            let mut h = [0u8; 32];
+            hex::decode_to_slice(s, &mut h)
+                .map_err(|e| anyhow::anyhow!("--pay-to must be 64 hex digits (a public key hash): {e}"))?;
+            Ok(p2pkh(&h))
+        }
+    }
+}
+
+fn mine(data: &DataArgs, blocks: u32, pay_to: Option<&str>) -> Result<()> {
+    let lock = pay_to_script(pay_to)?;
+    let mut chain = data.open()?;
+    for _ in 0..blocks {
+        let tip = chain.tip();
+        let ctx = chain.header_context(&tip.hash, now()).context("tip is indexed")?;
+        let prev_time = chain.record(&tip.hash).context("tip is indexed")?.header.time;
+        let time = (now() as u32).max(prev_time + 1);
+        let cb = coinbase(ctx.height, block_subsidy(chain.params(), ctx.height), lock.clone(), b"quarry chain mine");
+        let block = assemble(chain.params(), tip.hash, time, ctx.expected_bits, vec![cb]);
+        let hash = block.hash();
+        chain.process_block(block, now())?;
+        println!("mined {hash} height {}", ctx.height);
+    }
+    Ok(())
+}
+
+fn print_events(events: &[ChainEvent]) {
+    for e in events {
+        match e {
+            ChainEvent::Connected { block, height } => println!("    + connected    {} at height {height}", block.hash()),
+            ChainEvent::Disconnected { block, height } => {
+                println!("    - disconnected {} at height {height}", block.hash())
+            }
+        }
+    }
+}
+
+fn fork_demo() -> Result<()> {
+    let dir = tempfile_dir()?;
+    let params = Network::Regtest.params();
+    let mut chain = Chain::open(&dir, params)?;
+    let lock = pay_to_script(None)?;
+    let add = |chain: &mut Chain, parent: Hash256, tag: &str| -> Result<Hash256> {
+        let ctx = chain.header_context(&parent, now()).context("parent is indexed")?;
+        let time = chain.record(&parent).context("parent is indexed")?.header.time + 1;
+        let cb = coinbase(ctx.height, block_subsidy(params, ctx.height), lock.clone(), tag.as_bytes());
+        let block = assemble(params, parent, time, ctx.expected_bits, vec![cb]);
+        let hash = block.hash();
+        let outcome = chain.process_block(block, now())?;
+        println!("  {tag:<9} block {hash} height {}", ctx.height);
+        if let ProcessOutcome::Accepted { events } = outcome {
+            print_events(&events);
+        }
+        Ok(hash)
+    };
+    println!("fork demo in {} (regtest)", dir.display());
+    println!("1. the main branch grows to height 4:");
+    let mut main = params.genesis_hash;
+    let mut at2 = main;
+    for h in 1..=4 {
+        main = add(&mut chain, main, "main")?;
+        if h == 2 {
+            at2 = main;
+        }
+    }
+    println!("2. a rival branch forks at height 2; equal work keeps the first-seen tip:");
+    let mut rival = at2;
+    for _ in 0..2 {
+        rival = add(&mut chain, rival, "rival")?;
+    }
+    if chain.tip().hash != main {
+        bail!("fork demo: the tip moved on equal work");
+    }
+    println!("3. one more rival block gives it more work: reorganisation:");
+    add(&mut chain, rival, "rival")?;
+    let tip = chain.tip();
+    println!("tip is now {} at height {} (chain work {})", tip.hash, tip.height, tip.chain_work);
+    std::fs::remove_dir_all(&dir).ok();
+    Ok(())
+}
+
+fn tempfile_dir() -> Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("quarry-fork-demo-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    Ok(dir)
+}
+
+fn print_params(p: &Params) {
+    println!("network             {}", p.network);
+    println!("genesis             {}", p.genesis_hash);
+    println!("genesis bits        0x{:08x}", p.genesis_bits);
+    println!("pow limit           {}", p.pow_limit);
+    println!("target spacing      {} s", p.target_spacing);
+    match p.asert_halflife {
+        Some(h) => println!("retarget            ASERT, half-life {h} s, anchored at height 1"),
+        None => println!("retarget            none"),
+    }
+    println!("initial subsidy     {}", p.initial_subsidy);
+    println!("halving interval    {} blocks", p.halving_interval);
+    println!("coinbase maturity   {} blocks", p.coinbase_maturity);
+    println!("max block size      {} bytes", p.max_block_size);
+    println!("max block sigops    {}", p.max_block_sigops);
+    println!("max tx size         {} bytes", p.max_tx_size);
+    println!("max future drift    {} s", p.max_future_drift);
+}
