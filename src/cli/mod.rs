@@ -62,8 +62,9 @@ impl DataArgs {
     fn open(&self) -> Result<Chain> {
         let dir = self.chainstate_dir()?;
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        Chain::open(&dir, self.network.params())
-            .with_context(|| format!("opening the chainstate at {} (pass --datadir to use another)", dir.display()))
+        Chain::open(&dir, self.network.params()).with_context(|| {
+            format!("opening the chainstate at {} (pass --datadir to use another)", dir.display())
+        })
     }
 }
 
@@ -159,7 +160,12 @@ fn mine(data: &DataArgs, blocks: u32, pay_to: Option<&str>) -> Result<()> {
         let ctx = chain.header_context(&tip.hash, now()).context("tip is indexed")?;
         let prev_time = chain.record(&tip.hash).context("tip is indexed")?.header.time;
         let time = (now() as u32).max(prev_time + 1);
-        let cb = coinbase(ctx.height, block_subsidy(chain.params(), ctx.height), lock.clone(), b"quarry chain mine");
+        let cb = coinbase(
+            ctx.height,
+            block_subsidy(chain.params(), ctx.height),
+            lock.clone(),
+            b"quarry chain mine",
+        );
         let block = assemble(chain.params(), tip.hash, time, ctx.expected_bits, vec![cb]);
         let hash = block.hash();
         chain.process_block(block, now())?;
@@ -171,7 +177,9 @@ fn mine(data: &DataArgs, blocks: u32, pay_to: Option<&str>) -> Result<()> {
 fn print_events(events: &[ChainEvent]) {
     for e in events {
         match e {
-            ChainEvent::Connected { block, height } => println!("    + connected    {} at height {height}", block.hash()),
+            ChainEvent::Connected { block, height } => {
+                println!("    + connected    {} at height {height}", block.hash())
+            }
             ChainEvent::Disconnected { block, height } => {
                 println!("    - disconnected {} at height {height}", block.hash())
             }

@@ -173,47 +173,43 @@ pub fn verify_tx_scripts(tx: &Transaction, spent: &[TxOut]) -> Result<(), Consen
     Ok(())
 }
 
-/// Runs every script of the block in parallel chunks. Within a chunk, signatures are deferred
-/// and batch-verified ([`DeferredChecker`]); a chunk whose scripts or batch fail is rerun
-/// eagerly to find and name the first failing input. The error reported is the first in
-/// block order, whatever the scheduling.
+/// Runs every script of the block in two parallel phases. Phase 1, fine-grained over inputs:
+/// sighash, the script run with deferred signatures ([`DeferredChecker`]) and point
+/// decompression. Phase 2: one batch verification per worker over all collected signatures.
+/// If any script or batch fails, the block is invalid and the slow path reruns every
+/// transaction eagerly in block order, so the error reported is the first in block order,
+/// whatever the scheduling.
 fn verify_block_scripts(block: &CheckedBlock, jobs: &[(usize, Vec<TxOut>)]) -> Result<(), ConsensusError> {
     let txs = &block.block().txs;
-    let inputs: usize = jobs.iter().map(|(_, s)| s.len()).sum();
-    let threads = rayon::current_num_threads().max(1);
-    // Chunks of about 64..=512 signatures: large enough for batching to pay, small enough to
-    // spread over the cores.
-    let per_chunk_inputs = (inputs / (threads * 2)).clamp(64, 512);
-    let avg_inputs = (inputs / jobs.len().max(1)).max(1);
-    let chunk = (per_chunk_inputs / avg_inputs).max(1);
-    let eager = |chunk: &[(usize, Vec<TxOut>)]| -> Result<(), ConsensusError> {
-        for (index, spent) in chunk {
+    let slow_path = || -> Result<(), ConsensusError> {
+        for (index, spent) in jobs {
             verify_tx_scripts(&txs[*index], spent).map_err(in_tx(*index, block.txids()[*index]))?;
         }
         Ok(())
     };
-    let results: Vec<Result<(), ConsensusError>> = jobs
-        .par_chunks(chunk)
-        .map(|chunk| {
-            let mut pending: Vec<PreparedSig> = Vec::new();
-            for (index, spent) in chunk {
-                let tx = &txs[*index];
-                let cache = SighashCache::new(tx);
-                let ctx = SpendContext { tx_lock_time: tx.lock_time };
-                for (i, (txin, out)) in tx.inputs.iter().zip(spent).enumerate() {
-                    let msg = sighash(tx, &cache, i, out);
-                    let mut checker = DeferredChecker { msg: &msg.0, pending: &mut pending };
-                    if verify_spend(&txin.unlock.0, &out.lock.0, &ctx, &mut checker).is_err() {
-                        return eager(chunk);
-                    }
-                }
-            }
-            if verify_batch(&pending) {
-                Ok(())
-            } else {
-                eager(chunk)
-            }
+    let caches: Vec<SighashCache> =
+        jobs.par_iter().map(|(index, _)| SighashCache::new(&txs[*index])).collect();
+    let inputs: Vec<(usize, usize)> =
+        jobs.iter().enumerate().flat_map(|(j, (_, spent))| (0..spent.len()).map(move |i| (j, i))).collect();
+    let phase1: Option<Vec<Vec<PreparedSig>>> = inputs
+        .par_iter()
+        .with_min_len(32)
+        .map(|&(j, i)| {
+            let (index, spent) = &jobs[j];
+            let tx = &txs[*index];
+            let msg = sighash(tx, &caches[j], i, &spent[i]);
+            let mut pending = Vec::with_capacity(1);
+            let mut checker = DeferredChecker { msg: &msg.0, pending: &mut pending };
+            let ctx = SpendContext { tx_lock_time: tx.lock_time };
+            verify_spend(&tx.inputs[i].unlock.0, &spent[i].lock.0, &ctx, &mut checker).ok().map(|_| pending)
         })
         .collect();
-    results.into_iter().collect()
+    let Some(per_input) = phase1 else { return slow_path() };
+    let sigs: Vec<PreparedSig> = per_input.into_iter().flatten().collect();
+    let chunk = sigs.len().div_ceil(rayon::current_num_threads().max(1)).max(64);
+    if sigs.par_chunks(chunk).all(verify_batch) {
+        Ok(())
+    } else {
+        slow_path()
+    }
 }

@@ -3,7 +3,7 @@
 use super::encode::{DecodeError, Reader};
 use super::hash::Hash256;
 use super::header::{BlockHeader, HEADER_SIZE};
-use super::tx::{Transaction, MIN_TX_SIZE};
+use super::tx::{Transaction, MIN_ENCODED_TX_SIZE};
 
 /// A block as decoded: nothing about it has been checked. See
 /// [`crate::consensus::CheckedBlock`] for the validated form.
@@ -50,7 +50,7 @@ impl Block {
         }
         let mut r = Reader::new(bytes);
         let header = BlockHeader::from_bytes(r.take(HEADER_SIZE, "block header")?)?;
-        let n = r.count("block transactions", MIN_TX_SIZE)?;
+        let n = r.count("block transactions", MIN_ENCODED_TX_SIZE)?;
         let mut txs = Vec::with_capacity(n);
         for _ in 0..n {
             txs.push(Transaction::decode_from(&mut r)?);

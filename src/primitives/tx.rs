@@ -106,6 +106,9 @@ pub const MIN_OUTPUT_SIZE: usize = 12;
 /// Smallest canonical transaction (one input, one output): 68 bytes. Being larger than 64
 /// bytes, no transaction can be mistaken for an inner Merkle node.
 pub const MIN_TX_SIZE: usize = 4 + 4 + MIN_INPUT_SIZE + 4 + MIN_OUTPUT_SIZE + 4;
+/// Smallest *encodable* transaction (no inputs, no outputs): 16 bytes. Such a transaction is
+/// invalid, but it decodes so that validation can name the rule it breaks.
+pub const MIN_ENCODED_TX_SIZE: usize = 16;
 
 impl Transaction {
     /// True if this is a coinbase: exactly one input, spending [`OutPoint::NULL`].
