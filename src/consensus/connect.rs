@@ -104,8 +104,10 @@ pub fn connect_block(
                         c
                     }
                 };
-                if coin.is_coinbase && height - coin.height < params.coinbase_maturity {
-                    let depth = height - coin.height;
+                // saturating: a coin "from the future" would mean an inconsistent view; it
+                // then counts as depth 0 (immature) rather than wrapping around.
+                let depth = height.saturating_sub(coin.height);
+                if coin.is_coinbase && depth < params.coinbase_maturity {
                     return Err(fail(ConsensusError::ImmatureCoinbaseSpend {
                         outpoint: op,
                         depth,

@@ -76,7 +76,10 @@ pub enum ConsensusError {
     NullPrevout { input: usize },
 
     // --- transaction (contextual)
-    #[error("coinbase does not start with its height: got {got:?}, expected {expected}")]
+    #[error(
+        "coinbase does not start with its height {expected}: found {}",
+        .got.map_or_else(|| "no height push".to_string(), |g| g.to_string())
+    )]
     BadCoinbaseHeight { got: Option<i64>, expected: u32 },
     #[error("coinbase pays {got} but the subsidy plus fees is {max}")]
     CoinbaseValueTooHigh { got: u64, max: u64 },
