@@ -26,7 +26,7 @@ use quarry::primitives::merkle::merkle_root;
 use quarry::primitives::{
     sha256d, Amount, Block, BlockHeader, DecodeError, Hash256, OutPoint, Script, Transaction, TxIn, TxOut,
 };
-use quarry::script::opcodes::{push_data, push_int, OP_CHECKMULTISIG, OP_DUP, OP_RETURN};
+use quarry::script::opcodes::{push_data, push_int, OP_0, OP_CHECKMULTISIG, OP_DUP, OP_PUSHDATA1, OP_RETURN};
 use quarry::script::templates::{
     multisig, multisig_unlock, op_return, p2pkh, p2pkh_unlock, p2sh, p2sh_unlock, pubkey_hash, script_hash,
     with_height_lock,
@@ -1466,6 +1466,47 @@ fn all_cases() -> Vec<Generated> {
             "unlock-not-push-only",
             &ctx,
             "A valid P2PKH unlock followed by OP_DUP OP_DROP: unlock data may only push.",
+            &b,
+            Want::Err(STAGE_CONNECT, e),
+        );
+    }
+    {
+        let mut ctx = Ctx::regtest(20);
+        let (op, o) = ctx.fund("extra push", 10 * COIN, p2pkh_of(1));
+        let mut t = tx(&[op], vec![out(9 * COIN, p2pkh_of(2))], 0);
+        sign_tx(&mut t, &[o], |_, m| {
+            let mut u = vec![OP_0];
+            u.extend_from_slice(&p2pkh_unlock(&sig(1, m), &pk(1)).0);
+            Script(u)
+        });
+        let b = ctx.spend_block(vec![t]);
+        let e = script_err(&b, 1, 0, S::CleanStack { items: 2 });
+        g.block(
+            "unlock-extra-push-clean-stack",
+            &ctx,
+            "A valid P2PKH unlock with an extra OP_0 in front (a third party's txid malleation): \
+             the spend must leave exactly one item.",
+            &b,
+            Want::Err(STAGE_CONNECT, e),
+        );
+    }
+    {
+        let mut ctx = Ctx::regtest(20);
+        let (op, o) = ctx.fund("non-minimal push", 10 * COIN, p2pkh_of(1));
+        let mut t = tx(&[op], vec![out(9 * COIN, p2pkh_of(2))], 0);
+        sign_tx(&mut t, &[o], |_, m| {
+            let mut u = vec![OP_PUSHDATA1, 64];
+            u.extend_from_slice(&sig(1, m));
+            push_data(&mut u, &pk(1));
+            Script(u)
+        });
+        let b = ctx.spend_block(vec![t]);
+        let e = script_err(&b, 1, 0, S::NonMinimalPush { at: 0, len: 64 });
+        g.block(
+            "unlock-non-minimal-push",
+            &ctx,
+            "A P2PKH unlock whose signature is pushed with OP_PUSHDATA1 instead of the direct \
+             push (a third party's txid malleation): unlock pushes must be minimal.",
             &b,
             Want::Err(STAGE_CONNECT, e),
         );

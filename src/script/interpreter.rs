@@ -190,7 +190,13 @@ pub fn execute(
                 match op {
                     OP_IF | OP_NOTIF => {
                         let branch = if executing {
-                            cast_to_bool(&pop(stack, op, 1)?) != (op == OP_NOTIF)
+                            let cond = pop(stack, op, 1)?;
+                            // MINIMALIF: only "" (false) and 0x01 (true), so a third party
+                            // cannot swap one true value for another and change the txid.
+                            if !(cond.is_empty() || cond == [1]) {
+                                return Err(ScriptError::NonMinimalIf { len: cond.len() });
+                            }
+                            cast_to_bool(&cond) != (op == OP_NOTIF)
                         } else {
                             false
                         };
@@ -326,10 +332,27 @@ fn execute_op(
     Ok(())
 }
 
+/// A spend succeeds with exactly one true item left (CLEANSTACK: extra unlock pushes would
+/// otherwise let anyone change a transaction's id without invalidating it).
 fn finish(stack: &Stack) -> Result<(), ScriptError> {
     match stack.last() {
-        Some(top) if cast_to_bool(top) => Ok(()),
+        Some(top) if cast_to_bool(top) => match stack.len() {
+            1 => Ok(()),
+            items => Err(ScriptError::CleanStack { items }),
+        },
         _ => Err(ScriptError::EvalFalse),
+    }
+}
+
+/// True if `data` is pushed with the shortest encoding (MINIMALDATA): OP_0 for nothing,
+/// OP_1..OP_16 for one byte 1..=16, a direct push up to 75 bytes, then PUSHDATA1, PUSHDATA2.
+fn is_minimal_push(opcode: u8, data: &[u8]) -> bool {
+    match data.len() {
+        0 => opcode == OP_0,
+        1 if (1..=16).contains(&data[0]) => false,
+        n @ 1..=0x4b => opcode as usize == n,
+        0x4c..=0xff => opcode == OP_PUSHDATA1,
+        _ => opcode == OP_PUSHDATA2,
     }
 }
 
@@ -341,8 +364,12 @@ pub fn verify_spend(
     checker: &mut dyn SigChecker,
 ) -> Result<(), ScriptError> {
     for ins in Instructions::new(unlock) {
-        if let (at, Instruction::Op(opcode)) = ins? {
-            return Err(ScriptError::UnlockNotPushOnly { opcode, at });
+        match ins? {
+            (at, Instruction::Op(opcode)) => return Err(ScriptError::UnlockNotPushOnly { opcode, at }),
+            (at, Instruction::Push(data)) if !is_minimal_push(unlock[at], data) => {
+                return Err(ScriptError::NonMinimalPush { at, len: data.len() })
+            }
+            _ => {}
         }
     }
     let mut stack = Stack::new();
@@ -385,4 +412,55 @@ pub fn count_sigops(script: &[u8]) -> usize {
         prev = Some(ins);
     }
     count
+}
+
+#[cfg(test)]
+mod malleability_tests {
+    use super::*;
+    use crate::script::templates::{p2pkh, p2pkh_unlock, pubkey_hash};
+    use ed25519_dalek::{Signer, SigningKey};
+
+    fn run(unlock: &[u8], lock: &[u8], msg: &[u8]) -> Result<(), ScriptError> {
+        verify_spend(unlock, lock, &SpendContext { tx_lock_time: 0 }, &mut EagerChecker { msg })
+    }
+
+    #[test]
+    fn a_third_party_cannot_alter_a_signed_unlock() {
+        let key = SigningKey::from_bytes(&[3; 32]);
+        let pk = key.verifying_key().to_bytes();
+        let lock = p2pkh(&pubkey_hash(&pk));
+        let msg = [9u8; 32];
+        let sig = key.sign(&msg).to_bytes();
+        let unlock = p2pkh_unlock(&sig, &pk);
+        run(&unlock.0, &lock.0, &msg).unwrap();
+
+        // An extra push in front leaves two items: CLEANSTACK.
+        let mut extra = vec![OP_0];
+        extra.extend_from_slice(&unlock.0);
+        assert_eq!(run(&extra, &lock.0, &msg), Err(ScriptError::CleanStack { items: 2 }));
+        // The signature re-encoded with PUSHDATA1: MINIMALDATA.
+        let mut reencoded = vec![OP_PUSHDATA1, 64];
+        reencoded.extend_from_slice(&unlock.0[1..]);
+        assert_eq!(run(&reencoded, &lock.0, &msg), Err(ScriptError::NonMinimalPush { at: 0, len: 64 }));
+        // A one-byte 1..=16 pushed directly instead of OP_n.
+        assert_eq!(
+            run(&[0x01, 0x05], &[OP_DROP, OP_1], &msg),
+            Err(ScriptError::NonMinimalPush { at: 0, len: 1 })
+        );
+        assert_eq!(run(&[OP_1 + 4], &[OP_DROP, OP_1], &msg), Ok(()));
+        // The empty push must be OP_0, not PUSHDATA1 0.
+        assert_eq!(
+            run(&[OP_PUSHDATA1, 0], &[OP_DROP, OP_1], &msg),
+            Err(ScriptError::NonMinimalPush { at: 0, len: 0 })
+        );
+    }
+
+    #[test]
+    fn if_arguments_are_empty_or_one() {
+        let lock = [OP_IF, OP_1, OP_ELSE, OP_1, OP_ENDIF];
+        assert_eq!(run(&[OP_1], &lock, &[]), Ok(()));
+        assert_eq!(run(&[OP_0], &lock, &[]), Ok(()));
+        assert_eq!(run(&[OP_1 + 1], &lock, &[]), Err(ScriptError::NonMinimalIf { len: 1 }));
+        assert_eq!(run(&[0x02, 1, 0], &lock, &[]), Err(ScriptError::NonMinimalIf { len: 2 }));
+    }
 }

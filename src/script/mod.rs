@@ -1,9 +1,11 @@
 //! The script language: opcodes, interpreter, standard templates and sighash. Pure.
 //!
-//! A spend runs the input's unlock data (push-only) and then the spent output's locking
-//! script on the resulting stack; it succeeds if no operation fails and the top of the stack
-//! is true. If the locking script is the P2SH template, the last item the unlock data pushed is
-//! a redeem script: its hash must match and it runs on the remaining stack.
+//! A spend runs the input's unlock data (push-only, minimal pushes) and then the spent
+//! output's locking script on the resulting stack; it succeeds if no operation fails and
+//! exactly one true item is left. Together with MINIMALIF and NULLFAIL, these rules leave a
+//! third party no way to alter unlock data, and so a txid, without invalidating the spend.
+//! If the locking script is the P2SH template, the last item the unlock data pushed is a
+//! redeem script: its hash must match and it runs on the remaining stack.
 //! docs/PROTOCOL.md "Script" is the specification.
 
 pub mod interpreter;
@@ -76,6 +78,12 @@ pub enum ScriptError {
     LockTimeNotReached { required: i64, tx_lock_time: u32 },
     #[error("unlock data must contain only pushes (opcode 0x{opcode:02x} at byte {at})")]
     UnlockNotPushOnly { opcode: u8, at: usize },
+    #[error("unlock data push at byte {at} of {len} bytes is not minimally encoded")]
+    NonMinimalPush { at: usize, len: usize },
+    #[error("IF/NOTIF argument must be empty or 0x01, got {len} bytes")]
+    NonMinimalIf { len: usize },
+    #[error("script left {items} items on the stack, exactly 1 is required")]
+    CleanStack { items: usize },
     #[error("P2SH spend pushes no redeem script")]
     P2shNoRedeemScript,
     #[error("P2SH redeem script hash {got} does not match the committed {expected}")]

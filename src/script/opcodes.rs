@@ -120,10 +120,12 @@ impl<'a> Iterator for Instructions<'a> {
     }
 }
 
-/// Appends a minimal push of `data` (OP_0, direct, PUSHDATA1 or PUSHDATA2).
+/// Appends a minimal push of `data` (OP_0, OP_1..OP_16 for one byte 1..=16, direct,
+/// PUSHDATA1 or PUSHDATA2), the only encoding unlock data may use.
 pub fn push_data(out: &mut Vec<u8>, data: &[u8]) {
     match data.len() {
         0 => out.push(OP_0),
+        1 if (1..=16).contains(&data[0]) => out.push(OP_1 + data[0] - 1),
         n @ 1..=0x4b => {
             out.push(n as u8);
             out.extend_from_slice(data);

@@ -240,8 +240,12 @@ fn p2sh_rules() {
 
 #[test]
 fn p2sh_redeem_script_size_limit() {
-    assert_eq!(p2sh_run(&[], &[OP_1; MAX_ELEMENT_SIZE]), Ok(()));
-    assert_eq!(p2sh_run(&[], &[OP_1; MAX_ELEMENT_SIZE + 1]), Err(E::ElementTooLarge { size: 521, max: 520 }));
+    // PUSHDATA2 <n bytes> OP_DROP OP_1: n + 5 bytes, leaving one true item.
+    let redeem =
+        |n: usize| [vec![OP_PUSHDATA2, n as u8, (n >> 8) as u8], vec![7; n], vec![OP_DROP, OP_1]].concat();
+    assert_eq!(redeem(515).len(), MAX_ELEMENT_SIZE);
+    assert_eq!(p2sh_run(&[], &redeem(515)), Ok(()));
+    assert_eq!(p2sh_run(&[], &redeem(516)), Err(E::ElementTooLarge { size: 521, max: 520 }));
 }
 
 #[test]
@@ -293,7 +297,9 @@ fn conditionals() {
     let ite = [OP_IF, OP_2, OP_ELSE, OP_3, OP_ENDIF];
     assert_eq!(with(&[OP_1], &ite), Ok(vec![vec![2]]));
     assert_eq!(with(&[OP_0], &ite), Ok(vec![vec![3]]));
-    assert_eq!(with(&pushes(&[&[0x80]]), &ite), Ok(vec![vec![3]]), "negative zero is false");
+    // Minimal IF: only "" and 01 are conditions; other values, even negative zero, fail.
+    assert_eq!(with(&pushes(&[&[0x80]]), &ite), Err(E::NonMinimalIf { len: 1 }));
+    assert_eq!(with(&[OP_2], &ite), Err(E::NonMinimalIf { len: 1 }));
     let nite = [OP_NOTIF, OP_2, OP_ELSE, OP_3, OP_ENDIF];
     assert_eq!(with(&[OP_0], &nite), Ok(vec![vec![2]]));
     assert_eq!(with(&[OP_1], &nite), Ok(vec![vec![3]]));
@@ -373,29 +379,44 @@ fn stack_size_limit() {
     assert_eq!(exec(&[OP_1; MAX_STACK_SIZE + 1]), Err(E::StackOverflow { max: 1000 }));
     assert_eq!(exec(&[vec![OP_1; 999], vec![OP_DUP, OP_DUP]].concat()), Err(E::StackOverflow { max: 1000 }));
     // The limit spans unlock data and locking script.
-    assert_eq!(plain(&[OP_1; 999], &[OP_1]), Ok(()));
+    // 1000 items fit (and then fail the clean-stack rule, not the stack limit).
+    assert_eq!(plain(&[OP_1; 999], &[OP_1]), Err(E::CleanStack { items: 1000 }));
     assert_eq!(plain(&[OP_1; 1000], &[OP_1]), Err(E::StackOverflow { max: 1000 }));
 }
 
-/// A push-only script of exactly `total` bytes that leaves a true top item.
-fn big_push_script(total: usize) -> Vec<u8> {
+/// Minimal pushes of 7s totalling exactly `total` bytes, and how many items they push.
+fn big_push_script(total: usize) -> (Vec<u8>, usize) {
     let mut s = Vec::with_capacity(total);
-    while total - s.len() >= 504 {
+    let mut items = 0;
+    while total - s.len() > 506 {
         push_data(&mut s, &[7; 500]); // PUSHDATA2: 503 bytes
+        items += 1;
     }
-    s.resize(total, OP_1);
-    s
+    let r = total - s.len();
+    let m = if r >= 259 {
+        r - 3
+    } else if r >= 78 {
+        r - 2
+    } else {
+        r - 1
+    };
+    push_data(&mut s, &vec![7; m]);
+    assert_eq!(s.len(), total, "remainder {r} has no single minimal push");
+    (s, items + 1)
 }
 
 #[test]
 fn script_size_limit() {
-    let (ok, big) = (big_push_script(MAX_SCRIPT_SIZE), big_push_script(MAX_SCRIPT_SIZE + 1));
+    let ((ok, n_ok), (big, n_big)) = (big_push_script(MAX_SCRIPT_SIZE), big_push_script(MAX_SCRIPT_SIZE + 1));
     assert_eq!((ok.len(), big.len()), (10_000, 10_001));
     let e = Err(E::ScriptTooLarge { size: 10_001, max: 10_000 });
-    assert_eq!(plain(&[], &ok), Ok(()));
-    assert_eq!(plain(&[], &big), e);
-    assert_eq!(plain(&ok, &[OP_1]), Ok(()));
-    assert_eq!(plain(&big, &[OP_1]), e);
+    // As a locking script: the pushes sit in a skipped branch, `OP_0 OP_IF .. OP_ENDIF OP_1`.
+    let lock = |n: usize| [vec![OP_0, OP_IF], big_push_script(n - 4).0, vec![OP_ENDIF, OP_1]].concat();
+    assert_eq!(plain(&[], &lock(MAX_SCRIPT_SIZE)), Ok(()));
+    assert_eq!(plain(&[], &lock(MAX_SCRIPT_SIZE + 1)), e);
+    // As unlock data: the locking script drops all but one item.
+    assert_eq!(plain(&ok, &vec![OP_DROP; n_ok - 1]), Ok(()));
+    assert_eq!(plain(&big, &vec![OP_DROP; n_big - 1]), e);
 }
 
 #[test]
