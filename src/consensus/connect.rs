@@ -3,7 +3,7 @@
 use super::params::Params;
 use super::validation::{block_subsidy, in_tx, CheckedBlock};
 use super::ConsensusError;
-use crate::primitives::{Amount, OutPoint, Transaction, TxOut};
+use crate::primitives::{Amount, Hash256, OutPoint, Transaction, TxOut};
 use crate::script::opcodes::{decode_num, Instruction, Instructions};
 use crate::script::sig::{verify_batch, PreparedSig};
 use crate::script::templates::{is_unspendable, p2sh_commitment};
@@ -61,7 +61,27 @@ fn coinbase_height(tx: &Transaction) -> Option<i64> {
 /// effect. Rules: coinbase height, lock times, inputs exist and are unspent (also within the
 /// block), coinbase maturity, amounts, coinbase value, total sigops with P2SH redeem scripts,
 /// and every input script (signatures batch-verified in parallel).
+///
+/// The sequential bookkeeping (which must see transactions in order) runs alongside the
+/// parallel script work ([`rayon::join`]); its errors take precedence, so the error reported
+/// never depends on scheduling.
 pub fn connect_block(
+    block: &CheckedBlock,
+    height: u32,
+    params: &Params,
+    view: &(dyn CoinLookup + Sync),
+) -> Result<BlockConnect, ConsensusError> {
+    let (effect, scripts_ok) =
+        rayon::join(|| utxo_rules(block, height, params, view), || scripts_pass_fast(block, view));
+    let effect = effect?;
+    if !scripts_ok {
+        verify_scripts_in_order(block, view)?;
+    }
+    Ok(effect)
+}
+
+/// The sequential UTXO-set rules, in block order.
+fn utxo_rules(
     block: &CheckedBlock,
     height: u32,
     params: &Params,
@@ -75,12 +95,13 @@ pub fn connect_block(
         return Err(in_tx(0, txids[0])(ConsensusError::BadCoinbaseHeight { got, expected: height }));
     }
 
-    let mut created: HashMap<OutPoint, Coin> = HashMap::new();
-    let mut spent_by: HashMap<OutPoint, usize> = HashMap::new();
-    let mut spent = Vec::new();
+    let n_outputs: usize = txs.iter().map(|t| t.outputs.len()).sum();
+    let n_inputs: usize = txs.iter().skip(1).map(|t| t.inputs.len()).sum();
+    let mut created: HashMap<OutPoint, Coin> = HashMap::with_capacity(n_outputs);
+    let mut spent_by: HashMap<OutPoint, usize> = HashMap::with_capacity(n_inputs);
+    let mut spent = Vec::with_capacity(n_inputs);
     let mut fees = Amount::ZERO;
     let mut sigops = block.legacy_sigops();
-    let mut jobs: Vec<(usize, Vec<TxOut>)> = Vec::with_capacity(txs.len().saturating_sub(1));
 
     for (index, tx) in txs.iter().enumerate() {
         let fail = in_tx(index, txids[index]);
@@ -89,41 +110,41 @@ pub fn connect_block(
         }
         if index > 0 {
             let mut in_sum = Amount::ZERO;
-            let mut spent_outs = Vec::with_capacity(tx.inputs.len());
             for input in &tx.inputs {
                 let op = input.prevout;
                 if let Some(first_tx) = spent_by.insert(op, index) {
                     return Err(fail(ConsensusError::SpentInBlock { outpoint: op, first_tx }));
                 }
-                let coin = match created.remove(&op) {
-                    Some(c) => c,
+                let (value, coin_height, is_coinbase, is_p2sh) = match created.remove(&op) {
+                    Some(c) => {
+                        (c.out.value, c.height, c.is_coinbase, p2sh_commitment(&c.out.lock.0).is_some())
+                    }
                     None => {
-                        let c = view.coin(&op).ok_or(ConsensusError::MissingInput { outpoint: op });
-                        let c = c.map_err(|e| fail(e))?.clone();
+                        let c = view
+                            .coin(&op)
+                            .ok_or_else(|| fail(ConsensusError::MissingInput { outpoint: op }))?;
                         spent.push((op, c.clone()));
-                        c
+                        (c.out.value, c.height, c.is_coinbase, p2sh_commitment(&c.out.lock.0).is_some())
                     }
                 };
                 // saturating: a coin "from the future" would mean an inconsistent view; it
                 // then counts as depth 0 (immature) rather than wrapping around.
-                let depth = height.saturating_sub(coin.height);
-                if coin.is_coinbase && depth < params.coinbase_maturity {
+                let depth = height.saturating_sub(coin_height);
+                if is_coinbase && depth < params.coinbase_maturity {
                     return Err(fail(ConsensusError::ImmatureCoinbaseSpend {
                         outpoint: op,
                         depth,
                         maturity: params.coinbase_maturity,
                     }));
                 }
-                in_sum =
-                    in_sum.checked_add(coin.out.value).map_err(|_| fail(ConsensusError::InputsOverflow))?;
-                if p2sh_commitment(&coin.out.lock.0).is_some() {
+                in_sum = in_sum.checked_add(value).map_err(|_| fail(ConsensusError::InputsOverflow))?;
+                if is_p2sh {
                     if let Some(Ok((_, Instruction::Push(redeem)))) =
                         Instructions::new(&input.unlock.0).last()
                     {
                         sigops += count_sigops(redeem);
                     }
                 }
-                spent_outs.push(coin.out);
             }
             let out_sum = Amount::sum(tx.outputs.iter().map(|o| o.value)).expect("checked by check_block");
             let fee = in_sum.checked_sub(out_sum).map_err(|_| {
@@ -133,7 +154,6 @@ pub fn connect_block(
                 })
             })?;
             fees = fees.checked_add(fee).map_err(|_| fail(ConsensusError::InputsOverflow))?;
-            jobs.push((index, spent_outs));
         }
         for (i, out) in tx.outputs.iter().enumerate() {
             if !is_unspendable(&out.lock.0) {
@@ -154,14 +174,33 @@ pub fn connect_block(
             max: max.to_sat(),
         }));
     }
-
-    verify_block_scripts(block, &jobs)?;
-
     let mut created: Vec<(OutPoint, Coin)> = created.into_iter().collect();
     created.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     Ok(BlockConnect { spent, created, fees })
 }
 
+/// Finds the output an input spends, in the parent's UTXO set or among the block's own
+/// transactions. Ordering and double spends are [`utxo_rules`]' business; this only feeds
+/// the script checks.
+struct SpentOutputs<'a> {
+    view: &'a (dyn CoinLookup + Sync),
+    txs: &'a [Transaction],
+    by_txid: HashMap<Hash256, usize>,
+}
+
+impl<'a> SpentOutputs<'a> {
+    fn new(block: &'a CheckedBlock, view: &'a (dyn CoinLookup + Sync)) -> Self {
+        let by_txid = block.txids().iter().enumerate().map(|(i, t)| (*t, i)).collect();
+        SpentOutputs { view, txs: &block.block().txs, by_txid }
+    }
+
+    fn get(&self, op: &OutPoint) -> Option<&'a TxOut> {
+        if let Some(c) = self.view.coin(op) {
+            return Some(&c.out);
+        }
+        self.by_txid.get(&op.txid).and_then(|&i| self.txs[i].outputs.get(op.index as usize))
+    }
+}
 /// Eagerly verifies every input script of `tx`, whose inputs spend `spent` (in order).
 /// Returns the first failure as [`ConsensusError::Script`].
 pub fn verify_tx_scripts(tx: &Transaction, spent: &[TxOut]) -> Result<(), ConsensusError> {
@@ -175,43 +214,122 @@ pub fn verify_tx_scripts(tx: &Transaction, spent: &[TxOut]) -> Result<(), Consen
     Ok(())
 }
 
-/// Runs every script of the block in two parallel phases. Phase 1, fine-grained over inputs:
-/// sighash, the script run with deferred signatures ([`DeferredChecker`]) and point
-/// decompression. Phase 2: one batch verification per worker over all collected signatures.
-/// If any script or batch fails, the block is invalid and the slow path reruns every
-/// transaction eagerly in block order, so the error reported is the first in block order,
-/// whatever the scheduling.
-fn verify_block_scripts(block: &CheckedBlock, jobs: &[(usize, Vec<TxOut>)]) -> Result<(), ConsensusError> {
+/// The fast path: every input script in parallel in two phases. Phase 1, fine-grained over
+/// inputs: sighash, the script run with deferred signatures ([`DeferredChecker`]) and point
+/// decompression. Phase 2: one batch verification per worker over all the signatures.
+/// Returns false if anything failed; the caller then finds the first error in block order
+/// with [`verify_scripts_in_order`].
+fn scripts_pass_fast(block: &CheckedBlock, view: &(dyn CoinLookup + Sync)) -> bool {
     let txs = &block.block().txs;
-    let slow_path = || -> Result<(), ConsensusError> {
-        for (index, spent) in jobs {
-            verify_tx_scripts(&txs[*index], spent).map_err(in_tx(*index, block.txids()[*index]))?;
-        }
-        Ok(())
-    };
-    let caches: Vec<SighashCache> =
-        jobs.par_iter().map(|(index, _)| SighashCache::new(&txs[*index])).collect();
+    let outputs = SpentOutputs::new(block, view);
+    let caches: Vec<SighashCache> = txs.par_iter().skip(1).map(SighashCache::new).collect();
     let inputs: Vec<(usize, usize)> =
-        jobs.iter().enumerate().flat_map(|(j, (_, spent))| (0..spent.len()).map(move |i| (j, i))).collect();
+        (1..txs.len()).flat_map(|t| (0..txs[t].inputs.len()).map(move |i| (t, i))).collect();
     let phase1: Option<Vec<Vec<PreparedSig>>> = inputs
         .par_iter()
         .with_min_len(32)
-        .map(|&(j, i)| {
-            let (index, spent) = &jobs[j];
-            let tx = &txs[*index];
-            let msg = sighash(tx, &caches[j], i, &spent[i]);
+        .map(|&(t, i)| {
+            let tx = &txs[t];
+            let spent = outputs.get(&tx.inputs[i].prevout)?;
+            let msg = sighash(tx, &caches[t - 1], i, spent);
             let mut pending = Vec::with_capacity(1);
             let mut checker = DeferredChecker { msg: &msg.0, pending: &mut pending };
             let ctx = SpendContext { tx_lock_time: tx.lock_time };
-            verify_spend(&tx.inputs[i].unlock.0, &spent[i].lock.0, &ctx, &mut checker).ok().map(|_| pending)
+            verify_spend(&tx.inputs[i].unlock.0, &spent.lock.0, &ctx, &mut checker).ok().map(|_| pending)
         })
         .collect();
-    let Some(per_input) = phase1 else { return slow_path() };
+    let Some(per_input) = phase1 else { return false };
     let sigs: Vec<PreparedSig> = per_input.into_iter().flatten().collect();
     let chunk = sigs.len().div_ceil(rayon::current_num_threads().max(1)).max(64);
-    if sigs.par_chunks(chunk).all(verify_batch) {
-        Ok(())
-    } else {
-        slow_path()
+    sigs.par_chunks(chunk).all(verify_batch)
+}
+
+/// The slow path, for blocks whose fast path failed: every transaction eagerly, in block
+/// order, so the error is the first in block order. Only called once [`utxo_rules`] passed,
+/// so every input's output exists.
+fn verify_scripts_in_order(
+    block: &CheckedBlock,
+    view: &(dyn CoinLookup + Sync),
+) -> Result<(), ConsensusError> {
+    let outputs = SpentOutputs::new(block, view);
+    for (index, tx) in block.block().txs.iter().enumerate().skip(1) {
+        let spent: Vec<TxOut> = tx
+            .inputs
+            .iter()
+            .map(|i| outputs.get(&i.prevout).cloned().expect("utxo_rules found every input"))
+            .collect();
+        verify_tx_scripts(tx, &spent).map_err(in_tx(index, block.txids()[index]))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::consensus::{check_block, Network};
+    use crate::testkit::{assemble, coinbase, key, p2pkh_lock, spend_p2pkh};
+
+    /// A block at height 20 spending `n` P2PKH coins of key 1, and its view.
+    fn block_with_spends(n: usize, corrupt: &[usize]) -> (CheckedBlock, HashMap<OutPoint, Coin>) {
+        let params = Network::Regtest.params();
+        let k = key(1);
+        let mut view = HashMap::new();
+        let mut txs = vec![coinbase(20, block_subsidy(params, 20), p2pkh_lock(&k), b"t")];
+        for i in 0..n {
+            let op = OutPoint { txid: Hash256([i as u8 + 1; 32]), index: 0 };
+            let out = TxOut { value: Amount::from_sat(1000).unwrap(), lock: p2pkh_lock(&k) };
+            view.insert(op, Coin { out: out.clone(), height: 1, is_coinbase: false });
+            let mut tx = spend_p2pkh(
+                &k,
+                &[(op, out.clone())],
+                vec![TxOut { value: Amount::from_sat(900).unwrap(), ..out }],
+                0,
+            );
+            if corrupt.contains(&(i + 1)) {
+                tx.inputs[0].unlock.0[10] ^= 1; // flip a bit of the signature
+            }
+            txs.push(tx);
+        }
+        let block = assemble(params, Hash256::ZERO, 1, params.genesis_bits, txs);
+        (check_block(block, params).unwrap(), view)
+    }
+
+    #[test]
+    fn valid_spends_connect_and_the_first_bad_signature_in_block_order_is_reported() {
+        let params = Network::Regtest.params();
+        let (ok, view) = block_with_spends(150, &[]);
+        let effect = connect_block(&ok, 20, params, &view).unwrap();
+        assert_eq!(effect.spent.len(), 150);
+        assert_eq!(effect.fees.to_sat(), 150 * 100);
+        for _ in 0..5 {
+            let (bad, view) = block_with_spends(150, &[97, 41, 130]);
+            match connect_block(&bad, 20, params, &view) {
+                Err(ConsensusError::InTx { index, error, .. }) => {
+                    assert_eq!(index, 41, "the first failing transaction in block order");
+                    assert!(matches!(
+                        *error,
+                        ConsensusError::Script {
+                            input: 0,
+                            error: crate::script::ScriptError::NullFail { .. }
+                        }
+                    ));
+                }
+                r => panic!("{r:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn utxo_errors_take_precedence_over_script_errors() {
+        let params = Network::Regtest.params();
+        let (bad, mut view) = block_with_spends(10, &[2]);
+        // Tx 5's coin is missing as well as tx 2's signature being bad.
+        view.remove(&OutPoint { txid: Hash256([5; 32]), index: 0 });
+        match connect_block(&bad, 20, params, &view) {
+            Err(ConsensusError::InTx { index: 5, error, .. }) => {
+                assert!(matches!(*error, ConsensusError::MissingInput { .. }))
+            }
+            r => panic!("{r:?}"),
+        }
     }
 }
