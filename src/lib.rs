@@ -14,6 +14,7 @@ pub mod chain;
 pub mod cli;
 pub mod codec;
 pub mod consensus;
+pub mod miner;
 pub mod primitives;
 pub mod script;
 pub mod store;

@@ -196,11 +196,15 @@ fn orphans_wait_for_their_parent() {
     b.submit(p.clone());
     let c = b.child(&p.hash(), 5, vec![], b"c");
     // A second chainstate sees the child first.
+    b.submit(c.clone());
+    let gc = b.child(&c.hash(), 5, vec![], b"gc");
     let mut other = Builder::new(Network::Regtest.params());
     assert!(matches!(other.submit(c.clone()), ProcessOutcome::Orphan { missing } if missing == p.hash()));
-    assert_eq!(other.chain.orphan_count(), 1);
+    // The grandchild's parent is waiting too: ask for the missing root, not for c.
+    assert!(matches!(other.submit(gc.clone()), ProcessOutcome::Orphan { missing } if missing == p.hash()));
+    assert_eq!(other.chain.orphan_count(), 2);
     other.submit(p);
-    assert_eq!(other.chain.tip().hash, c.hash());
+    assert_eq!(other.chain.tip().hash, gc.hash());
     assert_eq!(other.chain.orphan_count(), 0);
 }
 
@@ -254,6 +258,7 @@ fn contextual_rejections_name_the_rule() {
     let future = assemble(params, g, (NOW + 7201) as u32, ctx.expected_bits, vec![cb]);
     let err = b.chain.process_block(future.clone(), NOW).unwrap_err();
     assert!(err.to_string().contains("more than 7200 s ahead"), "{err}");
+    assert!(!err.is_peer_fault(), "a block too new for our clock is not the sender's fault");
     // Too new is not permanent: the same block is accepted once the clock catches up.
     assert!(b.chain.process_block(future, NOW + 10).is_ok());
 }
@@ -326,4 +331,96 @@ proptest! {
             prop_assert_eq!(b.chain.tip().hash, tip);
         }
     }
+}
+
+// ---- Review findings (regression tests) -----------------------------------------------------
+
+fn review_child(chain: &Chain, parent: &Hash256, tag: &[u8], value: Option<Amount>) -> Block {
+    let p = Network::Regtest.params();
+    let ctx = chain.header_context(parent, NOW).unwrap();
+    let ptime = chain.record(parent).unwrap().header.time;
+    let v = value.unwrap_or_else(|| block_subsidy(p, ctx.height));
+    assemble(
+        p,
+        *parent,
+        ptime + 5,
+        ctx.expected_bits,
+        vec![coinbase(ctx.height, v, p2pkh_lock(&key(1)), tag)],
+    )
+}
+
+fn review_extend(chain: &mut Chain, parent: Hash256, n: usize, tag: &[u8]) -> Vec<Hash256> {
+    let mut out = Vec::new();
+    let mut prev = parent;
+    for _ in 0..n {
+        let b = review_child(chain, &prev, tag, None);
+        prev = b.hash();
+        chain.process_block(b, NOW).unwrap();
+        out.push(prev);
+    }
+    out
+}
+
+fn params() -> &'static Params {
+    Network::Regtest.params()
+}
+
+/// A block received while its parent is invalidated is refused without being indexed (its
+/// body is not kept). reconsiderblock must not wedge the chain on it; once reconsidered, the
+/// block is welcome again. (Review finding: it used to become a body-less candidate.)
+#[test]
+fn reconsider_never_makes_a_bodyless_block_a_candidate() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut chain = Chain::open(dir.path(), params()).unwrap();
+    let g = params().genesis_hash;
+    let main = review_extend(&mut chain, g, 2, b"main");
+    chain.invalidate_block(&main[1]).unwrap();
+    assert_eq!(chain.tip().hash, main[0]);
+    let c = review_child(&chain, &main[1], b"c", None);
+    assert!(matches!(chain.process_block(c.clone(), NOW), Err(ChainError::KnownInvalid { .. })));
+
+    let r = chain.reconsider_block(&main[1]);
+    assert!(r.is_ok(), "reconsiderblock failed: {:?}", r.err().map(|e| e.to_string()));
+    assert_eq!(chain.tip().hash, main[1]);
+    chain.process_block(c.clone(), NOW).unwrap();
+    assert_eq!(chain.tip().hash, c.hash());
+}
+
+/// Same set-up: after reconsider the node keeps accepting valid blocks and reopens.
+#[test]
+fn after_reconsider_the_node_accepts_blocks_and_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut chain = Chain::open(dir.path(), params()).unwrap();
+        let g = params().genesis_hash;
+        let main = review_extend(&mut chain, g, 2, b"main");
+        chain.invalidate_block(&main[1]).unwrap();
+        let c = review_child(&chain, &main[1], b"c", None);
+        let _ = chain.process_block(c, NOW);
+        let _ = chain.reconsider_block(&main[1]);
+        let tip = chain.tip().hash;
+        let next = review_child(&chain, &tip, b"next", None);
+        chain.process_block(next, NOW).unwrap();
+    }
+    let reopened = Chain::open(dir.path(), params());
+    assert!(reopened.is_ok(), "reopen: {:?}", reopened.err().map(|e| e.to_string()));
+}
+
+/// Active A1-A2; an equal-work rival B1-B2 arrives later (tip stays A2, first seen). An
+/// invalid B3 makes the node reorganise and fail at B3: it must fall back to A2, not stay on
+/// the later-seen equal-work B2.
+#[test]
+fn failed_reorg_falls_back_to_the_old_tip_not_an_equal_work_rival() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut chain = Chain::open(dir.path(), params()).unwrap();
+    let g = params().genesis_hash;
+    let a = review_extend(&mut chain, g, 2, b"a");
+    let b = review_extend(&mut chain, g, 2, b"b");
+    assert_eq!(chain.tip().hash, a[1]);
+    assert_eq!(chain.record(&a[1]).unwrap().chain_work, chain.record(&b[1]).unwrap().chain_work);
+    let over = Amount::from_sat(block_subsidy(params(), 3).to_sat() + 1).unwrap();
+    let bad = review_child(&chain, &b[1], b"bad", Some(over));
+    chain.process_block(bad.clone(), NOW).unwrap();
+    assert!(chain.record(&bad.hash()).unwrap().status.is_failed());
+    assert_eq!(chain.tip().hash, a[1], "fell back to the later-seen equal-work rival");
 }

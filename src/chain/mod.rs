@@ -19,7 +19,7 @@ use crate::primitives::{Block, Hash256, OutPoint, U256};
 use crate::store::{BlockStatus, IndexRecord, Store, StoreError, UtxoDigest};
 use orphans::OrphanPool;
 use std::cmp::Reverse;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 use tracing::{debug, info, warn};
@@ -46,8 +46,13 @@ pub enum ChainError {
 
 impl ChainError {
     /// True when the block's sender is at fault (it sent an invalid block).
+    /// A block whose time is only too new for our clock is not the sender's fault.
     pub fn is_peer_fault(&self) -> bool {
-        matches!(self, ChainError::Invalid { .. } | ChainError::KnownInvalid { .. })
+        match self {
+            ChainError::Invalid { error, .. } => !matches!(error.root(), ConsensusError::TimeTooNew { .. }),
+            ChainError::KnownInvalid { .. } => true,
+            _ => false,
+        }
     }
 }
 
@@ -74,7 +79,14 @@ pub enum ProcessOutcome {
 #[derive(Clone, Debug)]
 struct Entry {
     rec: IndexRecord,
+    /// Time of this block's ancestor at [`ASERT_ANCHOR_HEIGHT`] (0 below it), inherited from
+    /// the parent, so retarget context costs O(1) even deep on a side branch.
+    anchor_time: u32,
 }
+
+/// Most hashes remembered as rejected without being indexed (header-context failures and
+/// children of invalid blocks).
+const MAX_REJECTED: usize = 10_000;
 
 /// Candidate ordering: most work first, then first seen.
 type CandidateKey = (Reverse<U256>, u64, Hash256);
@@ -88,6 +100,9 @@ pub struct Chain {
     active: Vec<Hash256>,
     candidates: BTreeSet<CandidateKey>,
     orphans: OrphanPool,
+    /// Blocks refused before storage (no body kept, so never reconsidered); bounded, cleared
+    /// by reconsider_block.
+    rejected: HashSet<Hash256>,
     next_seq: u64,
 }
 
@@ -114,14 +129,18 @@ impl Chain {
             active: Vec::new(),
             candidates: BTreeSet::new(),
             orphans: OrphanPool::new(),
+            rejected: HashSet::new(),
             next_seq: 0,
         };
-        for (hash, rec) in chain.store.load_index()? {
+        let mut records = chain.store.load_index()?;
+        records.sort_unstable_by_key(|(_, r)| r.height); // parents before children
+        for (hash, rec) in records {
             chain.next_seq = chain.next_seq.max(rec.seq + 1);
             if !rec.status.is_failed() {
                 chain.candidates.insert((Reverse(rec.chain_work), rec.seq, hash));
             }
-            chain.index.insert(hash, Entry { rec });
+            let anchor_time = chain.anchor_time_for(&rec);
+            chain.index.insert(hash, Entry { rec, anchor_time });
         }
         match chain.store.tip()? {
             None => {
@@ -136,7 +155,7 @@ impl Chain {
                 chain.next_seq += 1;
                 chain.store.init_genesis(&genesis, &rec)?;
                 chain.candidates.insert((Reverse(rec.chain_work), rec.seq, genesis.hash()));
-                chain.index.insert(genesis.hash(), Entry { rec });
+                chain.index.insert(genesis.hash(), Entry { rec, anchor_time: 0 });
                 chain.active.push(genesis.hash());
             }
             Some(tip) => {
@@ -236,6 +255,15 @@ impl Chain {
         }
     }
 
+    /// The anchor time of a block whose parent is indexed (or genesis).
+    fn anchor_time_for(&self, rec: &IndexRecord) -> u32 {
+        match rec.height.cmp(&ASERT_ANCHOR_HEIGHT) {
+            std::cmp::Ordering::Less => 0,
+            std::cmp::Ordering::Equal => rec.header.time,
+            std::cmp::Ordering::Greater => self.index.get(&rec.header.prev).map_or(0, |p| p.anchor_time),
+        }
+    }
+
     /// The header-context facts for a child of `parent`.
     pub fn header_context(&self, parent: &Hash256, now: u64) -> Option<HeaderContext> {
         let prec = &self.index.get(parent)?.rec;
@@ -249,12 +277,7 @@ impl Chain {
             }
             cur = rec.header.prev;
         }
-        let anchor_time = if prec.height >= ASERT_ANCHOR_HEIGHT {
-            let a = self.ancestor(parent, ASERT_ANCHOR_HEIGHT)?;
-            self.index[&a].rec.header.time
-        } else {
-            0
-        };
+        let anchor_time = self.index.get(parent)?.anchor_time;
         Some(HeaderContext {
             height: prec.height + 1,
             expected_bits: next_bits(self.params, prec.height, prec.header.time, anchor_time),
@@ -274,6 +297,9 @@ impl Chain {
                 _ => Err(ChainError::KnownInvalid { hash }),
             };
         }
+        if self.rejected.contains(&hash) {
+            return Err(ChainError::KnownInvalid { hash });
+        }
         let checked = check_block(block, self.params).map_err(|error| ChainError::Invalid { hash, error })?;
         // First-seen order is the order of receipt, kept while a block waits as an orphan.
         let seq = self.next_seq;
@@ -282,7 +308,7 @@ impl Chain {
         if !self.index.contains_key(&prev) {
             debug!(target: "chain", %hash, missing = %prev, "orphan block");
             self.orphans.insert(checked, seq);
-            return Ok(ProcessOutcome::Orphan { missing: prev });
+            return Ok(ProcessOutcome::Orphan { missing: self.orphans.missing_root(&prev) });
         }
         let mut accepted = vec![hash];
         let result = self.accept(checked, seq, now);
@@ -307,23 +333,21 @@ impl Chain {
         Ok(ProcessOutcome::Accepted { events })
     }
 
-    /// Header-context checks, then store body and index record.
+    /// Header-context checks, then store body and index record. Blocks refused here are not
+    /// indexed (no body is kept, so they could never be reconsidered); their hashes go to the
+    /// bounded `rejected` set.
     fn accept(&mut self, block: CheckedBlock, seq: u64, now: u64) -> Result<(), ChainError> {
         let hash = block.hash();
         let prev = block.header().prev;
-        let parent = &self.index[&prev].rec;
-        if parent.status.is_failed() {
-            let rec = self.new_record(&block, BlockStatus::FailedChild, seq);
-            self.store.put_index(&[(hash, &rec)])?;
-            self.index.insert(hash, Entry { rec });
+        let parent = &self.index[&prev];
+        if parent.rec.status.is_failed() {
+            self.reject(hash);
             return Err(ChainError::KnownInvalid { hash });
         }
         let ctx = self.header_context(&prev, now).expect("parent is indexed");
         if let Err(error) = check_header_context(block.header(), &ctx, self.params) {
             if error.marks_block_invalid() {
-                let rec = self.new_record(&block, BlockStatus::Failed, seq);
-                self.store.put_index(&[(hash, &rec)])?;
-                self.index.insert(hash, Entry { rec });
+                self.reject(hash);
             }
             return Err(ChainError::Invalid { hash, error });
         }
@@ -331,8 +355,16 @@ impl Chain {
         self.store.put_block(&block, &rec)?;
         debug!(target: "chain", %hash, height = rec.height, "block stored");
         self.candidates.insert((Reverse(rec.chain_work), rec.seq, hash));
-        self.index.insert(hash, Entry { rec });
+        let anchor_time = self.anchor_time_for(&rec);
+        self.index.insert(hash, Entry { rec, anchor_time });
         Ok(())
+    }
+
+    fn reject(&mut self, hash: Hash256) {
+        if self.rejected.len() >= MAX_REJECTED {
+            self.rejected.clear();
+        }
+        self.rejected.insert(hash);
     }
 
     fn new_record(&self, block: &CheckedBlock, status: BlockStatus, seq: u64) -> IndexRecord {
@@ -347,20 +379,26 @@ impl Chain {
         }
     }
 
-    /// Moves the tip to the most-work valid block, reorganising as needed.
+    /// Moves the tip to the most-work valid block, reorganising as needed. Among blocks of
+    /// equal work the tip held on entry wins, then the first received: so an equal-work rival
+    /// never takes over, and a reorganisation that fails half-way returns to the old tip
+    /// unless something valid with more work remains.
     fn activate_best_chain(&mut self) -> Result<Vec<ChainEvent>, ChainError> {
         let mut events = Vec::new();
+        let start = self.tip();
         loop {
             let tip = self.tip();
-            let Some(&(Reverse(work), _, best)) = self.candidates.iter().next() else { break };
-            if work <= tip.chain_work || best == tip.hash {
-                break;
-            }
+            let Some(&(Reverse(work), seq, best)) = self.candidates.iter().next() else { break };
             if self.index[&best].rec.status.is_failed() {
-                self.candidates.remove(&(Reverse(work), self.index[&best].rec.seq, best));
+                self.candidates.remove(&(Reverse(work), seq, best));
                 continue;
             }
-            self.reorganize_to(best, &mut events)?;
+            let start_valid = self.index.get(&start.hash).is_some_and(|e| !e.rec.status.is_failed());
+            let target = if work == start.chain_work && start_valid { start.hash } else { best };
+            if target == tip.hash {
+                break;
+            }
+            self.reorganize_to(target, &mut events)?;
         }
         Ok(events)
     }
@@ -444,7 +482,10 @@ impl Chain {
         }
         let height = e.rec.height;
         let mut events = Vec::new();
-        if self.is_active(hash) {
+        // Mark first: a crash while disconnecting must not reconnect the block on restart.
+        let was_active = self.is_active(hash);
+        self.mark_invalid(hash)?;
+        if was_active {
             while self.tip().height >= height {
                 let tip = self.tip();
                 let block = self
@@ -456,7 +497,6 @@ impl Chain {
                 events.push(ChainEvent::Disconnected { block: Arc::new(block), height: tip.height });
             }
         }
-        self.mark_invalid(hash)?;
         events.extend(self.activate_best_chain()?);
         Ok(events)
     }
@@ -491,6 +531,8 @@ impl Chain {
         }
         let refs: Vec<(Hash256, &IndexRecord)> = records.iter().map(|(h, r)| (*h, r)).collect();
         self.store.put_index(&refs)?;
+        // Children refused because this branch was invalid may now be welcome again.
+        self.rejected.clear();
         self.activate_best_chain()
     }
 

@@ -58,6 +58,21 @@ impl OrphanPool {
         Some((block, seq))
     }
 
+    /// The first ancestor of `parent` that is not itself waiting here: the block to ask a
+    /// peer for.
+    pub fn missing_root(&self, parent: &Hash256) -> Hash256 {
+        let mut cur = *parent;
+        let mut steps = 0;
+        while let Some((b, _, _)) = self.blocks.get(&cur) {
+            cur = b.header().prev;
+            steps += 1;
+            if steps > MAX_ORPHANS {
+                break;
+            }
+        }
+        cur
+    }
+
     /// Removes and returns the orphans whose parent is `parent`, with their receipt order.
     pub fn take_children(&mut self, parent: &Hash256) -> Vec<(CheckedBlock, u64)> {
         let hashes = self.by_parent.remove(parent).unwrap_or_default();
