@@ -1,11 +1,15 @@
 //! The `quarry` command line: clap derive, one `Args` struct per concern.
 //!
-//! Today: `quarry chain ...` inspects and extends a local chainstate directly. The node,
-//! RPC, wallet and testnet commands arrive with their issues.
+//! Today: `quarry chain ...` inspects and extends a local chainstate directly, and
+//! `quarry bench-hash` measures hashing. The node, RPC, wallet and testnet commands arrive
+//! with their issues.
+
+mod bench_hash;
 
 use crate::chain::{Chain, ChainEvent, ProcessOutcome};
 use crate::consensus::validation::block_subsidy;
 use crate::consensus::{Network, Params};
+use crate::miner::{mine_blocks, Miner, MinerConfig};
 use crate::primitives::{Hash256, Script};
 use crate::script::templates::p2pkh;
 use crate::testkit::{assemble, coinbase};
@@ -28,6 +32,26 @@ pub enum Command {
     /// Inspect or extend a local chainstate directly (no node running).
     #[command(subcommand)]
     Chain(ChainCommand),
+    /// Measure this machine's block-hashing rate (per thread and in total) beside OpenSSL's
+    /// single-stream SHA-256 as a reference ceiling.
+    BenchHash(BenchHashArgs),
+}
+
+/// `quarry bench-hash`
+#[derive(Args, Debug)]
+pub struct BenchHashArgs {
+    /// Hashing threads [default: the number of CPUs].
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Seconds to measure (after a half-second warm-up).
+    #[arg(long, default_value_t = 5.0)]
+    pub seconds: f64,
+    /// Hashing kernel: auto (fastest this CPU supports), shani, or portable.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "shani", "portable"])]
+    pub kernel: String,
+    /// Skip the OpenSSL reference measurement.
+    #[arg(long)]
+    pub no_openssl: bool,
 }
 
 /// Where the data lives and which network it belongs to.
@@ -73,14 +97,16 @@ impl DataArgs {
 pub enum ChainCommand {
     /// Show the tip, cumulative work, UTXO-set digest and branch tips.
     Info(#[command(flatten)] DataArgs),
-    /// Mine coinbase-only blocks on the local chainstate with a simple single-threaded loop
-    /// (fine for regtest; dev blocks take about a second each).
+    /// Mine coinbase-only blocks on the local chainstate with the multithreaded miner.
     Mine {
         #[command(flatten)]
         data: DataArgs,
         /// Number of blocks.
         #[arg(long, default_value_t = 10)]
         blocks: u32,
+        /// Mining threads [default: the number of CPUs].
+        #[arg(long)]
+        threads: Option<usize>,
         /// 64-hex-digit public key hash to pay the coinbase to (P2PKH). Default: an
         /// OP_RETURN output (the subsidy is burned).
         #[arg(long)]
@@ -104,7 +130,10 @@ fn now() -> u64 {
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Chain(ChainCommand::Info(data)) => info(&data),
-        Command::Chain(ChainCommand::Mine { data, blocks, pay_to }) => mine(&data, blocks, pay_to.as_deref()),
+        Command::Chain(ChainCommand::Mine { data, blocks, threads, pay_to }) => {
+            mine(&data, blocks, threads, pay_to.as_deref())
+        }
+        Command::BenchHash(args) => crate::cli::bench_hash::run(&args),
         Command::Chain(ChainCommand::ForkDemo) => fork_demo(),
         Command::Chain(ChainCommand::Params { network }) => {
             print_params(network.params());
@@ -152,24 +181,18 @@ fn pay_to_script(pay_to: Option<&str>) -> Result<Script> {
     }
 }
 
-fn mine(data: &DataArgs, blocks: u32, pay_to: Option<&str>) -> Result<()> {
+fn default_threads() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+}
+
+fn mine(data: &DataArgs, blocks: u32, threads: Option<usize>, pay_to: Option<&str>) -> Result<()> {
     let lock = pay_to_script(pay_to)?;
     let mut chain = data.open()?;
+    let miner = Miner::start(MinerConfig::new(threads.unwrap_or_else(default_threads)));
     for _ in 0..blocks {
+        let hashes = mine_blocks(&mut chain, &miner, &lock, 1, &now)?;
         let tip = chain.tip();
-        let ctx = chain.header_context(&tip.hash, now()).context("tip is indexed")?;
-        let prev_time = chain.record(&tip.hash).context("tip is indexed")?.header.time;
-        let time = (now() as u32).max(prev_time + 1);
-        let cb = coinbase(
-            ctx.height,
-            block_subsidy(chain.params(), ctx.height),
-            lock.clone(),
-            b"quarry chain mine",
-        );
-        let block = assemble(chain.params(), tip.hash, time, ctx.expected_bits, vec![cb]);
-        let hash = block.hash();
-        chain.process_block(block, now())?;
-        println!("mined {hash} height {}", ctx.height);
+        println!("mined {} height {}", hashes[0], tip.height);
     }
     Ok(())
 }
