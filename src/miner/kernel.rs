@@ -39,42 +39,27 @@ pub fn state_to_hash(state: &[u32; 8]) -> Hash256 {
     Hash256(h)
 }
 
-fn words_to_block(words: &[u32; 16]) -> [u8; 64] {
-    let mut b = [0u8; 64];
-    for (i, w) in words.iter().enumerate() {
-        b[i * 4..i * 4 + 4].copy_from_slice(&w.to_be_bytes());
-    }
-    b
-}
-
-/// Inner block words for `nonce` (the nonce is little-endian in the header, so its
-/// big-endian word is byte-swapped).
-fn inner_block(tail: &[u32; 3], nonce: u32) -> [u32; 16] {
-    let mut w = [0u32; 16];
-    w[..3].copy_from_slice(tail);
-    w[3] = nonce.swap_bytes();
-    w[4] = 0x8000_0000;
-    w[15] = 640;
-    w
-}
-
-fn outer_block(inner: &[u32; 8]) -> [u32; 16] {
-    let mut w = [0u32; 16];
-    w[..8].copy_from_slice(inner);
-    w[8] = 0x8000_0000;
-    w[15] = 256;
-    w
-}
-
 /// SHA-256d of the header with `nonce`, by the portable path; returns the final state.
+/// The two padded blocks are written as bytes directly (the constant padding: 0x80 after the
+/// message, the bit length 640 or 256 at the end).
 pub fn sha256d_portable(mid: &[u32; 8], tail: &[u32; 3], nonce: u32) -> [u32; 8] {
+    let mut block = [0u8; 64];
+    block[0..4].copy_from_slice(&tail[0].to_be_bytes());
+    block[4..8].copy_from_slice(&tail[1].to_be_bytes());
+    block[8..12].copy_from_slice(&tail[2].to_be_bytes());
+    block[12..16].copy_from_slice(&nonce.to_le_bytes());
+    block[16] = 0x80;
+    block[62..64].copy_from_slice(&640u16.to_be_bytes());
     let mut inner = *mid;
-    sha2::compress256(
-        &mut inner,
-        &[GenericArray::clone_from_slice(&words_to_block(&inner_block(tail, nonce)))],
-    );
+    sha2::compress256(&mut inner, &[GenericArray::from(block)]);
+    let mut outer_block = [0u8; 64];
+    for (i, w) in inner.iter().enumerate() {
+        outer_block[i * 4..i * 4 + 4].copy_from_slice(&w.to_be_bytes());
+    }
+    outer_block[32] = 0x80;
+    outer_block[62..64].copy_from_slice(&256u16.to_be_bytes());
     let mut outer = IV;
-    sha2::compress256(&mut outer, &[GenericArray::clone_from_slice(&words_to_block(&outer_block(&inner)))]);
+    sha2::compress256(&mut outer, &[GenericArray::from(outer_block)]);
     outer
 }
 
