@@ -6,7 +6,7 @@ use quarry::consensus::pow::target_to_compact;
 use quarry::consensus::{Network, Params};
 use quarry::miner::kernel::Kernel;
 use quarry::miner::template::BlockTemplate;
-use quarry::miner::{mine_blocks, Miner, MinerConfig};
+use quarry::miner::{mine_blocks, CoinbaseOnly, HashRateMeter, Miner, MinerConfig};
 use quarry::primitives::{Amount, Hash256, Script, U256};
 use quarry::script::opcodes::{Instruction, Instructions};
 use quarry::testkit::{key, p2pkh_lock};
@@ -27,7 +27,8 @@ fn mined_regtest_blocks_are_accepted() {
     let dir = tempfile::tempdir().unwrap();
     let mut chain = Chain::open(dir.path(), Network::Regtest.params()).unwrap();
     let miner = Miner::start(MinerConfig::new(2));
-    let mined = mine_blocks(&mut chain, &miner, &p2pkh_lock(&key(1)), 5, &now).unwrap();
+    let mined =
+        mine_blocks(&mut chain, &miner, &CoinbaseOnly { lock: p2pkh_lock(&key(1)) }, 5, &now).unwrap();
     assert_eq!(chain.tip().height, 5);
     assert_eq!(chain.tip().hash, *mined.last().unwrap());
     assert_eq!(chain.utxo_digest().unwrap().count, 5, "every coinbase pays key 1");
@@ -40,7 +41,7 @@ fn mined_dev_blocks_with_a_low_target_are_accepted() {
     let dir = tempfile::tempdir().unwrap();
     let mut chain = Chain::open(dir.path(), params).unwrap();
     let miner = Miner::start(MinerConfig::new(2));
-    mine_blocks(&mut chain, &miner, &p2pkh_lock(&key(2)), 4, &now).unwrap();
+    mine_blocks(&mut chain, &miner, &CoinbaseOnly { lock: p2pkh_lock(&key(2)) }, 4, &now).unwrap();
     assert_eq!(chain.tip().height, 4);
     // Mined far ahead of the 5-second schedule, the later blocks carry harder targets.
     let bits = chain.record(&chain.tip().hash).unwrap().header.bits;
@@ -72,6 +73,13 @@ fn every_thread_switches_when_the_tip_changes() {
         let took = wait_until("all threads on job B", || miner.working_on().iter().all(|j| *j == b));
         eprintln!("{kernel:?}: all threads switched jobs in {took:?}");
         assert!(miner.hashes().iter().zip(&before).all(|(a, b)| a > b), "threads were hashing");
+        let mut meter = HashRateMeter::new(Duration::from_secs(10));
+        meter.sample(&miner);
+        std::thread::sleep(Duration::from_millis(30));
+        meter.sample(&miner);
+        let rate = meter.rate();
+        assert_eq!(rate.per_thread.len(), 2);
+        assert!(rate.per_thread.iter().all(|r| *r > 0.0) && rate.total > 0.0);
         miner.clear();
         wait_until("all threads idle", || miner.working_on().iter().all(|j| *j == 0));
         assert!(miner.take_found(Duration::from_millis(50)).is_none());
@@ -106,7 +114,8 @@ fn extra_nonce_rolls_when_the_nonce_range_is_spent() {
     let miner = Miner::start(MinerConfig { max_nonce: 39, ..MinerConfig::new(1) });
     let mut rolled = false;
     for _ in 0..5 {
-        let hash = mine_blocks(&mut chain, &miner, &p2pkh_lock(&key(3)), 1, &now).unwrap()[0];
+        let hash =
+            mine_blocks(&mut chain, &miner, &CoinbaseOnly { lock: p2pkh_lock(&key(3)) }, 1, &now).unwrap()[0];
         let block = chain.store().get_block(&hash).unwrap().unwrap();
         assert!(block.header().nonce <= 39);
         // The coinbase's second push is the 8-byte extra nonce (thread << 32 | counter).

@@ -9,7 +9,7 @@ mod bench_hash;
 use crate::chain::{Chain, ChainEvent, ProcessOutcome};
 use crate::consensus::validation::block_subsidy;
 use crate::consensus::{Network, Params};
-use crate::miner::{mine_blocks, Miner, MinerConfig};
+use crate::miner::{mine_blocks, CoinbaseOnly, Miner, MinerConfig};
 use crate::primitives::{Hash256, Script};
 use crate::script::templates::p2pkh;
 use crate::testkit::{assemble, coinbase};
@@ -190,7 +190,7 @@ fn mine(data: &DataArgs, blocks: u32, threads: Option<usize>, pay_to: Option<&st
     let mut chain = data.open()?;
     let miner = Miner::start(MinerConfig::new(threads.unwrap_or_else(default_threads)));
     for _ in 0..blocks {
-        let hashes = mine_blocks(&mut chain, &miner, &lock, 1, &now)?;
+        let hashes = mine_blocks(&mut chain, &miner, &CoinbaseOnly { lock: lock.clone() }, 1, &now)?;
         let tip = chain.tip();
         println!("mined {} height {}", hashes[0], tip.height);
     }

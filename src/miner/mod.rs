@@ -21,7 +21,7 @@ use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-pub use template::{BlockTemplate, TemplateSource};
+pub use template::{BlockTemplate, CoinbaseOnly, TemplateSource};
 use tracing::{debug, info};
 
 /// Nonces hashed between two checks of the job generation, per kernel: about 5 ms of work
@@ -245,6 +245,37 @@ fn worker(t: usize, shared: &Shared, found: &Sender<Found>) {
     }
 }
 
+/// A rolling hash-rate meter over the last `window` of samples (for `getmininginfo`):
+/// call [`HashRateMeter::sample`] periodically, read [`HashRateMeter::rate`].
+pub struct HashRateMeter {
+    window: Duration,
+    samples: std::collections::VecDeque<(Instant, Vec<u64>)>,
+}
+
+impl HashRateMeter {
+    /// A meter averaging over `window`.
+    pub fn new(window: Duration) -> Self {
+        HashRateMeter { window, samples: std::collections::VecDeque::new() }
+    }
+
+    /// Records the miner's counters now.
+    pub fn sample(&mut self, miner: &Miner) {
+        let now = Instant::now();
+        self.samples.push_back((now, miner.hashes()));
+        while self.samples.len() > 2 && now.duration_since(self.samples[1].0) >= self.window {
+            self.samples.pop_front();
+        }
+    }
+
+    /// The rate between the oldest and newest samples in the window (zero before two).
+    pub fn rate(&self) -> HashRate {
+        match (self.samples.front(), self.samples.back()) {
+            (Some((t0, a)), Some((t1, b))) if t1 > t0 => HashRate::between(a, b, t1.duration_since(*t0)),
+            _ => HashRate { per_thread: Vec::new(), total: 0.0 },
+        }
+    }
+}
+
 /// Hash-rate measurement over an interval, per thread and in total.
 #[derive(Clone, Debug)]
 pub struct HashRate {
@@ -263,19 +294,19 @@ impl HashRate {
     }
 }
 
-/// Mines `count` blocks on `chain`'s tip, one template at a time, and connects each. For
-/// tools and tests that drive a chainstate directly (the node runtime drives the miner from
-/// chain events instead). `now` is the clock.
+/// Mines `count` blocks on `chain`'s tip with templates from `source`, one at a time, and
+/// connects each. For tools and tests that drive a chainstate directly (the node runtime
+/// drives the miner from chain events instead). `now` is the clock.
 pub fn mine_blocks(
     chain: &mut crate::chain::Chain,
     miner: &Miner,
-    lock: &crate::primitives::Script,
+    source: &dyn TemplateSource,
     count: u32,
     now: &dyn Fn() -> u64,
 ) -> Result<Vec<crate::primitives::Hash256>, crate::chain::ChainError> {
     let mut mined = Vec::with_capacity(count as usize);
     while mined.len() < count as usize {
-        miner.set_template(BlockTemplate::coinbase_only(chain, lock.clone(), now()));
+        miner.set_template(source.template(chain, now()));
         // Templates are refreshed every few seconds so the header time stays current.
         if let Some(block) = miner.take_found(Duration::from_secs(5)) {
             let hash = block.hash();

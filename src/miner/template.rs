@@ -36,11 +36,24 @@ pub struct BlockTemplate {
     branch: Vec<Hash256>,
 }
 
-/// Where the miner gets templates. A coinbase-only source works on its own; the mempool
-/// provides one that selects transactions.
+/// Where the miner gets templates. [`CoinbaseOnly`] works on its own; the mempool provides
+/// a source that selects transactions.
 pub trait TemplateSource {
-    /// A template on the current tip.
-    fn template(&self, now: u64) -> BlockTemplate;
+    /// A template on `chain`'s current tip at time `now`.
+    fn template(&self, chain: &Chain, now: u64) -> BlockTemplate;
+}
+
+/// Templates with no transactions but the coinbase, paying `lock`.
+#[derive(Clone, Debug)]
+pub struct CoinbaseOnly {
+    /// Where the coinbase pays.
+    pub lock: Script,
+}
+
+impl TemplateSource for CoinbaseOnly {
+    fn template(&self, chain: &Chain, now: u64) -> BlockTemplate {
+        BlockTemplate::coinbase_only(chain, self.lock.clone(), now)
+    }
 }
 
 impl BlockTemplate {
