@@ -417,14 +417,7 @@ impl Chain {
             info!(target: "chain", from = %self.tip().hash, to = %target, depth = self.tip().height - fork_height, "reorganisation");
         }
         while self.tip().height > fork_height {
-            let tip = self.tip();
-            let block = self
-                .store
-                .get_block(&tip.hash)?
-                .ok_or(StoreError::Missing { what: "block body", hash: tip.hash })?;
-            self.store.disconnect_block(&block, tip.height)?;
-            self.active.pop();
-            events.push(ChainEvent::Disconnected { block: Arc::new(block), height: tip.height });
+            self.disconnect_tip(events)?;
         }
         for hash in path.into_iter().rev() {
             let block =
@@ -447,6 +440,19 @@ impl Chain {
                 }
             }
         }
+        Ok(())
+    }
+
+    /// Disconnects the active tip with its undo data (one atomic batch).
+    fn disconnect_tip(&mut self, events: &mut Vec<ChainEvent>) -> Result<(), ChainError> {
+        let tip = self.tip();
+        let block = self
+            .store
+            .get_block(&tip.hash)?
+            .ok_or(StoreError::Missing { what: "block body", hash: tip.hash })?;
+        self.store.disconnect_block(&block, tip.height)?;
+        self.active.pop();
+        events.push(ChainEvent::Disconnected { block: Arc::new(block), height: tip.height });
         Ok(())
     }
 
@@ -487,14 +493,7 @@ impl Chain {
         self.mark_invalid(hash)?;
         if was_active {
             while self.tip().height >= height {
-                let tip = self.tip();
-                let block = self
-                    .store
-                    .get_block(&tip.hash)?
-                    .ok_or(StoreError::Missing { what: "block body", hash: tip.hash })?;
-                self.store.disconnect_block(&block, tip.height)?;
-                self.active.pop();
-                events.push(ChainEvent::Disconnected { block: Arc::new(block), height: tip.height });
+                self.disconnect_tip(&mut events)?;
             }
         }
         events.extend(self.activate_best_chain()?);
