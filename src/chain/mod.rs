@@ -13,7 +13,8 @@ mod orphans;
 use crate::consensus::pow::{block_work, next_bits, target_from_compact, ASERT_ANCHOR_HEIGHT};
 use crate::consensus::validation::median_time;
 use crate::consensus::{
-    check_block, check_header_context, connect_block, CheckedBlock, ConsensusError, HeaderContext, Params,
+    check_block, check_header_context, connect_block_cached, CheckedBlock, ConsensusError, HeaderContext,
+    Params, ScriptCache,
 };
 use crate::primitives::{Block, Hash256, OutPoint, U256};
 use crate::store::{BlockStatus, IndexRecord, Store, StoreError, UtxoDigest};
@@ -103,8 +104,13 @@ pub struct Chain {
     /// Blocks refused before storage (no body kept, so never reconsidered); bounded, cleared
     /// by reconsider_block.
     rejected: HashSet<Hash256>,
+    /// Txids whose scripts the mempool already verified; connecting skips them.
+    script_cache: Arc<ScriptCache>,
     next_seq: u64,
 }
+
+/// Txids remembered as script-verified (about 40 bytes each with the map overhead).
+const SCRIPT_CACHE_CAPACITY: usize = 300_000;
 
 /// The tip of the active chain.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -130,6 +136,7 @@ impl Chain {
             candidates: BTreeSet::new(),
             orphans: OrphanPool::new(),
             rejected: HashSet::new(),
+            script_cache: Arc::new(ScriptCache::new(SCRIPT_CACHE_CAPACITY)),
             next_seq: 0,
         };
         let mut records = chain.store.load_index()?;
@@ -198,6 +205,11 @@ impl Chain {
     /// The network parameters.
     pub fn params(&self) -> &'static Params {
         self.params
+    }
+
+    /// The cache of script-verified txids shared with the mempool.
+    pub fn script_cache(&self) -> Arc<ScriptCache> {
+        self.script_cache.clone()
     }
 
     /// The store (read access for RPC and tests).
@@ -426,7 +438,7 @@ impl Chain {
             let prevouts: Vec<OutPoint> =
                 block.block().txs.iter().skip(1).flat_map(|tx| tx.inputs.iter().map(|i| i.prevout)).collect();
             let view = self.store.get_coins(&prevouts)?;
-            match connect_block(&block, height, self.params, &view) {
+            match connect_block_cached(&block, height, self.params, &view, &self.script_cache) {
                 Ok(effect) => {
                     self.store.connect_block(&hash, height, &effect)?;
                     self.active.push(hash);

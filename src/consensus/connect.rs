@@ -71,8 +71,22 @@ pub fn connect_block(
     params: &Params,
     view: &(dyn CoinLookup + Sync),
 ) -> Result<BlockConnect, ConsensusError> {
+    connect_block_cached(block, height, params, view, &ScriptCache::new(0))
+}
+
+/// [`connect_block`], skipping the script checks of transactions in `verified` (scripts
+/// already verified, e.g. at mempool admission). Sound because a script's verdict depends only
+/// on the transaction (fixed by its txid) and the outputs it spends (fixed by its outpoints:
+/// an outpoint names one output forever).
+pub fn connect_block_cached(
+    block: &CheckedBlock,
+    height: u32,
+    params: &Params,
+    view: &(dyn CoinLookup + Sync),
+    verified: &ScriptCache,
+) -> Result<BlockConnect, ConsensusError> {
     let (effect, scripts_ok) =
-        rayon::join(|| utxo_rules(block, height, params, view), || scripts_pass_fast(block, view));
+        rayon::join(|| utxo_rules(block, height, params, view), || scripts_pass_fast(block, view, verified));
     let effect = effect?;
     if !scripts_ok {
         verify_scripts_in_order(block, view)?;
@@ -179,6 +193,51 @@ fn utxo_rules(
     Ok(BlockConnect { spent, created, fees })
 }
 
+/// A bounded set of txids whose scripts are known valid (filled at mempool admission,
+/// consulted by [`connect_block_cached`]). Oldest entries are forgotten first. Thread-safe.
+pub struct ScriptCache {
+    capacity: usize,
+    inner: std::sync::Mutex<(std::collections::HashSet<Hash256>, std::collections::VecDeque<Hash256>)>,
+}
+
+impl ScriptCache {
+    /// A cache holding at most `capacity` txids (0: a cache that holds nothing).
+    pub fn new(capacity: usize) -> ScriptCache {
+        ScriptCache { capacity, inner: Default::default() }
+    }
+
+    /// Records that `txid`'s scripts verified.
+    pub fn insert(&self, txid: Hash256) {
+        if self.capacity == 0 {
+            return;
+        }
+        let mut g = self.inner.lock().expect("script cache lock");
+        if g.0.insert(txid) {
+            g.1.push_back(txid);
+            while g.1.len() > self.capacity {
+                if let Some(old) = g.1.pop_front() {
+                    g.0.remove(&old);
+                }
+            }
+        }
+    }
+
+    /// True if `txid`'s scripts are known valid.
+    pub fn contains(&self, txid: &Hash256) -> bool {
+        self.capacity > 0 && self.inner.lock().expect("script cache lock").0.contains(txid)
+    }
+
+    /// Number of txids held.
+    pub fn len(&self) -> usize {
+        self.inner.lock().expect("script cache lock").0.len()
+    }
+
+    /// True when empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 /// Finds the output an input spends, in the parent's UTXO set or among the block's own
 /// transactions. Ordering and double spends are [`utxo_rules`]' business; this only feeds
 /// the script checks.
@@ -219,12 +278,15 @@ pub fn verify_tx_scripts(tx: &Transaction, spent: &[TxOut]) -> Result<(), Consen
 /// decompression. Phase 2: one batch verification per worker over all the signatures.
 /// Returns false if anything failed; the caller then finds the first error in block order
 /// with [`verify_scripts_in_order`].
-fn scripts_pass_fast(block: &CheckedBlock, view: &(dyn CoinLookup + Sync)) -> bool {
+fn scripts_pass_fast(block: &CheckedBlock, view: &(dyn CoinLookup + Sync), verified: &ScriptCache) -> bool {
     let txs = &block.block().txs;
     let outputs = SpentOutputs::new(block, view);
     let caches: Vec<SighashCache> = txs.par_iter().skip(1).map(SighashCache::new).collect();
-    let inputs: Vec<(usize, usize)> =
-        (1..txs.len()).flat_map(|t| (0..txs[t].inputs.len()).map(move |i| (t, i))).collect();
+    let txids = block.txids();
+    let inputs: Vec<(usize, usize)> = (1..txs.len())
+        .filter(|t| !verified.contains(&txids[*t]))
+        .flat_map(|t| (0..txs[t].inputs.len()).map(move |i| (t, i)))
+        .collect();
     let phase1: Option<Vec<Vec<PreparedSig>>> = inputs
         .par_iter()
         .with_min_len(32)
@@ -317,6 +379,21 @@ mod tests {
                 r => panic!("{r:?}"),
             }
         }
+    }
+
+    #[test]
+    fn cached_transactions_skip_script_checks() {
+        let params = Network::Regtest.params();
+        let (bad, view) = block_with_spends(4, &[2]);
+        assert!(connect_block(&bad, 20, params, &view).is_err());
+        let cache = ScriptCache::new(10);
+        cache.insert(bad.txids()[2]);
+        // The cache vouches for tx 2 (in real use only after verifying it), so it is skipped.
+        assert!(connect_block_cached(&bad, 20, params, &view, &cache).is_ok());
+        let tiny = ScriptCache::new(1);
+        tiny.insert(bad.txids()[2]);
+        tiny.insert(bad.txids()[1]); // evicts tx 2: bounded
+        assert!(!tiny.contains(&bad.txids()[2]) && tiny.len() == 1);
     }
 
     #[test]

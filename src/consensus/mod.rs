@@ -13,7 +13,9 @@ pub mod params;
 pub mod pow;
 pub mod validation;
 
-pub use connect::{connect_block, BlockConnect, Coin, CoinLookup};
+pub use connect::{
+    connect_block, connect_block_cached, verify_tx_scripts, BlockConnect, Coin, CoinLookup, ScriptCache,
+};
 pub use params::{Network, Params};
 pub use validation::{
     block_subsidy, check_block, check_header_context, check_transaction, CheckedBlock, HeaderContext,
