@@ -440,7 +440,7 @@ impl Chain {
             let view = self.store.get_coins(&prevouts)?;
             match connect_block_cached(&block, height, self.params, &view, &self.script_cache) {
                 Ok(effect) => {
-                    self.store.connect_block(&hash, height, &effect)?;
+                    self.store.connect_block(&block, height, &effect)?;
                     self.active.push(hash);
                     debug!(target: "chain", %hash, height, txs = block.block().txs.len(), "connected");
                     events.push(ChainEvent::Connected { block: Arc::new(block), height });

@@ -34,6 +34,14 @@ impl Network {
         }
     }
 
+    /// The human-readable prefix of this network's addresses.
+    pub fn address_hrp(self) -> &'static str {
+        match self {
+            Network::Regtest => "qrt",
+            Network::Dev => "qdev",
+        }
+    }
+
     /// The parameters of this network.
     pub fn params(self) -> &'static Params {
         static REGTEST: OnceLock<Params> = OnceLock::new();

@@ -1,5 +1,6 @@
 //! Consensus data types and their byte encodings. Pure: no I/O, no async, no storage.
 
+pub mod address;
 pub mod amount;
 pub mod block;
 pub mod encode;
@@ -9,6 +10,7 @@ pub mod merkle;
 pub mod tx;
 pub mod uint;
 
+pub use address::{Address, AddressError, AddressKind};
 pub use amount::{Amount, AmountError};
 pub use block::Block;
 pub use encode::DecodeError;

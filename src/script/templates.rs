@@ -2,6 +2,7 @@
 
 use super::opcodes::*;
 use super::MAX_MULTISIG_KEYS;
+use crate::primitives::address::{Address, AddressKind};
 use crate::primitives::hash::sha256d;
 use crate::primitives::tx::Script;
 
@@ -96,6 +97,28 @@ pub fn with_height_lock(height: u32, inner: &Script) -> Script {
 /// UTXO set.
 pub fn is_unspendable(lock: &[u8]) -> bool {
     lock.first() == Some(&OP_RETURN)
+}
+
+/// The locking script an address pays to.
+pub fn address_lock(address: &Address) -> Script {
+    match address.kind {
+        AddressKind::P2pkh => p2pkh(&address.hash),
+        AddressKind::P2sh => {
+            let mut s = vec![OP_HASH256];
+            push_data(&mut s, &address.hash);
+            s.push(OP_EQUAL);
+            Script(s)
+        }
+    }
+}
+
+/// The address of a locking script, if it is P2PKH or P2SH, on the network with prefix `hrp`.
+pub fn lock_address(lock: &[u8], hrp: &'static str) -> Option<Address> {
+    match Template::classify(lock) {
+        Template::P2pkh(hash) => Some(Address { hrp, kind: AddressKind::P2pkh, hash }),
+        Template::P2sh(hash) => Some(Address { hrp, kind: AddressKind::P2sh, hash }),
+        _ => None,
+    }
 }
 
 /// A recognised locking-script shape.

@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 /// Version of the on-disk layout; a store with another version is refused.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// Every column family, with what it maps.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -31,17 +31,24 @@ pub enum ColumnFamily {
     Active,
     /// fixed keys: `tip` -> block hash, `schema` -> u32 LE
     Meta,
+    /// txid -> hash of the active-chain block holding it (for getrawtransaction)
+    TxIndex,
+    /// SHA-256(locking script) ++ 36-byte outpoint -> empty: unspent outputs by address
+    /// (getaddressutxos), kept in the same batch as the UTXO set
+    Address,
 }
 
 impl ColumnFamily {
     /// All column families.
-    pub const ALL: [ColumnFamily; 6] = [
+    pub const ALL: [ColumnFamily; 8] = [
         ColumnFamily::Index,
         ColumnFamily::Blocks,
         ColumnFamily::Utxo,
         ColumnFamily::Undo,
         ColumnFamily::Active,
         ColumnFamily::Meta,
+        ColumnFamily::TxIndex,
+        ColumnFamily::Address,
     ];
 
     /// The RocksDB name.
@@ -53,6 +60,8 @@ impl ColumnFamily {
             ColumnFamily::Undo => "undo",
             ColumnFamily::Active => "active",
             ColumnFamily::Meta => "meta",
+            ColumnFamily::TxIndex => "txindex",
+            ColumnFamily::Address => "address",
         }
     }
 }
@@ -142,7 +151,7 @@ impl Store {
         let cfs = ColumnFamily::ALL.iter().map(|cf| {
             let mut table = BlockBasedOptions::default();
             table.set_block_cache(&cache);
-            if matches!(cf, ColumnFamily::Utxo | ColumnFamily::Index) {
+            if matches!(cf, ColumnFamily::Utxo | ColumnFamily::Index | ColumnFamily::TxIndex) {
                 // Missing-key lookups (new outputs, unknown blocks) skip the disk.
                 table.set_bloom_filter(10.0, false);
             }
@@ -261,21 +270,30 @@ impl Store {
         Ok(self.db.write(batch)?)
     }
 
-    /// Connects a block: spends and creates coins, stores its undo data, records it at
-    /// `height` in the active chain and makes it the tip. One atomic batch.
+    /// Connects a block: spends and creates coins (and their address-index entries), indexes
+    /// its txids, stores its undo data, records it at `height` in the active chain and makes it
+    /// the tip. One atomic batch.
     pub fn connect_block(
         &self,
-        hash: &Hash256,
+        block: &CheckedBlock,
         height: u32,
         effect: &BlockConnect,
     ) -> Result<(), StoreError> {
-        let (utxo, undo) = (self.cf(ColumnFamily::Utxo), self.cf(ColumnFamily::Undo));
+        let hash = block.hash();
+        let (utxo, undo, addr) =
+            (self.cf(ColumnFamily::Utxo), self.cf(ColumnFamily::Undo), self.cf(ColumnFamily::Address));
         let mut batch = WriteBatch::default();
-        for (op, _) in &effect.spent {
+        for (op, coin) in &effect.spent {
             batch.delete_cf(utxo, op.to_bytes());
+            batch.delete_cf(addr, address_key(&coin.out.lock.0, op));
         }
         for (op, coin) in &effect.created {
             batch.put_cf(utxo, op.to_bytes(), encode(coin));
+            batch.put_cf(addr, address_key(&coin.out.lock.0, op), []);
+        }
+        let txindex = self.cf(ColumnFamily::TxIndex);
+        for txid in block.txids() {
+            batch.put_cf(txindex, txid.0, hash.0);
         }
         batch.put_cf(undo, hash.0, encode(&effect.spent));
         batch.put_cf(self.cf(ColumnFamily::Active), height.to_be_bytes(), hash.0);
@@ -284,30 +302,64 @@ impl Store {
     }
 
     /// Disconnects the tip block at `height`: removes the coins it created, restores the
-    /// coins it spent from its undo data, and makes its parent the tip. One atomic batch.
+    /// coins it spent from its undo data (address index alike), unindexes its txids, and makes
+    /// its parent the tip. One atomic batch.
     pub fn disconnect_block(
         &self,
         block: &CheckedBlock,
         height: u32,
     ) -> Result<Vec<(OutPoint, Coin)>, StoreError> {
         let hash = block.hash();
-        let (utxo, undo) = (self.cf(ColumnFamily::Utxo), self.cf(ColumnFamily::Undo));
+        let (utxo, undo, addr) =
+            (self.cf(ColumnFamily::Utxo), self.cf(ColumnFamily::Undo), self.cf(ColumnFamily::Address));
         let bytes = self.db.get_cf(undo, hash.0)?.ok_or(StoreError::Missing { what: "undo data", hash })?;
         let spent: Vec<(OutPoint, Coin)> = codec::decode(&bytes).map_err(corrupt(ColumnFamily::Undo))?;
         let mut batch = WriteBatch::default();
+        let txindex = self.cf(ColumnFamily::TxIndex);
         for (tx, txid) in block.block().txs.iter().zip(block.txids()) {
-            for index in 0..tx.outputs.len() as u32 {
-                batch.delete_cf(utxo, OutPoint { txid: *txid, index }.to_bytes());
+            for (index, out) in tx.outputs.iter().enumerate() {
+                let op = OutPoint { txid: *txid, index: index as u32 };
+                batch.delete_cf(utxo, op.to_bytes());
+                batch.delete_cf(addr, address_key(&out.lock.0, &op));
             }
+            batch.delete_cf(txindex, txid.0);
         }
         for (op, coin) in &spent {
             batch.put_cf(utxo, op.to_bytes(), encode(coin));
+            batch.put_cf(addr, address_key(&coin.out.lock.0, op), []);
         }
         batch.delete_cf(undo, hash.0);
         batch.delete_cf(self.cf(ColumnFamily::Active), height.to_be_bytes());
         batch.put_cf(self.cf(ColumnFamily::Meta), META_TIP, block.header().prev.0);
         self.db.write(batch)?;
         Ok(spent)
+    }
+
+    /// The active-chain block holding `txid`, if any.
+    pub fn tx_block(&self, txid: &Hash256) -> Result<Option<Hash256>, StoreError> {
+        let v = self.db.get_cf(self.cf(ColumnFamily::TxIndex), txid.0)?;
+        Ok(v.and_then(|v| v.as_slice().try_into().ok()).map(Hash256))
+    }
+
+    /// The unspent coins locked by exactly `lock` (an address's script), at most `limit`.
+    pub fn coins_by_lock(&self, lock: &[u8], limit: usize) -> Result<Vec<(OutPoint, Coin)>, StoreError> {
+        let prefix = Sha256::digest(lock);
+        let mut ops = Vec::new();
+        let mode = IteratorMode::From(prefix.as_slice(), rocksdb::Direction::Forward);
+        for item in self.db.iterator_cf(self.cf(ColumnFamily::Address), mode) {
+            let (k, _) = item?;
+            if !k.starts_with(prefix.as_slice()) || ops.len() >= limit {
+                break;
+            }
+            ops.push(
+                OutPoint::from_bytes(&k[32..])
+                    .map_err(|e| StoreError::Corrupt { cf: "address", detail: e.to_string() })?,
+            );
+        }
+        let coins = self.get_coins(&ops)?;
+        let mut out: Vec<(OutPoint, Coin)> = coins.into_iter().collect();
+        out.sort_unstable_by(|a, b| (a.1.height, a.0).cmp(&(b.1.height, b.0)));
+        Ok(out)
     }
 
     /// Hashes the whole UTXO set in key order: two chainstates with equal digests hold the
@@ -327,6 +379,14 @@ impl Store {
         }
         Ok(UtxoDigest { hash: Hash256(Sha256::digest(h.finalize()).into()), count, total })
     }
+}
+
+/// Address-index key: SHA-256 of the locking script, then the outpoint.
+fn address_key(lock: &[u8], op: &OutPoint) -> [u8; 68] {
+    let mut k = [0u8; 68];
+    k[..32].copy_from_slice(&Sha256::digest(lock));
+    k[32..].copy_from_slice(&op.to_bytes());
+    k
 }
 
 fn encode<T: bincode::Encode>(v: &T) -> Vec<u8> {
