@@ -4,11 +4,13 @@ use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
 fn main() -> std::process::ExitCode {
+    let cli = quarry::cli::Cli::parse();
+    // The node logs its progress by default; one-shot commands only warnings. RUST_LOG wins.
+    let default = if matches!(cli.command, quarry::cli::Command::Node(_)) { "info" } else { "warn" };
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")))
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default)))
         .with_writer(std::io::stderr)
         .init();
-    let cli = quarry::cli::Cli::parse();
     match quarry::cli::run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

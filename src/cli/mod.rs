@@ -5,6 +5,7 @@
 //! with their issues.
 
 mod bench_hash;
+mod node;
 
 use crate::chain::{Chain, ChainEvent, ProcessOutcome};
 use crate::consensus::validation::block_subsidy;
@@ -32,9 +33,79 @@ pub enum Command {
     /// Inspect or extend a local chainstate directly (no node running).
     #[command(subcommand)]
     Chain(ChainCommand),
+    /// Run a node: chainstate, mempool, optional miner and the JSON-RPC server.
+    Node(NodeArgs),
+    /// Call a JSON-RPC method on a running node (authenticates with its cookie).
+    Rpc(RpcArgs),
     /// Measure this machine's block-hashing rate (per thread and in total) beside OpenSSL's
     /// single-stream SHA-256 as a reference ceiling.
     BenchHash(BenchHashArgs),
+}
+
+/// `quarry node`. Every flag may also be set in `<datadir>/quarry.toml` (same names with
+/// underscores, e.g. `rpc_bind = "127.0.0.1:19443"`, `mine = true`); flags win.
+#[derive(Args, Debug)]
+pub struct NodeArgs {
+    #[command(flatten)]
+    pub data: DataArgs,
+    #[command(flatten)]
+    pub rpc: RpcServerArgs,
+    #[command(flatten)]
+    pub mining: MiningArgs,
+}
+
+/// JSON-RPC server settings.
+#[derive(Args, Debug, Clone, Default)]
+#[command(next_help_heading = "JSON-RPC")]
+pub struct RpcServerArgs {
+    /// Address to listen on [default: 127.0.0.1:19443 regtest, 127.0.0.1:19543 dev]. Binding a
+    /// non-loopback address exposes the node to the network: keep it on loopback.
+    #[arg(long)]
+    pub rpc_bind: Option<std::net::SocketAddr>,
+    /// A user name accepted besides the cookie (needs --rpc-password).
+    #[arg(long, requires = "rpc_password")]
+    pub rpc_user: Option<String>,
+    /// The password for --rpc-user.
+    #[arg(long, requires = "rpc_user")]
+    pub rpc_password: Option<String>,
+}
+
+/// Mining settings.
+#[derive(Args, Debug, Clone, Default)]
+#[command(next_help_heading = "Mining")]
+pub struct MiningArgs {
+    /// Mine continuously on the node's chain (needs --miner-address).
+    #[arg(long)]
+    pub mine: bool,
+    /// Address the mined coinbases pay (bech32m, this network's prefix).
+    #[arg(long)]
+    pub miner_address: Option<String>,
+    /// Mining threads, also used by generatetoaddress [default: the number of CPUs].
+    #[arg(long)]
+    pub mine_threads: Option<usize>,
+}
+
+/// `quarry rpc`
+#[derive(Args, Debug)]
+pub struct RpcArgs {
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Node address [default: this network's default RPC port on 127.0.0.1].
+    #[arg(long)]
+    pub rpc_connect: Option<std::net::SocketAddr>,
+    /// User name instead of the cookie.
+    #[arg(long, requires = "rpc_password")]
+    pub rpc_user: Option<String>,
+    /// Password for --rpc-user.
+    #[arg(long, requires = "rpc_user")]
+    pub rpc_password: Option<String>,
+    /// Seconds to wait for the answer.
+    #[arg(long, default_value_t = 600)]
+    pub timeout: u64,
+    /// Method name, e.g. getblockcount.
+    pub method: String,
+    /// Parameters: JSON values, or plain words taken as strings.
+    pub params: Vec<String>,
 }
 
 /// `quarry bench-hash`
@@ -71,16 +142,20 @@ fn parse_network(s: &str) -> Result<Network, String> {
 }
 
 impl DataArgs {
-    /// The chainstate directory.
-    pub fn chainstate_dir(&self) -> Result<PathBuf> {
-        let base = match &self.datadir {
+    /// The data directory.
+    pub fn base_dir(&self) -> Result<PathBuf> {
+        Ok(match &self.datadir {
             Some(d) => d.clone(),
             None => {
                 let home = std::env::var_os("HOME").context("HOME is not set: pass --datadir")?;
                 PathBuf::from(home).join(".quarry").join(self.network.name())
             }
-        };
-        Ok(base.join("chainstate"))
+        })
+    }
+
+    /// The chainstate directory.
+    pub fn chainstate_dir(&self) -> Result<PathBuf> {
+        Ok(self.base_dir()?.join("chainstate"))
     }
 
     fn open(&self) -> Result<Chain> {
@@ -134,6 +209,8 @@ pub fn run(cli: Cli) -> Result<()> {
             mine(&data, blocks, threads, pay_to.as_deref())
         }
         Command::BenchHash(args) => crate::cli::bench_hash::run(&args),
+        Command::Node(args) => node::run_node(args),
+        Command::Rpc(args) => node::run_rpc(args),
         Command::Chain(ChainCommand::ForkDemo) => fork_demo(),
         Command::Chain(ChainCommand::Params { network }) => {
             print_params(network.params());

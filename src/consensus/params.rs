@@ -42,6 +42,14 @@ impl Network {
         }
     }
 
+    /// Default JSON-RPC port (on 127.0.0.1).
+    pub fn default_rpc_port(self) -> u16 {
+        match self {
+            Network::Regtest => 19443,
+            Network::Dev => 19543,
+        }
+    }
+
     /// The parameters of this network.
     pub fn params(self) -> &'static Params {
         static REGTEST: OnceLock<Params> = OnceLock::new();

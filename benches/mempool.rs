@@ -1,0 +1,105 @@
+//! Mempool admission throughput: 2,000 independent P2PKH spends admitted one by one against
+//! an in-memory UTXO set (every check, scripts verified on this thread), next to the raw
+//! single-signature verify rate of the same 2,000 signatures in the same run. Issue 4's
+//! target: admission >= 0.6 x the raw verify rate. Also admission with every txid already
+//! in the script cache, which isolates the non-signature overhead. See BENCHMARKS.md.
+//!
+//! Run: `cargo bench --bench mempool`. Smoke test: `cargo bench --bench mempool -- --test`.
+
+use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use ed25519_dalek::Signer;
+use quarry::consensus::{Coin, Network, ScriptCache};
+use quarry::mempool::{Accepted, MemoryUtxos, Mempool, MempoolConfig};
+use quarry::primitives::{sha256d, Amount, OutPoint, Transaction, TxOut};
+use quarry::script::sig::verify_one;
+use quarry::script::{sighash, SighashCache};
+use quarry::testkit::{key, p2pkh_lock, spend_p2pkh};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Transactions admitted per iteration.
+const N: usize = 2000;
+/// Clock passed to admission.
+const NOW: u64 = 2_000_000_000;
+
+struct Set {
+    utxos: MemoryUtxos,
+    txs: Vec<Transaction>,
+    /// (pubkey, signature, sighash) of each transaction's one input.
+    sigs: Vec<([u8; 32], [u8; 64], [u8; 32])>,
+}
+
+/// `N` one-input one-output P2PKH spends of distinct coins, by 250 distinct keys.
+fn set() -> Set {
+    let mut utxos = MemoryUtxos { height: 1000, ..MemoryUtxos::default() };
+    let mut txs = Vec::with_capacity(N);
+    let mut sigs = Vec::with_capacity(N);
+    for i in 0..N {
+        let k = key((i % 250) as u8 + 1);
+        let op = OutPoint { txid: sha256d(&(i as u64).to_le_bytes()), index: 0 };
+        let out = TxOut { value: Amount::from_sat(100_000).unwrap(), lock: p2pkh_lock(&k) };
+        utxos.coins.insert(op, Coin { out: out.clone(), height: 1, is_coinbase: false });
+        let pay = TxOut { value: Amount::from_sat(90_000).unwrap(), lock: p2pkh_lock(&k) };
+        let tx = spend_p2pkh(&k, &[(op, out.clone())], vec![pay], 0);
+        let msg = sighash(&tx, &SighashCache::new(&tx), 0, &out);
+        sigs.push((k.verifying_key().to_bytes(), k.sign(&msg.0).to_bytes(), msg.0));
+        txs.push(tx);
+    }
+    Set { utxos, txs, sigs }
+}
+
+fn pool(cache: Arc<ScriptCache>) -> Mempool {
+    Mempool::new(Network::Regtest.params(), MempoolConfig::default(), cache)
+}
+
+fn admit_all(pool: &mut Mempool, s: &Set, txs: Vec<Transaction>) {
+    for tx in txs {
+        let r = pool.accept(tx, &s.utxos, NOW);
+        assert!(matches!(r, Ok(Accepted::Added(_))), "{r:?}");
+    }
+}
+
+fn bench_admission(c: &mut Criterion) {
+    let s = set();
+    // Sanity: all admissible, all signatures valid.
+    admit_all(&mut pool(Arc::new(ScriptCache::new(N))), &s, s.txs.clone());
+    assert!(s.sigs.iter().all(|(pk, sig, msg)| verify_one(pk, sig, msg)));
+
+    let mut g = c.benchmark_group("mempool");
+    g.sample_size(10).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3));
+    g.throughput(Throughput::Elements(N as u64));
+
+    g.bench_function("verify_one_2000_sigs", |b| {
+        b.iter(|| s.sigs.iter().all(|(pk, sig, msg)| verify_one(black_box(pk), sig, msg)))
+    });
+    // A fresh pool and a fresh script cache per iteration, so every script is verified.
+    g.bench_function("admit_2000_p2pkh", |b| {
+        b.iter_batched(
+            || (pool(Arc::new(ScriptCache::new(N))), s.txs.clone()),
+            |(mut p, txs)| {
+                admit_all(&mut p, &s, txs);
+                p
+            },
+            BatchSize::LargeInput,
+        )
+    });
+    // Every txid already cached: the admission work besides the scripts.
+    let warm = Arc::new(ScriptCache::new(N));
+    for tx in &s.txs {
+        warm.insert(tx.txid());
+    }
+    g.bench_function("admit_2000_p2pkh_scripts_cached", |b| {
+        b.iter_batched(
+            || (pool(warm.clone()), s.txs.clone()),
+            |(mut p, txs)| {
+                admit_all(&mut p, &s, txs);
+                p
+            },
+            BatchSize::LargeInput,
+        )
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench_admission);
+criterion_main!(benches);

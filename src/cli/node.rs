@@ -1,0 +1,84 @@
+//! `quarry node` and `quarry rpc`.
+
+use super::{default_threads, NodeArgs, RpcArgs};
+use crate::node::{run, NodeConfig};
+use anyhow::{bail, Context, Result};
+use serde::Deserialize;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+/// `<datadir>/quarry.toml`: every key optional; command-line flags win.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    rpc_bind: Option<SocketAddr>,
+    rpc_user: Option<String>,
+    rpc_password: Option<String>,
+    mine: Option<bool>,
+    miner_address: Option<String>,
+    mine_threads: Option<usize>,
+}
+
+fn read_config(path: &std::path::Path) -> Result<ConfigFile> {
+    match std::fs::read_to_string(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(ConfigFile::default()),
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+        Ok(text) => {
+            toml::from_str(&text).with_context(|| format!("{} is not a valid quarry config", path.display()))
+        }
+    }
+}
+
+pub(super) fn run_node(args: NodeArgs) -> Result<()> {
+    let datadir = args.data.base_dir()?;
+    let file = read_config(&datadir.join("quarry.toml"))?;
+    let network = args.data.network;
+    let rpc_bind = args
+        .rpc
+        .rpc_bind
+        .or(file.rpc_bind)
+        .unwrap_or_else(|| SocketAddr::from((Ipv4Addr::LOCALHOST, network.default_rpc_port())));
+    let rpc_user = match (args.rpc.rpc_user.or(file.rpc_user), args.rpc.rpc_password.or(file.rpc_password)) {
+        (Some(u), Some(p)) => Some((u, p)),
+        (None, None) => None,
+        _ => bail!("rpc_user and rpc_password go together (flags or quarry.toml)"),
+    };
+    let mine = args.mining.mine || file.mine.unwrap_or(false);
+    let address = args.mining.miner_address.or(file.miner_address);
+    if mine && address.is_none() {
+        bail!("--mine needs --miner-address ADDRESS (an address of network {network})");
+    }
+    let mine_threads = args.mining.mine_threads.or(file.mine_threads).unwrap_or_else(default_threads).max(1);
+    run(NodeConfig {
+        network,
+        datadir,
+        rpc_bind,
+        rpc_user,
+        mine_to: if mine { address } else { None },
+        mine_threads,
+    })
+}
+
+pub(super) fn run_rpc(args: RpcArgs) -> Result<()> {
+    let datadir = args.data.base_dir()?;
+    let addr = args
+        .rpc_connect
+        .unwrap_or_else(|| SocketAddr::from((Ipv4Addr::LOCALHOST, args.data.network.default_rpc_port())));
+    let user = args.rpc_user.zip(args.rpc_password);
+    let params = crate::rpc::client::parse_params(&args.params);
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let result = runtime.block_on(crate::rpc::client::call(
+        addr,
+        &datadir,
+        user,
+        &args.method,
+        params,
+        Duration::from_secs(args.timeout),
+    ));
+    match result {
+        Ok(serde_json::Value::String(s)) => println!("{s}"),
+        Ok(v) => println!("{}", serde_json::to_string_pretty(&v)?),
+        Err(e) => bail!("{e:#}"),
+    }
+    Ok(())
+}

@@ -1,0 +1,54 @@
+//! The RPC cookie: a random password written to `<datadir>/.cookie` at start (mode 0600) and
+//! removed at shutdown, like bitcoind's. Clients on the same machine read it to authenticate
+//! as user `__cookie__`.
+
+use anyhow::{Context, Result};
+use std::path::{Path, PathBuf};
+
+/// The cookie's user name.
+pub const COOKIE_USER: &str = "__cookie__";
+
+/// Where the cookie lives.
+pub fn path(datadir: &Path) -> PathBuf {
+    datadir.join(".cookie")
+}
+
+/// Writes a fresh cookie; returns the password.
+pub fn write(datadir: &Path) -> Result<String> {
+    let password = hex::encode(rand::random::<[u8; 32]>());
+    let p = path(datadir);
+    let tmp = datadir.join(".cookie.tmp");
+    {
+        use std::io::Write;
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            opts.mode(0o600);
+        }
+        let mut f = opts.open(&tmp).with_context(|| format!("writing {}", tmp.display()))?;
+        write!(f, "{COOKIE_USER}:{password}")?;
+    }
+    std::fs::rename(&tmp, &p).with_context(|| format!("writing {}", p.display()))?;
+    Ok(password)
+}
+
+/// Reads `user:password` from a cookie file.
+pub fn read(datadir: &Path) -> Result<(String, String)> {
+    let p = path(datadir);
+    let text = std::fs::read_to_string(&p).with_context(|| {
+        format!(
+            "reading the RPC cookie {} (is the node running with this --datadir and --network?)",
+            p.display()
+        )
+    })?;
+    let (user, pass) =
+        text.trim().split_once(':').with_context(|| format!("malformed cookie file {}", p.display()))?;
+    Ok((user.to_string(), pass.to_string()))
+}
+
+/// Removes the cookie (best effort).
+pub fn remove(datadir: &Path) {
+    let _ = std::fs::remove_file(path(datadir));
+}
