@@ -227,3 +227,133 @@ fn the_rpc_server_listens_on_loopback_by_default() {
     assert_eq!(node.addr.ip().to_string(), "127.0.0.1");
     node.stop();
 }
+
+fn quarry(datadir: &Path, port: u16, args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_quarry"))
+        .arg("rpc")
+        .arg("--datadir")
+        .arg(datadir)
+        .arg("--rpc-connect")
+        .arg(format!("127.0.0.1:{port}"))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "quarry rpc {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// The README walkthrough, with the `quarry` binary only: key, mine, build, sign, send, mine.
+#[test]
+fn readme_walkthrough_with_quarry_rpc() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let node = Node::start(dir.path(), Some(port));
+    let key_out = Command::new(env!("CARGO_BIN_EXE_quarry"))
+        .args(["key", "new", "--network", "regtest"])
+        .output()
+        .unwrap();
+    let key: Value = serde_json::from_slice(&key_out.stdout).unwrap();
+    let (addr, secret) = (key["address"].as_str().unwrap(), key["secret"].as_str().unwrap());
+    let d = dir.path();
+    quarry(d, port, &["generatetoaddress", "11", addr]);
+    let utxos: Value = serde_json::from_str(&quarry(d, port, &["getaddressutxos", addr])).unwrap();
+    let first = &utxos[0];
+    assert_eq!(first["height"], json!(1));
+    let inputs = json!([{"txid": first["txid"], "vout": first["outputIndex"]}]).to_string();
+    let outputs = json!({ address(7): 12.5, addr: 37.4999 }).to_string();
+    let raw = quarry(d, port, &["createrawtransaction", &inputs, &outputs]);
+    let signed: Value = serde_json::from_str(&quarry(
+        d,
+        port,
+        &["signrawtransactionwithkey", &raw, &json!([secret]).to_string()],
+    ))
+    .unwrap();
+    assert_eq!(signed["complete"], json!(true));
+    let txid = quarry(d, port, &["sendrawtransaction", signed["hex"].as_str().unwrap()]);
+    quarry(d, port, &["generatetoaddress", "1", addr]);
+    let tx: Value = serde_json::from_str(&quarry(d, port, &["getrawtransaction", &txid, "true"])).unwrap();
+    assert_eq!(tx["confirmations"], json!(1));
+    assert_eq!(tx["vout"][0]["value"], json!(12.5));
+    // The fee went to the miner: 50 + 0.0001.
+    let block: Value =
+        serde_json::from_str(&quarry(d, port, &["getblock", tx["blockhash"].as_str().unwrap(), "2"]))
+            .unwrap();
+    assert_eq!(block["tx"][0]["vout"][0]["value"], json!(50.0001));
+    // A wrong-network address is refused with the rule named.
+    let bad = Command::new(env!("CARGO_BIN_EXE_quarry"))
+        .args(["rpc", "--datadir"])
+        .arg(d)
+        .args([
+            "--rpc-connect",
+            &format!("127.0.0.1:{port}"),
+            "generatetoaddress",
+            "1",
+            "qdev1qzu2v2mnscdzuxjvrlsmny5vj2d26yss6yahll8hqzhcyuyep3c22svzfy2",
+        ])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("error code -5"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+    node.stop();
+}
+
+#[test]
+fn mining_node_extends_its_chain_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_quarry"))
+        .args([
+            "node",
+            "--network",
+            "regtest",
+            "--mine",
+            "--mine-threads",
+            "1",
+            "--miner-address",
+            &address(5),
+        ])
+        .arg("--rpc-bind")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--datadir")
+        .arg(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let probe = Node {
+        child: Command::new("true").spawn().unwrap(),
+        datadir: dir.path().to_path_buf(),
+        addr: format!("127.0.0.1:{port}").parse().unwrap(),
+    };
+    let start = Instant::now();
+    loop {
+        if let Ok(n) = probe.try_rpc("getblockcount", json!([])) {
+            if n.as_u64().unwrap() >= 3 {
+                break;
+            }
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "the miner made no blocks");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let info = probe.rpc("getmininginfo", json!([]));
+    assert_eq!(info["mining"], json!(true));
+    let utxos = probe.rpc("getaddressutxos", json!([address(5)]));
+    assert!(utxos.as_array().unwrap().len() >= 3);
+    let status = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().unwrap();
+    assert!(status.success());
+    let start = Instant::now();
+    let exit = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "no exit after SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(exit.success(), "SIGTERM exits 0, got {exit}");
+    assert!(dir.path().join("mempool.dat").exists(), "mempool flushed");
+    assert!(!dir.path().join(".cookie").exists());
+}

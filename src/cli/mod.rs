@@ -33,6 +33,10 @@ pub enum Command {
     /// Inspect or extend a local chainstate directly (no node running).
     #[command(subcommand)]
     Chain(ChainCommand),
+    /// Make a throwaway key pair and its address (for regtest and dev experiments; the wallet
+    /// keeps keys properly).
+    #[command(subcommand)]
+    Key(KeyCommand),
     /// Run a node: chainstate, mempool, optional miner and the JSON-RPC server.
     Node(NodeArgs),
     /// Call a JSON-RPC method on a running node (authenticates with its cookie).
@@ -83,6 +87,17 @@ pub struct MiningArgs {
     /// Mining threads, also used by generatetoaddress [default: the number of CPUs].
     #[arg(long)]
     pub mine_threads: Option<usize>,
+}
+
+/// `quarry key ...`
+#[derive(Subcommand, Debug)]
+pub enum KeyCommand {
+    /// Print a fresh random ed25519 secret, its public key and P2PKH address as JSON. The
+    /// secret is printed in clear: use it only for test networks.
+    New {
+        #[arg(long, default_value = "regtest", value_parser = parse_network)]
+        network: Network,
+    },
 }
 
 /// `quarry rpc`
@@ -210,6 +225,24 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Command::BenchHash(args) => crate::cli::bench_hash::run(&args),
         Command::Node(args) => node::run_node(args),
+        Command::Key(KeyCommand::New { network }) => {
+            let sk = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
+            let pk = sk.verifying_key().to_bytes();
+            let hash = crate::script::templates::pubkey_hash(&pk);
+            let address = crate::primitives::Address {
+                hrp: network.address_hrp(),
+                kind: crate::primitives::AddressKind::P2pkh,
+                hash,
+            };
+            let v = serde_json::json!({
+                "secret": hex::encode(sk.to_bytes()),
+                "public_key": hex::encode(pk),
+                "address": address.encode(),
+                "network": network.name(),
+            });
+            println!("{}", serde_json::to_string_pretty(&v)?);
+            Ok(())
+        }
         Command::Rpc(args) => node::run_rpc(args),
         Command::Chain(ChainCommand::ForkDemo) => fork_demo(),
         Command::Chain(ChainCommand::Params { network }) => {

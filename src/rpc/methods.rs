@@ -8,7 +8,7 @@ use crate::chain::{ChainError, ProcessOutcome};
 use crate::mempool::{Accepted, MempoolError};
 use crate::node::{Core, NodeHandle};
 use crate::primitives::merkle::MerkleProof;
-use crate::primitives::{Address, Block, BlockHeader, Hash256, OutPoint, Transaction};
+use crate::primitives::{Address, Block, BlockHeader, Hash256, OutPoint, Script, Transaction};
 use crate::script::templates::address_lock;
 use jsonrpsee::types::{ErrorObjectOwned, Params};
 use jsonrpsee::RpcModule;
@@ -533,6 +533,7 @@ pub fn register(m: &mut RpcModule<Ctx>) -> Result<(), jsonrpsee::core::RegisterM
             })
             .await?
     })?;
+    register_rawtx(m)?;
     reg(m, "stop", |_, c| async move {
         c.stop.notify_one();
         Ok(json!("quarry stopping"))
@@ -576,4 +577,140 @@ pub fn decode_proof(bytes: &[u8]) -> Result<(BlockHeader, Hash256, MerkleProof),
     }
     r.finish("proof").map_err(bad)?;
     Ok((header, txid, MerkleProof { index, leaf_count, siblings }))
+}
+
+/// `createrawtransaction` and `signrawtransactionwithkey` (Core's raw-transaction tools, for
+/// building a spend by hand before the wallet exists).
+pub fn register_rawtx(m: &mut RpcModule<Ctx>) -> Result<(), jsonrpsee::core::RegisterMethodError> {
+    reg(m, "createrawtransaction", |p, c| async move {
+        let mut seq = p.sequence();
+        let (inputs, outputs, locktime): (Vec<Value>, serde_json::Map<String, Value>, Option<u32>) =
+            (seq.next()?, seq.next()?, seq.optional_next()?);
+        c.node
+            .call(move |core| {
+                use crate::primitives::{Amount, TxIn};
+                let mut tx = Transaction {
+                    version: 1,
+                    inputs: Vec::new(),
+                    outputs: Vec::new(),
+                    lock_time: locktime.unwrap_or(0),
+                };
+                for i in &inputs {
+                    let txid = hash_param(i["txid"].as_str().unwrap_or(""), "inputs[].txid")?;
+                    let vout = i["vout"]
+                        .as_u64()
+                        .and_then(|v| u32::try_from(v).ok())
+                        .ok_or_else(|| err(codes::INVALID_PARAMETER, "inputs[].vout must be a number"))?;
+                    tx.inputs
+                        .push(TxIn { prevout: OutPoint { txid, index: vout }, unlock: Script::default() });
+                }
+                for (addr, amount) in &outputs {
+                    let lock = if addr == "data" {
+                        let data = hex_param(amount.as_str().unwrap_or(""), "data")?;
+                        crate::script::templates::op_return(&data)
+                    } else {
+                        address_lock(&address_param(core, addr)?)
+                    };
+                    let value = if addr == "data" { Amount::ZERO } else { parse_coins(amount)? };
+                    tx.outputs.push(crate::primitives::TxOut { value, lock });
+                }
+                Ok(json!(hex::encode(tx.encode())))
+            })
+            .await?
+    })?;
+    reg(m, "signrawtransactionwithkey", |p, c| async move {
+        let mut seq = p.sequence();
+        let (hexstr, keys): (String, Vec<String>) = (seq.next()?, seq.next()?);
+        let bytes = hex_param(&hexstr, "hexstring")?;
+        let mut signers = Vec::new();
+        for k in &keys {
+            let secret: [u8; 32] = hex::decode(k).ok().and_then(|b| b.try_into().ok()).ok_or_else(|| {
+                err(codes::INVALID_ADDRESS_OR_KEY, "private keys are 64 hex digits (32-byte ed25519 secrets)")
+            })?;
+            signers.push(ed25519_dalek::SigningKey::from_bytes(&secret));
+        }
+        c.node
+            .call(move |core| {
+                use crate::script::templates::{p2pkh_unlock, pubkey_hash, Template};
+                use crate::script::{sighash, SighashCache};
+                use ed25519_dalek::Signer;
+                let mut tx = Transaction::decode(&bytes, core.chain.params().max_tx_size)
+                    .map_err(|e| err(codes::DESERIALIZATION_ERROR, format!("TX decode failed: {e}")))?;
+                let mut spent = Vec::with_capacity(tx.inputs.len());
+                for i in &tx.inputs {
+                    let op = i.prevout;
+                    let out = match core.chain.store().get_coin(&op).map_err(|e| err(codes::MISC, e.to_string()))? {
+                        Some(c) => c.out,
+                        None => core
+                            .mempool
+                            .get(&op.txid)
+                            .and_then(|t| t.outputs.get(op.index as usize).cloned())
+                            .ok_or_else(|| err(codes::VERIFY_ERROR, format!("input {op} is missing or spent")))?,
+                    };
+                    spent.push(out);
+                }
+                let cache = SighashCache::new(&tx);
+                let mut errors = Vec::new();
+                let mut unlocks = Vec::with_capacity(tx.inputs.len());
+                for (n, out) in spent.iter().enumerate() {
+                    let signer = match Template::classify(&out.lock.0) {
+                        Template::P2pkh(h) => signers.iter().find(|s| pubkey_hash(&s.verifying_key().to_bytes()) == h),
+                        _ => None,
+                    };
+                    match signer {
+                        Some(s) => {
+                            let msg = sighash(&tx, &cache, n, out);
+                            unlocks.push(Some(p2pkh_unlock(&s.sign(&msg.0).to_bytes(), &s.verifying_key().to_bytes())));
+                        }
+                        None => {
+                            unlocks.push(None);
+                            errors.push(json!({ "vout": tx.inputs[n].prevout.index, "txid": tx.inputs[n].prevout.txid.to_string(),
+                                "error": "no key given for this P2PKH input (other templates: use the wallet)" }));
+                        }
+                    }
+                }
+                for (input, unlock) in tx.inputs.iter_mut().zip(unlocks) {
+                    if let Some(u) = unlock {
+                        input.unlock = u;
+                    }
+                }
+                let mut v = json!({ "hex": hex::encode(tx.encode()), "complete": errors.is_empty() });
+                if !errors.is_empty() {
+                    v["errors"] = json!(errors);
+                }
+                Ok(v)
+            })
+            .await?
+    })?;
+    Ok(())
+}
+
+/// An amount in coins (JSON number or string, at most 8 decimals) as base units.
+fn parse_coins(v: &Value) -> Result<crate::primitives::Amount, ErrorObjectOwned> {
+    let s = match v {
+        Value::Number(n) => n.to_string(),
+        Value::String(s) => s.clone(),
+        _ => return Err(err(codes::TYPE_ERROR, format!("amount must be a number of coins, got {v}"))),
+    };
+    let bad = || {
+        err(
+            codes::TYPE_ERROR,
+            format!("invalid amount {s}: a non-negative number of coins with at most 8 decimals"),
+        )
+    };
+    let (whole, frac) = s.split_once('.').unwrap_or((&s, ""));
+    if whole.is_empty()
+        || frac.len() > 8
+        || !whole.bytes().all(|b| b.is_ascii_digit())
+        || !frac.bytes().all(|b| b.is_ascii_digit())
+    {
+        return Err(bad());
+    }
+    let sat = whole
+        .parse::<u64>()
+        .ok()
+        .and_then(|w| w.checked_mul(100_000_000))
+        .and_then(|w| w.checked_add(format!("{frac:0<8}").parse::<u64>().ok()?))
+        .ok_or_else(bad)?;
+    crate::primitives::Amount::from_sat(sat).map_err(|e| err(codes::TYPE_ERROR, e.to_string()))
 }

@@ -128,3 +128,9 @@ pub(super) fn sorted(mut ids: Vec<Hash256>) -> Vec<Hash256> {
     ids.sort();
     ids
 }
+
+#[test]
+fn mempool_can_move_to_the_chain_thread() {
+    fn send<T: Send>() {}
+    send::<Mempool>();
+}
