@@ -251,6 +251,24 @@ fn bench_block(c: &mut Criterion) {
     g.bench_function("connect_block_2000_p2pkh", |b| {
         b.iter(|| connect_block(black_box(&checked), BLOCK_HEIGHT, f.params, &f.view).is_ok())
     });
+    // Every transaction already verified at mempool admission (the ScriptCache): the block
+    // connects without re-running scripts. Target: >= 5x faster than cold.
+    let cache = quarry::consensus::ScriptCache::new(10_000);
+    for txid in checked.txids() {
+        cache.insert(*txid);
+    }
+    g.bench_function("connect_block_2000_p2pkh_mempool_cached", |b| {
+        b.iter(|| {
+            quarry::consensus::connect_block_cached(
+                black_box(&checked),
+                BLOCK_HEIGHT,
+                f.params,
+                &f.view,
+                &cache,
+            )
+            .is_ok()
+        })
+    });
     // check_block consumes the block; the clone is made outside the timed routine.
     g.bench_function("check_block_2000_p2pkh", |b| {
         b.iter_batched(|| f.block.clone(), |blk| check_block(blk, f.params).is_ok(), BatchSize::LargeInput)

@@ -373,12 +373,30 @@ fn check_sigops(v: &Vector) {
     assert_eq!(count_sigops(&v.hex("script")), v.num::<usize>("count"));
 }
 
+fn check_address(v: &Vector) {
+    use quarry::primitives::{Address, AddressKind};
+    let network: quarry::consensus::Network = v.get("network").parse().unwrap();
+    let kind = match v.get("payload") {
+        "p2pkh" => AddressKind::P2pkh,
+        "p2sh" => AddressKind::P2sh,
+        other => panic!("unknown payload {other}"),
+    };
+    let hash: [u8; 32] = v.hex("hash").try_into().unwrap();
+    let a = Address { hrp: network.address_hrp(), kind, hash };
+    assert_eq!(a.encode(), v.get("address"));
+    assert_eq!(Address::decode(v.get("address"), network.address_hrp()).unwrap(), a);
+}
+
 fn check(v: &Vector) -> &'static str {
     let kind = v.get("kind");
     let kind: &'static str = match kind {
         "genesis" => {
             check_genesis(v);
             "genesis"
+        }
+        "address" => {
+            check_address(v);
+            "address"
         }
         "header" => {
             check_header(v);

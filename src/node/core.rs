@@ -9,8 +9,8 @@
 
 use crate::chain::{Chain, ChainEvent, ProcessOutcome};
 use crate::consensus::Network;
-use crate::mempool::{Mempool, MempoolConfig};
-use crate::miner::{BlockTemplate, HashRateMeter, Miner, MinerConfig, TemplateSource};
+use crate::mempool::{Mempool, MempoolConfig, MempoolTemplates};
+use crate::miner::{HashRateMeter, Miner, MinerConfig, TemplateSource};
 use crate::primitives::{Block, Hash256, Script};
 use std::path::PathBuf;
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
@@ -98,25 +98,6 @@ pub struct Core {
     mempool_path: PathBuf,
 }
 
-/// Templates from the mempool: transactions by ancestor fee rate, coinbase paying `lock`.
-pub struct PoolTemplates<'a> {
-    /// The pool.
-    pub pool: &'a Mempool,
-    /// Where the coinbase pays.
-    pub lock: Script,
-}
-
-impl TemplateSource for PoolTemplates<'_> {
-    fn template(&self, chain: &Chain, now: u64) -> BlockTemplate {
-        let params = chain.params();
-        // Room for the header, the count and a generous coinbase.
-        let (txs, fees) = self.pool.select(params.max_block_size - 1_000, params.max_block_sigops - 100);
-        let base = BlockTemplate::coinbase_only(chain, self.lock.clone(), now);
-        let value = base.coinbase_value.checked_add(fees).unwrap_or(base.coinbase_value);
-        BlockTemplate::new(base.prev, base.height, base.time, base.bits, self.lock.clone(), value, txs)
-    }
-}
-
 impl Core {
     /// Hands a block to the chain and updates the mempool and the miner from the result.
     pub fn submit_block(&mut self, block: Block) -> Result<ProcessOutcome, crate::chain::ChainError> {
@@ -143,7 +124,7 @@ impl Core {
     /// Gives the continuous miner a template on the current tip.
     pub fn refresh_template(&mut self) {
         if let Some((miner, lock)) = &self.miner {
-            let source = PoolTemplates { pool: &self.mempool, lock: lock.clone() };
+            let source = MempoolTemplates { pool: &self.mempool, lock: lock.clone() };
             miner.set_template(source.template(&self.chain, now()));
             self.template_at = Instant::now();
         }
@@ -155,7 +136,7 @@ impl Core {
         let miner = Miner::start(MinerConfig::new(self.generate_threads));
         let mut out = Vec::with_capacity(n as usize);
         while out.len() < n as usize {
-            let source = PoolTemplates { pool: &self.mempool, lock: lock.clone() };
+            let source = MempoolTemplates { pool: &self.mempool, lock: lock.clone() };
             miner.set_template(source.template(&self.chain, now()));
             if let Some(block) = miner.take_found(Duration::from_secs(5)) {
                 let hash = block.hash();

@@ -18,7 +18,7 @@ fn consensus_error(r: Result<Accepted, MempoolError>) -> (MempoolError, Consensu
 fn valid_spend_is_admitted_with_its_fee_and_entry_and_scripts_cached() {
     let mut fx = Fx::new();
     let coin = fx.fund(100_000);
-    let tx = pay(&[coin.clone()], &[90_000]);
+    let tx = pay(std::slice::from_ref(&coin), &[90_000]);
     let txid = tx.txid();
     assert!(!fx.cache.contains(&txid));
     let a = fx.add(tx.clone());
@@ -81,7 +81,7 @@ fn immature_coinbase_spend_is_refused_until_the_next_block_reaches_maturity() {
     let mut fx = Fx::new();
     // Next block is 101: a coinbase from 92 has depth 9 there, one from 91 depth 10.
     let young = fx.fund_at(100_000, 92, true);
-    let (e, inner) = consensus_error(fx.accept(pay(&[young.clone()], &[90_000])));
+    let (e, inner) = consensus_error(fx.accept(pay(std::slice::from_ref(&young), &[90_000])));
     assert_eq!(inner, ConsensusError::ImmatureCoinbaseSpend { outpoint: young.0, depth: 9, maturity: 10 });
     assert!(!e.is_peer_fault(), "it becomes valid later");
     let mature = fx.fund_at(100_000, 91, true);
@@ -95,7 +95,7 @@ fn immature_coinbase_spend_is_refused_until_the_next_block_reaches_maturity() {
 fn lock_time_must_be_reached_by_the_next_block() {
     let mut fx = Fx::new();
     let coin = fx.fund(100_000);
-    let late = spend_p2pkh(&key(1), &[coin.clone()], vec![txout(90_000)], 102);
+    let late = spend_p2pkh(&key(1), std::slice::from_ref(&coin), vec![txout(90_000)], 102);
     let (e, inner) = consensus_error(fx.accept(late));
     assert_eq!(inner, ConsensusError::LockTimeNotReached { lock_time: 102, height: 101 });
     assert!(!e.is_peer_fault());
@@ -127,7 +127,7 @@ fn fee_below_the_minimum_relay_rate_is_refused_with_the_needed_fee() {
     let size = size_of(1, 1);
     let needed = (size as u64 * 1000).div_ceil(1000);
     let coin = fx.fund(100_000);
-    let e = fx.accept(pay(&[coin.clone()], &[100_000 - needed + 1])).unwrap_err();
+    let e = fx.accept(pay(std::slice::from_ref(&coin), &[100_000 - needed + 1])).unwrap_err();
     let fee = needed - 1;
     assert_eq!(
         e,
@@ -160,7 +160,7 @@ fn signature_operations_above_the_relay_limit_are_refused() {
     // Every P2PKH locking script holds one CHECKSIG.
     let mut fx = Fx::with(MempoolConfig { max_tx_sigops: 1, ..MempoolConfig::default() });
     let coin = fx.fund(100_000);
-    let e = fx.accept(pay(&[coin.clone()], &[40_000, 40_000])).unwrap_err();
+    let e = fx.accept(pay(std::slice::from_ref(&coin), &[40_000, 40_000])).unwrap_err();
     assert_eq!(e, MempoolError::TooManySigops { got: 2, max: 1 });
     fx.add(pay(&[coin], &[90_000]));
 }
@@ -169,7 +169,7 @@ fn signature_operations_above_the_relay_limit_are_refused() {
 fn confirmed_transaction_is_refused_as_already_confirmed_not_kept_as_orphan() {
     let mut fx = Fx::new();
     let coin = fx.fund(100_000);
-    let tx = pay(&[coin.clone()], &[90_000]);
+    let tx = pay(std::slice::from_ref(&coin), &[90_000]);
     // Confirmed: its input is spent, its output is in the UTXO set.
     fx.utxos.coins.remove(&coin.0);
     fx.utxos.coins.insert(out(&tx, 0).0, Coin { out: txout(90_000), height: 50, is_coinbase: false });

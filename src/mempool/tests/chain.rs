@@ -91,7 +91,7 @@ fn connected_block_removes_included_and_conflicting_transactions() {
     let v = c1.1.value.to_sat();
     let a = pay(&[c1], &[v - 10_000]);
     let a_child = pay(&[out(&a, 0)], &[v - 20_000]);
-    let c = pay(&[c2.clone()], &[v - 10_000]);
+    let c = pay(std::slice::from_ref(&c2), &[v - 10_000]);
     let c_child = pay(&[out(&c, 0)], &[v - 20_000]);
     let d = pay(&[c3], &[v - 10_000]);
     for tx in [&a, &a_child, &c, &c_child, &d] {
@@ -142,7 +142,7 @@ fn reorg_keeps_still_valid_transactions_and_drops_double_spent_ones() {
     let fork = node.chain.tip().hash;
     let (c1, c2) = (node.coinbase_coin(1), node.coinbase_coin(2));
     let v = c1.1.value.to_sat();
-    let a = pay(&[c1.clone()], &[v - 10_000]);
+    let a = pay(std::slice::from_ref(&c1), &[v - 10_000]);
     let e = pay(&[c2], &[v - 10_000]);
     node.submit(node.block_on(&fork, vec![a.clone(), e.clone()], b"one"));
     let b = pay(&[out(&a, 0)], &[v - 20_000]);

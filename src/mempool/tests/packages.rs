@@ -7,7 +7,7 @@ fn chain_of(coin: (OutPoint, TxOut), n: usize) -> Vec<Transaction> {
     let mut txs = Vec::new();
     let mut prev = coin;
     for _ in 0..n {
-        let tx = pay(&[prev.clone()], &[prev.1.value.to_sat() - 1000]);
+        let tx = pay(std::slice::from_ref(&prev), &[prev.1.value.to_sat() - 1000]);
         prev = out(&tx, 0);
         txs.push(tx);
     }
@@ -79,11 +79,11 @@ fn descendant_size_limit() {
 fn replacement_paying_more_evicts_the_conflict_and_its_descendants() {
     let mut fx = Fx::new();
     let coin = fx.fund(100_000);
-    let a = pay(&[coin.clone()], &[90_000]);
+    let a = pay(std::slice::from_ref(&coin), &[90_000]);
     let a_child = pay(&[out(&a, 0)], &[85_000]);
     fx.add(a.clone());
     fx.add(a_child.clone());
-    let b = pay(&[coin.clone()], &[70_000]);
+    let b = pay(std::slice::from_ref(&coin), &[70_000]);
     let admission = fx.add(b.clone());
     assert_eq!(sorted(admission.replaced), sorted(vec![a.txid(), a_child.txid()]));
     assert_eq!(fx.ids(), vec![b.txid()]);
@@ -95,7 +95,7 @@ fn replacement_paying_more_evicts_the_conflict_and_its_descendants() {
 fn first_seen_wins_against_an_equal_fee_rate() {
     let mut fx = Fx::new();
     let coin = fx.fund(100_000);
-    let a = pay(&[coin.clone()], &[90_000]);
+    let a = pay(std::slice::from_ref(&coin), &[90_000]);
     fx.add(a.clone());
     // Same size and fee, different txid (another lock time).
     let b = spend_p2pkh(&key(1), &[coin], vec![txout(90_000)], 1);
@@ -110,7 +110,7 @@ fn first_seen_wins_against_an_equal_fee_rate() {
 fn replacement_with_more_fee_but_a_lower_rate_is_refused() {
     let mut fx = Fx::new();
     let coin = fx.fund(100_000);
-    let a = pay(&[coin.clone()], &[90_000]);
+    let a = pay(std::slice::from_ref(&coin), &[90_000]);
     fx.add(a.clone());
     let b = pay(&[coin], &[8_000; 10]); // fee 20,000 but ~3x the size
     let e = fx.accept(b.clone()).unwrap_err();
@@ -128,14 +128,14 @@ fn replacement_with_more_fee_but_a_lower_rate_is_refused() {
 fn replacement_must_pay_for_everything_it_evicts_plus_its_own_relay_fee() {
     let mut fx = Fx::new();
     let coin = fx.fund(100_000);
-    let a = pay(&[coin.clone()], &[90_000]); // fee 10,000
+    let a = pay(std::slice::from_ref(&coin), &[90_000]); // fee 10,000
     fx.add(a.clone());
     fx.add(pay(&[out(&a, 0)], &[85_000])); // fee 5,000
     let size = size_of(1, 1);
     let relay_fee = size as u64; // 1000 sat/kB
     let needed = 15_000 + relay_fee;
     // Higher rate and fee than `a` itself, one sat short of the rule.
-    let short = pay(&[coin.clone()], &[100_000 - (needed - 1)]);
+    let short = pay(std::slice::from_ref(&coin), &[100_000 - (needed - 1)]);
     let e = fx.accept(short).unwrap_err();
     assert_eq!(
         e,
@@ -161,7 +161,7 @@ fn replacement_may_evict_at_most_100_transactions() {
     let mut conflicts = Vec::new();
     for _ in 0..5 {
         let coin = fx.fund(300_000);
-        let x = pay(&[coin.clone()], &[10_000; 24]);
+        let x = pay(std::slice::from_ref(&coin), &[10_000; 24]);
         fx.add(x.clone());
         for i in 0..24 {
             fx.add(pay(&[out(&x, i)], &[9_000]));
@@ -182,7 +182,7 @@ fn replacement_may_evict_at_most_100_transactions() {
 fn replacement_may_not_spend_a_transaction_it_evicts() {
     let mut fx = Fx::new();
     let coin = fx.fund(100_000);
-    let a = pay(&[coin.clone()], &[90_000]);
+    let a = pay(std::slice::from_ref(&coin), &[90_000]);
     fx.add(a.clone());
     let b = pay(&[coin, out(&a, 0)], &[10_000]);
     assert_eq!(fx.accept(b).unwrap_err(), MempoolError::SpendsConflictingTx { conflict: a.txid() });
