@@ -195,7 +195,7 @@ fn a_node_mines_accepts_a_spend_confirms_it_and_proves_it() {
     let mut bad = spend_utxo(&node, 1, 3, 10_000);
     bad.outputs[0].value = Amount::from_sat(bad.outputs[0].value.to_sat() + 1).unwrap(); // breaks the signature
     let e = node.rpc_err("sendrawtransaction", json!([hex::encode(bad.encode())]));
-    assert_eq!(e["code"], json!(-25));
+    assert_eq!(e["code"], json!(-26), "rejections are -26 like Core");
     assert!(e["message"].as_str().unwrap().contains("script failed"), "{e}");
     assert_eq!(node.rpc("getbestblockhash", json!([])), tip);
     assert_eq!(node.rpc("getrawmempool", json!([])), json!([]));

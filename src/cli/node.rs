@@ -76,9 +76,17 @@ pub(super) fn run_rpc(args: RpcArgs) -> Result<()> {
         Duration::from_secs(args.timeout),
     ));
     match result {
+        Ok(serde_json::Value::Null) => {}
         Ok(serde_json::Value::String(s)) => println!("{s}"),
         Ok(v) => println!("{}", serde_json::to_string_pretty(&v)?),
-        Err(e) => bail!("{e:#}"),
+        Err(e) => {
+            // Like bitcoin-cli: the exit status is the error code's magnitude.
+            if let Some(call) = e.downcast_ref::<crate::rpc::client::RpcCallError>() {
+                eprintln!("error: {call}");
+                std::process::exit(call.code.unsigned_abs().clamp(1, 255) as i32);
+            }
+            bail!("{e:#}")
+        }
     }
     Ok(())
 }

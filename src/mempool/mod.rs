@@ -383,6 +383,26 @@ impl Mempool {
         }
     }
 
+    /// Admits a locally submitted `tx` (RPC): like [`Mempool::accept`], but a transaction
+    /// with missing inputs is refused with [`MempoolError::MissingInputs`] instead of being
+    /// kept as an orphan, so a failed submission leaves the pool unchanged.
+    pub fn accept_local(
+        &mut self,
+        tx: Transaction,
+        source: &dyn UtxoSource,
+        now: u64,
+    ) -> Result<Admission, MempoolError> {
+        match self.accept_one(tx, source, now, now, false)? {
+            Accepted::Added(mut a) => {
+                a.promoted = self.promote_orphans(vec![a.txid], source, now);
+                Ok(a)
+            }
+            Accepted::Orphan { .. } => {
+                unreachable!("accept_one never keeps an orphan when allow_orphan is false")
+            }
+        }
+    }
+
     /// Admits the orphans waiting for `parents`, and those waiting for them, recursively.
     /// Orphans still missing other parents go back to wait; invalid ones are dropped.
     fn promote_orphans(

@@ -13,7 +13,9 @@ use crate::mempool::{Mempool, MempoolConfig, MempoolTemplates};
 use crate::miner::{HashRateMeter, Miner, MinerConfig, TemplateSource};
 use crate::primitives::{Block, Hash256, Script};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tracing::{info, warn};
 
@@ -96,6 +98,19 @@ pub struct Core {
     /// When the last template was made (templates are refreshed every few seconds).
     template_at: Instant,
     mempool_path: PathBuf,
+    /// Set by the runtime at shutdown: long jobs (generatetoaddress) stop early.
+    shutdown: Arc<AtomicBool>,
+}
+
+/// Flags shared between the runtime and the core thread.
+#[derive(Clone, Default)]
+pub struct Lifecycle {
+    /// Shutdown requested: the core finishes the current job, skips queued ones, flushes.
+    pub shutdown: Arc<AtomicBool>,
+    /// A job panicked: the node stops and exits non-zero.
+    pub crashed: Arc<AtomicBool>,
+    /// Notified when the core wants the whole node to stop (after a panic).
+    pub stop: Arc<tokio::sync::Notify>,
 }
 
 impl Core {
@@ -131,17 +146,28 @@ impl Core {
     }
 
     /// Mines `n` blocks paying `lock` (regtest-style `generatetoaddress`), on this thread with
-    /// a temporary miner. Returns the block hashes.
+    /// a temporary miner. Returns the block hashes; stops early (with what it has) when the
+    /// node shuts down.
     pub fn generate(&mut self, n: u32, lock: Script) -> Result<Vec<Hash256>, crate::chain::ChainError> {
         let miner = Miner::start(MinerConfig::new(self.generate_threads));
         let mut out = Vec::with_capacity(n as usize);
-        while out.len() < n as usize {
+        'blocks: while out.len() < n as usize {
             let source = MempoolTemplates { pool: &self.mempool, lock: lock.clone() };
             miner.set_template(source.template(&self.chain, now()));
-            if let Some(block) = miner.take_found(Duration::from_secs(5)) {
-                let hash = block.hash();
-                self.submit_block(block)?;
-                out.push(hash);
+            let started = Instant::now();
+            loop {
+                if self.shutdown.load(Ordering::SeqCst) {
+                    break 'blocks;
+                }
+                if let Some(block) = miner.take_found(Duration::from_millis(200)) {
+                    let hash = block.hash();
+                    self.submit_block(block)?;
+                    out.push(hash);
+                    break;
+                }
+                if started.elapsed() > Duration::from_secs(5) {
+                    continue 'blocks; // a fresh template keeps the header time current
+                }
             }
         }
         Ok(out)
@@ -183,6 +209,7 @@ pub fn start(
     mining: Option<MiningConfig>,
     generate_threads: usize,
     mempool_config: MempoolConfig,
+    life: Lifecycle,
 ) -> (NodeHandle, std::thread::JoinHandle<()>) {
     let (tx, rx) = sync_channel::<Job>(QUEUE);
     let handle = NodeHandle { tx, network };
@@ -207,9 +234,10 @@ pub fn start(
                 stopping: false,
                 template_at: Instant::now(),
                 mempool_path,
+                shutdown: life.shutdown.clone(),
             };
             core.refresh_template();
-            run_loop(&mut core, &rx);
+            run_loop(&mut core, &rx, &life);
             core.flush();
             info!(target: "node", "core stopped");
         })
@@ -217,11 +245,20 @@ pub fn start(
     (handle, thread)
 }
 
-fn run_loop(core: &mut Core, rx: &Receiver<Job>) {
+fn run_loop(core: &mut Core, rx: &Receiver<Job>, life: &Lifecycle) {
     let mut last_expiry = Instant::now();
-    while !core.stopping {
+    while !core.stopping && !life.shutdown.load(Ordering::SeqCst) {
         match rx.recv_timeout(Duration::from_millis(20)) {
-            Ok(job) => job(core),
+            Ok(job) => {
+                // A panicking job must not leave a zombie node answering "shutting down":
+                // stop everything and exit non-zero.
+                if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(core))).is_err() {
+                    tracing::error!(target: "node", "a request panicked on the core thread; stopping the node");
+                    life.crashed.store(true, Ordering::SeqCst);
+                    life.stop.notify_one();
+                    break;
+                }
+            }
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => break,
         }

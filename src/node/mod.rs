@@ -13,7 +13,6 @@ use crate::script::templates::address_lock;
 use anyhow::{bail, Context, Result};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 use tracing::info;
 
 pub use self::core::{Core, CoreError, NodeHandle};
@@ -61,6 +60,7 @@ pub fn run(config: NodeConfig) -> Result<()> {
         .thread_name("quarry-rt")
         .build()
         .context("starting the async runtime")?;
+    let life = core::Lifecycle::default();
     let (handle, core_thread) = core::start(
         chain,
         config.network,
@@ -68,16 +68,24 @@ pub fn run(config: NodeConfig) -> Result<()> {
         mining,
         config.mine_threads,
         MempoolConfig::default(),
+        life.clone(),
     );
 
     let result = runtime.block_on(async {
-        let cookie = crate::rpc::cookie::write(&config.datadir)?;
-        let stop = Arc::new(tokio::sync::Notify::new());
+        let cookie = match crate::rpc::cookie::write(&config.datadir) {
+            Ok(c) => c,
+            Err(e) => {
+                life.shutdown.store(true, std::sync::atomic::Ordering::SeqCst);
+                return Err(e);
+            }
+        };
+        let stop = life.stop.clone();
         let auth = RpcAuth { cookie: cookie.clone(), user: config.rpc_user.clone() };
         let server = match start_server(config.rpc_bind, auth, handle.clone(), stop.clone()).await {
             Ok(s) => s,
             Err(e) => {
                 crate::rpc::cookie::remove(&config.datadir);
+                life.shutdown.store(true, std::sync::atomic::Ordering::SeqCst);
                 bail!("cannot listen for JSON-RPC on {}: {e} (address in use? pass --rpc-bind)", config.rpc_bind);
             }
         };
@@ -85,15 +93,19 @@ pub fn run(config: NodeConfig) -> Result<()> {
         println!("quarry node running: network {}, RPC {}", config.network, config.rpc_bind);
         wait_for_shutdown(&stop).await;
         info!(target: "node", "shutting down");
+        // First the flag: a long job (generatetoaddress) returns, queued jobs are skipped.
+        life.shutdown.store(true, std::sync::atomic::Ordering::SeqCst);
         let _ = server.stop();
         server.stopped().await;
-        let _ = handle.call(|core| core.stopping = true).await;
         crate::rpc::cookie::remove(&config.datadir);
         Ok(())
     });
     drop(handle);
     runtime.shutdown_timeout(std::time::Duration::from_secs(2));
-    let _ = core_thread.join();
+    let joined = core_thread.join();
+    if joined.is_err() || life.crashed.load(std::sync::atomic::Ordering::SeqCst) {
+        bail!("the node core stopped after an internal error (see the log above); the chainstate is consistent, restart the node");
+    }
     info!(target: "node", "stopped");
     result
 }

@@ -18,10 +18,12 @@ pub fn write(datadir: &Path) -> Result<String> {
     let password = hex::encode(rand::random::<[u8; 32]>());
     let p = path(datadir);
     let tmp = datadir.join(".cookie.tmp");
+    // A stale temp file (or a link planted there) must not lend its permissions or target.
+    let _ = std::fs::remove_file(&tmp);
     {
         use std::io::Write;
         let mut opts = std::fs::OpenOptions::new();
-        opts.write(true).create(true).truncate(true);
+        opts.write(true).create_new(true);
         #[cfg(unix)]
         {
             use std::os::unix::fs::OpenOptionsExt;

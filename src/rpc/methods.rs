@@ -5,7 +5,7 @@
 use super::json;
 use super::{codes, err};
 use crate::chain::{ChainError, ProcessOutcome};
-use crate::mempool::{Accepted, MempoolError};
+use crate::mempool::MempoolError;
 use crate::node::{Core, NodeHandle};
 use crate::primitives::merkle::MerkleProof;
 use crate::primitives::{Address, Block, BlockHeader, Hash256, OutPoint, Script, Transaction};
@@ -17,6 +17,12 @@ use std::future::Future;
 use std::sync::Arc;
 
 type RpcResult = Result<Value, ErrorObjectOwned>;
+
+/// Most unspent outputs one `getaddressutxos` call returns (an error beyond, never a silent
+/// truncation).
+const MAX_ADDRESS_UTXOS: usize = 50_000;
+/// Most keys one `signrawtransactionwithkey` call takes.
+const MAX_SIGNING_KEYS: usize = 1_000;
 
 /// What every method sees.
 pub struct Ctx {
@@ -63,8 +69,13 @@ fn chain_err(e: ChainError) -> ErrorObjectOwned {
     }
 }
 
+/// Like Core: -25 for missing or spent inputs, -26 for every other rejection.
 fn mempool_err(e: MempoolError) -> ErrorObjectOwned {
-    let code = if e.is_peer_fault() { codes::VERIFY_ERROR } else { codes::VERIFY_REJECTED };
+    let code = if matches!(e, MempoolError::MissingInputs { .. }) {
+        codes::VERIFY_ERROR
+    } else {
+        codes::VERIFY_REJECTED
+    };
     err(code, e.to_string())
 }
 
@@ -231,19 +242,12 @@ pub fn register(m: &mut RpcModule<Ctx>) -> Result<(), jsonrpsee::core::RegisterM
                 if core.mempool.contains(&txid) {
                     return Ok(json!(txid.to_string()));
                 }
-                match core.mempool.accept(tx, &core.chain, crate::node::core::now()).map_err(mempool_err)? {
-                    Accepted::Added(a) => {
-                        core.refresh_template();
-                        Ok(json!(a.txid.to_string()))
-                    }
-                    Accepted::Orphan { missing_parents, .. } => Err(err(
-                        codes::VERIFY_ERROR,
-                        format!(
-                            "inputs missing or spent (parents {}); kept as an orphan until a parent arrives",
-                            missing_parents.iter().map(|h| h.to_string()).collect::<Vec<_>>().join(", ")
-                        ),
-                    )),
-                }
+                let admission = core
+                    .mempool
+                    .accept_local(tx, &core.chain, crate::node::core::now())
+                    .map_err(mempool_err)?;
+                core.refresh_template();
+                Ok(json!(admission.txid.to_string()))
             })
             .await?
     })?;
@@ -387,7 +391,7 @@ pub fn register(m: &mut RpcModule<Ctx>) -> Result<(), jsonrpsee::core::RegisterM
                 let tip = core.chain.tip();
                 Ok(json!({
                     "height": tip.height, "bestblock": tip.hash.to_string(), "txouts": d.count,
-                    "total_amount": d.total as f64 / 1e8, "hash_serialized": d.hash.to_string(),
+                    "total_amount": d.total as f64 / 1e8, "hash_serialized_3": d.hash.to_string(),
                 }))
             })
             .await?
@@ -503,6 +507,9 @@ pub fn register(m: &mut RpcModule<Ctx>) -> Result<(), jsonrpsee::core::RegisterM
                 .map_err(|_| err(codes::TYPE_ERROR, "expected an address or {\"addresses\": [...]}"))?,
             _ => return Err(err(codes::TYPE_ERROR, "expected an address or {\"addresses\": [...]}")),
         };
+        let mut addrs = addrs;
+        addrs.sort();
+        addrs.dedup();
         if addrs.len() > 100 {
             return Err(err(
                 codes::INVALID_PARAMETER,
@@ -515,12 +522,16 @@ pub fn register(m: &mut RpcModule<Ctx>) -> Result<(), jsonrpsee::core::RegisterM
                 for a in &addrs {
                     let addr = address_param(core, a)?;
                     let lock = address_lock(&addr);
-                    for (op, coin) in core
-                        .chain
-                        .store()
-                        .coins_by_lock(&lock.0, 100_000)
-                        .map_err(|e| err(codes::MISC, e.to_string()))?
-                    {
+                    let left = MAX_ADDRESS_UTXOS - out.len();
+                    let coins =
+                        core.chain.store().coins_by_lock(&lock.0, left + 1).map_err(|e| err(codes::MISC, e.to_string()))?;
+                    if coins.len() > left {
+                        return Err(err(
+                            codes::INVALID_PARAMETER,
+                            format!("more than {MAX_ADDRESS_UTXOS} unspent outputs for these addresses: ask for fewer"),
+                        ));
+                    }
+                    for (op, coin) in coins {
                         out.push(json!({
                             "address": a, "txid": op.txid.to_string(), "outputIndex": op.index,
                             "script": hex::encode(&coin.out.lock.0), "satoshis": coin.out.value.to_sat(),
@@ -622,18 +633,32 @@ pub fn register_rawtx(m: &mut RpcModule<Ctx>) -> Result<(), jsonrpsee::core::Reg
         let mut seq = p.sequence();
         let (hexstr, keys): (String, Vec<String>) = (seq.next()?, seq.next()?);
         let bytes = hex_param(&hexstr, "hexstring")?;
-        let mut signers = Vec::new();
+        if keys.len() > MAX_SIGNING_KEYS {
+            return Err(err(
+                codes::INVALID_PARAMETER,
+                format!("at most {MAX_SIGNING_KEYS} keys, got {}", keys.len()),
+            ));
+        }
+        let mut secrets = Vec::with_capacity(keys.len());
         for k in &keys {
             let secret: [u8; 32] = hex::decode(k).ok().and_then(|b| b.try_into().ok()).ok_or_else(|| {
                 err(codes::INVALID_ADDRESS_OR_KEY, "private keys are 64 hex digits (32-byte ed25519 secrets)")
             })?;
-            signers.push(ed25519_dalek::SigningKey::from_bytes(&secret));
+            secrets.push(secret);
         }
         c.node
             .call(move |core| {
                 use crate::script::templates::{p2pkh_unlock, pubkey_hash, Template};
                 use crate::script::{sighash, SighashCache};
                 use ed25519_dalek::Signer;
+                // Key derivation is CPU work: here on the core thread, once per key.
+                let signers: std::collections::HashMap<[u8; 32], ed25519_dalek::SigningKey> = secrets
+                    .iter()
+                    .map(|s| {
+                        let sk = ed25519_dalek::SigningKey::from_bytes(s);
+                        (pubkey_hash(&sk.verifying_key().to_bytes()), sk)
+                    })
+                    .collect();
                 let mut tx = Transaction::decode(&bytes, core.chain.params().max_tx_size)
                     .map_err(|e| err(codes::DESERIALIZATION_ERROR, format!("TX decode failed: {e}")))?;
                 let mut spent = Vec::with_capacity(tx.inputs.len());
@@ -654,7 +679,7 @@ pub fn register_rawtx(m: &mut RpcModule<Ctx>) -> Result<(), jsonrpsee::core::Reg
                 let mut unlocks = Vec::with_capacity(tx.inputs.len());
                 for (n, out) in spent.iter().enumerate() {
                     let signer = match Template::classify(&out.lock.0) {
-                        Template::P2pkh(h) => signers.iter().find(|s| pubkey_hash(&s.verifying_key().to_bytes()) == h),
+                        Template::P2pkh(h) => signers.get(&h),
                         _ => None,
                     };
                     match signer {
@@ -688,7 +713,12 @@ pub fn register_rawtx(m: &mut RpcModule<Ctx>) -> Result<(), jsonrpsee::core::Reg
 /// An amount in coins (JSON number or string, at most 8 decimals) as base units.
 fn parse_coins(v: &Value) -> Result<crate::primitives::Amount, ErrorObjectOwned> {
     let s = match v {
-        Value::Number(n) => n.to_string(),
+        // Numbers print as e.g. 1e-6 below 1e-5: go through f64 (exact to 8 decimals up to the
+        // money supply, which is below 2^53 base units).
+        Value::Number(n) => match n.as_f64() {
+            Some(f) if f.is_finite() && f >= 0.0 && f <= 21_000_000.0 => format!("{f:.8}"),
+            _ => return Err(err(codes::TYPE_ERROR, format!("amount {n} out of range"))),
+        },
         Value::String(s) => s.clone(),
         _ => return Err(err(codes::TYPE_ERROR, format!("amount must be a number of coins, got {v}"))),
     };
