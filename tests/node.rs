@@ -357,3 +357,66 @@ fn mining_node_extends_its_chain_and_stops_on_sigterm() {
     assert!(dir.path().join("mempool.dat").exists(), "mempool flushed");
     assert!(!dir.path().join(".cookie").exists());
 }
+
+/// kill -9 a mining node mid-run: the restarted node opens at a block boundary and keeps going.
+#[test]
+fn a_killed_mining_node_restarts_consistent() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let spawn = || {
+        Command::new(env!("CARGO_BIN_EXE_quarry"))
+            .args([
+                "node",
+                "--network",
+                "regtest",
+                "--mine",
+                "--mine-threads",
+                "1",
+                "--miner-address",
+                &address(6),
+            ])
+            .arg("--rpc-bind")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--datadir")
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let probe = |child: Child| Node {
+        child,
+        datadir: dir.path().to_path_buf(),
+        addr: format!("127.0.0.1:{port}").parse().unwrap(),
+    };
+    let wait_height = |node: &Node, h: u64| {
+        let start = Instant::now();
+        loop {
+            if let Ok(n) = node.try_rpc("getblockcount", json!([])) {
+                if n.as_u64().unwrap() >= h {
+                    return n.as_u64().unwrap();
+                }
+            }
+            assert!(start.elapsed() < Duration::from_secs(30), "no progress to height {h}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    let mut node = probe(spawn());
+    wait_height(&node, 20);
+    node.child.kill().unwrap(); // SIGKILL
+    node.child.wait().unwrap();
+    drop(node);
+    let node = probe(spawn());
+    let h = wait_height(&node, 1);
+    // The chain reopened at a block boundary: every block up to the tip is there, and the UTXO
+    // set holds exactly one coinbase per block (every block pays address 6).
+    let info = node.rpc("gettxoutsetinfo", json!([]));
+    assert!(info["txouts"].as_u64().unwrap() >= h.min(info["height"].as_u64().unwrap()));
+    assert_eq!(info["txouts"], info["height"], "one coinbase output per block");
+    // The block the digest was taken at is on the active chain (the miner keeps going).
+    let at = node.rpc("getblock", json!([info["bestblock"], 1]));
+    assert_eq!(at["height"], info["height"]);
+    assert!(at["confirmations"].as_i64().unwrap() >= 1);
+    wait_height(&node, h + 3);
+    node.stop();
+}

@@ -16,7 +16,8 @@ pub fn rate_coins_per_kb(sat_per_kb: u64) -> Value {
     json!(sat_per_kb as f64 / 1e8)
 }
 
-fn u256_f64(v: &U256) -> f64 {
+/// A 256-bit number as a float (for difficulty and hash-rate estimates).
+pub fn u256_f64(v: &U256) -> f64 {
     v.0.iter().rev().fold(0.0, |acc, limb| acc * 18446744073709551616.0 + *limb as f64)
 }
 

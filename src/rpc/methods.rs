@@ -301,7 +301,13 @@ pub fn register(m: &mut RpcModule<Ctx>) -> Result<(), jsonrpsee::core::RegisterM
                         out.insert(
                             t.to_string(),
                             json!({
-                                "vsize": e.size, "fee": json::coins(e.fee), "time": e.time, "height": e.height,
+                                // Core v23+ shape: fees in an object; no segwit, so weight = 4 x size.
+                                "vsize": e.size, "weight": 4 * e.size, "time": e.time, "height": e.height,
+                                "fees": {
+                                    "base": json::coins(e.fee), "modified": json::coins(e.fee),
+                                    "ancestor": json::coins(e.ancestor_fees), "descendant": json::coins(e.descendant_fees),
+                                },
+                                "wtxid": t.to_string(), "bip125-replaceable": true,
                                 "ancestorcount": e.ancestor_count, "ancestorsize": e.ancestor_size,
                                 "descendantcount": e.descendant_count, "descendantsize": e.descendant_size,
                                 "depends": e.depends.iter().map(|d| d.to_string()).collect::<Vec<_>>(),
@@ -323,6 +329,7 @@ pub fn register(m: &mut RpcModule<Ctx>) -> Result<(), jsonrpsee::core::RegisterM
                 json!({
                     "blocks": tip.height,
                     "difficulty": json::difficulty(&core.chain.params().pow_limit, bits),
+                    "networkhashps": network_hashps(core, 120),
                     "pooledtx": core.mempool.len(),
                     "chain": core.network.name(),
                     "mining": core.miner.is_some(),
@@ -550,6 +557,21 @@ pub fn register(m: &mut RpcModule<Ctx>) -> Result<(), jsonrpsee::core::RegisterM
         Ok(json!("quarry stopping"))
     })?;
     Ok(())
+}
+
+/// Estimated network hash rate: the work of the last `n` active blocks over their time span
+/// (Core's getnetworkhashps with its default window).
+fn network_hashps(core: &Core, n: u32) -> f64 {
+    let tip = core.chain.tip();
+    let first = tip.height.saturating_sub(n);
+    if tip.height == first {
+        return 0.0;
+    }
+    let rec = |h: u32| core.chain.hash_at(h).and_then(|x| core.chain.record(&x).cloned());
+    let (Some(a), Some(b)) = (rec(first), rec(tip.height)) else { return 0.0 };
+    let work = b.chain_work.checked_sub(&a.chain_work).unwrap_or_default();
+    let secs = b.header.time.saturating_sub(a.header.time).max(1) as f64;
+    json::u256_f64(&work) / secs
 }
 
 /// `gettxoutproof` bytes: 80-byte header, 32-byte txid, u32 index, u32 leaf count, u32 sibling
