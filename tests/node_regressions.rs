@@ -2,123 +2,16 @@
 //! fix; the doc comment on each test describes the defect it guards against.
 
 use quarry::consensus::Network;
-use quarry::primitives::{Address, AddressKind, Amount, Hash256, OutPoint, Script, Transaction, TxIn, TxOut};
-use quarry::script::templates::pubkey_hash;
+use quarry::primitives::{Amount, Hash256, OutPoint, Script, Transaction, TxIn, TxOut};
 use quarry::testkit::{key, p2pkh_lock};
-use serde_json::{json, Value};
+use serde_json::json;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::net::{TcpListener, TcpStream};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-struct Node {
-    child: Child,
-    datadir: PathBuf,
-    addr: SocketAddr,
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-impl Node {
-    fn start(datadir: &Path, network: &str, extra: &[&str]) -> Node {
-        let port = free_port();
-        let child = Command::new(env!("CARGO_BIN_EXE_quarry"))
-            .args(["node", "--network", network, "--mine-threads", "1"])
-            .args(extra)
-            .arg("--rpc-bind")
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("--datadir")
-            .arg(datadir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let node = Node {
-            child,
-            datadir: datadir.to_path_buf(),
-            addr: format!("127.0.0.1:{port}").parse().unwrap(),
-        };
-        let start = Instant::now();
-        while node.try_rpc("getblockcount", json!([])).is_err() {
-            assert!(start.elapsed() < Duration::from_secs(20), "node did not come up");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        node
-    }
-
-    fn cookie(&self) -> String {
-        std::fs::read_to_string(self.datadir.join(".cookie")).unwrap_or_default()
-    }
-
-    fn post(&self, body: &str) -> std::io::Result<(u16, String)> {
-        post(self.addr, &self.cookie(), body)
-    }
-
-    fn try_rpc(&self, method: &str, params: Value) -> Result<Value, String> {
-        if self.cookie().is_empty() {
-            return Err("no cookie yet".into());
-        }
-        let req = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).to_string();
-        let (status, body) = self.post(&req).map_err(|e| e.to_string())?;
-        let v: Value = serde_json::from_str(&body).map_err(|e| format!("HTTP {status}: {e}: {body}"))?;
-        match v.get("error") {
-            Some(e) if !e.is_null() => Err(e.to_string()),
-            _ => Ok(v["result"].clone()),
-        }
-    }
-
-    fn rpc(&self, method: &str, params: Value) -> Value {
-        self.try_rpc(method, params).unwrap_or_else(|e| panic!("{method}: {e}"))
-    }
-
-    fn signal(&self, sig: &str) {
-        assert!(Command::new("kill").arg(sig).arg(self.child.id().to_string()).status().unwrap().success());
-    }
-
-    fn wait_exit(&mut self, secs: u64) -> std::process::ExitStatus {
-        let start = Instant::now();
-        loop {
-            if let Some(s) = self.child.try_wait().unwrap() {
-                return s;
-            }
-            assert!(start.elapsed() < Duration::from_secs(secs), "node did not exit within {secs} s");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn post(addr: SocketAddr, cookie: &str, body: &str) -> std::io::Result<(u16, String)> {
-    use base64::Engine;
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
-    s.set_read_timeout(Some(Duration::from_secs(600)))?;
-    let auth = base64::engine::general_purpose::STANDARD.encode(cookie);
-    write!(
-        s,
-        "POST / HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nAuthorization: Basic {auth}\r\nConnection: close\r\n\r\n",
-        body.len()
-    )?;
-    s.write_all(body.as_bytes())?;
-    let mut resp = String::new();
-    s.read_to_string(&mut resp)?;
-    let status = resp.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let body = resp.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
-    Ok((status, body))
-}
-
-fn address(network: Network, i: u8) -> String {
-    let pk = key(i).verifying_key().to_bytes();
-    Address { hrp: network.address_hrp(), kind: AddressKind::P2pkh, hash: pubkey_hash(&pk) }.encode()
-}
+mod common;
+use common::{address, free_port, post, Node};
 
 /// Issue 4: "a tx that fails any rule: each gets a JSON-RPC error ... and nothing in the
 /// chainstate or mempool changes". sendrawtransaction of a tx with an unknown input answers
@@ -126,7 +19,7 @@ fn address(network: Network, i: u8) -> String {
 #[test]
 fn review_failed_sendrawtransaction_leaves_the_orphan_pool_unchanged() {
     let dir = tempfile::tempdir().unwrap();
-    let node = Node::start(dir.path(), "regtest", &[]);
+    let node = Node::start(dir.path(), "regtest", Some(free_port()), &["--mine-threads", "1"]);
     let tx = Transaction {
         version: 1,
         inputs: vec![TxIn {
@@ -152,12 +45,12 @@ fn review_failed_sendrawtransaction_leaves_the_orphan_pool_unchanged() {
 #[test]
 fn review_sigterm_during_generatetoaddress_exits_promptly() {
     let dir = tempfile::tempdir().unwrap();
-    let mut node = Node::start(dir.path(), "dev", &[]);
+    let mut node = Node::start(dir.path(), "dev", Some(free_port()), &["--mine-threads", "1"]);
     let (addr, cookie) = (node.addr, node.cookie());
     let to = address(Network::Dev, 1);
     std::thread::spawn(move || {
         let req = json!({"jsonrpc": "2.0", "id": 1, "method": "generatetoaddress", "params": [10000, to]});
-        let _ = post(addr, &cookie, &req.to_string());
+        let _ = post(addr, Some(&cookie), &req.to_string());
     });
     std::thread::sleep(Duration::from_secs(2));
     node.signal("-TERM");
@@ -170,7 +63,7 @@ fn review_sigterm_during_generatetoaddress_exits_promptly() {
 #[test]
 fn review_getaddressutxos_does_not_amplify_repeated_addresses() {
     let dir = tempfile::tempdir().unwrap();
-    let node = Node::start(dir.path(), "regtest", &[]);
+    let node = Node::start(dir.path(), "regtest", Some(free_port()), &["--mine-threads", "1"]);
     let a = address(Network::Regtest, 1);
     node.rpc("generatetoaddress", json!([20, a]));
     let once = node.rpc("getaddressutxos", json!([a])).as_array().unwrap().len();
@@ -184,7 +77,7 @@ fn review_getaddressutxos_does_not_amplify_repeated_addresses() {
 #[test]
 fn review_createrawtransaction_accepts_small_json_amounts() {
     let dir = tempfile::tempdir().unwrap();
-    let node = Node::start(dir.path(), "regtest", &[]);
+    let node = Node::start(dir.path(), "regtest", Some(free_port()), &["--mine-threads", "1"]);
     let inputs = json!([{"txid": "11".repeat(32), "vout": 0}]);
     let a = address(Network::Regtest, 1);
     let r = node.try_rpc("createrawtransaction", json!([inputs, { a: 0.000001 }]));
@@ -216,7 +109,7 @@ fn review_rpc_port_in_use_fails_cleanly() {
 fn review_sigint_with_idle_keepalive_connection() {
     use base64::Engine;
     let dir = tempfile::tempdir().unwrap();
-    let mut node = Node::start(dir.path(), "regtest", &[]);
+    let mut node = Node::start(dir.path(), "regtest", Some(free_port()), &["--mine-threads", "1"]);
     let mut s = TcpStream::connect(node.addr).unwrap();
     let body = json!({"jsonrpc": "2.0", "id": 1, "method": "getblockcount", "params": []}).to_string();
     let auth = base64::engine::general_purpose::STANDARD.encode(node.cookie());
@@ -243,7 +136,7 @@ fn review_sigint_with_idle_keepalive_connection() {
 #[test]
 fn review_signrawtransactionwithkey_keeps_tokio_workers_free() {
     let dir = tempfile::tempdir().unwrap();
-    let node = Node::start(dir.path(), "regtest", &[]);
+    let node = Node::start(dir.path(), "regtest", Some(free_port()), &["--mine-threads", "1"]);
     let keys: Vec<String> =
         (0..200_000u32).map(|i| hex::encode([&i.to_le_bytes()[..], &[0u8; 28]].concat())).collect();
     let req =
@@ -253,7 +146,7 @@ fn review_signrawtransactionwithkey_keeps_tokio_workers_free() {
     let mut hs = Vec::new();
     for _ in 0..2 {
         let (req, cookie) = (req.clone(), cookie.clone());
-        hs.push(std::thread::spawn(move || post(addr, &cookie, &req)));
+        hs.push(std::thread::spawn(move || post(addr, Some(&cookie), &req)));
     }
     std::thread::sleep(Duration::from_millis(500));
     let t = Instant::now();

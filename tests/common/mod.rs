@@ -1,0 +1,152 @@
+//! Shared harness for tests that run real `quarry node` processes on loopback.
+#![allow(dead_code)]
+
+use quarry::consensus::Network;
+use quarry::primitives::{Address, AddressKind};
+use quarry::script::templates::pubkey_hash;
+use quarry::testkit::key;
+use serde_json::{json, Value};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// A loopback port nobody listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// The P2PKH address of testkit key `i` on `network`.
+pub fn address(network: Network, i: u8) -> String {
+    let pk = key(i).verifying_key().to_bytes();
+    Address { hrp: network.address_hrp(), kind: AddressKind::P2pkh, hash: pubkey_hash(&pk) }.encode()
+}
+
+/// A running node process; killed when dropped.
+pub struct Node {
+    pub child: Child,
+    pub datadir: PathBuf,
+    pub addr: SocketAddr,
+}
+
+/// Raw HTTP POST of `body` with optional Basic `user:password`; returns (status, body).
+pub fn post(addr: SocketAddr, auth: Option<&str>, body: &str) -> std::io::Result<(u16, String)> {
+    use base64::Engine;
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    s.set_read_timeout(Some(Duration::from_secs(600)))?;
+    let auth = auth
+        .map(|a| format!("Authorization: Basic {}\r\n", base64::engine::general_purpose::STANDARD.encode(a)))
+        .unwrap_or_default();
+    write!(
+        s,
+        "POST / HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{auth}Connection: close\r\n\r\n",
+        body.len()
+    )?;
+    s.write_all(body.as_bytes())?;
+    let mut resp = String::new();
+    s.read_to_string(&mut resp)?;
+    let status = resp.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = resp.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    Ok((status, body))
+}
+
+impl Node {
+    /// Spawns `quarry node --network NETWORK [--rpc-bind 127.0.0.1:PORT] EXTRA..` without
+    /// waiting; `port: None` keeps the default bind.
+    pub fn spawn(datadir: &Path, network: &str, port: Option<u16>, extra: &[&str]) -> Node {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_quarry"));
+        cmd.args(["node", "--network", network]).args(extra);
+        if let Some(port) = port {
+            cmd.arg("--rpc-bind").arg(format!("127.0.0.1:{port}"));
+        }
+        let net: Network = network.parse().unwrap();
+        let port = port.unwrap_or(net.default_rpc_port());
+        let child =
+            cmd.arg("--datadir").arg(datadir).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+        Node { child, datadir: datadir.to_path_buf(), addr: format!("127.0.0.1:{port}").parse().unwrap() }
+    }
+
+    /// [`Node::spawn`], then waits until the RPC server answers.
+    pub fn start(datadir: &Path, network: &str, port: Option<u16>, extra: &[&str]) -> Node {
+        let node = Node::spawn(datadir, network, port, extra);
+        node.wait_height(0);
+        node
+    }
+
+    /// Waits until the node answers with a height >= `h`; returns the height.
+    pub fn wait_height(&self, h: u64) -> u64 {
+        let start = Instant::now();
+        loop {
+            if let Ok(n) = self.try_rpc("getblockcount", json!([])) {
+                if n.as_u64().unwrap() >= h {
+                    return n.as_u64().unwrap();
+                }
+            }
+            assert!(start.elapsed() < Duration::from_secs(30), "node did not reach height {h}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn cookie(&self) -> String {
+        std::fs::read_to_string(self.datadir.join(".cookie")).unwrap_or_default()
+    }
+
+    /// POST with the node's cookie.
+    pub fn post(&self, body: &str) -> std::io::Result<(u16, String)> {
+        post(self.addr, Some(&self.cookie()), body)
+    }
+
+    pub fn try_rpc(&self, method: &str, params: Value) -> Result<Value, String> {
+        if self.cookie().is_empty() {
+            return Err("no cookie yet".into());
+        }
+        let req = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).to_string();
+        let (status, body) = self.post(&req).map_err(|e| e.to_string())?;
+        let v: Value = serde_json::from_str(&body).map_err(|e| format!("HTTP {status}: {e}: {body}"))?;
+        match v.get("error") {
+            Some(e) if !e.is_null() => Err(e.to_string()),
+            _ => Ok(v["result"].clone()),
+        }
+    }
+
+    pub fn rpc(&self, method: &str, params: Value) -> Value {
+        self.try_rpc(method, params).unwrap_or_else(|e| panic!("{method}: {e}"))
+    }
+
+    /// The error object of a call that must fail.
+    pub fn rpc_err(&self, method: &str, params: Value) -> Value {
+        let e = self.try_rpc(method, params).expect_err("expected an error");
+        serde_json::from_str(&e).unwrap()
+    }
+
+    pub fn signal(&self, sig: &str) {
+        assert!(Command::new("kill").arg(sig).arg(self.child.id().to_string()).status().unwrap().success());
+    }
+
+    pub fn wait_exit(&mut self, secs: u64) -> ExitStatus {
+        let start = Instant::now();
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return s;
+            }
+            assert!(start.elapsed() < Duration::from_secs(secs), "node did not exit within {secs} s");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Sends `stop`, expects exit code 0 and the cookie removed.
+    pub fn stop(mut self) {
+        self.rpc("stop", json!([]));
+        let status = self.wait_exit(20);
+        assert!(status.success(), "node exited with {status}");
+        assert!(!self.datadir.join(".cookie").exists(), "cookie removed at shutdown");
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
