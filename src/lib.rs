@@ -22,3 +22,4 @@ pub mod rpc;
 pub mod script;
 pub mod store;
 pub mod testkit;
+pub mod wallet;

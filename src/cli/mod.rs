@@ -6,6 +6,7 @@
 
 mod bench_hash;
 mod node;
+mod wallet;
 
 use crate::chain::{Chain, ChainEvent, ProcessOutcome};
 use crate::consensus::validation::block_subsidy;
@@ -41,6 +42,8 @@ pub enum Command {
     Node(NodeArgs),
     /// Call a JSON-RPC method on a running node (authenticates with its cookie).
     Rpc(RpcArgs),
+    /// The wallet: keys, balance, sending, proof checks (talks to a node over JSON-RPC).
+    Wallet(wallet::WalletArgs),
     /// Measure this machine's block-hashing rate (per thread and in total) beside OpenSSL's
     /// single-stream SHA-256 as a reference ceiling.
     BenchHash(BenchHashArgs),
@@ -244,6 +247,7 @@ pub fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Rpc(args) => node::run_rpc(args),
+        Command::Wallet(args) => wallet::run(args),
         Command::Chain(ChainCommand::ForkDemo) => fork_demo(),
         Command::Chain(ChainCommand::Params { network }) => {
             print_params(network.params());

@@ -20,6 +20,9 @@ pub enum AmountError {
     /// A sum overflowed or passed [`MAX_MONEY`].
     #[error("sum of amounts overflows the maximum {max}")]
     Overflow { max: u64 },
+    /// Text that is not a valid amount.
+    #[error("invalid amount {input:?}: {why}")]
+    Parse { input: String, why: String },
     /// A subtraction went below zero.
     #[error("amount {a} minus {b} is negative")]
     Negative { a: u64, b: u64 },
@@ -55,6 +58,26 @@ impl Amount {
     /// `self - other`, failing below zero.
     pub fn checked_sub(self, other: Amount) -> Result<Amount, AmountError> {
         self.0.checked_sub(other.0).map(Amount).ok_or(AmountError::Negative { a: self.0, b: other.0 })
+    }
+
+    /// Parses a decimal number of coins ("12.5", "0.00000001"): digits, at most one point, at
+    /// most 8 decimals, at most [`MAX_MONEY`]. Signs, exponents and spaces are refused.
+    pub fn from_coins_str(s: &str) -> Result<Amount, AmountError> {
+        let bad = |why: &str| AmountError::Parse { input: s.to_string(), why: why.to_string() };
+        let (whole, frac) = s.split_once('.').unwrap_or((s, ""));
+        if whole.is_empty() && frac.is_empty() {
+            return Err(bad("empty"));
+        }
+        if !whole.bytes().all(|b| b.is_ascii_digit()) || !frac.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(bad("only digits and one decimal point are allowed (no sign, no exponent)"));
+        }
+        if frac.len() > 8 {
+            return Err(bad("more than 8 decimal places (1 base unit = 0.00000001)"));
+        }
+        let w: u64 = if whole.is_empty() { 0 } else { whole.parse().map_err(|_| bad("too large"))? };
+        let f: u64 = format!("{frac:0<8}").parse().map_err(|_| bad("invalid decimals"))?;
+        let sat = w.checked_mul(COIN).and_then(|x| x.checked_add(f)).ok_or_else(|| bad("too large"))?;
+        Amount::from_sat(sat)
     }
 
     /// Sums amounts, failing on overflow past [`MAX_MONEY`].
@@ -94,5 +117,13 @@ mod tests {
             Err(AmountError::Negative { a: 0, b: 1 })
         );
         assert_eq!(Amount::from_sat(123_456_789).unwrap().to_string(), "1.23456789");
+        assert_eq!(Amount::from_coins_str("1.23456789").unwrap().to_sat(), 123_456_789);
+        assert_eq!(Amount::from_coins_str("12.5").unwrap().to_sat(), 1_250_000_000);
+        assert_eq!(Amount::from_coins_str(".5").unwrap().to_sat(), 50_000_000);
+        for bad in
+            ["", "-1", "1e8", "1.123456789", "1.2.3", " 1", "21000000.00000001", "99999999999999999999"]
+        {
+            assert!(Amount::from_coins_str(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -744,25 +744,5 @@ fn parse_coins(v: &Value) -> Result<crate::primitives::Amount, ErrorObjectOwned>
         Value::String(s) => s.clone(),
         _ => return Err(err(codes::TYPE_ERROR, format!("amount must be a number of coins, got {v}"))),
     };
-    let bad = || {
-        err(
-            codes::TYPE_ERROR,
-            format!("invalid amount {s}: a non-negative number of coins with at most 8 decimals"),
-        )
-    };
-    let (whole, frac) = s.split_once('.').unwrap_or((&s, ""));
-    if whole.is_empty()
-        || frac.len() > 8
-        || !whole.bytes().all(|b| b.is_ascii_digit())
-        || !frac.bytes().all(|b| b.is_ascii_digit())
-    {
-        return Err(bad());
-    }
-    let sat = whole
-        .parse::<u64>()
-        .ok()
-        .and_then(|w| w.checked_mul(100_000_000))
-        .and_then(|w| w.checked_add(format!("{frac:0<8}").parse::<u64>().ok()?))
-        .ok_or_else(bad)?;
-    crate::primitives::Amount::from_sat(sat).map_err(|e| err(codes::TYPE_ERROR, e.to_string()))
+    crate::primitives::Amount::from_coins_str(&s).map_err(|e| err(codes::TYPE_ERROR, e.to_string()))
 }

@@ -1,0 +1,5 @@
+//! The wallet: keys and the wallet file ([`keystore`]).
+
+pub mod keystore;
+pub mod ops;
+pub mod rpc;

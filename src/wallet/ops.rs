@@ -1,0 +1,291 @@
+//! Wallet operations over a node's JSON-RPC: coins, balance, sending, proof checks.
+
+use super::keystore::{KeystoreError, Wallet};
+use super::rpc::NodeRpc;
+use crate::consensus::pow::check_proof_of_work;
+use crate::primitives::{
+    Address, AddressError, Amount, AmountError, Hash256, OutPoint, Script, Transaction, TxIn, TxOut,
+};
+use crate::script::templates::{address_lock, p2pkh_unlock, Template};
+use crate::script::{sighash, SighashCache};
+use ed25519_dalek::Signer;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+
+/// Change below this many base units is not worth an output: it goes to the fee instead.
+pub const DUST: u64 = 1_000;
+/// Canonical size of a P2PKH input (40 + 1 + 64 + 1 + 32).
+const P2PKH_INPUT_SIZE: usize = 138;
+/// Canonical size of a P2PKH output (12 + 35).
+const P2PKH_OUTPUT_SIZE: usize = 47;
+
+/// What went wrong in a wallet operation; each names the values involved.
+#[derive(Debug, thiserror::Error)]
+pub enum WalletError {
+    #[error(transparent)]
+    Keystore(#[from] KeystoreError),
+    #[error(transparent)]
+    Address(#[from] AddressError),
+    #[error(transparent)]
+    Amount(#[from] AmountError),
+    #[error("insufficient funds: sending {amount} plus fee {fee} needs {needed}, spendable balance is {available}")]
+    InsufficientFunds { amount: Amount, fee: Amount, needed: Amount, available: Amount },
+    #[error("fee rate {given} sat/kB is below the node's minimum {minimum} sat/kB: pass --fee-rate {minimum} or more")]
+    FeeRateTooLow { given: u64, minimum: u64 },
+    #[error("cannot send zero coins")]
+    ZeroAmount,
+    #[error("node: {0}")]
+    Node(String),
+    #[error("the node's answer is malformed: {0}")]
+    Malformed(String),
+    #[error("proof check failed: {0}")]
+    Proof(String),
+}
+
+fn node<T>(r: anyhow::Result<T>) -> Result<T, WalletError> {
+    r.map_err(|e| WalletError::Node(format!("{e:#}")))
+}
+
+fn sat_of(v: &Value, what: &str) -> Result<u64, WalletError> {
+    v.as_u64().ok_or_else(|| WalletError::Malformed(format!("{what} is not a number: {v}")))
+}
+
+/// An unspent output the wallet can spend.
+#[derive(Clone, Debug)]
+pub struct Utxo {
+    pub outpoint: OutPoint,
+    pub out: TxOut,
+    pub height: u32,
+    pub coinbase: bool,
+    pub address: String,
+    /// A mempool transaction already spends it.
+    pub spent_in_mempool: bool,
+}
+
+/// The wallet's balance.
+#[derive(Clone, Debug, Default)]
+pub struct Balance {
+    /// Confirmed, mature and not being spent.
+    pub confirmed: Amount,
+    /// Coinbase outputs not yet mature.
+    pub immature: Amount,
+    /// Paid to the wallet by transactions still in the mempool.
+    pub unconfirmed: Amount,
+    /// Confirmed coins that mempool transactions are spending.
+    pub spending: Amount,
+}
+
+/// Confirmed unspent outputs paying the wallet's addresses.
+pub fn utxos(wallet: &Wallet, rpc: &NodeRpc) -> Result<Vec<Utxo>, WalletError> {
+    let addrs: Vec<String> = wallet.addresses().into_iter().map(|(_, a)| a.encode()).collect();
+    let mut out = Vec::new();
+    for chunk in addrs.chunks(100) {
+        let v = node(rpc.call("getaddressutxos", vec![json!({ "addresses": chunk })]))?;
+        for u in v.as_array().ok_or_else(|| WalletError::Malformed("getaddressutxos is not a list".into()))? {
+            let txid: Hash256 = u["txid"]
+                .as_str()
+                .unwrap_or("")
+                .parse()
+                .map_err(|e| WalletError::Malformed(format!("txid: {e}")))?;
+            let lock = hex::decode(u["script"].as_str().unwrap_or(""))
+                .map_err(|e| WalletError::Malformed(e.to_string()))?;
+            out.push(Utxo {
+                outpoint: OutPoint { txid, index: sat_of(&u["outputIndex"], "outputIndex")? as u32 },
+                out: TxOut {
+                    value: Amount::from_sat(sat_of(&u["satoshis"], "satoshis")?)?,
+                    lock: Script(lock),
+                },
+                height: sat_of(&u["height"], "height")? as u32,
+                coinbase: u["coinbase"].as_bool().unwrap_or(false),
+                address: u["address"].as_str().unwrap_or("").to_string(),
+                spent_in_mempool: !u["spent_in_mempool"].is_null(),
+            });
+        }
+    }
+    Ok(out)
+}
+
+fn tip_height(rpc: &NodeRpc) -> Result<u32, WalletError> {
+    Ok(sat_of(&node(rpc.call("getblockcount", vec![]))?, "getblockcount")? as u32)
+}
+
+fn is_mature(u: &Utxo, tip: u32, maturity: u32) -> bool {
+    // A coin is spendable in the next block, at height tip + 1.
+    !u.coinbase || (tip + 1).saturating_sub(u.height) >= maturity
+}
+
+/// Coins spendable now: confirmed, mature, not spent by a mempool transaction.
+pub fn spendable(wallet: &Wallet, rpc: &NodeRpc) -> Result<Vec<Utxo>, WalletError> {
+    let tip = tip_height(rpc)?;
+    let maturity = wallet.network().params().coinbase_maturity;
+    Ok(utxos(wallet, rpc)?
+        .into_iter()
+        .filter(|u| !u.spent_in_mempool && is_mature(u, tip, maturity))
+        .collect())
+}
+
+/// The balance, with mempool payments to the wallet counted as unconfirmed.
+pub fn balance(wallet: &Wallet, rpc: &NodeRpc) -> Result<Balance, WalletError> {
+    let tip = tip_height(rpc)?;
+    let maturity = wallet.network().params().coinbase_maturity;
+    let mut b = Balance::default();
+    for u in utxos(wallet, rpc)? {
+        let slot = if u.spent_in_mempool {
+            &mut b.spending
+        } else if is_mature(&u, tip, maturity) {
+            &mut b.confirmed
+        } else {
+            &mut b.immature
+        };
+        *slot = slot.checked_add(u.out.value)?;
+    }
+    let ours: HashMap<String, ()> = wallet.addresses().into_iter().map(|(_, a)| (a.encode(), ())).collect();
+    let mempool = node(rpc.call("getrawmempool", vec![]))?;
+    for txid in mempool.as_array().into_iter().flatten().take(5_000) {
+        let tx = node(rpc.call("getrawtransaction", vec![txid.clone(), json!(true)]))?;
+        for o in tx["vout"].as_array().into_iter().flatten() {
+            if o["scriptPubKey"]["address"].as_str().is_some_and(|a| ours.contains_key(a)) {
+                let sat = (o["value"].as_f64().unwrap_or(0.0) * 1e8).round() as u64;
+                b.unconfirmed = b.unconfirmed.checked_add(Amount::from_sat(sat)?)?;
+            }
+        }
+    }
+    Ok(b)
+}
+
+/// The node's minimum fee rate for admission now, sat/kB.
+pub fn node_min_fee_rate(rpc: &NodeRpc) -> Result<u64, WalletError> {
+    let info = node(rpc.call("getmempoolinfo", vec![]))?;
+    let coins_per_kb =
+        info["mempoolminfee"].as_f64().unwrap_or(0.0).max(info["minrelaytxfee"].as_f64().unwrap_or(0.0));
+    Ok((coins_per_kb * 1e8).round() as u64)
+}
+
+fn fee_for(rate: u64, inputs: usize, outputs: usize) -> u64 {
+    let size = 4 + 4 + inputs * P2PKH_INPUT_SIZE + 4 + outputs * P2PKH_OUTPUT_SIZE + 4;
+    (rate * size as u64).div_ceil(1000)
+}
+
+/// A transaction ready to broadcast.
+#[derive(Clone, Debug)]
+pub struct Signed {
+    pub tx: Transaction,
+    pub fee: Amount,
+    pub change: Option<(Address, Amount)>,
+}
+
+/// Builds and signs a payment of `amount` to `to` at `fee_rate` sat/kB: largest coins first,
+/// change above [`DUST`] to a fresh address (saved in the wallet), smaller change to the fee.
+pub fn build_send(
+    wallet: &mut Wallet,
+    coins: &[Utxo],
+    to: &Address,
+    amount: Amount,
+    fee_rate: u64,
+) -> Result<Signed, WalletError> {
+    if amount == Amount::ZERO {
+        return Err(WalletError::ZeroAmount);
+    }
+    let mut sorted: Vec<&Utxo> = coins.iter().collect();
+    sorted.sort_by(|a, b| b.out.value.cmp(&a.out.value).then(a.outpoint.cmp(&b.outpoint)));
+    let available = Amount::sum(sorted.iter().map(|u| u.out.value))?;
+    let mut chosen = Vec::new();
+    let mut total = Amount::ZERO;
+    for u in &sorted {
+        chosen.push(*u);
+        total = total.checked_add(u.out.value)?;
+        let fee = Amount::from_sat(fee_for(fee_rate, chosen.len(), 2))?;
+        if total >= amount.checked_add(fee)? {
+            break;
+        }
+    }
+    let fee2 = Amount::from_sat(fee_for(fee_rate, chosen.len(), 2))?;
+    let needed = amount.checked_add(fee2)?;
+    if total < needed {
+        return Err(WalletError::InsufficientFunds { amount, fee: fee2, needed, available });
+    }
+    let mut outputs = vec![TxOut { value: amount, lock: address_lock(to) }];
+    let change_value = total.checked_sub(needed)?;
+    let (fee, change) = if change_value.to_sat() >= DUST {
+        let (_, addr) = wallet.new_address()?;
+        outputs.push(TxOut { value: change_value, lock: address_lock(&addr) });
+        (fee2, Some((addr, change_value)))
+    } else {
+        (total.checked_sub(amount)?, None)
+    };
+    let mut tx = Transaction {
+        version: 1,
+        inputs: chosen.iter().map(|u| TxIn { prevout: u.outpoint, unlock: Script::default() }).collect(),
+        outputs,
+        lock_time: 0,
+    };
+    sign_p2pkh_inputs(wallet, &mut tx, &chosen.iter().map(|u| u.out.clone()).collect::<Vec<_>>())?;
+    Ok(Signed { tx, fee, change })
+}
+
+/// Signs every input whose spent output is a P2PKH of one of the wallet's keys.
+pub fn sign_p2pkh_inputs(wallet: &Wallet, tx: &mut Transaction, spent: &[TxOut]) -> Result<(), WalletError> {
+    let cache = SighashCache::new(tx);
+    let mut unlocks = Vec::with_capacity(spent.len());
+    for (i, out) in spent.iter().enumerate() {
+        let Template::P2pkh(hash) = Template::classify(&out.lock.0) else {
+            return Err(WalletError::Malformed(format!("input {i} is not a P2PKH coin")));
+        };
+        let (_, key) = wallet.key_for_hash(&hash).ok_or_else(|| {
+            WalletError::Malformed(format!("input {i}: the wallet has no key for this coin"))
+        })?;
+        let msg = sighash(tx, &cache, i, out);
+        unlocks.push(p2pkh_unlock(&key.sign(&msg.0).to_bytes(), &key.verifying_key().to_bytes()));
+    }
+    for (input, unlock) in tx.inputs.iter_mut().zip(unlocks) {
+        input.unlock = unlock;
+    }
+    Ok(())
+}
+
+/// Result of [`verify_tx`].
+#[derive(Clone, Debug)]
+pub struct TxProof {
+    pub txid: Hash256,
+    pub block: Hash256,
+    pub height: u64,
+    pub confirmations: u64,
+    pub leaf_count: u32,
+    pub proof_hashes: usize,
+}
+
+/// Fetches the Merkle proof of `txid` and its block header from the node and checks locally
+/// that the header meets its proof of work and that the proof leads from the txid to the
+/// header's Merkle root (log2(n) hashes).
+pub fn verify_tx(
+    rpc: &NodeRpc,
+    wallet_network: crate::consensus::Network,
+    txid: &Hash256,
+) -> Result<TxProof, WalletError> {
+    let proof_hex = node(rpc.call("gettxoutproof", vec![json!([txid.to_string()])]))?;
+    let bytes =
+        hex::decode(proof_hex.as_str().unwrap_or("")).map_err(|e| WalletError::Malformed(e.to_string()))?;
+    let (header, proven, proof) = crate::rpc::methods::decode_proof(&bytes)
+        .map_err(|e| WalletError::Malformed(e.message().to_string()))?;
+    if proven != *txid {
+        return Err(WalletError::Proof(format!("the node proved {proven}, not {txid}")));
+    }
+    let params = wallet_network.params();
+    let block = header.hash();
+    check_proof_of_work(&block, header.bits, &params.pow_limit)
+        .map_err(|e| WalletError::Proof(e.to_string()))?;
+    proof.verify(txid, &header.merkle_root).map_err(|e| WalletError::Proof(e.to_string()))?;
+    let h = node(rpc.call("getblockheader", vec![json!(block.to_string()), json!(true)]))?;
+    let confirmations = h["confirmations"].as_i64().unwrap_or(-1);
+    if confirmations < 1 {
+        return Err(WalletError::Proof(format!("block {block} is not on the node's active chain")));
+    }
+    Ok(TxProof {
+        txid: *txid,
+        block,
+        height: h["height"].as_u64().unwrap_or(0),
+        confirmations: confirmations as u64,
+        leaf_count: proof.leaf_count,
+        proof_hashes: proof.siblings.len(),
+    })
+}

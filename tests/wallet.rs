@@ -1,0 +1,123 @@
+//! `quarry wallet` against a real regtest node process: sending between two wallets with exact
+//! balances, proof checks, and bad input that must change nothing.
+
+mod common;
+use common::{free_port, Node};
+use serde_json::{json, Value};
+use std::path::Path;
+use std::process::{Command, Output};
+
+struct W<'a> {
+    node: &'a Node,
+    file: std::path::PathBuf,
+    pass: Option<&'a str>,
+}
+
+impl W<'_> {
+    fn run(&self, args: &[&str]) -> Output {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_quarry"));
+        cmd.args(["wallet", "--network", "regtest", "--datadir"])
+            .arg(&self.node.datadir)
+            .arg("--wallet")
+            .arg(&self.file)
+            .arg("--rpc-connect")
+            .arg(self.node.addr.to_string())
+            .env_remove("QUARRY_WALLET_PASSPHRASE");
+        if let Some(p) = self.pass {
+            cmd.args(["--passphrase", p]);
+        }
+        cmd.args(args).output().unwrap()
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        let mut a = vec!["--json"];
+        a.extend_from_slice(args);
+        let out = self.run(&a);
+        assert!(out.status.success(), "wallet {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    /// Runs a command that must fail; returns stderr.
+    fn fails(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(!out.status.success(), "wallet {args:?} should fail");
+        String::from_utf8_lossy(&out.stderr).to_string()
+    }
+}
+
+fn coins(v: &Value) -> f64 {
+    v.as_str().unwrap().parse().unwrap()
+}
+
+fn sat(v: &Value) -> u64 {
+    (coins(v) * 1e8).round() as u64
+}
+
+fn file_bytes(p: &Path) -> Vec<u8> {
+    std::fs::read(p).unwrap()
+}
+
+#[test]
+fn send_between_two_wallets_adds_up_and_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path(), "regtest", Some(free_port()), &["--mine-threads", "1"]);
+    let a = W { node: &node, file: dir.path().join("a.json"), pass: None };
+    let b = W { node: &node, file: dir.path().join("b.json"), pass: Some("correct horse") };
+    let a0 = a.json(&["create"])["address"].as_str().unwrap().to_string();
+    let b0 = b.json(&["create", "--encrypt"])["address"].as_str().unwrap().to_string();
+    node.rpc("generatetoaddress", json!([11, a0]));
+    let before = a.json(&["balance"]);
+    assert_eq!(sat(&before["confirmed"]) + sat(&before["immature"]), 11 * 50 * 100_000_000);
+    assert_eq!(sat(&before["confirmed"]), 2 * 50 * 100_000_000, "coinbases of heights 1-2 are mature at 12");
+
+    let sent = a.json(&["send", &b0, "12.5", "--fee-rate", "2000"]);
+    let fee = sat(&sent["fee"]);
+    assert!(fee > 0 && fee < 10_000, "fee {fee}");
+    assert_eq!(b.json(&["balance"])["unconfirmed"], json!("12.50000000"));
+    node.rpc("generatetoaddress", json!([1, common::address(quarry::consensus::Network::Regtest, 9)]));
+    let bb = b.json(&["balance"]);
+    assert_eq!(sat(&bb["confirmed"]), 1_250_000_000);
+    let ab = a.json(&["balance"]);
+    let total_a = sat(&ab["confirmed"]) + sat(&ab["immature"]) + sat(&ab["unconfirmed"]);
+    assert_eq!(total_a, 11 * 5_000_000_000 - 1_250_000_000 - fee, "change and fee add up exactly");
+    // The change went to a fresh address of A's.
+    assert_eq!(a.json(&["list-addresses"]).as_array().unwrap().len(), 2);
+
+    // verify-tx checks the proof locally.
+    let txid = sent["txid"].as_str().unwrap();
+    let v = a.json(&["verify-tx", txid]);
+    assert_eq!(v["verified"], json!(true));
+    assert_eq!(v["confirmations"], json!(1));
+
+    // Bad input: a clear error, nothing broadcast, the wallet file unchanged.
+    let before_file = file_bytes(&a.file);
+    let mempool = || node.rpc("getrawmempool", json!([])).as_array().unwrap().len();
+    let dev_addr = common::address(quarry::consensus::Network::Dev, 1);
+    assert!(a.fails(&["send", &dev_addr, "1"]).contains("network prefix"));
+    let mut typo: Vec<char> = b0.chars().collect();
+    let i = typo.len() - 2;
+    typo[i] = if typo[i] == 'q' { 'p' } else { 'q' };
+    let typo: String = typo.into_iter().collect();
+    assert!(a.fails(&["send", &typo, "1"]).contains("checksum"));
+    assert!(a.fails(&["send", &b0, "-1"]).contains("invalid amount"));
+    assert!(a.fails(&["send", &b0, "1.123456789"]).contains("8 decimal"));
+    assert!(a.fails(&["send", &b0, "99999999"]).contains("exceeds the maximum"));
+    assert!(a.fails(&["send", &b0, "5000"]).contains("insufficient funds"));
+    assert!(a.fails(&["send", &b0, "1", "--fee-rate", "10"]).contains("below the node's minimum"));
+    assert_eq!(mempool(), 0, "nothing broadcast");
+    assert_eq!(file_bytes(&a.file), before_file, "wallet file unchanged");
+
+    // Wrong passphrase / none for an encrypted wallet; corrupt file.
+    let b_bytes = file_bytes(&b.file);
+    let wrong = W { node: &node, file: b.file.clone(), pass: Some("wrong") };
+    assert!(wrong.fails(&["balance"]).contains("wrong passphrase"));
+    let none = W { node: &node, file: b.file.clone(), pass: None };
+    assert!(none.fails(&["balance"]).contains("encrypted"));
+    assert_eq!(file_bytes(&b.file), b_bytes);
+    let corrupt = dir.path().join("corrupt.json");
+    std::fs::write(&corrupt, b"{ not a wallet").unwrap();
+    let c = W { node: &node, file: corrupt.clone(), pass: None };
+    assert!(c.fails(&["balance"]).contains("corrupt"));
+    assert_eq!(std::fs::read(&corrupt).unwrap(), b"{ not a wallet");
+    node.stop();
+}
