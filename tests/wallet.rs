@@ -121,3 +121,50 @@ fn send_between_two_wallets_adds_up_and_verifies() {
     assert_eq!(std::fs::read(&corrupt).unwrap(), b"{ not a wallet");
     node.stop();
 }
+
+#[test]
+fn two_of_three_escrow_end_to_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path(), "regtest", Some(free_port()), &["--mine-threads", "1"]);
+    let w = |name: &str| W { node: &node, file: dir.path().join(format!("{name}.json")), pass: None };
+    let (a, b, c, d) = (w("a"), w("b"), w("c"), w("d"));
+    let mut pk = Vec::new();
+    for x in [&a, &b, &c, &d] {
+        x.json(&["create"]);
+        pk.push(x.json(&["list-addresses"])[0]["public_key"].as_str().unwrap().to_string());
+    }
+    let a0 = a.json(&["list-addresses"])[0]["address"].as_str().unwrap().to_string();
+    node.rpc("generatetoaddress", json!([12, a0]));
+    let esc = a.json(&["multisig", "create", "2", &pk[0], &pk[1], &pk[2]]);
+    assert_eq!(esc["remembered"], json!(true));
+    let escrow = esc["address"].as_str().unwrap().to_string();
+    let decoded = quarry::primitives::Address::decode(&escrow, "qrt").unwrap();
+    assert_eq!(decoded.kind, quarry::primitives::AddressKind::P2sh);
+    // Funding the escrow is a plain send.
+    a.json(&["send", &escrow, "10"]);
+    node.rpc("generatetoaddress", json!([1, a0]));
+    let d0 = d.json(&["list-addresses"])[0]["address"].as_str().unwrap().to_string();
+    let file = dir.path().join("spend.psbt");
+    let f = file.to_str().unwrap();
+    a.json(&["multisig", "spend", &escrow, &d0, "4", "--out", f]);
+    assert_eq!(a.json(&["multisig", "sign", f])["signatures"], json!(1));
+    // One signature is not enough; the same wallet cannot sign twice; a fourth key cannot sign.
+    assert!(a.fails(&["multisig", "finalize", f]).contains("1 of 2 required signatures"));
+    assert!(a.fails(&["multisig", "sign", f]).contains("already signed"));
+    assert!(d.fails(&["multisig", "sign", f]).contains("none of the escrow's keys"));
+    assert_eq!(node.rpc("getrawmempool", json!([])), json!([]), "nothing broadcast");
+    assert_eq!(b.json(&["multisig", "sign", f])["signatures"], json!(2));
+    let txid = c.json(&["multisig", "finalize", f])["txid"].as_str().unwrap().to_string();
+    node.rpc("generatetoaddress", json!([1, a0]));
+    assert_eq!(d.json(&["balance"])["confirmed"], json!("4.00000000"));
+    let v = d.json(&["verify-tx", &txid]);
+    assert_eq!(v["verified"], json!(true));
+    // The change went back to the escrow.
+    let left = node.rpc("getaddressutxos", json!([escrow]));
+    assert_eq!(left.as_array().unwrap().len(), 1);
+    assert!(
+        left[0]["satoshis"].as_u64().unwrap() < 600_000_000
+            && left[0]["satoshis"].as_u64().unwrap() > 599_000_000
+    );
+    node.stop();
+}

@@ -74,6 +74,9 @@ pub enum WalletCommand {
         #[arg(long)]
         wait: Option<u32>,
     },
+    /// Multisig escrow: create, spend with a partially signed file, sign, finalize.
+    #[command(subcommand)]
+    Multisig(MultisigCommand),
     /// Print the seed phrase (anyone who sees it can spend the wallet's coins).
     ExportSeed,
     /// Check locally that a transaction is in the node's chain: fetch its Merkle proof and
@@ -82,6 +85,53 @@ pub enum WalletCommand {
         /// Transaction id.
         txid: String,
     },
+}
+
+/// `quarry wallet multisig ...`
+#[derive(Subcommand, Debug)]
+pub enum MultisigCommand {
+    /// Make a THRESHOLD-of-N escrow from N public keys (hex, from `list-addresses`): prints
+    /// its P2SH address and redeem script, and remembers it if one key is this wallet's.
+    Create {
+        threshold: usize,
+        #[arg(required = true, num_args = 1..=20)]
+        pubkeys: Vec<String>,
+    },
+    /// Build a spend of the escrow's coins into a partially signed file (then `sign`,
+    /// `finalize`).
+    Spend {
+        /// The escrow's address.
+        escrow: String,
+        /// Recipient address.
+        to: String,
+        /// Amount in coins.
+        #[arg(allow_hyphen_values = true)]
+        amount: String,
+        /// Where to write the file.
+        #[arg(long)]
+        out: PathBuf,
+        /// Fee rate, base units per 1000 bytes [default: the node's minimum].
+        #[arg(long)]
+        fee_rate: Option<u64>,
+    },
+    /// Add this wallet's signatures to a partially signed file (in place).
+    Sign { file: PathBuf },
+    /// Check the threshold is met, assemble the transaction and broadcast it.
+    Finalize { file: PathBuf },
+}
+
+fn read_psbt(file: &std::path::Path) -> Result<crate::wallet::multisig::Psbt> {
+    let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a partially signed transaction file", file.display()))
+}
+
+fn write_psbt(file: &std::path::Path, p: &crate::wallet::multisig::Psbt) -> Result<()> {
+    let tmp = file.with_extension("tmp");
+    std::fs::write(&tmp, serde_json::to_string_pretty(p)?)
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, file).with_context(|| format!("writing {}", file.display()))?;
+    Ok(())
 }
 
 fn print(json_mode: bool, v: serde_json::Value, text: impl FnOnce() -> String) {
@@ -131,17 +181,23 @@ pub fn run(args: WalletArgs) -> Result<()> {
         WalletCommand::NewAddress => {
             let mut w = Wallet::open(&path, network, pass)?;
             let (i, a) = w.new_address()?;
-            print(j, json!({ "index": i, "address": a.encode() }), || a.encode());
+            let pk = hex::encode(w.key(i).verifying_key().to_bytes());
+            print(j, json!({ "index": i, "address": a.encode(), "public_key": pk }), || a.encode());
         }
         WalletCommand::ListAddresses => {
             let w = Wallet::open(&path, network, pass)?;
+            let pk = |i: u32| hex::encode(w.key(i).verifying_key().to_bytes());
             let list: Vec<_> = w
                 .addresses()
                 .into_iter()
-                .map(|(i, a)| json!({ "index": i, "address": a.encode() }))
+                .map(|(i, a)| json!({ "index": i, "address": a.encode(), "public_key": pk(i) }))
                 .collect();
             print(j, json!(list), || {
-                w.addresses().into_iter().map(|(i, a)| format!("{i:>4}  {a}")).collect::<Vec<_>>().join("\n")
+                w.addresses()
+                    .into_iter()
+                    .map(|(i, a)| format!("{i:>4}  {a}  pubkey {}", pk(i)))
+                    .collect::<Vec<_>>()
+                    .join("\n")
             });
         }
         WalletCommand::Balance => {
@@ -211,6 +267,7 @@ pub fn run(args: WalletArgs) -> Result<()> {
                 || txid.to_string(),
             );
         }
+        WalletCommand::Multisig(m) => multisig(&args, m, &path, network, &rpc)?,
         WalletCommand::ExportSeed => {
             let w = Wallet::open(&path, network, pass)?;
             print(j, json!({ "seed_phrase": w.seed_phrase() }), || w.seed_phrase());
@@ -248,4 +305,109 @@ fn wait_confirmations(rpc: &NodeRpc, txid: &Hash256, n: u32) -> Result<()> {
         }
         std::thread::sleep(Duration::from_millis(500));
     }
+}
+
+fn multisig(
+    args: &WalletArgs,
+    cmd: &MultisigCommand,
+    path: &std::path::Path,
+    network: crate::consensus::Network,
+    rpc: &dyn Fn() -> Result<NodeRpc>,
+) -> Result<()> {
+    use crate::wallet::keystore::MultisigRecord;
+    use crate::wallet::multisig::{escrow, parse_pubkey, Psbt};
+    let pass = args.passphrase.as_deref();
+    let j = args.json;
+    match cmd {
+        MultisigCommand::Create { threshold, pubkeys } => {
+            let keys: Vec<[u8; 32]> = pubkeys.iter().map(|k| parse_pubkey(k)).collect::<Result<_, _>>()?;
+            let (redeem, addr) = escrow(network.address_hrp(), *threshold, &keys)?;
+            let rec = MultisigRecord {
+                threshold: *threshold,
+                pubkeys: keys.clone(),
+                redeem_script_hex: hex::encode(&redeem.0),
+                address: addr.encode(),
+            };
+            let mut remembered = false;
+            if path.exists() {
+                let mut w = Wallet::open(path, network, pass)?;
+                let member = keys.iter().any(|pk| {
+                    w.key_for_hash(&crate::script::templates::pubkey_hash(pk))
+                        .is_some_and(|(_, sk)| sk.verifying_key().to_bytes() == *pk)
+                });
+                if member {
+                    w.add_multisig(rec.clone())?;
+                    remembered = true;
+                }
+            }
+            print(
+                j,
+                json!({ "address": rec.address, "redeem_script": rec.redeem_script_hex, "threshold": threshold,
+                        "keys": pubkeys, "remembered": remembered }),
+                || {
+                    format!(
+                        "{threshold}-of-{} escrow address: {}\nredeem script: {}\n{}",
+                        keys.len(),
+                        rec.address,
+                        rec.redeem_script_hex,
+                        if remembered {
+                            "remembered in this wallet (one key is ours)"
+                        } else {
+                            "not remembered: no key of this wallet is a member"
+                        }
+                    )
+                },
+            );
+        }
+        MultisigCommand::Spend { escrow: esc, to, amount, out, fee_rate } => {
+            let w = Wallet::open(path, network, pass)?;
+            let rec = w.multisig().iter().find(|r| r.address == *esc).cloned().ok_or_else(|| {
+                anyhow::anyhow!(
+                    "unknown escrow {esc}: run `quarry wallet multisig create` with its keys first"
+                )
+            })?;
+            let to = Address::decode(to, network.address_hrp()).map_err(WalletError::from)?;
+            let amount = Amount::from_coins_str(amount).map_err(WalletError::from)?;
+            let rpc = rpc()?;
+            let minimum = ops::node_min_fee_rate(&rpc)?;
+            let rate = fee_rate.unwrap_or(minimum);
+            if rate < minimum {
+                return Err(WalletError::FeeRateTooLow { given: rate, minimum }.into());
+            }
+            let coins: Vec<_> = ops::utxos_of(&rpc, std::slice::from_ref(esc))?
+                .into_iter()
+                .filter(|u| !u.spent_in_mempool)
+                .collect();
+            let psbt = Psbt::create(network.name(), &rec, &coins, &to, amount, rate)?;
+            if out.exists() {
+                bail!("{} exists: refusing to overwrite it", out.display());
+            }
+            write_psbt(out, &psbt)?;
+            print(j, json!({ "file": out.display().to_string(), "inputs": psbt.inputs.len() }), || {
+                format!(
+                    "wrote {} ({} inputs): each cosigner runs `quarry wallet multisig sign {}`",
+                    out.display(),
+                    psbt.inputs.len(),
+                    out.display()
+                )
+            });
+        }
+        MultisigCommand::Sign { file } => {
+            let w = Wallet::open(path, network, pass)?;
+            let mut psbt = read_psbt(file)?;
+            let added = psbt.sign(&w)?;
+            write_psbt(file, &psbt)?;
+            let have = psbt.signature_count();
+            print(j, json!({ "added": added, "signatures": have, "threshold": psbt.threshold }), || {
+                format!("signed: {have} of {} signatures", psbt.threshold)
+            });
+        }
+        MultisigCommand::Finalize { file } => {
+            let psbt = read_psbt(file)?;
+            let tx = psbt.finalize(network.name())?;
+            let txid = rpc()?.call("sendrawtransaction", vec![json!(hex::encode(tx.encode()))])?;
+            print(j, json!({ "txid": txid }), || txid.as_str().unwrap_or_default().to_string());
+        }
+    }
+    Ok(())
 }

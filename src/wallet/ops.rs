@@ -16,8 +16,9 @@ use std::collections::HashMap;
 pub const DUST: u64 = 1_000;
 /// Canonical size of a P2PKH input (40 + 1 + 64 + 1 + 32).
 const P2PKH_INPUT_SIZE: usize = 138;
-/// Canonical size of a P2PKH output (12 + 35).
-const P2PKH_OUTPUT_SIZE: usize = 47;
+/// Canonical size of a P2PKH output (12 + 37); P2SH outputs are 2 bytes smaller, so this
+/// bound never underpays.
+const P2PKH_OUTPUT_SIZE: usize = 49;
 
 /// What went wrong in a wallet operation; each names the values involved.
 #[derive(Debug, thiserror::Error)]
@@ -78,6 +79,11 @@ pub struct Balance {
 /// Confirmed unspent outputs paying the wallet's addresses.
 pub fn utxos(wallet: &Wallet, rpc: &NodeRpc) -> Result<Vec<Utxo>, WalletError> {
     let addrs: Vec<String> = wallet.addresses().into_iter().map(|(_, a)| a.encode()).collect();
+    utxos_of(rpc, &addrs)
+}
+
+/// Confirmed unspent outputs paying any of `addrs`.
+pub fn utxos_of(rpc: &NodeRpc, addrs: &[String]) -> Result<Vec<Utxo>, WalletError> {
     let mut out = Vec::new();
     for chunk in addrs.chunks(100) {
         let v = node(rpc.call("getaddressutxos", vec![json!({ "addresses": chunk })]))?;
@@ -288,4 +294,55 @@ pub fn verify_tx(
         leaf_count: proof.leaf_count,
         proof_hashes: proof.siblings.len(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::consensus::Network;
+    use crate::primitives::AddressKind;
+
+    #[test]
+    fn fees_cover_the_signed_size_and_change_adds_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w =
+            Wallet::create(&dir.path().join("w.json"), Network::Regtest, Some([3; 32]), None).unwrap();
+        let mine = w.address(0);
+        let coins: Vec<Utxo> = (0..5u8)
+            .map(|i| Utxo {
+                outpoint: OutPoint { txid: Hash256([i + 1; 32]), index: 0 },
+                out: TxOut {
+                    value: Amount::from_sat(100_000 * (i as u64 + 1)).unwrap(),
+                    lock: address_lock(&mine),
+                },
+                height: 1,
+                coinbase: false,
+                address: mine.encode(),
+                spent_in_mempool: false,
+            })
+            .collect();
+        let to = Address { hrp: "qrt", kind: AddressKind::P2sh, hash: [9; 32] };
+        for (amount, rate) in [(50_000u64, 1000u64), (650_000, 1000), (1_000_000, 3000), (1_499_000, 1000)] {
+            let s = build_send(&mut w, &coins, &to, Amount::from_sat(amount).unwrap(), rate);
+            let Ok(s) = s else { continue };
+            let size = s.tx.encoded_size() as u64;
+            assert!(
+                s.fee.to_sat() * 1000 >= rate * size,
+                "fee {} for {size} bytes at {rate}",
+                s.fee.to_sat()
+            );
+            let spent: u64 =
+                s.tx.inputs
+                    .iter()
+                    .map(|i| coins.iter().find(|c| c.outpoint == i.prevout).unwrap().out.value.to_sat())
+                    .sum();
+            let out: u64 = s.tx.outputs.iter().map(|o| o.value.to_sat()).sum();
+            assert_eq!(spent, out + s.fee.to_sat(), "inputs = outputs + fee");
+            if let Some((_, change)) = &s.change {
+                assert!(change.to_sat() >= DUST);
+            }
+        }
+        let too_much = build_send(&mut w, &coins, &to, Amount::from_sat(1_500_000).unwrap(), 1000);
+        assert!(matches!(too_much, Err(WalletError::InsufficientFunds { .. })));
+    }
 }
