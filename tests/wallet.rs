@@ -168,3 +168,34 @@ fn two_of_three_escrow_end_to_end() {
     );
     node.stop();
 }
+
+#[test]
+fn height_locked_payment_is_refused_early_and_spendable_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path(), "regtest", Some(free_port()), &["--mine-threads", "1"]);
+    let a = W { node: &node, file: dir.path().join("a.json"), pass: None };
+    let a0 = a.json(&["create"])["address"].as_str().unwrap().to_string();
+    node.rpc("generatetoaddress", json!([12, a0]));
+    let me = a.json(&["new-address"])["address"].as_str().unwrap().to_string();
+    let tip = node.rpc("getblockcount", json!([])).as_u64().unwrap();
+    let unlock_height = tip + 5;
+    let sent = a.json(&["send", &me, "3", "--lock-until", &unlock_height.to_string()]);
+    assert_eq!(sent["locked_until"]["height"], json!(unlock_height));
+    node.rpc("generatetoaddress", json!([1, a0]));
+    assert_eq!(a.json(&["balance"])["locked"], json!("3.00000000"));
+    let coin = format!("{}:0", sent["txid"].as_str().unwrap());
+    // Too early: the node refuses it and names the rule.
+    let err = a.fails(&["unlock", &coin, &me]);
+    assert!(err.contains("lock time"), "{err}");
+    assert_eq!(node.rpc("getrawmempool", json!([])), json!([]));
+    // Once the next block may have the lock height, the spend is accepted and mined.
+    let now = node.rpc("getblockcount", json!([])).as_u64().unwrap();
+    node.rpc("generatetoaddress", json!([unlock_height - 1 - now, a0]));
+    let txid = a.json(&["unlock", &coin, &me])["txid"].as_str().unwrap().to_string();
+    node.rpc("generatetoaddress", json!([1, a0]));
+    let tx = node.rpc("getrawtransaction", json!([txid, true]));
+    assert_eq!(tx["confirmations"], json!(1));
+    assert_eq!(tx["locktime"], json!(unlock_height));
+    assert_eq!(a.json(&["balance"])["locked"], json!("0.00000000"));
+    node.stop();
+}

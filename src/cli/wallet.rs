@@ -73,6 +73,21 @@ pub enum WalletCommand {
         /// Wait until the transaction has this many confirmations.
         #[arg(long)]
         wait: Option<u32>,
+        /// Lock the payment until this block height (CLTV): it pays a P2SH address whose
+        /// redeem script checks the height; if the recipient is this wallet it is remembered
+        /// and later spent with `unlock`.
+        #[arg(long)]
+        lock_until: Option<u32>,
+    },
+    /// Spend a height-locked coin of this wallet (TXID:VOUT) to ADDRESS.
+    Unlock {
+        /// The locked coin, TXID:VOUT.
+        coin: String,
+        /// Where to send it.
+        address: String,
+        /// Fee rate, base units per 1000 bytes [default: the node's minimum].
+        #[arg(long)]
+        fee_rate: Option<u64>,
     },
     /// Multisig escrow: create, spend with a partially signed file, sign, finalize.
     #[command(subcommand)]
@@ -206,11 +221,12 @@ pub fn run(args: WalletArgs) -> Result<()> {
             print(
                 j,
                 json!({ "confirmed": b.confirmed.to_string(), "unconfirmed": b.unconfirmed.to_string(),
-                        "immature": b.immature.to_string(), "spending": b.spending.to_string() }),
+                        "immature": b.immature.to_string(), "spending": b.spending.to_string(),
+                        "locked": b.locked.to_string() }),
                 || {
                     format!(
-                        "confirmed    {}\nunconfirmed  {}\nimmature     {}\nspending     {} (confirmed coins spent by unconfirmed transactions)",
-                        b.confirmed, b.unconfirmed, b.immature, b.spending
+                        "confirmed    {}\nunconfirmed  {}\nimmature     {}\nspending     {} (confirmed coins spent by unconfirmed transactions)\nlocked       {} (height-locked: spend with `unlock`)",
+                        b.confirmed, b.unconfirmed, b.immature, b.spending, b.locked
                     )
                 },
             );
@@ -240,7 +256,28 @@ pub fn run(args: WalletArgs) -> Result<()> {
                     .join("\n")
             });
         }
-        WalletCommand::Send { address, amount, fee_rate, wait } => {
+        WalletCommand::Unlock { coin, address, fee_rate } => {
+            let (txid, vout) =
+                coin.split_once(':').ok_or_else(|| anyhow::anyhow!("COIN is TXID:VOUT, got {coin:?}"))?;
+            let txid: Hash256 = txid.parse().map_err(|e| anyhow::anyhow!("TXID: {e}"))?;
+            let vout: u32 = vout.parse().map_err(|e| anyhow::anyhow!("VOUT: {e}"))?;
+            let to = Address::decode(address, network.address_hrp()).map_err(WalletError::from)?;
+            let w = Wallet::open(&path, network, pass)?;
+            let rpc = rpc()?;
+            let addrs: Vec<String> = w.locked().iter().map(|r| r.address.clone()).collect();
+            let coins = ops::utxos_of(&rpc, &addrs)?;
+            let c = coins.iter().find(|u| u.outpoint.txid == txid && u.outpoint.index == vout).ok_or_else(
+                || anyhow::anyhow!("{coin} is not an unspent height-locked coin of this wallet"),
+            )?;
+            let rec = w.locked().iter().find(|r| r.address == c.address).expect("found by its address");
+            let rate = fee_rate.unwrap_or(ops::node_min_fee_rate(&rpc)?);
+            let tx = ops::build_unlock(&w, rec, c, &to, rate)?;
+            let txid = rpc.call("sendrawtransaction", vec![json!(hex::encode(tx.encode()))])?;
+            print(j, json!({ "txid": txid, "lock_time": rec.height }), || {
+                txid.as_str().unwrap_or_default().to_string()
+            });
+        }
+        WalletCommand::Send { address, amount, fee_rate, wait, lock_until } => {
             let to = Address::decode(address, network.address_hrp()).map_err(WalletError::from)?;
             let amount = Amount::from_coins_str(amount).map_err(WalletError::from)?;
             let rpc = rpc()?;
@@ -252,8 +289,39 @@ pub fn run(args: WalletArgs) -> Result<()> {
             // Nothing is written or broadcast before every check has passed: on the error
             // paths below the wallet file is unchanged.
             let mut w = Wallet::open(&path, network, pass)?;
+            let (pay_to, locked) = match lock_until {
+                None => (crate::script::templates::address_lock(&to), None),
+                Some(h) => {
+                    if to.kind != crate::primitives::AddressKind::P2pkh {
+                        bail!("--lock-until needs a key (P2PKH) address as recipient");
+                    }
+                    let redeem = crate::script::templates::with_height_lock(
+                        *h,
+                        &crate::script::templates::p2pkh(&to.hash),
+                    );
+                    let p2sh = crate::script::templates::p2sh(&redeem);
+                    let addr =
+                        crate::script::templates::lock_address(&p2sh.0, network.address_hrp()).expect("P2SH");
+                    (p2sh, Some((*h, redeem, addr)))
+                }
+            };
             let coins = ops::spendable(&w, &rpc)?;
-            let signed = ops::build_send(&mut w, &coins, &to, amount, rate)?;
+            let signed = ops::build_send(&mut w, &coins, &pay_to, amount, rate)?;
+            if let Some((h, redeem, addr)) = &locked {
+                if let Some((key_index, _)) = w.key_for_hash(&to.hash) {
+                    w.add_locked(crate::wallet::keystore::LockedRecord {
+                        height: *h,
+                        key_index,
+                        redeem_script_hex: hex::encode(&redeem.0),
+                        address: addr.encode(),
+                    })?;
+                } else {
+                    eprintln!(
+                        "note: the recipient must keep this redeem script to spend the locked coin: {}",
+                        hex::encode(&redeem.0)
+                    );
+                }
+            }
             let txid = rpc.call("sendrawtransaction", vec![json!(hex::encode(signed.tx.encode()))])?;
             let txid: Hash256 =
                 txid.as_str().unwrap_or("").parse().context("the node returned a malformed txid")?;
@@ -263,6 +331,7 @@ pub fn run(args: WalletArgs) -> Result<()> {
             print(
                 j,
                 json!({ "txid": txid.to_string(), "fee": signed.fee.to_string(),
+                        "locked_until": locked.as_ref().map(|(h, _, a)| json!({ "height": h, "address": a.encode() })),
                         "change": signed.change.as_ref().map(|(a, v)| json!({ "address": a.encode(), "amount": v.to_string() })) }),
                 || txid.to_string(),
             );

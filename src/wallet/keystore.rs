@@ -154,6 +154,20 @@ struct Encryption {
     key: Zeroizing<[u8; 32]>,
 }
 
+/// An output locked to one of the wallet's keys until a height: P2SH of the redeem script
+/// `<height> OP_CHECKLOCKTIMEVERIFY OP_DROP <P2PKH of the key>`.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LockedRecord {
+    /// First block height at which it can be spent.
+    pub height: u32,
+    /// Which wallet key unlocks it.
+    pub key_index: u32,
+    /// The redeem script, hex.
+    pub redeem_script_hex: String,
+    /// Its P2SH address.
+    pub address: String,
+}
+
 /// An open wallet: its seed, how many keys it has handed out, and its multisig escrows.
 pub struct Wallet {
     path: PathBuf,
@@ -161,6 +175,7 @@ pub struct Wallet {
     seed: Zeroizing<[u8; 32]>,
     next_index: u32,
     multisig: Vec<MultisigRecord>,
+    locked: Vec<LockedRecord>,
     encryption: Option<Encryption>,
 }
 
@@ -212,6 +227,8 @@ struct SecretPart {
     next_index: u32,
     #[serde(default)]
     multisig: Vec<MultisigRecord>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    locked: Vec<LockedRecord>,
 }
 
 impl Drop for SecretPart {
@@ -316,6 +333,7 @@ impl Wallet {
             seed,
             next_index: 1,
             multisig: Vec::new(),
+            locked: Vec::new(),
             encryption,
         };
         // The existence check above is not atomic with the save; check again right before the
@@ -397,6 +415,7 @@ impl Wallet {
                     seed: secret.seed.clone(),
                     next_index: secret.next_index,
                     multisig: secret.multisig.clone(),
+                    locked: secret.locked.clone(),
                 };
                 (secret, None)
             }
@@ -410,6 +429,7 @@ impl Wallet {
             seed,
             next_index: secret.next_index,
             multisig: secret.multisig.clone(),
+            locked: secret.locked.clone(),
             encryption,
         })
     }
@@ -546,6 +566,25 @@ impl Wallet {
         &self.multisig
     }
 
+    /// The height-locked outputs the wallet remembers.
+    pub fn locked(&self) -> &[LockedRecord] {
+        &self.locked
+    }
+
+    /// Remembers a height-locked output script and saves; same address: ignored. On error
+    /// nothing changes.
+    pub fn add_locked(&mut self, rec: LockedRecord) -> Result<(), KeystoreError> {
+        if self.locked.iter().any(|r| r.address == rec.address) {
+            return Ok(());
+        }
+        self.locked.push(rec);
+        if let Err(e) = self.save() {
+            self.locked.pop();
+            return Err(e);
+        }
+        Ok(())
+    }
+
     /// Remembers a multisig escrow and saves; a record with the same address is ignored.
     /// On error nothing changes, in memory or on disk.
     pub fn add_multisig(&mut self, rec: MultisigRecord) -> Result<(), KeystoreError> {
@@ -625,6 +664,7 @@ impl Wallet {
             seed: hex::encode(&self.seed[..]),
             next_index: self.next_index,
             multisig: self.multisig.clone(),
+            locked: self.locked.clone(),
         };
         let secret_json = Zeroizing::new(serde_json::to_vec(&secret).expect("secret serializes"));
         let network = self.network.name().to_string();

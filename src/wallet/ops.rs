@@ -74,6 +74,8 @@ pub struct Balance {
     pub unconfirmed: Amount,
     /// Confirmed coins that mempool transactions are spending.
     pub spending: Amount,
+    /// Height-locked coins of this wallet (spend them with `unlock` once the height comes).
+    pub locked: Amount,
 }
 
 /// Confirmed unspent outputs paying the wallet's addresses.
@@ -145,6 +147,12 @@ pub fn balance(wallet: &Wallet, rpc: &NodeRpc) -> Result<Balance, WalletError> {
         };
         *slot = slot.checked_add(u.out.value)?;
     }
+    let locked: Vec<String> = wallet.locked().iter().map(|r| r.address.clone()).collect();
+    for u in utxos_of(rpc, &locked)? {
+        if !u.spent_in_mempool {
+            b.locked = b.locked.checked_add(u.out.value)?;
+        }
+    }
     let ours: HashMap<String, ()> = wallet.addresses().into_iter().map(|(_, a)| (a.encode(), ())).collect();
     let mempool = node(rpc.call("getrawmempool", vec![]))?;
     for txid in mempool.as_array().into_iter().flatten().take(5_000) {
@@ -185,7 +193,7 @@ pub struct Signed {
 pub fn build_send(
     wallet: &mut Wallet,
     coins: &[Utxo],
-    to: &Address,
+    to: &Script,
     amount: Amount,
     fee_rate: u64,
 ) -> Result<Signed, WalletError> {
@@ -210,7 +218,7 @@ pub fn build_send(
     if total < needed {
         return Err(WalletError::InsufficientFunds { amount, fee: fee2, needed, available });
     }
-    let mut outputs = vec![TxOut { value: amount, lock: address_lock(to) }];
+    let mut outputs = vec![TxOut { value: amount, lock: to.clone() }];
     let change_value = total.checked_sub(needed)?;
     let (fee, change) = if change_value.to_sat() >= DUST {
         let (_, addr) = wallet.new_address()?;
@@ -247,6 +255,39 @@ pub fn sign_p2pkh_inputs(wallet: &Wallet, tx: &mut Transaction, spent: &[TxOut])
         input.unlock = unlock;
     }
     Ok(())
+}
+
+/// Spends a height-locked coin (see [`crate::wallet::keystore::LockedRecord`]) to `to`,
+/// paying `fee_rate`. The transaction's lock time is the record's height, so the node refuses
+/// it (naming the lock-time rule) until that height can be mined.
+pub fn build_unlock(
+    wallet: &Wallet,
+    rec: &crate::wallet::keystore::LockedRecord,
+    coin: &Utxo,
+    to: &Address,
+    fee_rate: u64,
+) -> Result<Transaction, WalletError> {
+    let redeem =
+        Script(hex::decode(&rec.redeem_script_hex).map_err(|e| WalletError::Malformed(e.to_string()))?);
+    let size = 4 + 4 + 40 + (1 + 64 + 1 + 32 + 3 + redeem.len()) + 4 + P2PKH_OUTPUT_SIZE + 4;
+    let fee = Amount::from_sat((fee_rate * size as u64).div_ceil(1000))?;
+    let value = coin.out.value.checked_sub(fee).map_err(|_| WalletError::InsufficientFunds {
+        amount: coin.out.value,
+        fee,
+        needed: fee,
+        available: coin.out.value,
+    })?;
+    let mut tx = Transaction {
+        version: 1,
+        inputs: vec![TxIn { prevout: coin.outpoint, unlock: Script::default() }],
+        outputs: vec![TxOut { value, lock: address_lock(to) }],
+        lock_time: rec.height,
+    };
+    let key = wallet.key(rec.key_index);
+    let msg = sighash(&tx, &SighashCache::new(&tx), 0, &coin.out);
+    let args = p2pkh_unlock(&key.sign(&msg.0).to_bytes(), &key.verifying_key().to_bytes());
+    tx.inputs[0].unlock = crate::script::templates::p2sh_unlock(&args, &redeem);
+    Ok(tx)
 }
 
 /// Result of [`verify_tx`].
@@ -321,7 +362,7 @@ mod tests {
                 spent_in_mempool: false,
             })
             .collect();
-        let to = Address { hrp: "qrt", kind: AddressKind::P2sh, hash: [9; 32] };
+        let to = address_lock(&Address { hrp: "qrt", kind: AddressKind::P2sh, hash: [9; 32] });
         for (amount, rate) in [(50_000u64, 1000u64), (650_000, 1000), (1_000_000, 3000), (1_499_000, 1000)] {
             let s = build_send(&mut w, &coins, &to, Amount::from_sat(amount).unwrap(), rate);
             let Ok(s) = s else { continue };
