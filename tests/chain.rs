@@ -129,6 +129,10 @@ fn most_work_wins_over_more_blocks_and_reorg_matches_a_fresh_chainstate() {
     let to_2 = store.coins_by_lock(&p2pkh_lock(&key(2)).0, 100).unwrap();
     assert_eq!(to_2.iter().map(|(op, _)| op.txid).collect::<Vec<_>>(), vec![spend_a.txid()]);
     assert!(store.coins_by_lock(&p2pkh_lock(&key(3)).0, 100).unwrap().is_empty());
+    assert_eq!(store.history_by_lock(&p2pkh_lock(&key(2)).0, 100).unwrap(), vec![(13, spend_a.txid())]);
+    assert!(store.history_by_lock(&p2pkh_lock(&key(3)).0, 100).unwrap().is_empty());
+    // Key 1's history: its 12 + 5 coinbases and the spend of one of them.
+    assert_eq!(store.history_by_lock(&p2pkh_lock(&key(1)).0, 100).unwrap().len(), 12 + 5 + 1);
     assert_eq!(
         store.coins_by_lock(&p2pkh_lock(&key(1)).0, 100).unwrap().len(),
         12 + 5 - 1,
@@ -169,6 +173,8 @@ fn most_work_wins_over_more_blocks_and_reorg_matches_a_fresh_chainstate() {
     assert_eq!(store.tx_block(&spend_a.txid()).unwrap(), None);
     assert!(store.coins_by_lock(&p2pkh_lock(&key(2)).0, 100).unwrap().is_empty());
     assert_eq!(store.coins_by_lock(&p2pkh_lock(&key(3)).0, 100).unwrap().len(), 1);
+    assert_eq!(store.history_by_lock(&p2pkh_lock(&key(3)).0, 100).unwrap(), vec![(13, spend_b.txid())]);
+    assert!(store.history_by_lock(&p2pkh_lock(&key(2)).0, 100).unwrap().is_empty());
 }
 
 #[test]

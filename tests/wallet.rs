@@ -82,6 +82,14 @@ fn send_between_two_wallets_adds_up_and_verifies() {
     assert_eq!(total_a, 11 * 5_000_000_000 - 1_250_000_000 - fee, "change and fee add up exactly");
     // The change went to a fresh address of A's.
     assert_eq!(a.json(&["list-addresses"]).as_array().unwrap().len(), 2);
+    // History: B received once; A's payment shows amount plus fee going out.
+    let hb = b.json(&["history"]);
+    assert_eq!(hb.as_array().unwrap().len(), 1);
+    assert_eq!(hb[0]["net"], json!("+12.50000000"));
+    let ha = a.json(&["history"]);
+    assert_eq!(ha.as_array().unwrap().len(), 12, "11 coinbases and the payment");
+    let pay = ha.as_array().unwrap().iter().find(|e| e["txid"] == sent["txid"]).unwrap();
+    assert_eq!(sat(&json!(pay["net"].as_str().unwrap().trim_start_matches('-'))), 1_250_000_000 + fee);
 
     // verify-tx checks the proof locally.
     let txid = sent["txid"].as_str().unwrap();

@@ -60,6 +60,12 @@ pub enum WalletCommand {
     Balance,
     /// The wallet's unspent outputs.
     ListUnspent,
+    /// Confirmed transactions that paid or spent the wallet, oldest first.
+    History {
+        /// At most this many.
+        #[arg(long, default_value_t = 1000)]
+        limit: usize,
+    },
     /// Pay AMOUNT coins to ADDRESS; prints the txid.
     Send {
         /// Recipient (bech32m address of this network).
@@ -337,6 +343,33 @@ pub fn run(args: WalletArgs) -> Result<()> {
             );
         }
         WalletCommand::Multisig(m) => multisig(&args, m, &path, network, &rpc)?,
+        WalletCommand::History { limit } => {
+            let w = Wallet::open(&path, network, pass)?;
+            let h = ops::history(&w, &rpc()?, *limit)?;
+            let signed = |n: i128| {
+                let a = Amount::from_sat(n.unsigned_abs() as u64).unwrap_or_default();
+                format!("{}{a}", if n < 0 { "-" } else { "+" })
+            };
+            let list: Vec<_> = h
+                .iter()
+                .map(|e| json!({ "txid": e.txid.to_string(), "height": e.height, "confirmations": e.confirmations,
+                                  "received": e.received.to_string(), "sent": e.sent.to_string(), "net": signed(e.net()) }))
+                .collect();
+            print(j, json!(list), || {
+                h.iter()
+                    .map(|e| {
+                        format!(
+                            "height {:<7} {:>20}  {}  ({} confirmations)",
+                            e.height,
+                            signed(e.net()),
+                            e.txid,
+                            e.confirmations
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            });
+        }
         WalletCommand::ExportSeed => {
             let w = Wallet::open(&path, network, pass)?;
             print(j, json!({ "seed_phrase": w.seed_phrase() }), || w.seed_phrase());

@@ -552,6 +552,40 @@ pub fn register(m: &mut RpcModule<Ctx>) -> Result<(), jsonrpsee::core::RegisterM
             .await?
     })?;
     register_rawtx(m)?;
+    reg(m, "getaddresstxids", |p, c| async move {
+        let arg: Value = p.one()?;
+        let mut addrs: Vec<String> = match arg {
+            Value::String(s) => vec![s],
+            Value::Object(o) => serde_json::from_value(o.get("addresses").cloned().unwrap_or(Value::Null))
+                .map_err(|_| err(codes::TYPE_ERROR, "expected an address or {\"addresses\": [...]}"))?,
+            _ => return Err(err(codes::TYPE_ERROR, "expected an address or {\"addresses\": [...]}")),
+        };
+        addrs.sort();
+        addrs.dedup();
+        if addrs.len() > 100 {
+            return Err(err(
+                codes::INVALID_PARAMETER,
+                format!("at most 100 addresses per call, got {}", addrs.len()),
+            ));
+        }
+        c.node
+            .call(move |core| {
+                let mut all: Vec<(u32, Hash256)> = Vec::new();
+                for a in &addrs {
+                    let lock = address_lock(&address_param(core, a)?);
+                    let left = MAX_ADDRESS_UTXOS - all.len();
+                    let h = core.chain.store().history_by_lock(&lock.0, left + 1).map_err(|e| err(codes::MISC, e.to_string()))?;
+                    if h.len() > left {
+                        return Err(err(codes::INVALID_PARAMETER, format!("more than {MAX_ADDRESS_UTXOS} transactions for these addresses: ask for fewer")));
+                    }
+                    all.extend(h);
+                }
+                all.sort();
+                all.dedup();
+                Ok(json!(all.iter().map(|(_, t)| t.to_string()).collect::<Vec<_>>()))
+            })
+            .await?
+    })?;
     reg(m, "stop", |_, c| async move {
         c.stop.notify_one();
         Ok(json!("quarry stopping"))

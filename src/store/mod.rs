@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 /// Version of the on-disk layout; a store with another version is refused.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// Every column family, with what it maps.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -36,11 +36,14 @@ pub enum ColumnFamily {
     /// SHA-256(locking script) ++ 36-byte outpoint -> empty: unspent outputs by address
     /// (getaddressutxos), kept in the same batch as the UTXO set
     Address,
+    /// SHA-256(locking script) ++ height (u32 BE) ++ txid -> empty: every active-chain
+    /// transaction paying or spending a script (getaddresstxids, wallet history)
+    AddressHistory,
 }
 
 impl ColumnFamily {
     /// All column families.
-    pub const ALL: [ColumnFamily; 8] = [
+    pub const ALL: [ColumnFamily; 9] = [
         ColumnFamily::Index,
         ColumnFamily::Blocks,
         ColumnFamily::Utxo,
@@ -49,6 +52,7 @@ impl ColumnFamily {
         ColumnFamily::Meta,
         ColumnFamily::TxIndex,
         ColumnFamily::Address,
+        ColumnFamily::AddressHistory,
     ];
 
     /// The RocksDB name.
@@ -62,6 +66,7 @@ impl ColumnFamily {
             ColumnFamily::Meta => "meta",
             ColumnFamily::TxIndex => "txindex",
             ColumnFamily::Address => "address",
+            ColumnFamily::AddressHistory => "address_history",
         }
     }
 }
@@ -295,6 +300,10 @@ impl Store {
         for txid in block.txids() {
             batch.put_cf(txindex, txid.0, hash.0);
         }
+        let history = self.cf(ColumnFamily::AddressHistory);
+        for key in history_keys(block, height, &effect.spent) {
+            batch.put_cf(history, key, []);
+        }
         batch.put_cf(undo, hash.0, encode(&effect.spent));
         batch.put_cf(self.cf(ColumnFamily::Active), height.to_be_bytes(), hash.0);
         batch.put_cf(self.cf(ColumnFamily::Meta), META_TIP, hash.0);
@@ -328,11 +337,38 @@ impl Store {
             batch.put_cf(utxo, op.to_bytes(), encode(coin));
             batch.put_cf(addr, address_key(&coin.out.lock.0, op), []);
         }
+        let history = self.cf(ColumnFamily::AddressHistory);
+        for key in history_keys(block, height, &spent) {
+            batch.delete_cf(history, key);
+        }
         batch.delete_cf(undo, hash.0);
         batch.delete_cf(self.cf(ColumnFamily::Active), height.to_be_bytes());
         batch.put_cf(self.cf(ColumnFamily::Meta), META_TIP, block.header().prev.0);
         self.db.write(batch)?;
         Ok(spent)
+    }
+
+    /// Active-chain transactions paying or spending exactly `lock`, oldest first, as (height,
+    /// txid); at most `limit`.
+    pub fn history_by_lock(&self, lock: &[u8], limit: usize) -> Result<Vec<(u32, Hash256)>, StoreError> {
+        let prefix = Sha256::digest(lock);
+        let mut out = Vec::new();
+        let mode = IteratorMode::From(prefix.as_slice(), rocksdb::Direction::Forward);
+        for item in self.db.iterator_cf(self.cf(ColumnFamily::AddressHistory), mode) {
+            let (k, _) = item?;
+            if !k.starts_with(prefix.as_slice()) || out.len() >= limit {
+                break;
+            }
+            if k.len() != 68 {
+                return Err(StoreError::Corrupt {
+                    cf: "address_history",
+                    detail: format!("key of {} bytes", k.len()),
+                });
+            }
+            let height = u32::from_be_bytes(k[32..36].try_into().expect("4 bytes"));
+            out.push((height, Hash256(k[36..68].try_into().expect("32 bytes"))));
+        }
+        Ok(out)
     }
 
     /// The active-chain block holding `txid`, if any.
@@ -379,6 +415,40 @@ impl Store {
         }
         Ok(UtxoDigest { hash: Hash256(Sha256::digest(h.finalize()).into()), count, total })
     }
+}
+
+/// Address-history keys of a block: for every transaction, each script it pays and each
+/// script of the coins it spends (from `spent`, the undo data, or the block's own outputs).
+fn history_keys(block: &CheckedBlock, height: u32, spent: &[(OutPoint, Coin)]) -> Vec<[u8; 68]> {
+    let txs = &block.block().txs;
+    let by_txid: HashMap<&Hash256, usize> = block.txids().iter().enumerate().map(|(i, t)| (t, i)).collect();
+    let spent: HashMap<&OutPoint, &Coin> = spent.iter().map(|(op, c)| (op, c)).collect();
+    let mut keys = Vec::new();
+    for (tx, txid) in txs.iter().zip(block.txids()) {
+        let mut scripts: Vec<&[u8]> = tx.outputs.iter().map(|o| o.lock.0.as_slice()).collect();
+        if !tx.is_coinbase() {
+            for input in &tx.inputs {
+                let op = &input.prevout;
+                if let Some(c) = spent.get(op) {
+                    scripts.push(&c.out.lock.0);
+                } else if let Some(o) =
+                    by_txid.get(&op.txid).and_then(|&i| txs[i].outputs.get(op.index as usize))
+                {
+                    scripts.push(&o.lock.0);
+                }
+            }
+        }
+        scripts.sort_unstable();
+        scripts.dedup();
+        for s in scripts {
+            let mut k = [0u8; 68];
+            k[..32].copy_from_slice(&Sha256::digest(s));
+            k[32..36].copy_from_slice(&height.to_be_bytes());
+            k[36..].copy_from_slice(&txid.0);
+            keys.push(k);
+        }
+    }
+    keys
 }
 
 /// Address-index key: SHA-256 of the locking script, then the outpoint.

@@ -290,6 +290,82 @@ pub fn build_unlock(
     Ok(tx)
 }
 
+/// One transaction in the wallet's history.
+#[derive(Clone, Debug)]
+pub struct HistoryEntry {
+    pub txid: Hash256,
+    pub height: u64,
+    pub confirmations: u64,
+    /// Paid to the wallet's addresses.
+    pub received: Amount,
+    /// Spent from the wallet's coins.
+    pub sent: Amount,
+}
+
+impl HistoryEntry {
+    /// Received minus sent, in base units (negative for payments out, fee included).
+    pub fn net(&self) -> i128 {
+        self.received.to_sat() as i128 - self.sent.to_sat() as i128
+    }
+}
+
+fn coins_of_value(v: &Value) -> Result<Amount, WalletError> {
+    Ok(Amount::from_sat(
+        (v.as_f64().ok_or_else(|| WalletError::Malformed(format!("amount {v}")))? * 1e8).round() as u64,
+    )?)
+}
+
+/// Confirmed transactions that paid or spent the wallet's addresses (and its height-locked
+/// addresses), oldest first, with what each received and sent. At most `limit`.
+pub fn history(wallet: &Wallet, rpc: &NodeRpc, limit: usize) -> Result<Vec<HistoryEntry>, WalletError> {
+    let mut addrs: Vec<String> = wallet.addresses().into_iter().map(|(_, a)| a.encode()).collect();
+    addrs.extend(wallet.locked().iter().map(|r| r.address.clone()));
+    let ours: std::collections::HashSet<String> = addrs.iter().cloned().collect();
+    let mut txids: Vec<String> = Vec::new();
+    for chunk in addrs.chunks(100) {
+        let v = node(rpc.call("getaddresstxids", vec![json!({ "addresses": chunk })]))?;
+        for t in v.as_array().into_iter().flatten() {
+            if let Some(t) = t.as_str() {
+                if !txids.iter().any(|x| x == t) {
+                    txids.push(t.to_string());
+                }
+            }
+        }
+    }
+    let mut out = Vec::new();
+    let mut prev_cache: HashMap<String, Value> = HashMap::new();
+    for t in txids {
+        let tx = node(rpc.call("getrawtransaction", vec![json!(t), json!(true)]))?;
+        let mut received = Amount::ZERO;
+        for o in tx["vout"].as_array().into_iter().flatten() {
+            if o["scriptPubKey"]["address"].as_str().is_some_and(|a| ours.contains(a)) {
+                received = received.checked_add(coins_of_value(&o["value"])?)?;
+            }
+        }
+        let mut sent = Amount::ZERO;
+        for i in tx["vin"].as_array().into_iter().flatten() {
+            let (Some(ptxid), Some(n)) = (i["txid"].as_str(), i["vout"].as_u64()) else { continue };
+            if !prev_cache.contains_key(ptxid) {
+                let p = node(rpc.call("getrawtransaction", vec![json!(ptxid), json!(true)]))?;
+                prev_cache.insert(ptxid.to_string(), p);
+            }
+            let o = &prev_cache[ptxid]["vout"][n as usize];
+            if o["scriptPubKey"]["address"].as_str().is_some_and(|a| ours.contains(a)) {
+                sent = sent.checked_add(coins_of_value(&o["value"])?)?;
+            }
+        }
+        let confirmations = tx["confirmations"].as_u64().unwrap_or(0);
+        let txid: Hash256 = t.parse().map_err(|e| WalletError::Malformed(format!("txid: {e}")))?;
+        let height = tip_height(rpc)? as u64 + 1 - confirmations.max(1);
+        out.push(HistoryEntry { txid, height, confirmations, received, sent });
+        if out.len() >= limit {
+            break;
+        }
+    }
+    out.sort_by_key(|e| (e.height, e.txid));
+    Ok(out)
+}
+
 /// Result of [`verify_tx`].
 #[derive(Clone, Debug)]
 pub struct TxProof {
