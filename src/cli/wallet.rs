@@ -276,7 +276,7 @@ pub fn run(args: WalletArgs) -> Result<()> {
                 || anyhow::anyhow!("{coin} is not an unspent height-locked coin of this wallet"),
             )?;
             let rec = w.locked().iter().find(|r| r.address == c.address).expect("found by its address");
-            let rate = fee_rate.unwrap_or(ops::node_min_fee_rate(&rpc)?);
+            let rate = ops::choose_fee_rate(&rpc, *fee_rate)?;
             let tx = ops::build_unlock(&w, rec, c, &to, rate)?;
             let txid = rpc.call("sendrawtransaction", vec![json!(hex::encode(tx.encode()))])?;
             print(j, json!({ "txid": txid, "lock_time": rec.height }), || {
@@ -287,11 +287,7 @@ pub fn run(args: WalletArgs) -> Result<()> {
             let to = Address::decode(address, network.address_hrp()).map_err(WalletError::from)?;
             let amount = Amount::from_coins_str(amount).map_err(WalletError::from)?;
             let rpc = rpc()?;
-            let minimum = ops::node_min_fee_rate(&rpc)?;
-            let rate = fee_rate.unwrap_or(minimum);
-            if rate < minimum {
-                return Err(WalletError::FeeRateTooLow { given: rate, minimum }.into());
-            }
+            let rate = ops::choose_fee_rate(&rpc, *fee_rate)?;
             // Nothing is written or broadcast before every check has passed: on the error
             // paths below the wallet file is unchanged.
             let mut w = Wallet::open(&path, network, pass)?;
@@ -471,11 +467,7 @@ fn multisig(
             let to = Address::decode(to, network.address_hrp()).map_err(WalletError::from)?;
             let amount = Amount::from_coins_str(amount).map_err(WalletError::from)?;
             let rpc = rpc()?;
-            let minimum = ops::node_min_fee_rate(&rpc)?;
-            let rate = fee_rate.unwrap_or(minimum);
-            if rate < minimum {
-                return Err(WalletError::FeeRateTooLow { given: rate, minimum }.into());
-            }
+            let rate = ops::choose_fee_rate(&rpc, *fee_rate)?;
             let coins: Vec<_> = ops::utxos_of(&rpc, std::slice::from_ref(esc))?
                 .into_iter()
                 .filter(|u| !u.spent_in_mempool)

@@ -118,6 +118,28 @@ fn find_tx(core: &Core, txid: &Hash256) -> Result<(Transaction, Option<Hash256>)
     Ok((block.block().txs[i].clone(), Some(block_hash)))
 }
 
+/// The `getaddressutxos` / `getaddresstxids` parameter: one address or `{"addresses": [...]}`,
+/// deduplicated, at most 100.
+fn address_list(arg: Value) -> Result<Vec<String>, ErrorObjectOwned> {
+    let shape = || err(codes::TYPE_ERROR, "expected an address or {\"addresses\": [...]}");
+    let mut addrs: Vec<String> = match arg {
+        Value::String(s) => vec![s],
+        Value::Object(o) => {
+            serde_json::from_value(o.get("addresses").cloned().unwrap_or(Value::Null)).map_err(|_| shape())?
+        }
+        _ => return Err(shape()),
+    };
+    addrs.sort();
+    addrs.dedup();
+    if addrs.len() > 100 {
+        return Err(err(
+            codes::INVALID_PARAMETER,
+            format!("at most 100 addresses per call, got {}", addrs.len()),
+        ));
+    }
+    Ok(addrs)
+}
+
 /// Registers every method.
 pub fn register(m: &mut RpcModule<Ctx>) -> Result<(), jsonrpsee::core::RegisterMethodError> {
     reg(
@@ -507,22 +529,7 @@ pub fn register(m: &mut RpcModule<Ctx>) -> Result<(), jsonrpsee::core::RegisterM
             .await?
     })?;
     reg(m, "getaddressutxos", |p, c| async move {
-        let arg: Value = p.one()?;
-        let addrs: Vec<String> = match arg {
-            Value::String(s) => vec![s],
-            Value::Object(o) => serde_json::from_value(o.get("addresses").cloned().unwrap_or(Value::Null))
-                .map_err(|_| err(codes::TYPE_ERROR, "expected an address or {\"addresses\": [...]}"))?,
-            _ => return Err(err(codes::TYPE_ERROR, "expected an address or {\"addresses\": [...]}")),
-        };
-        let mut addrs = addrs;
-        addrs.sort();
-        addrs.dedup();
-        if addrs.len() > 100 {
-            return Err(err(
-                codes::INVALID_PARAMETER,
-                format!("at most 100 addresses per call, got {}", addrs.len()),
-            ));
-        }
+        let addrs = address_list(p.one()?)?;
         c.node
             .call(move |core| {
                 let mut out = Vec::new();
@@ -553,21 +560,7 @@ pub fn register(m: &mut RpcModule<Ctx>) -> Result<(), jsonrpsee::core::RegisterM
     })?;
     register_rawtx(m)?;
     reg(m, "getaddresstxids", |p, c| async move {
-        let arg: Value = p.one()?;
-        let mut addrs: Vec<String> = match arg {
-            Value::String(s) => vec![s],
-            Value::Object(o) => serde_json::from_value(o.get("addresses").cloned().unwrap_or(Value::Null))
-                .map_err(|_| err(codes::TYPE_ERROR, "expected an address or {\"addresses\": [...]}"))?,
-            _ => return Err(err(codes::TYPE_ERROR, "expected an address or {\"addresses\": [...]}")),
-        };
-        addrs.sort();
-        addrs.dedup();
-        if addrs.len() > 100 {
-            return Err(err(
-                codes::INVALID_PARAMETER,
-                format!("at most 100 addresses per call, got {}", addrs.len()),
-            ));
-        }
+        let addrs = address_list(p.one()?)?;
         c.node
             .call(move |core| {
                 let mut all: Vec<(u32, Hash256)> = Vec::new();

@@ -175,6 +175,17 @@ pub fn node_min_fee_rate(rpc: &NodeRpc) -> Result<u64, WalletError> {
     Ok((coins_per_kb * 1e8).round() as u64)
 }
 
+/// The fee rate to use: `given`, or the node's minimum when `None`; below the minimum is an
+/// error (the node would refuse the transaction).
+pub fn choose_fee_rate(rpc: &NodeRpc, given: Option<u64>) -> Result<u64, WalletError> {
+    let minimum = node_min_fee_rate(rpc)?;
+    let rate = given.unwrap_or(minimum);
+    if rate < minimum {
+        return Err(WalletError::FeeRateTooLow { given: rate, minimum });
+    }
+    Ok(rate)
+}
+
 fn fee_for(rate: u64, inputs: usize, outputs: usize) -> u64 {
     let size = 4 + 4 + inputs * P2PKH_INPUT_SIZE + 4 + outputs * P2PKH_OUTPUT_SIZE + 4;
     (rate * size as u64).div_ceil(1000)
