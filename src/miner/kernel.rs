@@ -232,6 +232,9 @@ pub mod shani {
     }
 
     /// SHA-256d of the header for `N` nonces; returns each final state [a..h].
+    ///
+    /// # Safety
+    /// The CPU must support SHA and SSE4.1 (`Kernel::detect() == Kernel::ShaNi`).
     #[target_feature(enable = "sha,sse2,ssse3,sse4.1")]
     pub unsafe fn sha256d_lanes<const N: usize>(
         mid: &[u32; 8],
@@ -275,6 +278,9 @@ pub mod shani {
     }
 
     /// Scans nonces `start..end` `LANES` at a time (the remainder one at a time).
+    ///
+    /// # Safety
+    /// The CPU must support SHA and SSE4.1 (`Kernel::detect() == Kernel::ShaNi`).
     #[target_feature(enable = "sha,sse2,ssse3,sse4.1")]
     pub unsafe fn scan(mid: &[u32; 8], tail: &[u32; 3], start: u64, end: u64, target: &U256) -> ScanResult {
         let mut n = start;
