@@ -207,3 +207,26 @@ fn height_locked_payment_is_refused_early_and_spendable_after() {
     assert_eq!(a.json(&["balance"])["locked"], json!("0.00000000"));
     node.stop();
 }
+
+#[test]
+fn send_wait_returns_once_confirmed() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path(), "regtest", Some(free_port()), &["--mine-threads", "1"]);
+    let a = W { node: &node, file: dir.path().join("a.json"), pass: None };
+    let a0 = a.json(&["create"])["address"].as_str().unwrap().to_string();
+    node.rpc("generatetoaddress", json!([12, a0]));
+    let b0 = common::address(quarry::consensus::Network::Regtest, 7);
+    // Mine a block a moment after the send; `--wait 1` must return only after it.
+    let (addr, cookie) = (node.addr, node.cookie());
+    let miner = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(800));
+        let req =
+            json!({"jsonrpc": "2.0", "id": 1, "method": "generatetoaddress", "params": [1, a0]}).to_string();
+        common::post(addr, Some(&cookie), &req).unwrap();
+    });
+    let sent = a.json(&["send", &b0, "1", "--wait", "1"]);
+    miner.join().unwrap();
+    let tx = node.rpc("getrawtransaction", json!([sent["txid"], true]));
+    assert_eq!(tx["confirmations"], json!(1));
+    node.stop();
+}
