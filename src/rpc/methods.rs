@@ -590,8 +590,9 @@ pub fn register(m: &mut RpcModule<Ctx>) -> Result<(), jsonrpsee::core::RegisterM
 /// (Core's getnetworkhashps with its default window).
 fn network_hashps(core: &Core, n: u32) -> f64 {
     let tip = core.chain.tip();
-    let first = tip.height.saturating_sub(n);
-    if tip.height == first {
+    // Genesis carries the network's definition date, not a mining time: leave it out.
+    let first = tip.height.saturating_sub(n).max(1);
+    if tip.height <= first {
         return 0.0;
     }
     let rec = |h: u32| core.chain.hash_at(h).and_then(|x| core.chain.record(&x).cloned());
