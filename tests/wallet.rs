@@ -145,6 +145,8 @@ fn two_of_three_escrow_end_to_end() {
     node.rpc("generatetoaddress", json!([12, a0]));
     let esc = a.json(&["multisig", "create", "2", &pk[0], &pk[1], &pk[2]]);
     assert_eq!(esc["remembered"], json!(true));
+    assert_eq!(b.json(&["multisig", "create", "2", &pk[0], &pk[1], &pk[2]])["remembered"], json!(true));
+    assert_eq!(d.json(&["multisig", "create", "2", &pk[0], &pk[1], &pk[2]])["remembered"], json!(false));
     let escrow = esc["address"].as_str().unwrap().to_string();
     let decoded = quarry::primitives::Address::decode(&escrow, "qrt").unwrap();
     assert_eq!(decoded.kind, quarry::primitives::AddressKind::P2sh);
@@ -155,13 +157,34 @@ fn two_of_three_escrow_end_to_end() {
     let file = dir.path().join("spend.psbt");
     let f = file.to_str().unwrap();
     a.json(&["multisig", "spend", &escrow, &d0, "4", "--out", f]);
-    assert_eq!(a.json(&["multisig", "sign", f])["signatures"], json!(1));
+    // Without --yes the cosigner only sees what the spend pays.
+    let review = a.fails(&["multisig", "sign", f]);
+    assert!(review.contains(&format!("pays 4.00000000 to {d0}")) && review.contains("--yes"), "{review}");
+    assert_eq!(a.json(&["multisig", "sign", f, "--yes"])["signatures"], json!(1));
+    // A tampered file (an output redirected) is caught: signatures no longer verify.
+    let honest = std::fs::read_to_string(&file).unwrap();
     // One signature is not enough; the same wallet cannot sign twice; a fourth key cannot sign.
     assert!(a.fails(&["multisig", "finalize", f]).contains("1 of 2 required signatures"));
-    assert!(a.fails(&["multisig", "sign", f]).contains("already signed"));
-    assert!(d.fails(&["multisig", "sign", f]).contains("none of the escrow's keys"));
+    assert!(a.fails(&["multisig", "sign", f, "--yes"]).contains("already signed"));
+    assert!(d.fails(&["multisig", "sign", f, "--yes"]).contains("none of the escrow's keys"));
     assert_eq!(node.rpc("getrawmempool", json!([])), json!([]), "nothing broadcast");
-    assert_eq!(b.json(&["multisig", "sign", f])["signatures"], json!(2));
+    let mut tampered: Value = serde_json::from_str(&honest).unwrap();
+    let mut tx = quarry::primitives::Transaction::decode(
+        &hex::decode(tampered["tx"].as_str().unwrap()).unwrap(),
+        1 << 20,
+    )
+    .unwrap();
+    tx.outputs[0].lock = quarry::testkit::p2pkh_lock(&quarry::testkit::key(66));
+    tampered["tx"] = json!(hex::encode(tx.encode()));
+    let tampered_path = dir.path().join("tampered.psbt");
+    std::fs::write(&tampered_path, tampered.to_string()).unwrap();
+    let t = tampered_path.to_str().unwrap();
+    assert!(
+        b.json(&["multisig", "sign", t, "--yes"])["signatures"] == json!(1),
+        "A's signature no longer counts"
+    );
+    assert!(c.fails(&["multisig", "finalize", t]).contains("1 of 2 required"));
+    assert_eq!(b.json(&["multisig", "sign", f, "--yes"])["signatures"], json!(2));
     let txid = c.json(&["multisig", "finalize", f])["txid"].as_str().unwrap().to_string();
     node.rpc("generatetoaddress", json!([1, a0]));
     assert_eq!(d.json(&["balance"])["confirmed"], json!("4.00000000"));

@@ -135,8 +135,14 @@ pub enum MultisigCommand {
         #[arg(long)]
         fee_rate: Option<u64>,
     },
-    /// Add this wallet's signatures to a partially signed file (in place).
-    Sign { file: PathBuf },
+    /// Add this wallet's signatures to a partially signed file (in place). Checks every input
+    /// against the node and shows the outputs and fee; signs only with --yes.
+    Sign {
+        file: PathBuf,
+        /// Sign after reviewing the outputs and fee shown.
+        #[arg(long)]
+        yes: bool,
+    },
     /// Check the threshold is met, assemble the transaction and broadcast it.
     Finalize { file: PathBuf },
 }
@@ -275,7 +281,9 @@ pub fn run(args: WalletArgs) -> Result<()> {
             let c = coins.iter().find(|u| u.outpoint.txid == txid && u.outpoint.index == vout).ok_or_else(
                 || anyhow::anyhow!("{coin} is not an unspent height-locked coin of this wallet"),
             )?;
-            let rec = w.locked().iter().find(|r| r.address == c.address).expect("found by its address");
+            let rec = w.locked().iter().find(|r| r.address == c.address).ok_or_else(|| {
+                anyhow::anyhow!("the node reported {coin} at an address this wallet did not ask about")
+            })?;
             let rate = ops::choose_fee_rate(&rpc, *fee_rate)?;
             let tx = ops::build_unlock(&w, rec, c, &to, rate)?;
             let txid = rpc.call("sendrawtransaction", vec![json!(hex::encode(tx.encode()))])?;
@@ -333,7 +341,7 @@ pub fn run(args: WalletArgs) -> Result<()> {
             print(
                 j,
                 json!({ "txid": txid.to_string(), "fee": signed.fee.to_string(),
-                        "locked_until": locked.as_ref().map(|(h, _, a)| json!({ "height": h, "address": a.encode() })),
+                        "locked_until": locked.as_ref().map(|(h, r, a)| json!({ "height": h, "address": a.encode(), "redeem_script": hex::encode(&r.0) })),
                         "change": signed.change.as_ref().map(|(a, v)| json!({ "address": a.encode(), "amount": v.to_string() })) }),
                 || txid.to_string(),
             );
@@ -486,15 +494,61 @@ fn multisig(
                 )
             });
         }
-        MultisigCommand::Sign { file } => {
+        MultisigCommand::Sign { file, yes } => {
             let w = Wallet::open(path, network, pass)?;
             let mut psbt = read_psbt(file)?;
+            let member = psbt.pubkeys.iter().filter_map(|k| parse_pubkey(k).ok()).any(|pk| {
+                w.key_for_hash(&crate::script::templates::pubkey_hash(&pk))
+                    .is_some_and(|(_, sk)| sk.verifying_key().to_bytes() == pk)
+            });
+            if !member {
+                bail!("this wallet holds none of the escrow's keys: it cannot sign");
+            }
+            if !w.multisig().iter().any(|r| r.redeem_script_hex == psbt.redeem_script) {
+                bail!(
+                    "unknown escrow: run `quarry wallet multisig create` with its keys first, to remember it"
+                );
+            }
+            // The file's claims about each coin must match the node's UTXO set: signatures
+            // commit to the value, so a lie would only make them invalid, but the fee shown
+            // below would be wrong.
+            let tx =
+                crate::primitives::Transaction::decode(&hex::decode(&psbt.tx).context("tx hex")?, 1_000_000)
+                    .map_err(|e| anyhow::anyhow!("the file's transaction does not decode: {e}"))?;
+            let rpc = rpc()?;
+            for (i, (input, claim)) in tx.inputs.iter().zip(&psbt.inputs).enumerate() {
+                let coin = rpc.call(
+                    "gettxout",
+                    vec![json!(input.prevout.txid.to_string()), json!(input.prevout.index), json!(true)],
+                )?;
+                let value = (coin["value"].as_f64().unwrap_or(-1.0) * 1e8).round();
+                if coin.is_null()
+                    || value != claim.value as f64
+                    || coin["scriptPubKey"]["hex"].as_str() != Some(claim.lock.as_str())
+                {
+                    bail!(
+                        "input {i} ({}) is spent or differs from what the file claims: refusing to sign",
+                        input.prevout
+                    );
+                }
+            }
+            let (outs, fee) = psbt.describe(network.address_hrp())?;
+            if !yes {
+                for (who, v) in &outs {
+                    eprintln!("  pays {v} to {who}");
+                }
+                eprintln!("  fee  {fee}");
+                bail!("not signed: review the outputs above and re-run with --yes");
+            }
             let added = psbt.sign(&w)?;
             write_psbt(file, &psbt)?;
             let have = psbt.signature_count();
-            print(j, json!({ "added": added, "signatures": have, "threshold": psbt.threshold }), || {
-                format!("signed: {have} of {} signatures", psbt.threshold)
-            });
+            print(
+                j,
+                json!({ "added": added, "signatures": have, "threshold": psbt.threshold, "fee": fee.to_string(),
+                        "outputs": outs.iter().map(|(a, v)| json!({ "address": a, "amount": v.to_string() })).collect::<Vec<_>>() }),
+                || format!("signed: {have} of {} signatures", psbt.threshold),
+            );
         }
         MultisigCommand::Finalize { file } => {
             let psbt = read_psbt(file)?;

@@ -73,6 +73,13 @@ pub fn escrow(
     Ok((redeem.clone(), Address { hrp, kind: AddressKind::P2sh, hash: script_hash(&redeem) }))
 }
 
+/// True if `slot` holds a valid signature by `pubkey` over `msg`.
+fn slot_is_valid(slot: &Option<String>, pubkey: &[u8; 32], msg: &[u8]) -> bool {
+    let Some(h) = slot else { return false };
+    let Some(sig) = hex::decode(h).ok().and_then(|b| <[u8; 64]>::try_from(b).ok()) else { return false };
+    crate::script::sig::verify_one(pubkey, &sig, msg)
+}
+
 /// Parses a 32-byte public key in hex.
 pub fn parse_pubkey(s: &str) -> Result<[u8; 32], WalletError> {
     hex::decode(s)
@@ -96,9 +103,19 @@ impl Psbt {
         let escrow_lock = crate::script::templates::p2sh(&redeem);
         let total = Amount::sum(coins.iter().map(|u| u.out.value))?;
         // Unlock: n slot pushes (1 or 65 bytes) plus the redeem script push.
-        let unlock_size = rec.threshold * 65 + (rec.pubkeys.len() - rec.threshold) + redeem.len() + 3;
+        if amount == Amount::ZERO {
+            return Err(WalletError::ZeroAmount);
+        }
+        let empty_slots = rec
+            .pubkeys
+            .len()
+            .checked_sub(rec.threshold)
+            .ok_or_else(|| bad("escrow record: threshold above key count"))?;
+        // Slot pushes, the redeem-script push (up to 3 bytes of opcode and length) and 9 bytes
+        // for the u32 length prefix and rounding.
+        let unlock_size = rec.threshold * 65 + empty_slots + redeem.len() + 3 + 9;
         let size = 4 + 4 + coins.len() * (40 + unlock_size) + 4 + 2 * 49 + 4;
-        let fee = Amount::from_sat((fee_rate * size as u64).div_ceil(1000))?;
+        let fee = Amount::from_sat((fee_rate.min(super::ops::MAX_FEE_RATE) * size as u64).div_ceil(1000))?;
         let needed = amount.checked_add(fee)?;
         if total < needed {
             return Err(WalletError::InsufficientFunds { amount, fee, needed, available: total });
@@ -190,15 +207,18 @@ impl Psbt {
         if mine.is_empty() {
             return Err(bad("this wallet holds none of the escrow's keys: it cannot sign"));
         }
-        if mine.iter().all(|(slot, _)| self.inputs.iter().all(|i| i.signatures[*slot].is_some())) {
+        let cache = SighashCache::new(&tx);
+        let msgs: Vec<_> = spent.iter().enumerate().map(|(i, out)| sighash(&tx, &cache, i, out)).collect();
+        // A slot counts as signed only if it holds a valid signature; junk is replaced.
+        let valid =
+            |i: usize, slot: usize| slot_is_valid(&self.inputs[i].signatures[slot], &keys[slot], &msgs[i].0);
+        if mine.iter().all(|(slot, _)| (0..self.inputs.len()).all(|i| valid(i, *slot))) {
             return Err(bad("this wallet has already signed this file"));
         }
-        let cache = SighashCache::new(&tx);
         let mut added = 0;
-        for (i, out) in spent.iter().enumerate() {
-            let msg = sighash(&tx, &cache, i, out);
+        for (i, msg) in msgs.iter().enumerate() {
             for (slot, sk) in &mine {
-                if self.inputs[i].signatures[*slot].is_none() {
+                if !slot_is_valid(&self.inputs[i].signatures[*slot], &keys[*slot], &msg.0) {
                     self.inputs[i].signatures[*slot] = Some(hex::encode(sk.sign(&msg.0).to_bytes()));
                     added += 1;
                 }
@@ -207,9 +227,43 @@ impl Psbt {
         Ok(added)
     }
 
-    /// Signatures present on the least-signed input.
+    /// A human summary of what the transaction does: each output, and the fee.
+    pub fn describe(&self, hrp: &'static str) -> Result<(Vec<(String, Amount)>, Amount), WalletError> {
+        let tx = Transaction::decode(&hex::decode(&self.tx).map_err(|e| bad(e.to_string()))?, 1_000_000)
+            .map_err(|e| bad(format!("transaction: {e}")))?;
+        let outs: Vec<(String, Amount)> = tx
+            .outputs
+            .iter()
+            .map(|o| {
+                let who = crate::script::templates::lock_address(&o.lock.0, hrp)
+                    .map(|a| a.encode())
+                    .unwrap_or_else(|| format!("script {}", hex::encode(&o.lock.0)));
+                (who, o.value)
+            })
+            .collect();
+        let inputs =
+            Amount::sum(self.inputs.iter().map(|i| Amount::from_sat(i.value).unwrap_or(Amount::MAX)))?;
+        let outputs = Amount::sum(tx.outputs.iter().map(|o| o.value))?;
+        let fee =
+            inputs.checked_sub(outputs).map_err(|_| bad("outputs exceed the inputs the file claims"))?;
+        Ok((outs, fee))
+    }
+
+    /// Valid signatures on the least-signed input (invalid ones in the file do not count).
     pub fn signature_count(&self) -> usize {
-        self.inputs.iter().map(|i| i.signatures.iter().filter(|s| s.is_some()).count()).min().unwrap_or(0)
+        let Ok((tx, spent, keys, _)) = self.parts(&self.network) else { return 0 };
+        let cache = SighashCache::new(&tx);
+        spent
+            .iter()
+            .enumerate()
+            .map(|(i, out)| {
+                let msg = sighash(&tx, &cache, i, out);
+                (0..keys.len())
+                    .filter(|k| slot_is_valid(&self.inputs[i].signatures[*k], &keys[*k], &msg.0))
+                    .count()
+            })
+            .min()
+            .unwrap_or(0)
     }
 
     /// The fully signed transaction, if every input has `threshold` signatures. Uses exactly

@@ -33,6 +33,8 @@ pub enum WalletError {
     InsufficientFunds { amount: Amount, fee: Amount, needed: Amount, available: Amount },
     #[error("fee rate {given} sat/kB is below the node's minimum {minimum} sat/kB: pass --fee-rate {minimum} or more")]
     FeeRateTooLow { given: u64, minimum: u64 },
+    #[error("fee rate {given} sat/kB is absurdly high (more than {max}): check --fee-rate")]
+    FeeRateTooHigh { given: u64, max: u64 },
     #[error("cannot send zero coins")]
     ZeroAmount,
     #[error("node: {0}")]
@@ -113,11 +115,13 @@ pub fn utxos_of(rpc: &NodeRpc, addrs: &[String]) -> Result<Vec<Utxo>, WalletErro
     Ok(out)
 }
 
-fn tip_height(rpc: &NodeRpc) -> Result<u32, WalletError> {
+/// The node's tip height.
+pub fn tip_height(rpc: &NodeRpc) -> Result<u32, WalletError> {
     Ok(sat_of(&node(rpc.call("getblockcount", vec![]))?, "getblockcount")? as u32)
 }
 
-fn is_mature(u: &Utxo, tip: u32, maturity: u32) -> bool {
+/// True once a coin can be spent in the next block (coinbase maturity).
+pub fn is_mature(u: &Utxo, tip: u32, maturity: u32) -> bool {
     // A coin is spendable in the next block, at height tip + 1.
     !u.coinbase || (tip + 1).saturating_sub(u.height) >= maturity
 }
@@ -156,7 +160,8 @@ pub fn balance(wallet: &Wallet, rpc: &NodeRpc) -> Result<Balance, WalletError> {
     let ours: HashMap<String, ()> = wallet.addresses().into_iter().map(|(_, a)| (a.encode(), ())).collect();
     let mempool = node(rpc.call("getrawmempool", vec![]))?;
     for txid in mempool.as_array().into_iter().flatten().take(5_000) {
-        let tx = node(rpc.call("getrawtransaction", vec![txid.clone(), json!(true)]))?;
+        // A transaction may leave the mempool between the two calls: skip it.
+        let Ok(tx) = rpc.call("getrawtransaction", vec![txid.clone(), json!(true)]) else { continue };
         for o in tx["vout"].as_array().into_iter().flatten() {
             if o["scriptPubKey"]["address"].as_str().is_some_and(|a| ours.contains_key(a)) {
                 let sat = (o["value"].as_f64().unwrap_or(0.0) * 1e8).round() as u64;
@@ -183,12 +188,18 @@ pub fn choose_fee_rate(rpc: &NodeRpc, given: Option<u64>) -> Result<u64, WalletE
     if rate < minimum {
         return Err(WalletError::FeeRateTooLow { given: rate, minimum });
     }
+    if rate > MAX_FEE_RATE {
+        return Err(WalletError::FeeRateTooHigh { given: rate, max: MAX_FEE_RATE });
+    }
     Ok(rate)
 }
 
+/// A fee rate above this (0.01 coin per 1000 bytes) is taken for a typo and refused.
+pub const MAX_FEE_RATE: u64 = 1_000_000;
+
 fn fee_for(rate: u64, inputs: usize, outputs: usize) -> u64 {
     let size = 4 + 4 + inputs * P2PKH_INPUT_SIZE + 4 + outputs * P2PKH_OUTPUT_SIZE + 4;
-    (rate * size as u64).div_ceil(1000)
+    (rate.min(MAX_FEE_RATE) * size as u64).div_ceil(1000)
 }
 
 /// A transaction ready to broadcast.
@@ -281,7 +292,7 @@ pub fn build_unlock(
     let redeem =
         Script(hex::decode(&rec.redeem_script_hex).map_err(|e| WalletError::Malformed(e.to_string()))?);
     let size = 4 + 4 + 40 + (1 + 64 + 1 + 32 + 3 + redeem.len()) + 4 + P2PKH_OUTPUT_SIZE + 4;
-    let fee = Amount::from_sat((fee_rate * size as u64).div_ceil(1000))?;
+    let fee = Amount::from_sat((fee_rate.min(MAX_FEE_RATE) * size as u64).div_ceil(1000))?;
     let value = coin.out.value.checked_sub(fee).map_err(|_| WalletError::InsufficientFunds {
         amount: coin.out.value,
         fee,
@@ -367,7 +378,7 @@ pub fn history(wallet: &Wallet, rpc: &NodeRpc, limit: usize) -> Result<Vec<Histo
         }
         let confirmations = tx["confirmations"].as_u64().unwrap_or(0);
         let txid: Hash256 = t.parse().map_err(|e| WalletError::Malformed(format!("txid: {e}")))?;
-        let height = tip_height(rpc)? as u64 + 1 - confirmations.max(1);
+        let height = (tip_height(rpc)? as u64 + 1).saturating_sub(confirmations.max(1));
         out.push(HistoryEntry { txid, height, confirmations, received, sent });
         if out.len() >= limit {
             break;
