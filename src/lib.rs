@@ -17,6 +17,7 @@ pub mod consensus;
 pub mod mempool;
 pub mod miner;
 pub mod node;
+pub mod p2p;
 pub mod primitives;
 pub mod rpc;
 pub mod script;

@@ -9,6 +9,7 @@
 //! choice is made again (which may lead back to the old branch).
 
 mod orphans;
+mod sync_view;
 
 use crate::consensus::pow::{block_work, next_bits, target_from_compact, ASERT_ANCHOR_HEIGHT};
 use crate::consensus::validation::median_time;

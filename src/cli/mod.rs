@@ -59,6 +59,35 @@ pub struct NodeArgs {
     pub rpc: RpcServerArgs,
     #[command(flatten)]
     pub mining: MiningArgs,
+    #[command(flatten)]
+    pub p2p: P2pArgs,
+}
+
+/// Peer-to-peer settings.
+#[derive(Args, Debug, Clone, Default)]
+#[command(next_help_heading = "Peer-to-peer")]
+pub struct P2pArgs {
+    /// Multiaddr to listen on for peers, repeatable [default: /ip4/127.0.0.1/tcp/19444 regtest,
+    /// /ip4/127.0.0.1/tcp/19544 dev]. Use /ip4/0.0.0.0/tcp/PORT to accept peers from the LAN,
+    /// port 0 for any free port (getnetworkinfo shows it).
+    #[arg(long, value_name = "MULTIADDR")]
+    pub listen: Vec<libp2p::Multiaddr>,
+    /// Listen on 127.0.0.1 at this TCP port (shorthand for --listen /ip4/127.0.0.1/tcp/PORT).
+    #[arg(long, value_name = "PORT", conflicts_with = "listen")]
+    pub p2p_port: Option<u16>,
+    /// A peer to connect to and keep connected, repeatable, e.g.
+    /// /ip4/127.0.0.1/tcp/19444/p2p/12D3KooW... (getnetworkinfo's listenaddrs).
+    #[arg(long, value_name = "MULTIADDR")]
+    pub bootnode: Vec<libp2p::Multiaddr>,
+    /// Discover peers on the local network with mDNS.
+    #[arg(long)]
+    pub mdns: bool,
+    /// Most peer connections.
+    #[arg(long, default_value_t = 64)]
+    pub max_peers: u32,
+    /// Run without any networking (no listening, no peers).
+    #[arg(long, conflicts_with_all = ["listen", "p2p_port", "bootnode", "mdns"])]
+    pub no_p2p: bool,
 }
 
 /// JSON-RPC server settings.

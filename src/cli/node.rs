@@ -17,6 +17,9 @@ struct ConfigFile {
     mine: Option<bool>,
     miner_address: Option<String>,
     mine_threads: Option<usize>,
+    listen: Option<Vec<String>>,
+    bootnodes: Option<Vec<String>>,
+    mdns: Option<bool>,
 }
 
 fn read_config(path: &std::path::Path) -> Result<ConfigFile> {
@@ -49,6 +52,40 @@ pub(super) fn run_node(args: NodeArgs) -> Result<()> {
         bail!("--mine needs --miner-address ADDRESS (an address of network {network})");
     }
     let mine_threads = args.mining.mine_threads.or(file.mine_threads).unwrap_or_else(default_threads).max(1);
+    let p2p = if args.p2p.no_p2p {
+        None
+    } else {
+        let parse = |list: Option<Vec<String>>, key: &str| -> Result<Vec<libp2p::Multiaddr>> {
+            list.unwrap_or_default()
+                .iter()
+                .map(|a| a.parse().with_context(|| format!("quarry.toml {key}: {a:?} is not a multiaddr")))
+                .collect()
+        };
+        let mut listen = args.p2p.listen.clone();
+        if let Some(port) = args.p2p.p2p_port {
+            listen.push(format!("/ip4/127.0.0.1/tcp/{port}").parse().expect("valid multiaddr"));
+        }
+        if listen.is_empty() {
+            listen = parse(file.listen, "listen")?;
+        }
+        if listen.is_empty() {
+            listen.push(
+                format!("/ip4/127.0.0.1/tcp/{}", network.default_p2p_port())
+                    .parse()
+                    .expect("valid multiaddr"),
+            );
+        }
+        let mut bootnodes = args.p2p.bootnode.clone();
+        bootnodes.extend(parse(file.bootnodes, "bootnodes")?);
+        Some(crate::p2p::P2pConfig {
+            listen,
+            bootnodes,
+            mdns: args.p2p.mdns || file.mdns.unwrap_or(false),
+            max_connections: args.p2p.max_peers.max(1),
+            key_path: datadir.join("node_key"),
+            ban_path: datadir.join("banned.json"),
+        })
+    };
     run(NodeConfig {
         network,
         datadir,
@@ -56,6 +93,7 @@ pub(super) fn run_node(args: NodeArgs) -> Result<()> {
         rpc_user,
         mine_to: if mine { address } else { None },
         mine_threads,
+        p2p,
     })
 }
 

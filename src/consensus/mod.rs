@@ -9,6 +9,7 @@
 //! the coins it spends and creates.
 
 pub mod connect;
+pub mod headers;
 pub mod params;
 pub mod pow;
 pub mod validation;
@@ -16,6 +17,7 @@ pub mod validation;
 pub use connect::{
     connect_block, connect_block_cached, verify_tx_scripts, BlockConnect, Coin, CoinLookup, ScriptCache,
 };
+pub use headers::HeaderState;
 pub use params::{Network, Params};
 pub use validation::{
     block_subsidy, check_block, check_header_context, check_transaction, CheckedBlock, HeaderContext,
@@ -34,6 +36,8 @@ pub enum ConsensusError {
     BadBits { bits: u32, reason: &'static str },
     #[error("proof of work failed: block hash {hash} is above the target of bits 0x{target:08x}")]
     HighHash { hash: Hash256, target: u32 },
+    #[error("header {hash} does not link: its parent is {prev}, expected {expected}")]
+    HeaderDoesNotLink { hash: Hash256, prev: Hash256, expected: Hash256 },
 
     // --- block structure (context-free)
     #[error("block of {size} bytes exceeds the limit of {max}")]

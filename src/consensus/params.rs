@@ -50,6 +50,14 @@ impl Network {
         }
     }
 
+    /// Default peer-to-peer TCP port.
+    pub fn default_p2p_port(self) -> u16 {
+        match self {
+            Network::Regtest => 19444,
+            Network::Dev => 19544,
+        }
+    }
+
     /// The parameters of this network.
     pub fn params(self) -> &'static Params {
         static REGTEST: OnceLock<Params> = OnceLock::new();

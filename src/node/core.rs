@@ -11,7 +11,10 @@ use crate::chain::{Chain, ChainEvent, ProcessOutcome};
 use crate::consensus::Network;
 use crate::mempool::{Mempool, MempoolConfig, MempoolTemplates};
 use crate::miner::{HashRateMeter, Miner, MinerConfig, TemplateSource};
+use crate::p2p::sync::SyncMachine;
+use crate::p2p::P2pHandle;
 use crate::primitives::{Block, Hash256, Script};
+use libp2p::PeerId;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
@@ -53,12 +56,21 @@ impl NodeHandle {
         &self,
         f: impl FnOnce(&mut Core) -> R + Send + 'static,
     ) -> Result<R, CoreError> {
+        self.submit(f)?.await.map_err(|_| CoreError::Stopped)
+    }
+
+    /// Queues `f` for the core thread now (so jobs keep the order they were submitted in)
+    /// and returns where its result will arrive.
+    pub fn submit<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Core) -> R + Send + 'static,
+    ) -> Result<tokio::sync::oneshot::Receiver<R>, CoreError> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let job: Job = Box::new(move |core| {
             let _ = tx.send(f(core));
         });
         match self.tx.try_send(job) {
-            Ok(()) => rx.await.map_err(|_| CoreError::Stopped),
+            Ok(()) => Ok(rx),
             Err(TrySendError::Full(_)) => Err(CoreError::Busy),
             Err(TrySendError::Disconnected(_)) => Err(CoreError::Stopped),
         }
@@ -95,6 +107,10 @@ pub struct Core {
     pub meter: HashRateMeter,
     /// Set by `stop`: the loop exits and flushes.
     pub stopping: bool,
+    /// Headers-first sync state (driven by the network service through [`Core::drive_sync`]).
+    pub sync: SyncMachine<PeerId>,
+    /// The network service, for publishing our own blocks and transactions.
+    pub net: Option<P2pHandle>,
     /// When the last template was made (templates are refreshed every few seconds).
     template_at: Instant,
     mempool_path: PathBuf,
@@ -161,7 +177,9 @@ impl Core {
                 }
                 if let Some(block) = miner.take_found(Duration::from_millis(200)) {
                     let hash = block.hash();
+                    let copy = block.clone();
                     self.submit_block(block)?;
+                    self.announce_block(&copy);
                     out.push(hash);
                     break;
                 }
@@ -177,7 +195,12 @@ impl Core {
         let found = self.miner.as_ref().and_then(|(m, _)| m.take_found(Duration::ZERO));
         if let Some(block) = found {
             let hash = block.hash();
-            match self.submit_block(block) {
+            let encoded = block.clone();
+            let result = self.submit_block(block);
+            if result.is_ok() {
+                self.announce_block(&encoded);
+            }
+            match result {
                 Ok(_) => info!(target: "miner", %hash, "mined a block"),
                 Err(e) => warn!(target: "miner", %hash, error = %e, "mined block rejected"),
             }
@@ -210,6 +233,7 @@ pub fn start(
     generate_threads: usize,
     mempool_config: MempoolConfig,
     life: Lifecycle,
+    net: Option<P2pHandle>,
 ) -> (NodeHandle, std::thread::JoinHandle<()>) {
     let (tx, rx) = sync_channel::<Job>(QUEUE);
     let handle = NodeHandle { tx, network };
@@ -232,6 +256,8 @@ pub fn start(
                 generate_threads,
                 meter: HashRateMeter::new(Duration::from_secs(10)),
                 stopping: false,
+                sync: SyncMachine::new(),
+                net,
                 template_at: Instant::now(),
                 mempool_path,
                 shutdown: life.shutdown.clone(),

@@ -3,6 +3,7 @@
 //! RocksDB closed, exit 0).
 
 pub mod core;
+mod net;
 
 use crate::chain::Chain;
 use crate::consensus::Network;
@@ -32,6 +33,8 @@ pub struct NodeConfig {
     pub mine_to: Option<String>,
     /// Miner threads (also used by generatetoaddress).
     pub mine_threads: usize,
+    /// Peer-to-peer settings (None: no networking).
+    pub p2p: Option<crate::p2p::P2pConfig>,
 }
 
 /// Runs the node until it is asked to stop.
@@ -61,6 +64,29 @@ pub fn run(config: NodeConfig) -> Result<()> {
         .build()
         .context("starting the async runtime")?;
     let life = core::Lifecycle::default();
+    let (net_handle, net_rx) = crate::p2p::P2pHandle::channel();
+    let net = config.p2p.clone().map(|p| (p, net_rx));
+    // The swarm is built and bound before anything else starts, so a port in use fails fast.
+    let swarm = match &net {
+        None => None,
+        Some((p2p, _)) => {
+            let key = crate::p2p::behaviour::load_or_create_key(&p2p.key_path).map_err(anyhow::Error::msg)?;
+            let settings = crate::p2p::behaviour::SwarmSettings {
+                network: config.network,
+                max_connections: p2p.max_connections,
+                mdns: p2p.mdns,
+            };
+            let _guard = runtime.enter(); // the transport registers sockets with the runtime
+            let mut swarm = crate::p2p::behaviour::build_swarm(key, &settings).map_err(anyhow::Error::msg)?;
+            for addr in &p2p.listen {
+                swarm.listen_on(addr.clone()).map_err(|e| {
+                    anyhow::anyhow!("cannot listen for peers on {addr}: {e} (address in use? pass --listen or --p2p-port)")
+                })?;
+            }
+            info!(target: "p2p", peer = %swarm.local_peer_id(), "node key loaded");
+            Some((swarm, settings))
+        }
+    };
     let (handle, core_thread) = core::start(
         chain,
         config.network,
@@ -69,7 +95,20 @@ pub fn run(config: NodeConfig) -> Result<()> {
         config.mine_threads,
         MempoolConfig::default(),
         life.clone(),
+        net.is_some().then(|| net_handle.clone()),
     );
+    let net_stop = std::sync::Arc::new(tokio::sync::Notify::new());
+    let net_task = match (swarm, net) {
+        (Some((swarm, settings)), Some((p2p, rx))) => Some(runtime.spawn(crate::p2p::service::run(
+            swarm,
+            settings,
+            p2p,
+            handle.clone(),
+            rx,
+            net_stop.clone(),
+        ))),
+        _ => None,
+    };
 
     let result = runtime.block_on(async {
         let cookie = match crate::rpc::cookie::write(&config.datadir) {
@@ -81,7 +120,8 @@ pub fn run(config: NodeConfig) -> Result<()> {
         };
         let stop = life.stop.clone();
         let auth = RpcAuth { cookie: cookie.clone(), user: config.rpc_user.clone() };
-        let server = match start_server(config.rpc_bind, auth, handle.clone(), stop.clone()).await {
+        let rpc_net = config.p2p.is_some().then(|| net_handle.clone());
+        let server = match start_server(config.rpc_bind, auth, handle.clone(), rpc_net, stop.clone()).await {
             Ok(s) => s,
             Err(e) => {
                 crate::rpc::cookie::remove(&config.datadir);
@@ -97,6 +137,10 @@ pub fn run(config: NodeConfig) -> Result<()> {
         life.shutdown.store(true, std::sync::atomic::Ordering::SeqCst);
         let _ = server.stop();
         server.stopped().await;
+        net_stop.notify_one();
+        if let Some(task) = net_task {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(3), task).await;
+        }
         crate::rpc::cookie::remove(&config.datadir);
         Ok(())
     });

@@ -28,11 +28,13 @@ const MAX_SIGNING_KEYS: usize = 1_000;
 pub struct Ctx {
     /// The node core.
     pub node: NodeHandle,
+    /// The network service (None when the node runs without networking).
+    pub net: Option<crate::p2p::P2pHandle>,
     /// Notified by `stop`.
     pub stop: Arc<tokio::sync::Notify>,
 }
 
-fn reg<F, Fut>(
+pub(super) fn reg<F, Fut>(
     m: &mut RpcModule<Ctx>,
     name: &'static str,
     f: F,
@@ -264,10 +266,12 @@ pub fn register(m: &mut RpcModule<Ctx>) -> Result<(), jsonrpsee::core::RegisterM
                 if core.mempool.contains(&txid) {
                     return Ok(json!(txid.to_string()));
                 }
+                let copy = tx.clone();
                 let admission = core
                     .mempool
                     .accept_local(tx, &core.chain, crate::node::core::now())
                     .map_err(mempool_err)?;
+                core.announce_tx(&copy);
                 core.refresh_template();
                 Ok(json!(admission.txid.to_string()))
             })
@@ -280,8 +284,12 @@ pub fn register(m: &mut RpcModule<Ctx>) -> Result<(), jsonrpsee::core::RegisterM
             .call(move |core| {
                 let block = Block::decode(&bytes, core.chain.params().max_block_size)
                     .map_err(|e| err(codes::DESERIALIZATION_ERROR, format!("Block decode failed: {e}")))?;
+                let copy = block.clone();
                 Ok(match core.submit_block(block) {
-                    Ok(ProcessOutcome::Accepted { .. }) => Value::Null,
+                    Ok(ProcessOutcome::Accepted { .. }) => {
+                        core.announce_block(&copy);
+                        Value::Null
+                    }
                     Ok(ProcessOutcome::AlreadyHave) => json!("duplicate"),
                     Ok(ProcessOutcome::Orphan { .. }) => json!("inconclusive: parent unknown"),
                     Err(e) => json!(e.to_string()),

@@ -6,6 +6,7 @@ pub mod client;
 pub mod cookie;
 pub mod json;
 pub mod methods;
+pub mod net_methods;
 pub mod server;
 
 use jsonrpsee::types::ErrorObjectOwned;
@@ -30,6 +31,14 @@ pub mod codes {
     pub const VERIFY_ALREADY_IN_CHAIN: i32 = -27;
     /// The node is busy or stopping.
     pub const IN_WARMUP: i32 = -28;
+    /// Networking is disabled or the network service is not running.
+    pub const CLIENT_P2P_DISABLED: i32 = -9;
+    /// `addnode add` of a node already added.
+    pub const CLIENT_NODE_ALREADY_ADDED: i32 = -23;
+    /// `addnode remove` of a node never added.
+    pub const CLIENT_NODE_NOT_ADDED: i32 = -24;
+    /// `disconnectnode` of a node not connected.
+    pub const CLIENT_NODE_NOT_CONNECTED: i32 = -29;
 }
 
 /// A JSON-RPC error object.

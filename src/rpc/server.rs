@@ -64,6 +64,7 @@ pub async fn start_server(
     bind: SocketAddr,
     auth: RpcAuth,
     node: NodeHandle,
+    net: Option<crate::p2p::P2pHandle>,
     stop: Arc<tokio::sync::Notify>,
 ) -> std::io::Result<ServerHandle> {
     let mut accepted = vec![basic(COOKIE_USER, &auth.cookie)];
@@ -80,7 +81,8 @@ pub async fn start_server(
         .http_only()
         .build(bind)
         .await?;
-    let mut module = RpcModule::new(methods::Ctx { node, stop });
+    let mut module = RpcModule::new(methods::Ctx { node, net, stop });
     methods::register(&mut module).expect("method names are unique");
+    super::net_methods::register(&mut module).expect("method names are unique");
     Ok(server.start(module))
 }

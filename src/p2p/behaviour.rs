@@ -1,0 +1,150 @@
+//! The libp2p behaviour and swarm: TCP + Noise + Yamux, connection limits, a ban list,
+//! identify, ping, gossipsub, the sync request-response protocol, Kademlia and (optionally)
+//! mDNS.
+
+use super::wire::{self, SyncCodec, Topic, MAX_GOSSIP_BYTES};
+use crate::consensus::Network;
+use libp2p::gossipsub::{self, MessageAuthenticity, MessageId, ValidationMode};
+use libp2p::swarm::behaviour::toggle::Toggle;
+use libp2p::swarm::NetworkBehaviour;
+use libp2p::{
+    allow_block_list, connection_limits, identify, identity, kad, mdns, noise, ping, request_response, tcp,
+    yamux, Swarm,
+};
+use std::time::Duration;
+
+/// Agent string announced by identify.
+pub const AGENT: &str = concat!("quarry/", env!("CARGO_PKG_VERSION"));
+/// A sync request unanswered after this long fails with a timeout.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Every protocol the node speaks, composed.
+#[derive(NetworkBehaviour)]
+pub struct Behaviour {
+    /// Connection caps.
+    pub limits: connection_limits::Behaviour,
+    /// Banned peers (refused at connection time).
+    pub blocked: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
+    /// Exchange of listen addresses, agent and protocol version.
+    pub identify: identify::Behaviour,
+    /// Liveness and round-trip time.
+    pub ping: ping::Behaviour,
+    /// Block and transaction relay.
+    pub gossipsub: gossipsub::Behaviour,
+    /// Status, headers and blocks on request.
+    pub sync: request_response::Behaviour<SyncCodec>,
+    /// Peer discovery.
+    pub kad: kad::Behaviour<kad::store::MemoryStore>,
+    /// LAN discovery, when enabled.
+    pub mdns: Toggle<mdns::tokio::Behaviour>,
+}
+
+/// Swarm settings.
+#[derive(Clone, Debug)]
+pub struct SwarmSettings {
+    /// Network (topics and protocol ids are per network).
+    pub network: Network,
+    /// Most established connections.
+    pub max_connections: u32,
+    /// Enable mDNS.
+    pub mdns: bool,
+}
+
+/// The gossipsub configuration: anonymous messages (no author, sequence number or signature)
+/// validated by the application, with content-addressed ids.
+pub fn gossip_config() -> Result<gossipsub::Config, String> {
+    gossipsub::ConfigBuilder::default()
+        .validation_mode(ValidationMode::Anonymous)
+        .validate_messages()
+        .message_id_fn(|m: &gossipsub::Message| MessageId::from(wire::message_id(&m.data)))
+        .max_transmit_size(MAX_GOSSIP_BYTES)
+        .heartbeat_interval(Duration::from_millis(700))
+        .build()
+        .map_err(|e| e.to_string())
+}
+
+/// Builds the swarm (not yet listening).
+pub fn build_swarm(key: identity::Keypair, settings: &SwarmSettings) -> Result<Swarm<Behaviour>, String> {
+    let network = settings.network;
+    let params = network.params();
+    let swarm = libp2p::SwarmBuilder::with_existing_identity(key)
+        .with_tokio()
+        .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)
+        .map_err(|e| format!("building the TCP transport: {e}"))?
+        .with_behaviour(|key| {
+            let peer_id = key.public().to_peer_id();
+            let mut gossipsub = gossipsub::Behaviour::new(MessageAuthenticity::Anonymous, gossip_config()?)?;
+            for t in Topic::ALL {
+                gossipsub.subscribe(&gossipsub::IdentTopic::new(t.name(network)))?;
+            }
+            let sync = request_response::Behaviour::with_codec(
+                SyncCodec { max_block: params.max_block_size },
+                [(wire::sync_protocol(network), request_response::ProtocolSupport::Full)],
+                request_response::Config::default()
+                    .with_request_timeout(REQUEST_TIMEOUT)
+                    .with_max_concurrent_streams(64),
+            );
+            let mut kad = kad::Behaviour::with_config(
+                peer_id,
+                kad::store::MemoryStore::new(peer_id),
+                kad::Config::new(wire::kad_protocol(network)),
+            );
+            kad.set_mode(Some(kad::Mode::Server));
+            let mdns = if settings.mdns {
+                Some(mdns::tokio::Behaviour::new(mdns::Config::default(), peer_id)?)
+            } else {
+                None
+            };
+            Ok(Behaviour {
+                limits: connection_limits::Behaviour::new(
+                    connection_limits::ConnectionLimits::default()
+                        .with_max_established(Some(settings.max_connections))
+                        .with_max_established_per_peer(Some(2))
+                        .with_max_pending_incoming(Some(32)),
+                ),
+                blocked: Default::default(),
+                identify: identify::Behaviour::new(
+                    identify::Config::new(wire::identify_protocol(network), key.public())
+                        .with_agent_version(AGENT.into()),
+                ),
+                ping: ping::Behaviour::new(ping::Config::new().with_interval(Duration::from_secs(10))),
+                gossipsub,
+                sync,
+                kad,
+                mdns: mdns.into(),
+            })
+        })
+        .map_err(|e| format!("building the network behaviour: {e}"))?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(300)))
+        .build();
+    Ok(swarm)
+}
+
+/// Loads the node key from `path` (protobuf-encoded ed25519 keypair), creating it with mode
+/// 0600 on first start, so the peer id is stable across restarts.
+pub fn load_or_create_key(path: &std::path::Path) -> Result<identity::Keypair, String> {
+    match std::fs::read(path) {
+        Ok(bytes) => identity::Keypair::from_protobuf_encoding(&bytes).map_err(|e| {
+            format!("{} is not a valid node key ({e}); move it away to make a new one", path.display())
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let key = identity::Keypair::generate_ed25519();
+            let bytes = key.to_protobuf_encoding().map_err(|e| e.to_string())?;
+            let tmp = path.with_extension("tmp");
+            {
+                use std::io::Write;
+                let mut opts = std::fs::OpenOptions::new();
+                opts.write(true).create(true).truncate(true);
+                #[cfg(unix)]
+                std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+                let mut f = opts.open(&tmp).map_err(|e| format!("writing {}: {e}", tmp.display()))?;
+                f.write_all(&bytes)
+                    .and_then(|()| f.sync_all())
+                    .map_err(|e| format!("writing {}: {e}", tmp.display()))?;
+            }
+            std::fs::rename(&tmp, path).map_err(|e| format!("writing {}: {e}", path.display()))?;
+            Ok(key)
+        }
+        Err(e) => Err(format!("reading the node key {}: {e}", path.display())),
+    }
+}

@@ -1,0 +1,217 @@
+//! Peer-to-peer networking: a libp2p swarm (TCP + Noise + Yamux) with gossipsub relay of
+//! blocks and transactions, a request-response protocol for headers-first sync, identify,
+//! ping, Kademlia and optional mDNS discovery, and a per-peer misbehaviour score with
+//! persisted bans.
+//!
+//! Layout: [`wire`] (topics, protocol ids, message encodings, limits), [`sync`] (the sans-io
+//! sync state machine, driven on the node core thread where the chain lives), [`peers`]
+//! (scores, bans, rate limits), [`behaviour`] (the composed libp2p behaviour), and
+//! [`service`] (the tokio task that owns the swarm). Other components reach the service
+//! through a [`P2pHandle`].
+
+pub mod behaviour;
+pub mod peers;
+pub mod service;
+pub mod sync;
+pub mod wire;
+
+use libp2p::{Multiaddr, PeerId};
+use serde::Serialize;
+use std::path::PathBuf;
+use tokio::sync::{mpsc, oneshot};
+use wire::Topic;
+
+/// Commands queued for the network service at most.
+const COMMAND_QUEUE: usize = 1024;
+
+/// Network settings of a node.
+#[derive(Clone, Debug)]
+pub struct P2pConfig {
+    /// Addresses to listen on.
+    pub listen: Vec<Multiaddr>,
+    /// Peers to connect to at start and to keep reconnecting to.
+    pub bootnodes: Vec<Multiaddr>,
+    /// Enable mDNS discovery on the LAN.
+    pub mdns: bool,
+    /// Most established connections.
+    pub max_connections: u32,
+    /// Where the node key lives.
+    pub key_path: PathBuf,
+    /// Where bans are persisted.
+    pub ban_path: PathBuf,
+}
+
+/// `addnode` modes (as in Bitcoin Core).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AddNodeMode {
+    /// Connect and keep reconnecting.
+    Add,
+    /// Stop reconnecting.
+    Remove,
+    /// Connect once.
+    OneTry,
+}
+
+/// One connected peer, for `getpeerinfo`.
+#[derive(Clone, Debug, Serialize)]
+pub struct PeerInfo {
+    /// Local numeric id.
+    pub id: u64,
+    /// libp2p peer id.
+    pub peerid: String,
+    /// Remote address.
+    pub addr: String,
+    /// True if the peer connected to us.
+    pub inbound: bool,
+    /// "inbound" or "outbound".
+    pub direction: &'static str,
+    /// Misbehaviour score (0 neutral, at or below -100 banned).
+    pub score: i32,
+    /// Height in the peer's status when it connected.
+    pub startingheight: Option<u32>,
+    /// Best height the peer has shown since.
+    pub tipheight: Option<u32>,
+    /// Sync and gossip payload bytes sent to the peer.
+    pub bytessent: u64,
+    /// Sync and gossip payload bytes received from it.
+    pub bytesrecv: u64,
+    /// Last ping round trip, seconds.
+    pub pingtime: Option<f64>,
+    /// Unix time of connection.
+    pub conntime: u64,
+    /// The peer's agent string (identify).
+    pub subver: Option<String>,
+}
+
+/// Facts about our own network side, for `getnetworkinfo`.
+#[derive(Clone, Debug, Serialize)]
+pub struct NetworkInfo {
+    /// Our peer id.
+    pub peerid: String,
+    /// Addresses we listen on (with `/p2p/<peer id>` appended, ready for `--bootnode`).
+    pub listenaddrs: Vec<String>,
+    /// Gossip topics we subscribe to.
+    pub topics: Vec<String>,
+    /// Protocol ids we speak.
+    pub protocols: Vec<String>,
+    /// Established connections (peers).
+    pub connections: usize,
+    /// Of which inbound.
+    pub connections_in: usize,
+    /// Of which outbound.
+    pub connections_out: usize,
+    /// False after `setnetworkactive false`.
+    pub networkactive: bool,
+    /// Bans in force.
+    pub banned: usize,
+}
+
+/// A banned peer, for `listbanned`.
+#[derive(Clone, Debug, Serialize)]
+pub struct BanInfo {
+    /// Peer id.
+    pub peerid: String,
+    /// Unix time the ban ends.
+    pub banned_until: u64,
+    /// Why.
+    pub ban_reason: String,
+}
+
+/// Requests to the network service.
+pub(crate) enum Command {
+    Publish { topic: Topic, data: Vec<u8> },
+    AddNode { addr: Multiaddr, mode: AddNodeMode, reply: oneshot::Sender<Result<(), String>> },
+    Disconnect { target: String, reply: oneshot::Sender<Result<(), String>> },
+    SetActive { active: bool, reply: oneshot::Sender<bool> },
+    PeerInfo { reply: oneshot::Sender<Vec<PeerInfo>> },
+    NetworkInfo { reply: oneshot::Sender<NetworkInfo> },
+    ListBanned { reply: oneshot::Sender<Vec<BanInfo>> },
+    ClearBanned { reply: oneshot::Sender<usize> },
+}
+
+/// Why a network request failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum P2pError {
+    /// The service's queue is full.
+    #[error("network service is busy: retry later")]
+    Busy,
+    /// The service is not running (stopped, or the node runs without networking).
+    #[error("network service is not running")]
+    Stopped,
+    /// The request was refused.
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// A cloneable handle to the network service. Never blocks: a full queue is an error.
+#[derive(Clone)]
+pub struct P2pHandle {
+    tx: mpsc::Sender<Command>,
+}
+
+impl P2pHandle {
+    /// A handle and the receiving end for [`service::run`].
+    pub(crate) fn channel() -> (P2pHandle, mpsc::Receiver<Command>) {
+        let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
+        (P2pHandle { tx }, rx)
+    }
+
+    /// Publishes on a gossip topic (dropped with a warning if the queue is full).
+    pub fn publish(&self, topic: Topic, data: Vec<u8>) {
+        if let Err(e) = self.tx.try_send(Command::Publish { topic, data }) {
+            tracing::warn!(target: "p2p::gossip", ?topic, error = %e, "could not queue a publication");
+        }
+    }
+
+    async fn ask<R>(&self, make: impl FnOnce(oneshot::Sender<R>) -> Command) -> Result<R, P2pError> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.try_send(make(tx)).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => P2pError::Busy,
+            mpsc::error::TrySendError::Closed(_) => P2pError::Stopped,
+        })?;
+        rx.await.map_err(|_| P2pError::Stopped)
+    }
+
+    /// `addnode`.
+    pub async fn add_node(&self, addr: Multiaddr, mode: AddNodeMode) -> Result<(), P2pError> {
+        self.ask(|reply| Command::AddNode { addr, mode, reply }).await?.map_err(P2pError::Refused)
+    }
+
+    /// `disconnectnode` by peer id or address.
+    pub async fn disconnect(&self, target: String) -> Result<(), P2pError> {
+        self.ask(|reply| Command::Disconnect { target, reply }).await?.map_err(P2pError::Refused)
+    }
+
+    /// `setnetworkactive`; returns the new state.
+    pub async fn set_active(&self, active: bool) -> Result<bool, P2pError> {
+        self.ask(|reply| Command::SetActive { active, reply }).await
+    }
+
+    /// `getpeerinfo`.
+    pub async fn peer_info(&self) -> Result<Vec<PeerInfo>, P2pError> {
+        self.ask(|reply| Command::PeerInfo { reply }).await
+    }
+
+    /// `getnetworkinfo`.
+    pub async fn network_info(&self) -> Result<NetworkInfo, P2pError> {
+        self.ask(|reply| Command::NetworkInfo { reply }).await
+    }
+
+    /// `listbanned`.
+    pub async fn list_banned(&self) -> Result<Vec<BanInfo>, P2pError> {
+        self.ask(|reply| Command::ListBanned { reply }).await
+    }
+
+    /// `clearbanned`; returns how many bans were lifted.
+    pub async fn clear_banned(&self) -> Result<usize, P2pError> {
+        self.ask(|reply| Command::ClearBanned { reply }).await
+    }
+}
+
+/// The peer id of a multiaddr's trailing `/p2p/<id>`, if any.
+pub fn peer_of(addr: &Multiaddr) -> Option<PeerId> {
+    addr.iter().find_map(|p| match p {
+        libp2p::multiaddr::Protocol::P2p(id) => Some(id),
+        _ => None,
+    })
+}

@@ -1,0 +1,310 @@
+//! Peer policy: misbehaviour scores, bans (persisted in `<datadir>/banned.json`), and the
+//! inbound request rate limit. Pure bookkeeping over an injected clock.
+
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::path::{Path, PathBuf};
+
+/// A score at or below this disconnects and bans the peer.
+pub const BAN_THRESHOLD: i32 = -100;
+/// How long a ban lasts, seconds.
+pub const BAN_SECONDS: u64 = 3_600;
+/// Scores recover by one point per this many seconds of good behaviour.
+pub const RECOVERY_SECONDS: u64 = 10;
+/// Inbound sync requests a peer may make in a burst…
+pub const REQUEST_BURST: f64 = 500.0;
+/// …and per second sustained.
+pub const REQUESTS_PER_SECOND: f64 = 200.0;
+
+/// Something a peer did wrong. Only the peer's own faults appear here: our busy core, our
+/// database errors, a block whose parent we lack or a tx that conflicts with our mempool
+/// are never held against a peer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Misbehaviour {
+    /// A block that breaks a consensus rule.
+    InvalidBlock(String),
+    /// A transaction that breaks a consensus rule.
+    InvalidTx(String),
+    /// Headers with bad proof of work, bits or times.
+    InvalidHeaders(String),
+    /// Headers that do not form a chain from a block we know.
+    UnconnectedHeaders(String),
+    /// Bytes that do not decode (gossip payload or sync message).
+    Malformed(String),
+    /// A message over a size or count limit.
+    Oversized(String),
+    /// A response carrying what we did not ask for.
+    Unsolicited(String),
+    /// A request it did not answer in time.
+    Stalled(String),
+    /// Requests faster than the rate limit.
+    RequestFlood,
+}
+
+impl Misbehaviour {
+    /// Points taken off the score.
+    pub fn penalty(&self) -> i32 {
+        match self {
+            Misbehaviour::InvalidBlock(_) | Misbehaviour::InvalidHeaders(_) => 100,
+            Misbehaviour::Malformed(_) | Misbehaviour::Oversized(_) | Misbehaviour::UnconnectedHeaders(_) => {
+                50
+            }
+            Misbehaviour::InvalidTx(_) | Misbehaviour::Unsolicited(_) => 20,
+            Misbehaviour::Stalled(_) => 10,
+            Misbehaviour::RequestFlood => 5,
+        }
+    }
+}
+
+impl std::fmt::Display for Misbehaviour {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Misbehaviour::InvalidBlock(s) => write!(f, "invalid block: {s}"),
+            Misbehaviour::InvalidTx(s) => write!(f, "invalid transaction: {s}"),
+            Misbehaviour::InvalidHeaders(s) => write!(f, "invalid headers: {s}"),
+            Misbehaviour::UnconnectedHeaders(s) => write!(f, "headers do not connect: {s}"),
+            Misbehaviour::Malformed(s) => write!(f, "malformed message: {s}"),
+            Misbehaviour::Oversized(s) => write!(f, "oversized message: {s}"),
+            Misbehaviour::Unsolicited(s) => write!(f, "unsolicited response: {s}"),
+            Misbehaviour::Stalled(s) => write!(f, "stalled: {s}"),
+            Misbehaviour::RequestFlood => write!(f, "requests over the rate limit ({REQUESTS_PER_SECOND}/s)"),
+        }
+    }
+}
+
+/// Score and rate-limit state of one connected peer.
+#[derive(Clone, Debug)]
+pub struct PeerScore {
+    /// Current score (0 is neutral; lower is worse).
+    pub score: i32,
+    last_recovery: u64,
+    tokens: f64,
+    tokens_at: f64,
+}
+
+impl PeerScore {
+    /// A fresh peer at `now` (seconds).
+    pub fn new(now: u64) -> Self {
+        PeerScore { score: 0, last_recovery: now, tokens: REQUEST_BURST, tokens_at: now as f64 }
+    }
+
+    /// Applies a penalty; true when the peer should now be banned.
+    pub fn penalise(&mut self, m: &Misbehaviour) -> bool {
+        self.score = self.score.saturating_sub(m.penalty());
+        self.score <= BAN_THRESHOLD
+    }
+
+    /// Recovers a point per [`RECOVERY_SECONDS`] towards 0.
+    pub fn tick(&mut self, now: u64) {
+        let steps = now.saturating_sub(self.last_recovery) / RECOVERY_SECONDS;
+        if steps > 0 {
+            self.score = (self.score + steps.min(1_000) as i32).min(0);
+            self.last_recovery += steps * RECOVERY_SECONDS;
+        }
+    }
+
+    /// Takes a token for one inbound request at `now_secs` (fractional); false when the peer
+    /// is over the rate limit.
+    pub fn allow_request(&mut self, now_secs: f64) -> bool {
+        let elapsed = (now_secs - self.tokens_at).max(0.0);
+        self.tokens = (self.tokens + elapsed * REQUESTS_PER_SECOND).min(REQUEST_BURST);
+        self.tokens_at = now_secs;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// Banned peers, by peer id string, with the unix time each ban ends and why.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct BanList {
+    bans: HashMap<String, Ban>,
+    #[serde(skip)]
+    path: Option<PathBuf>,
+}
+
+/// One ban.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Ban {
+    /// Unix time the ban ends.
+    pub until: u64,
+    /// Why it was imposed.
+    pub reason: String,
+}
+
+/// Most bans kept (the oldest-ending are dropped beyond).
+const MAX_BANS: usize = 10_000;
+/// The ban file is never read past this size.
+const MAX_BAN_FILE: u64 = 4 << 20;
+
+impl BanList {
+    /// Loads `path` (a missing file is an empty list; an unreadable one is logged and
+    /// replaced), dropping expired bans.
+    pub fn load(path: &Path, now: u64) -> BanList {
+        let mut list = match std::fs::metadata(path) {
+            Ok(m) if m.len() > MAX_BAN_FILE => {
+                tracing::warn!(target: "p2p", path = %path.display(), bytes = m.len(), "ban list too large; starting empty");
+                BanList::default()
+            }
+            Ok(_) => match std::fs::read(path)
+                .map_err(|e| e.to_string())
+                .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
+            {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::warn!(target: "p2p", path = %path.display(), error = %e, "ban list unreadable; starting empty");
+                    BanList::default()
+                }
+            },
+            Err(_) => BanList::default(),
+        };
+        list.path = Some(path.to_path_buf());
+        list.expire(now);
+        list
+    }
+
+    /// Bans `peer` until `now + seconds`, and saves.
+    pub fn ban(&mut self, peer: &str, now: u64, seconds: u64, reason: String) {
+        self.bans.insert(peer.to_string(), Ban { until: now.saturating_add(seconds), reason });
+        if self.bans.len() > MAX_BANS {
+            if let Some(k) = self.bans.iter().min_by_key(|(_, b)| b.until).map(|(k, _)| k.clone()) {
+                self.bans.remove(&k);
+            }
+        }
+        self.save();
+    }
+
+    /// Lifts a ban; true if there was one.
+    pub fn unban(&mut self, peer: &str) -> bool {
+        let had = self.bans.remove(peer).is_some();
+        if had {
+            self.save();
+        }
+        had
+    }
+
+    /// True while `peer` is banned.
+    pub fn is_banned(&self, peer: &str, now: u64) -> bool {
+        self.bans.get(peer).is_some_and(|b| b.until > now)
+    }
+
+    /// Drops expired bans and returns the peers they covered.
+    pub fn expire(&mut self, now: u64) -> Vec<String> {
+        let gone: Vec<String> =
+            self.bans.iter().filter(|(_, b)| b.until <= now).map(|(k, _)| k.clone()).collect();
+        for k in &gone {
+            self.bans.remove(k);
+        }
+        if !gone.is_empty() {
+            self.save();
+        }
+        gone
+    }
+
+    /// Every ban in force.
+    pub fn entries(&self) -> impl Iterator<Item = (&String, &Ban)> {
+        self.bans.iter()
+    }
+
+    /// Writes the list atomically (temp file, rename). Failures are logged: a lost ban list
+    /// only forgets bans.
+    fn save(&self) {
+        let Some(path) = &self.path else { return };
+        let tmp = path.with_extension("json.tmp");
+        let result = serde_json::to_vec_pretty(self)
+            .map_err(std::io::Error::other)
+            .and_then(|bytes| std::fs::write(&tmp, bytes))
+            .and_then(|()| std::fs::rename(&tmp, path));
+        if let Err(e) = result {
+            tracing::warn!(target: "p2p", path = %path.display(), error = %e, "could not save the ban list");
+        }
+    }
+}
+
+/// Scores of connected peers.
+#[derive(Debug)]
+pub struct Scores<P> {
+    peers: HashMap<P, PeerScore>,
+}
+
+impl<P: Eq + Hash + Clone> Default for Scores<P> {
+    fn default() -> Self {
+        Scores { peers: HashMap::new() }
+    }
+}
+
+impl<P: Eq + Hash + Clone> Scores<P> {
+    /// The score entry of a peer, created on first use.
+    pub fn entry(&mut self, peer: &P, now: u64) -> &mut PeerScore {
+        self.peers.entry(peer.clone()).or_insert_with(|| PeerScore::new(now))
+    }
+
+    /// The score of a peer (0 if unknown).
+    pub fn score(&self, peer: &P) -> i32 {
+        self.peers.get(peer).map_or(0, |s| s.score)
+    }
+
+    /// Forgets a disconnected peer (its ban, if any, lives in the [`BanList`]).
+    pub fn remove(&mut self, peer: &P) {
+        self.peers.remove(peer);
+    }
+
+    /// Recovery for everyone.
+    pub fn tick(&mut self, now: u64) {
+        for s in self.peers.values_mut() {
+            s.tick(now);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn garbage_twice_bans_invalid_block_bans_at_once_stalls_do_not() {
+        let mut s = PeerScore::new(0);
+        assert!(!s.penalise(&Misbehaviour::Malformed("x".into())));
+        assert!(s.penalise(&Misbehaviour::Malformed("x".into())));
+        let mut s = PeerScore::new(0);
+        assert!(s.penalise(&Misbehaviour::InvalidBlock("x".into())));
+        let mut s = PeerScore::new(0);
+        for _ in 0..9 {
+            assert!(!s.penalise(&Misbehaviour::Stalled("x".into())));
+        }
+        s.tick(100); // ten points recovered
+        assert_eq!(s.score, -80);
+        s.tick(10_000);
+        assert_eq!(s.score, 0);
+    }
+
+    #[test]
+    fn rate_limit_allows_bursts_then_refuses_then_refills() {
+        let mut s = PeerScore::new(0);
+        let allowed = (0..1000).filter(|_| s.allow_request(0.0)).count();
+        assert_eq!(allowed, REQUEST_BURST as usize);
+        assert!(!s.allow_request(0.0));
+        assert!(s.allow_request(1.0));
+    }
+
+    #[test]
+    fn bans_persist_and_expire() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("banned.json");
+        let mut list = BanList::load(&path, 0);
+        list.ban("peerA", 100, 50, "invalid block".into());
+        list.ban("peerB", 100, 500, "garbage".into());
+        let mut list = BanList::load(&path, 120);
+        assert!(list.is_banned("peerA", 120));
+        assert_eq!(list.expire(200), vec!["peerA".to_string()]);
+        let list = BanList::load(&path, 200);
+        assert!(!list.is_banned("peerA", 200));
+        assert!(list.is_banned("peerB", 200));
+        std::fs::write(&path, b"not json").unwrap();
+        assert_eq!(BanList::load(&path, 0).entries().count(), 0);
+    }
+}

@@ -1,0 +1,680 @@
+//! The network service: one tokio task owns the swarm. It decodes what peers send (once, at
+//! the edge), hands blocks, transactions and sync messages to the node core through the
+//! bounded [`NodeHandle`] (never waiting on it inside the event loop: answers come back on a
+//! bounded completion channel), reports a gossip validation result for every message,
+//! executes the sync machine's actions, and applies the peer policy.
+
+use super::behaviour::{Behaviour, BehaviourEvent, SwarmSettings};
+use super::peers::{BanList, Misbehaviour, Scores, BAN_SECONDS};
+use super::sync::{Action, Failure, ReqId};
+use super::wire::{self, GossipMessage, Request, Response, Topic};
+use super::{AddNodeMode, BanInfo, Command, NetworkInfo, P2pConfig, PeerInfo};
+use crate::consensus::Network;
+use crate::node::core::{now, Core};
+use crate::node::NodeHandle;
+use futures::StreamExt;
+use libp2p::gossipsub::{self, MessageAcceptance, MessageId};
+use libp2p::request_response::{self, OutboundFailure, OutboundRequestId, ResponseChannel};
+use libp2p::swarm::SwarmEvent;
+use libp2p::{identify, ping, Multiaddr, PeerId, Swarm};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+use tracing::{debug, info, warn};
+
+/// Gossip messages being validated by the core at most; beyond, new ones are ignored (busy).
+const MAX_VALIDATING: usize = 512;
+/// Completions queued at most.
+const COMPLETIONS: usize = 4096;
+/// How often the sync machine ticks and added nodes are redialled.
+const TICK: Duration = Duration::from_millis(500);
+
+/// Results coming back from the core.
+enum Done {
+    /// Gossip verdict.
+    Validated {
+        id: MessageId,
+        source: PeerId,
+        acceptance: MessageAcceptance,
+        fault: Option<Misbehaviour>,
+        height: Option<u32>,
+        actions: Vec<Action<PeerId>>,
+    },
+    /// An answer for an inbound sync request.
+    Respond {
+        peer: PeerId,
+        channel: ResponseChannel<Response>,
+        response: Response,
+        actions: Vec<Action<PeerId>>,
+    },
+    /// Sync machine output.
+    Actions(Vec<Action<PeerId>>),
+}
+
+struct Peer {
+    id: u64,
+    addr: Multiaddr,
+    inbound: bool,
+    connections: usize,
+    starting_height: Option<u32>,
+    tip_height: Option<u32>,
+    bytes_sent: u64,
+    bytes_recv: u64,
+    ping: Option<Duration>,
+    conntime: u64,
+    agent: Option<String>,
+}
+
+/// The service state.
+struct Service {
+    swarm: Swarm<Behaviour>,
+    node: NodeHandle,
+    network: Network,
+    done_tx: mpsc::Sender<Done>,
+    outbound: HashMap<OutboundRequestId, ReqId>,
+    peers: HashMap<PeerId, Peer>,
+    next_peer_id: u64,
+    scores: Scores<PeerId>,
+    bans: BanList,
+    /// `addnode add` and `--bootnode` addresses, kept connected.
+    added: Vec<Multiaddr>,
+    active: bool,
+    validating: Arc<AtomicUsize>,
+    started: Instant,
+    last_redial: Instant,
+    last_kad: Instant,
+}
+
+/// The sync machine's clock: unix time in milliseconds (header times are checked against it).
+fn now_ms(_started: Instant) -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Runs the service until `shutdown` is notified.
+pub(crate) async fn run(
+    mut swarm: Swarm<Behaviour>,
+    settings: SwarmSettings,
+    config: P2pConfig,
+    node: NodeHandle,
+    mut commands: mpsc::Receiver<Command>,
+    shutdown: Arc<tokio::sync::Notify>,
+) {
+    let (done_tx, mut done_rx) = mpsc::channel(COMPLETIONS);
+    let mut bans = BanList::load(&config.ban_path, now());
+    for (peer, _) in bans.entries() {
+        if let Ok(p) = peer.parse::<PeerId>() {
+            swarm.behaviour_mut().blocked.block_peer(p);
+        }
+    }
+    bans.expire(now());
+    let mut service = Service {
+        swarm,
+        node,
+        network: settings.network,
+        done_tx,
+        outbound: HashMap::new(),
+        peers: HashMap::new(),
+        next_peer_id: 0,
+        scores: Scores::default(),
+        bans,
+        added: config.bootnodes.clone(),
+        active: true,
+        validating: Arc::new(AtomicUsize::new(0)),
+        started: Instant::now(),
+        last_redial: Instant::now(),
+        last_kad: Instant::now(),
+    };
+    for addr in config.bootnodes.clone() {
+        service.dial(addr);
+    }
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.notified() => break,
+            event = service.swarm.select_next_some() => service.on_swarm_event(event),
+            Some(cmd) = commands.recv() => service.on_command(cmd),
+            Some(done) = done_rx.recv() => service.on_done(done),
+            _ = tick.tick() => service.on_tick(),
+        }
+    }
+    info!(target: "p2p", "network service stopped");
+}
+
+impl Service {
+    fn dial(&mut self, addr: Multiaddr) {
+        if let Err(e) = self.swarm.dial(addr.clone()) {
+            debug!(target: "p2p", %addr, error = %e, "dial failed");
+        }
+    }
+
+    /// Runs `f` on the core; its actions come back as a completion. A busy core drops the
+    /// step (the machine's timers recover).
+    fn core_step(&self, f: impl FnOnce(&mut Core) -> Vec<Action<PeerId>> + Send + 'static) {
+        let tx = self.done_tx.clone();
+        match self.node.submit(f) {
+            Ok(rx) => {
+                tokio::spawn(async move {
+                    if let Ok(actions) = rx.await {
+                        let _ = tx.send(Done::Actions(actions)).await;
+                    }
+                });
+            }
+            Err(e) => warn!(target: "p2p::sync", error = %e, "sync step dropped"),
+        }
+    }
+
+    fn penalise(&mut self, peer: PeerId, why: Misbehaviour) {
+        let t = now();
+        let ban = self.scores.entry(&peer, t).penalise(&why);
+        let score = self.scores.score(&peer);
+        warn!(target: "p2p", %peer, score, "peer misbehaved: {why}");
+        if ban {
+            warn!(target: "p2p", %peer, score, seconds = BAN_SECONDS, "banning peer");
+            self.bans.ban(&peer.to_string(), t, BAN_SECONDS, why.to_string());
+            self.swarm.behaviour_mut().blocked.block_peer(peer);
+            let _ = self.swarm.disconnect_peer_id(peer);
+        }
+    }
+
+    fn apply(&mut self, actions: Vec<Action<PeerId>>) {
+        for action in actions {
+            match action {
+                Action::Send { peer, id, request } => {
+                    debug!(target: "p2p::sync", %peer, id, request = request_name(&request), "sending request");
+                    if let Some(p) = self.peers.get_mut(&peer) {
+                        p.bytes_sent += request.encode().len() as u64;
+                    }
+                    let rid = self.swarm.behaviour_mut().sync.send_request(&peer, request);
+                    self.outbound.insert(rid, id);
+                }
+                Action::Penalise { peer, why } => self.penalise(peer, why),
+                Action::Disconnect { peer, reason } => {
+                    info!(target: "p2p", %peer, "disconnecting: {reason}");
+                    let _ = self.swarm.disconnect_peer_id(peer);
+                }
+                Action::Process { .. } => {} // handled on the core
+            }
+        }
+    }
+
+    fn on_done(&mut self, done: Done) {
+        match done {
+            Done::Validated { id, source, acceptance, fault, height, actions } => {
+                self.swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .report_message_validation_result(&id, &source, acceptance);
+                if let (Some(h), Some(p)) = (height, self.peers.get_mut(&source)) {
+                    p.tip_height = Some(p.tip_height.unwrap_or(0).max(h));
+                }
+                if let Some(why) = fault {
+                    self.penalise(source, why);
+                }
+                self.apply(actions);
+            }
+            Done::Respond { peer, channel, response, actions } => {
+                if let Some(p) = self.peers.get_mut(&peer) {
+                    p.bytes_sent += response_size(&response) as u64;
+                }
+                let _ = self.swarm.behaviour_mut().sync.send_response(channel, response);
+                self.apply(actions);
+            }
+            Done::Actions(actions) => self.apply(actions),
+        }
+    }
+
+    fn on_tick(&mut self) {
+        let t = now();
+        self.scores.tick(t);
+        for peer in self.bans.expire(t) {
+            if let Ok(p) = peer.parse::<PeerId>() {
+                self.swarm.behaviour_mut().blocked.unblock_peer(p);
+            }
+        }
+        let ms = now_ms(self.started);
+        self.core_step(move |core| core.drive_sync(|m, c| m.tick(ms, c)));
+        if self.active && self.last_redial.elapsed() > Duration::from_secs(5) {
+            self.last_redial = Instant::now();
+            let missing: Vec<Multiaddr> = self
+                .added
+                .iter()
+                .filter(|a| match super::peer_of(a) {
+                    Some(p) => !self.swarm.is_connected(&p),
+                    None => !self.peers.values().any(|p| &p.addr == *a),
+                })
+                .cloned()
+                .collect();
+            for addr in missing {
+                self.dial(addr);
+            }
+        }
+        if self.active && !self.peers.is_empty() && self.last_kad.elapsed() > Duration::from_secs(60) {
+            self.last_kad = Instant::now();
+            let _ = self.swarm.behaviour_mut().kad.bootstrap();
+        }
+    }
+
+    fn on_command(&mut self, cmd: Command) {
+        match cmd {
+            Command::Publish { topic, data } => {
+                if !self.active {
+                    return;
+                }
+                let t = gossipsub::IdentTopic::new(topic.name(self.network));
+                match self.swarm.behaviour_mut().gossipsub.publish(t, data) {
+                    Ok(_) => debug!(target: "p2p::gossip", ?topic, "published"),
+                    Err(e) => debug!(target: "p2p::gossip", ?topic, error = %e, "not published"),
+                }
+            }
+            Command::AddNode { addr, mode, reply } => {
+                let result = match mode {
+                    AddNodeMode::Add if self.added.contains(&addr) => {
+                        Err(format!("node {addr} already added"))
+                    }
+                    AddNodeMode::Add => {
+                        self.added.push(addr.clone());
+                        if self.active {
+                            self.dial(addr);
+                        }
+                        Ok(())
+                    }
+                    AddNodeMode::Remove => match self.added.iter().position(|a| a == &addr) {
+                        Some(i) => {
+                            self.added.remove(i);
+                            Ok(())
+                        }
+                        None => Err(format!("node {addr} has not been added")),
+                    },
+                    AddNodeMode::OneTry => {
+                        self.dial(addr);
+                        Ok(())
+                    }
+                };
+                let _ = reply.send(result);
+            }
+            Command::Disconnect { target, reply } => {
+                let found = self
+                    .peers
+                    .iter()
+                    .find(|(id, p)| {
+                        id.to_string() == target || p.addr.to_string() == target || p.id.to_string() == target
+                    })
+                    .map(|(id, _)| *id);
+                let result = match found {
+                    Some(id) => {
+                        let _ = self.swarm.disconnect_peer_id(id);
+                        Ok(())
+                    }
+                    None => Err(format!("node {target} is not connected (give a peer id, address or numeric id from getpeerinfo)")),
+                };
+                let _ = reply.send(result);
+            }
+            Command::SetActive { active, reply } => {
+                self.active = active;
+                if !active {
+                    let connected: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
+                    for p in connected {
+                        let _ = self.swarm.disconnect_peer_id(p);
+                    }
+                } else {
+                    for addr in self.added.clone() {
+                        self.dial(addr);
+                    }
+                    self.last_redial = Instant::now();
+                }
+                info!(target: "p2p", active, "network activity set");
+                let _ = reply.send(active);
+            }
+            Command::PeerInfo { reply } => {
+                let mut out: Vec<PeerInfo> = self
+                    .peers
+                    .iter()
+                    .map(|(pid, p)| PeerInfo {
+                        id: p.id,
+                        peerid: pid.to_string(),
+                        addr: p.addr.to_string(),
+                        inbound: p.inbound,
+                        direction: if p.inbound { "inbound" } else { "outbound" },
+                        score: self.scores.score(pid),
+                        startingheight: p.starting_height,
+                        tipheight: p.tip_height,
+                        bytessent: p.bytes_sent,
+                        bytesrecv: p.bytes_recv,
+                        pingtime: p.ping.map(|d| d.as_secs_f64()),
+                        conntime: p.conntime,
+                        subver: p.agent.clone(),
+                    })
+                    .collect();
+                out.sort_by_key(|p| p.id);
+                let _ = reply.send(out);
+            }
+            Command::NetworkInfo { reply } => {
+                let me = *self.swarm.local_peer_id();
+                let inbound = self.peers.values().filter(|p| p.inbound).count();
+                let info = NetworkInfo {
+                    peerid: me.to_string(),
+                    listenaddrs: self.swarm.listeners().map(|a| format!("{a}/p2p/{me}")).collect(),
+                    topics: Topic::ALL.iter().map(|t| t.name(self.network)).collect(),
+                    protocols: vec![
+                        wire::sync_protocol(self.network).to_string(),
+                        wire::kad_protocol(self.network).to_string(),
+                        "/meshsub/1.1.0".into(),
+                        "/meshsub/1.2.0".into(),
+                        "/ipfs/id/1.0.0".into(),
+                        "/ipfs/ping/1.0.0".into(),
+                    ],
+                    connections: self.peers.len(),
+                    connections_in: inbound,
+                    connections_out: self.peers.len() - inbound,
+                    networkactive: self.active,
+                    banned: self.bans.entries().count(),
+                };
+                let _ = reply.send(info);
+            }
+            Command::ListBanned { reply } => {
+                let list = self
+                    .bans
+                    .entries()
+                    .map(|(p, b)| BanInfo {
+                        peerid: p.clone(),
+                        banned_until: b.until,
+                        ban_reason: b.reason.clone(),
+                    })
+                    .collect();
+                let _ = reply.send(list);
+            }
+            Command::ClearBanned { reply } => {
+                let all: Vec<String> = self.bans.entries().map(|(p, _)| p.clone()).collect();
+                for p in &all {
+                    self.bans.unban(p);
+                    if let Ok(id) = p.parse::<PeerId>() {
+                        self.swarm.behaviour_mut().blocked.unblock_peer(id);
+                    }
+                }
+                let _ = reply.send(all.len());
+            }
+        }
+    }
+
+    fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        match event {
+            SwarmEvent::NewListenAddr { address, .. } => {
+                info!(target: "p2p", %address, peer = %self.swarm.local_peer_id(), "listening");
+            }
+            SwarmEvent::ConnectionEstablished { peer_id, endpoint, num_established, .. } => {
+                if !self.active || self.bans.is_banned(&peer_id.to_string(), now()) {
+                    let _ = self.swarm.disconnect_peer_id(peer_id);
+                    return;
+                }
+                if let Some(p) = self.peers.get_mut(&peer_id) {
+                    p.connections = num_established.get() as usize;
+                    return;
+                }
+                let inbound = endpoint.is_listener();
+                let addr = endpoint.get_remote_address().clone();
+                info!(target: "p2p", peer = %peer_id, %addr, inbound, "peer connected");
+                if !inbound {
+                    self.swarm.behaviour_mut().kad.add_address(&peer_id, addr.clone());
+                }
+                self.peers.insert(
+                    peer_id,
+                    Peer {
+                        id: self.next_peer_id,
+                        addr,
+                        inbound,
+                        connections: 1,
+                        starting_height: None,
+                        tip_height: None,
+                        bytes_sent: 0,
+                        bytes_recv: 0,
+                        ping: None,
+                        conntime: now(),
+                        agent: None,
+                    },
+                );
+                self.next_peer_id += 1;
+                self.scores.entry(&peer_id, now());
+                let ms = now_ms(self.started);
+                self.core_step(move |core| core.drive_sync(|m, c| m.peer_connected(peer_id, ms, c)));
+            }
+            SwarmEvent::ConnectionClosed { peer_id, num_established, cause, .. } => {
+                if num_established > 0 {
+                    if let Some(p) = self.peers.get_mut(&peer_id) {
+                        p.connections = num_established as usize;
+                    }
+                    return;
+                }
+                if self.peers.remove(&peer_id).is_some() {
+                    info!(target: "p2p", peer = %peer_id, cause = ?cause.map(|c| c.to_string()), "peer disconnected");
+                    self.scores.remove(&peer_id);
+                    self.core_step(move |core| core.drive_sync(|m, c| m.peer_disconnected(peer_id, c)));
+                }
+            }
+            SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
+                debug!(target: "p2p", peer = ?peer_id, error = %error, "outgoing connection failed");
+            }
+            SwarmEvent::Behaviour(event) => self.on_behaviour_event(event),
+            _ => {}
+        }
+    }
+
+    fn on_behaviour_event(&mut self, event: BehaviourEvent) {
+        match event {
+            BehaviourEvent::Gossipsub(gossipsub::Event::Message {
+                propagation_source,
+                message_id,
+                message,
+            }) => {
+                self.on_gossip(propagation_source, message_id, message);
+            }
+            BehaviourEvent::Sync(request_response::Event::Message { peer, message, .. }) => match message {
+                request_response::Message::Request { request, channel, .. } => {
+                    self.on_request(peer, request, channel)
+                }
+                request_response::Message::Response { request_id, response } => {
+                    let Some(id) = self.outbound.remove(&request_id) else { return };
+                    debug!(target: "p2p::sync", %peer, id, bytes = response_size(&response), "response");
+                    if let Some(p) = self.peers.get_mut(&peer) {
+                        p.bytes_recv += response_size(&response) as u64;
+                        if let Response::Status(s) = &response {
+                            p.starting_height.get_or_insert(s.height);
+                            p.tip_height = Some(p.tip_height.unwrap_or(0).max(s.height));
+                        }
+                    }
+                    let ms = now_ms(self.started);
+                    self.core_step(move |core| {
+                        core.drive_sync(|m, c| m.on_response(peer, id, response, ms, c))
+                    });
+                }
+            },
+            BehaviourEvent::Sync(request_response::Event::OutboundFailure {
+                peer,
+                request_id,
+                error,
+                ..
+            }) => {
+                let Some(id) = self.outbound.remove(&request_id) else { return };
+                let failure = match &error {
+                    OutboundFailure::Timeout => Failure::Timeout,
+                    OutboundFailure::Io(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                        Failure::Malformed(e.to_string())
+                    }
+                    other => Failure::Other(other.to_string()),
+                };
+                debug!(target: "p2p::sync", %peer, error = %error, "request failed");
+                let ms = now_ms(self.started);
+                self.core_step(move |core| core.drive_sync(|m, c| m.on_failure(peer, id, failure, ms, c)));
+            }
+            BehaviourEvent::Sync(request_response::Event::InboundFailure { peer, error, .. }) => {
+                if let request_response::InboundFailure::Io(e) = &error {
+                    if e.kind() == std::io::ErrorKind::InvalidData {
+                        self.penalise(peer, Misbehaviour::Malformed(format!("sync request: {e}")));
+                    }
+                }
+            }
+            BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
+                if info.protocol_version != wire::identify_protocol(self.network) {
+                    info!(target: "p2p", peer = %peer_id, version = %info.protocol_version, "peer is on another network; disconnecting");
+                    let _ = self.swarm.disconnect_peer_id(peer_id);
+                    return;
+                }
+                for addr in &info.listen_addrs {
+                    self.swarm.behaviour_mut().kad.add_address(&peer_id, addr.clone());
+                }
+                if let Some(p) = self.peers.get_mut(&peer_id) {
+                    p.agent = Some(info.agent_version);
+                }
+            }
+            BehaviourEvent::Ping(ping::Event { peer, result: Ok(rtt), .. }) => {
+                if let Some(p) = self.peers.get_mut(&peer) {
+                    p.ping = Some(rtt);
+                }
+            }
+            BehaviourEvent::Mdns(libp2p::mdns::Event::Discovered(list)) => {
+                if self.active {
+                    for (peer, addr) in list {
+                        if !self.swarm.is_connected(&peer) {
+                            self.dial(addr);
+                        }
+                    }
+                }
+            }
+            BehaviourEvent::Kad(libp2p::kad::Event::RoutingUpdated { peer, addresses, .. }) => {
+                if self.active && !self.swarm.is_connected(&peer) && self.peers.len() < 8 {
+                    self.dial(addresses.first().clone());
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn on_gossip(&mut self, source: PeerId, id: MessageId, message: gossipsub::Message) {
+        if let Some(p) = self.peers.get_mut(&source) {
+            p.bytes_recv += message.data.len() as u64;
+        }
+        let report = |s: &mut Self, acceptance| {
+            s.swarm.behaviour_mut().gossipsub.report_message_validation_result(&id, &source, acceptance);
+        };
+        let Some(topic) = Topic::parse(message.topic.as_str(), self.network) else {
+            report(self, MessageAcceptance::Ignore);
+            return;
+        };
+        let params = self.network.params();
+        let decoded = GossipMessage::decode(topic, &message.data, params.max_block_size, params.max_tx_size);
+        let decoded = match decoded {
+            Ok(m) => m,
+            Err(e) => {
+                report(self, MessageAcceptance::Reject);
+                self.penalise(source, Misbehaviour::Malformed(format!("{topic:?} gossip: {e}")));
+                return;
+            }
+        };
+        if self.validating.load(Ordering::SeqCst) >= MAX_VALIDATING {
+            report(self, MessageAcceptance::Ignore);
+            return;
+        }
+        let ms = now_ms(self.started);
+        let job = move |core: &mut Core| match decoded {
+            GossipMessage::Block(block) => core.on_gossip_block(source, block, ms),
+            GossipMessage::Tx(tx) => core.on_gossip_tx(tx),
+        };
+        match self.node.submit(job) {
+            Ok(rx) => {
+                self.validating.fetch_add(1, Ordering::SeqCst);
+                let validating = self.validating.clone();
+                let tx = self.done_tx.clone();
+                tokio::spawn(async move {
+                    let verdict = rx.await;
+                    validating.fetch_sub(1, Ordering::SeqCst);
+                    let done = match verdict {
+                        Ok(v) => Done::Validated {
+                            id,
+                            source,
+                            acceptance: v.acceptance,
+                            fault: v.fault,
+                            height: v.height,
+                            actions: v.actions,
+                        },
+                        Err(_) => Done::Validated {
+                            id,
+                            source,
+                            acceptance: MessageAcceptance::Ignore,
+                            fault: None,
+                            height: None,
+                            actions: vec![],
+                        },
+                    };
+                    let _ = tx.send(done).await;
+                });
+            }
+            Err(_) => report(self, MessageAcceptance::Ignore), // busy: our problem, not the peer's
+        }
+    }
+
+    fn on_request(&mut self, peer: PeerId, request: Request, channel: ResponseChannel<Response>) {
+        if let Some(p) = self.peers.get_mut(&peer) {
+            p.bytes_recv += request.encode().len() as u64;
+            if let Request::Status(s) = &request {
+                p.starting_height.get_or_insert(s.height);
+                p.tip_height = Some(p.tip_height.unwrap_or(0).max(s.height));
+            }
+        }
+        let secs = self.started.elapsed().as_secs_f64();
+        if !self.scores.entry(&peer, now()).allow_request(secs) {
+            self.penalise(peer, Misbehaviour::RequestFlood);
+            let _ = self.swarm.behaviour_mut().sync.send_response(channel, Response::Busy);
+            return;
+        }
+        let ms = now_ms(self.started);
+        let job = move |core: &mut Core| core.serve_request(peer, request, ms);
+        match self.node.submit(job) {
+            Ok(rx) => {
+                let tx = self.done_tx.clone();
+                tokio::spawn(async move {
+                    let (response, actions) = rx.await.unwrap_or((Response::Busy, Vec::new()));
+                    let _ = tx.send(Done::Respond { peer, channel, response, actions }).await;
+                });
+            }
+            // Busy: say so; the peer asks again later or elsewhere.
+            Err(_) => {
+                let _ = self.swarm.behaviour_mut().sync.send_response(channel, Response::Busy);
+            }
+        }
+    }
+}
+
+fn request_name(r: &Request) -> &'static str {
+    match r {
+        Request::Status(_) => "status",
+        Request::GetHeaders { .. } => "getheaders",
+        Request::GetBlocks(_) => "getblocks",
+    }
+}
+
+/// Payload size of a response, without encoding it again.
+fn response_size(r: &Response) -> usize {
+    match r {
+        Response::Status(_) => 1 + wire::STATUS_SIZE,
+        Response::Headers(h) => 5 + 80 * h.len(),
+        Response::Blocks(b) => 5 + b.iter().map(|b| 4 + b.encoded_size()).sum::<usize>(),
+        Response::Busy => 1,
+    }
+}
+
+/// The verdict of the core on a gossip message.
+pub struct Verdict {
+    /// What gossipsub should do with the message.
+    pub acceptance: MessageAcceptance,
+    /// The sender's fault, if any.
+    pub fault: Option<Misbehaviour>,
+    /// Height of an accepted block.
+    pub height: Option<u32>,
+    /// Sync actions (an orphan asks for headers).
+    pub actions: Vec<Action<PeerId>>,
+}

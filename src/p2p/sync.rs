@@ -1,0 +1,710 @@
+//! Headers-first sync as a sans-io state machine (nakamoto's `StateMachine` shape).
+//!
+//! Inputs: peers connecting and disconnecting, their status, sync responses and failures,
+//! orphan blocks seen on gossip, the results of handing blocks to the chain, and clock ticks.
+//! Outputs ([`Action`]): requests to send, penalties, disconnects, and blocks to hand to the
+//! chain in parent-first order. The clock arrives as an argument and the chain through
+//! [`ChainView`], so the whole machine runs in unit tests with no sockets and no threads.
+//!
+//! The flow: on connect each side sends its [`Status`]. A peer claiming more work than our
+//! best known header is asked for headers with a block locator; headers are validated as a
+//! chain (linkage, proof of work, required bits, times) before any body is requested; bodies
+//! of validated headers are then fetched from every peer that claims enough work, at most
+//! [`BLOCKS_PER_REQUEST`] per request and [`REQUESTS_PER_PEER`] requests per peer, within a
+//! window of [`WINDOW`] heights above the lowest missing block. A request unanswered after
+//! its timeout penalises the peer, which gets no new work for a while, and its blocks go to
+//! another peer. A gossiped block with an unknown parent makes us ask its sender for headers.
+
+use super::peers::Misbehaviour;
+use super::wire::{Request, Response, Status, MAX_HEADERS, MAX_LOCATOR, PROTOCOL_VERSION};
+use crate::chain::Chain;
+use crate::consensus::{ConsensusError, HeaderState, Params};
+use crate::primitives::{Block, BlockHeader, Hash256, U256};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::fmt::Debug;
+use std::hash::Hash;
+
+/// Blocks asked for in one request.
+pub const BLOCKS_PER_REQUEST: usize = 16;
+/// Block requests in flight per peer.
+pub const REQUESTS_PER_PEER: usize = 4;
+/// Blocks are requested only this many heights above the lowest block still missing, which
+/// bounds the blocks held in memory waiting for their parent.
+pub const WINDOW: u32 = 256;
+/// A status or headers request unanswered after this long is a stall (ms).
+pub const HEADERS_TIMEOUT_MS: u64 = 10_000;
+/// A block request unanswered after this long is a stall (ms).
+pub const BLOCKS_TIMEOUT_MS: u64 = 15_000;
+/// A stalled peer gets no new block requests for this long (ms).
+pub const STALL_COOLDOWN_MS: u64 = 30_000;
+/// A peer whose headers taught us nothing is not asked again for this long (ms), unless it
+/// relays an orphan.
+pub const HEADERS_IDLE_MS: u64 = 5_000;
+/// Most validated headers waiting for their bodies.
+pub const MAX_PENDING_HEADERS: usize = 100_000;
+
+/// What the machine needs from the chain (implemented by [`Chain`]; tests use a fake).
+pub trait ChainView {
+    /// Consensus parameters.
+    fn params(&self) -> &'static Params;
+    /// Our status (tip, height, work).
+    fn status(&self) -> Status;
+    /// Header-validation state of a stored valid block.
+    fn header_state(&self, hash: &Hash256) -> Option<HeaderState>;
+    /// True if the block is stored and valid.
+    fn has_block(&self, hash: &Hash256) -> bool;
+    /// True if the block is known invalid.
+    fn is_known_invalid(&self, hash: &Hash256) -> bool;
+    /// Block locator of the active chain.
+    fn locator(&self) -> Vec<Hash256>;
+}
+
+impl ChainView for Chain {
+    fn params(&self) -> &'static Params {
+        Chain::params(self)
+    }
+    fn status(&self) -> Status {
+        let tip = self.tip();
+        Status {
+            version: PROTOCOL_VERSION,
+            genesis: self.params().genesis_hash,
+            tip: tip.hash,
+            height: tip.height,
+            chain_work: tip.chain_work,
+        }
+    }
+    fn header_state(&self, hash: &Hash256) -> Option<HeaderState> {
+        Chain::header_state(self, hash)
+    }
+    fn has_block(&self, hash: &Hash256) -> bool {
+        Chain::has_block(self, hash)
+    }
+    fn is_known_invalid(&self, hash: &Hash256) -> bool {
+        Chain::is_known_invalid(self, hash)
+    }
+    fn locator(&self) -> Vec<Hash256> {
+        Chain::locator(self)
+    }
+}
+
+/// Request ids, unique per machine.
+pub type ReqId = u64;
+
+/// Why a request failed, as the transport saw it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Failure {
+    /// No answer in time (the transport's own timeout).
+    Timeout,
+    /// The answer did not decode or broke a limit: the peer's fault.
+    Malformed(String),
+    /// Connection closed, protocol not supported, our own error: nobody's fault.
+    Other(String),
+}
+
+/// An output of the machine.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action<P> {
+    /// Send `request` to `peer`; report the answer with [`SyncMachine::on_response`] and id `id`.
+    Send { peer: P, id: ReqId, request: Request },
+    /// The peer misbehaved.
+    Penalise { peer: P, why: Misbehaviour },
+    /// Close the connection (not a ban: e.g. another network).
+    Disconnect { peer: P, reason: String },
+    /// Hand this block to the chain, then report with [`SyncMachine::on_processed`].
+    Process { peer: P, block: Block },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Status,
+    Headers,
+    Blocks,
+}
+
+#[derive(Debug)]
+struct PeerState {
+    status: Option<Status>,
+    /// Most work the peer has shown (status, gossip, headers).
+    best_work: U256,
+    headers_req: Option<ReqId>,
+    /// Set by an orphan from this peer: ask it for headers even if it claims no more work.
+    wants_headers: bool,
+    block_reqs: usize,
+    stalled_until: u64,
+    /// Not asked for headers again before this time (its last answer taught us nothing new).
+    headers_idle_until: u64,
+    /// Blocks it answered without (it is on another branch).
+    lacks: HashSet<Hash256>,
+}
+
+#[derive(Debug)]
+struct InFlight<P> {
+    peer: P,
+    kind: Kind,
+    sent_ms: u64,
+    hashes: Vec<Hash256>,
+}
+
+#[derive(Debug)]
+struct Pending<P> {
+    header: BlockHeader,
+    state: HeaderState,
+    requested: bool,
+    block: Option<(Block, P)>,
+    /// Handed to the chain, waiting for [`SyncMachine::on_processed`].
+    processing: bool,
+}
+
+/// The sync state machine. `P` is the peer id type (libp2p's `PeerId` in the node).
+#[derive(Debug)]
+pub struct SyncMachine<P> {
+    peers: BTreeMap<P, PeerState>,
+    pending: HashMap<Hash256, Pending<P>>,
+    /// Pending headers in height order.
+    by_height: BTreeSet<(u32, Hash256)>,
+    requests: HashMap<ReqId, InFlight<P>>,
+    next_id: ReqId,
+    now_ms: u64,
+    outbox: Vec<Action<P>>,
+}
+
+impl<P: Copy + Ord + Eq + Hash + Debug> Default for SyncMachine<P> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<P: Copy + Ord + Eq + Hash + Debug> SyncMachine<P> {
+    /// An empty machine.
+    pub fn new() -> Self {
+        SyncMachine {
+            peers: BTreeMap::new(),
+            pending: HashMap::new(),
+            by_height: BTreeSet::new(),
+            requests: HashMap::new(),
+            next_id: 1,
+            now_ms: 0,
+            outbox: Vec::new(),
+        }
+    }
+
+    /// Takes the actions produced so far, in order.
+    pub fn drain(&mut self) -> Vec<Action<P>> {
+        std::mem::take(&mut self.outbox)
+    }
+
+    /// Validated headers waiting for bodies.
+    pub fn pending_headers(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// The most work the peer has shown, and its reported height.
+    pub fn peer_tip(&self, peer: &P) -> Option<(u32, U256)> {
+        self.peers.get(peer).and_then(|p| p.status.as_ref().map(|s| (s.height, p.best_work)))
+    }
+
+    /// Best validated header (ours or pending): (work, hash, height).
+    pub fn best_header(&self, chain: &impl ChainView) -> (U256, Hash256, u32) {
+        let ours = chain.status();
+        let mut best = (ours.chain_work, ours.tip, ours.height);
+        for p in self.pending.values() {
+            if p.state.chain_work > best.0 {
+                best = (p.state.chain_work, p.state.hash, p.state.height);
+            }
+        }
+        best
+    }
+
+    fn send(&mut self, peer: P, kind: Kind, request: Request, hashes: Vec<Hash256>) {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.requests.insert(id, InFlight { peer, kind, sent_ms: self.now_ms, hashes });
+        self.outbox.push(Action::Send { peer, id, request });
+    }
+
+    fn penalise(&mut self, peer: P, why: Misbehaviour) {
+        self.outbox.push(Action::Penalise { peer, why });
+    }
+
+    /// A connection to `peer` is up: send our status.
+    pub fn peer_connected(&mut self, peer: P, now_ms: u64, chain: &impl ChainView) {
+        self.now_ms = now_ms;
+        if self.peers.contains_key(&peer) {
+            return;
+        }
+        self.peers.insert(
+            peer,
+            PeerState {
+                status: None,
+                best_work: U256::ZERO,
+                headers_req: None,
+                wants_headers: false,
+                block_reqs: 0,
+                stalled_until: 0,
+                headers_idle_until: 0,
+                lacks: HashSet::new(),
+            },
+        );
+        self.send(peer, Kind::Status, Request::Status(chain.status()), Vec::new());
+    }
+
+    /// The last connection to `peer` closed: its requests go to others.
+    pub fn peer_disconnected(&mut self, peer: P, chain: &impl ChainView) {
+        self.peers.remove(&peer);
+        let ids: Vec<ReqId> =
+            self.requests.iter().filter(|(_, r)| r.peer == peer).map(|(id, _)| *id).collect();
+        for id in ids {
+            if let Some(r) = self.requests.remove(&id) {
+                self.unrequest(&r.hashes);
+            }
+        }
+        self.schedule(chain);
+    }
+
+    fn unrequest(&mut self, hashes: &[Hash256]) {
+        for h in hashes {
+            if let Some(p) = self.pending.get_mut(h) {
+                if p.block.is_none() {
+                    p.requested = false;
+                }
+            }
+        }
+    }
+
+    /// The peer told its status (in a request or a response).
+    pub fn on_status(&mut self, peer: P, status: Status, now_ms: u64, chain: &impl ChainView) {
+        self.now_ms = now_ms;
+        let params = chain.params();
+        if status.genesis != params.genesis_hash || status.version != PROTOCOL_VERSION {
+            self.peers.remove(&peer);
+            self.outbox.push(Action::Disconnect {
+                peer,
+                reason: format!(
+                    "peer is on another chain or version: genesis {} version {} (ours {} version {})",
+                    status.genesis, status.version, params.genesis_hash, PROTOCOL_VERSION
+                ),
+            });
+            return;
+        }
+        let Some(p) = self.peers.get_mut(&peer) else { return };
+        p.best_work = p.best_work.max(status.chain_work);
+        p.status = Some(status);
+        self.schedule(chain);
+    }
+
+    /// The peer relayed a block we accepted or already had, of this cumulative work.
+    pub fn on_peer_block(&mut self, peer: P, height: u32, work: U256) {
+        if let Some(p) = self.peers.get_mut(&peer) {
+            p.best_work = p.best_work.max(work);
+            if let Some(s) = &mut p.status {
+                s.height = s.height.max(height);
+            }
+        }
+    }
+
+    /// The peer relayed a block whose ancestry we lack: ask it for headers.
+    pub fn on_orphan(&mut self, peer: P, now_ms: u64, chain: &impl ChainView) {
+        self.now_ms = now_ms;
+        if let Some(p) = self.peers.get_mut(&peer) {
+            p.wants_headers = true;
+        }
+        self.schedule(chain);
+    }
+
+    /// An answer to request `id` arrived.
+    pub fn on_response(
+        &mut self,
+        peer: P,
+        id: ReqId,
+        response: Response,
+        now_ms: u64,
+        chain: &impl ChainView,
+    ) {
+        self.now_ms = now_ms;
+        let Some(req) = self.requests.remove(&id) else { return };
+        if req.peer != peer {
+            self.requests.insert(id, req);
+            return;
+        }
+        match (req.kind, response) {
+            (Kind::Status, Response::Status(s)) => self.on_status(peer, s, now_ms, chain),
+            (Kind::Headers, Response::Headers(h)) => {
+                if let Some(p) = self.peers.get_mut(&peer) {
+                    p.headers_req = None;
+                }
+                self.on_headers(peer, h, chain);
+            }
+            (Kind::Blocks, Response::Blocks(blocks)) => {
+                if let Some(p) = self.peers.get_mut(&peer) {
+                    p.block_reqs = p.block_reqs.saturating_sub(1);
+                }
+                self.on_blocks(peer, req.hashes, blocks);
+            }
+            (kind, Response::Busy) => self.release(peer, kind, &req.hashes),
+            (kind, other) => {
+                self.release(peer, kind, &req.hashes);
+                let got = match other {
+                    Response::Status(_) => "status",
+                    Response::Headers(_) => "headers",
+                    Response::Blocks(_) => "blocks",
+                    Response::Busy => "busy",
+                };
+                self.penalise(peer, Misbehaviour::Unsolicited(format!("asked for {kind:?}, got {got}")));
+            }
+        }
+        self.schedule(chain);
+    }
+
+    fn release(&mut self, peer: P, kind: Kind, hashes: &[Hash256]) {
+        if let Some(p) = self.peers.get_mut(&peer) {
+            match kind {
+                Kind::Headers => p.headers_req = None,
+                Kind::Blocks => p.block_reqs = p.block_reqs.saturating_sub(1),
+                Kind::Status => {}
+            }
+        }
+        self.unrequest(hashes);
+    }
+
+    /// Request `id` failed.
+    pub fn on_failure(&mut self, peer: P, id: ReqId, failure: Failure, now_ms: u64, chain: &impl ChainView) {
+        self.now_ms = now_ms;
+        let Some(req) = self.requests.remove(&id) else { return };
+        if req.peer != peer {
+            self.requests.insert(id, req);
+            return;
+        }
+        self.fail(id, req, failure);
+        self.schedule(chain);
+    }
+
+    fn fail(&mut self, id: ReqId, req: InFlight<P>, failure: Failure) {
+        let peer = req.peer;
+        self.release(peer, req.kind, &req.hashes);
+        match failure {
+            Failure::Timeout => {
+                if let Some(p) = self.peers.get_mut(&peer) {
+                    p.stalled_until = self.now_ms + STALL_COOLDOWN_MS;
+                }
+                let what = format!("request {id} ({:?}, {} blocks) unanswered", req.kind, req.hashes.len());
+                self.penalise(peer, Misbehaviour::Stalled(what));
+            }
+            Failure::Malformed(e) => self.penalise(peer, Misbehaviour::Malformed(e)),
+            Failure::Other(_) => {}
+        }
+    }
+
+    fn on_headers(&mut self, peer: P, headers: Vec<BlockHeader>, chain: &impl ChainView) {
+        let params = chain.params();
+        let Some(first) = headers.first() else {
+            // The peer has nothing after our locator: believe it has no more work than us.
+            let ours = self.best_header(chain).0;
+            let now_ms = self.now_ms;
+            if let Some(p) = self.peers.get_mut(&peer) {
+                p.best_work = p.best_work.min(ours);
+                p.wants_headers = false;
+                p.headers_idle_until = now_ms + HEADERS_IDLE_MS;
+            }
+            return;
+        };
+        if headers.len() > MAX_HEADERS {
+            self.penalise(
+                peer,
+                Misbehaviour::Oversized(format!("{} headers, at most {MAX_HEADERS}", headers.len())),
+            );
+            return;
+        }
+        let start = self
+            .pending
+            .get(&first.prev)
+            .map(|p| p.state.clone())
+            .or_else(|| chain.header_state(&first.prev));
+        let Some(mut state) = start else {
+            let why = if chain.is_known_invalid(&first.prev) {
+                Misbehaviour::InvalidHeaders(format!(
+                    "header {} extends invalid block {}",
+                    first.hash(),
+                    first.prev
+                ))
+            } else {
+                Misbehaviour::UnconnectedHeaders(format!("first header's parent {} is unknown", first.prev))
+            };
+            self.penalise(peer, why);
+            return;
+        };
+        let best_before = self.best_header(chain).0;
+        let now = self.now_ms / 1000;
+        for header in &headers {
+            let hash = header.hash();
+            if chain.is_known_invalid(&hash) {
+                self.penalise(
+                    peer,
+                    Misbehaviour::InvalidHeaders(format!("header {hash} is of a known invalid block")),
+                );
+                return;
+            }
+            state = match state.child(header, params, now) {
+                Ok(s) => s,
+                // Too new for our clock: our problem as much as theirs; try again later.
+                Err(ConsensusError::TimeTooNew { .. }) => break,
+                Err(e @ ConsensusError::HeaderDoesNotLink { .. }) => {
+                    self.penalise(peer, Misbehaviour::UnconnectedHeaders(e.to_string()));
+                    return;
+                }
+                Err(e) => {
+                    self.penalise(peer, Misbehaviour::InvalidHeaders(format!("header {hash}: {e}")));
+                    return;
+                }
+            };
+            if !chain.has_block(&hash) && !self.pending.contains_key(&hash) {
+                if self.pending.len() >= MAX_PENDING_HEADERS {
+                    break;
+                }
+                self.by_height.insert((state.height, hash));
+                self.pending.insert(
+                    hash,
+                    Pending {
+                        header: *header,
+                        state: state.clone(),
+                        requested: false,
+                        block: None,
+                        processing: false,
+                    },
+                );
+            }
+        }
+        let full = headers.len() == MAX_HEADERS;
+        let progressed = self.best_header(chain).0 > best_before;
+        let now_ms = self.now_ms;
+        if let Some(p) = self.peers.get_mut(&peer) {
+            if !progressed {
+                // Nothing new (already known, or too far in the future for our clock): do
+                // not ask this peer again at once.
+                p.headers_idle_until = now_ms + HEADERS_IDLE_MS;
+            }
+            p.best_work = p.best_work.max(state.chain_work);
+            p.wants_headers = false;
+            if let Some(s) = &mut p.status {
+                s.height = s.height.max(state.height);
+            }
+            if full && progressed && p.headers_req.is_none() && self.pending.len() < MAX_PENDING_HEADERS {
+                // More to come: continue from the last header.
+                let mut locator = vec![state.hash];
+                locator.extend(chain.locator());
+                locator.truncate(MAX_LOCATOR);
+                self.send_headers(peer, locator);
+            }
+        }
+    }
+
+    fn send_headers(&mut self, peer: P, locator: Vec<Hash256>) {
+        let id = self.next_id;
+        if let Some(p) = self.peers.get_mut(&peer) {
+            p.headers_req = Some(id);
+        }
+        self.send(peer, Kind::Headers, Request::GetHeaders { locator, max: MAX_HEADERS as u32 }, Vec::new());
+    }
+
+    fn on_blocks(&mut self, peer: P, asked: Vec<Hash256>, blocks: Vec<Block>) {
+        let asked_set: HashSet<Hash256> = asked.iter().copied().collect();
+        let mut got = HashSet::new();
+        for block in blocks {
+            let hash = block.hash();
+            if !asked_set.contains(&hash) || !got.insert(hash) {
+                self.penalise(peer, Misbehaviour::Unsolicited(format!("block {hash} was not asked for")));
+                continue;
+            }
+            if let Some(p) = self.pending.get_mut(&hash) {
+                if p.block.is_none() {
+                    p.block = Some((block, peer));
+                }
+            }
+        }
+        let missing: Vec<Hash256> = asked.iter().filter(|h| !got.contains(h)).copied().collect();
+        if let Some(p) = self.peers.get_mut(&peer) {
+            p.lacks.extend(missing.iter().copied());
+        }
+        self.unrequest(&missing);
+    }
+
+    /// The chain's verdict on a block from [`Action::Process`]: `Ok` if stored (or already
+    /// had), `Err((peer_fault, message))` if refused.
+    pub fn on_processed(
+        &mut self,
+        hash: Hash256,
+        result: Result<(), (bool, String)>,
+        chain: &impl ChainView,
+    ) {
+        let Some(p) = self.pending.remove(&hash) else { return };
+        self.by_height.remove(&(p.state.height, hash));
+        if let Err((fault, msg)) = result {
+            if let (true, Some((_, from))) = (fault, &p.block) {
+                let from = *from;
+                self.penalise(from, Misbehaviour::InvalidBlock(format!("{hash}: {msg}")));
+            }
+            self.drop_descendants(hash);
+        }
+        self.schedule(chain);
+    }
+
+    /// Drops pending headers descending from `bad`.
+    fn drop_descendants(&mut self, bad: Hash256) {
+        let mut dead: HashSet<Hash256> = HashSet::from([bad]);
+        let order: Vec<(u32, Hash256)> = self.by_height.iter().copied().collect();
+        for (height, hash) in order {
+            let prev = self.pending.get(&hash).map(|p| p.header.prev);
+            if prev.is_some_and(|prev| dead.contains(&prev)) {
+                dead.insert(hash);
+                self.pending.remove(&hash);
+                self.by_height.remove(&(height, hash));
+            }
+        }
+    }
+
+    /// Clock tick: time out requests, forget what the chain now has, schedule work.
+    pub fn tick(&mut self, now_ms: u64, chain: &impl ChainView) {
+        self.now_ms = now_ms;
+        let expired: Vec<ReqId> = self
+            .requests
+            .iter()
+            .filter(|(_, r)| {
+                let limit = if r.kind == Kind::Blocks { BLOCKS_TIMEOUT_MS } else { HEADERS_TIMEOUT_MS };
+                now_ms.saturating_sub(r.sent_ms) > limit
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for id in expired {
+            if let Some(req) = self.requests.remove(&id) {
+                self.fail(id, req, Failure::Timeout);
+            }
+        }
+        let have: Vec<(u32, Hash256)> = self
+            .by_height
+            .iter()
+            .filter(|(_, h)| self.pending.get(h).is_some_and(|p| !p.processing) && chain.has_block(h))
+            .copied()
+            .collect();
+        for (height, hash) in have {
+            self.pending.remove(&hash);
+            self.by_height.remove(&(height, hash));
+        }
+        self.schedule(chain);
+    }
+
+    /// Decides what to do next: blocks ready for the chain, headers to ask, bodies to fetch.
+    fn schedule(&mut self, chain: &impl ChainView) {
+        self.emit_ready(chain);
+        self.schedule_headers(chain);
+        self.schedule_blocks();
+    }
+
+    fn emit_ready(&mut self, chain: &impl ChainView) {
+        let mut emitted: HashSet<Hash256> = HashSet::new();
+        let order: Vec<Hash256> = self.by_height.iter().map(|(_, h)| *h).collect();
+        for hash in order {
+            let Some(p) = self.pending.get(&hash) else { continue };
+            if p.processing {
+                emitted.insert(hash);
+                continue;
+            }
+            if p.block.is_none() {
+                continue;
+            }
+            let prev = p.header.prev;
+            if !(emitted.contains(&prev) || chain.has_block(&prev)) {
+                continue;
+            }
+            let p = self.pending.get_mut(&hash).expect("present");
+            p.processing = true;
+            let (block, peer) = p.block.clone().expect("checked");
+            emitted.insert(hash);
+            self.outbox.push(Action::Process { peer, block });
+        }
+    }
+
+    fn schedule_headers(&mut self, chain: &impl ChainView) {
+        let best = self.best_header(chain);
+        let busy = self.peers.values().any(|p| p.headers_req.is_some());
+        let now = self.now_ms;
+        let mut chosen: Vec<P> = Vec::new();
+        for (id, p) in &self.peers {
+            if p.headers_req.is_some() || p.status.is_none() || p.stalled_until > now {
+                continue;
+            }
+            if !p.wants_headers && p.headers_idle_until > now {
+                continue;
+            }
+            // An orphan's sender is asked at once; otherwise one headers sync at a time,
+            // from a peer that claims more work than our best header.
+            if p.wants_headers || (!busy && chosen.is_empty() && p.best_work > best.0) {
+                chosen.push(*id);
+            }
+        }
+        for peer in chosen {
+            let mut locator = Vec::with_capacity(MAX_LOCATOR);
+            if best.1 != chain.status().tip {
+                locator.push(best.1);
+            }
+            locator.extend(chain.locator());
+            locator.truncate(MAX_LOCATOR);
+            self.send_headers(peer, locator);
+        }
+    }
+
+    fn schedule_blocks(&mut self) {
+        let Some(&(base, _)) =
+            self.by_height.iter().find(|(_, h)| self.pending.get(h).is_some_and(|p| p.block.is_none()))
+        else {
+            return;
+        };
+        let now = self.now_ms;
+        let wanted: Vec<(Hash256, U256)> = self
+            .by_height
+            .iter()
+            .take_while(|(height, _)| *height < base.saturating_add(WINDOW))
+            .filter_map(|(_, h)| {
+                let p = self.pending.get(h)?;
+                (!p.requested && p.block.is_none()).then_some((*h, p.state.chain_work))
+            })
+            .collect();
+        if wanted.is_empty() {
+            return;
+        }
+        let mut batches: BTreeMap<P, Vec<Hash256>> = BTreeMap::new();
+        for (hash, work) in wanted {
+            // The eligible peer with the fewest requests (counting this round's batches).
+            let load = |id: &P, p: &PeerState| {
+                p.block_reqs * BLOCKS_PER_REQUEST + batches.get(id).map_or(0, Vec::len)
+            };
+            let pick = self
+                .peers
+                .iter()
+                .filter(|(id, p)| {
+                    p.status.is_some()
+                        && p.stalled_until <= now
+                        && p.best_work >= work
+                        && !p.lacks.contains(&hash)
+                        && p.block_reqs + batches.get(*id).map_or(0, |b| b.len().div_ceil(BLOCKS_PER_REQUEST))
+                            <= REQUESTS_PER_PEER
+                        && load(id, p) < REQUESTS_PER_PEER * BLOCKS_PER_REQUEST
+                })
+                .min_by_key(|(id, p)| load(id, p))
+                .map(|(id, _)| *id);
+            let Some(peer) = pick else { continue };
+            batches.entry(peer).or_default().push(hash);
+        }
+        for (peer, hashes) in batches {
+            for chunk in hashes.chunks(BLOCKS_PER_REQUEST) {
+                for h in chunk {
+                    if let Some(p) = self.pending.get_mut(h) {
+                        p.requested = true;
+                    }
+                }
+                if let Some(p) = self.peers.get_mut(&peer) {
+                    p.block_reqs += 1;
+                }
+                self.send(peer, Kind::Blocks, Request::GetBlocks(chunk.to_vec()), chunk.to_vec());
+            }
+        }
+    }
+}
