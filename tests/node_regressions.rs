@@ -92,7 +92,16 @@ fn review_rpc_port_in_use_fails_cleanly() {
     let port = busy.local_addr().unwrap().port();
     let start = Instant::now();
     let out = Command::new(env!("CARGO_BIN_EXE_quarry"))
-        .args(["node", "--network", "regtest", "--rpc-bind", &format!("127.0.0.1:{port}"), "--datadir"])
+        .args([
+            "node",
+            "--network",
+            "regtest",
+            "--listen",
+            "/ip4/127.0.0.1/tcp/0",
+            "--rpc-bind",
+            &format!("127.0.0.1:{port}"),
+            "--datadir",
+        ])
         .arg(dir.path())
         .output()
         .unwrap();

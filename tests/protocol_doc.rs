@@ -2,8 +2,9 @@
 //! drift from the implementation.
 //!
 //! A vector is a fenced block tagged `vector` holding `key: value` lines; `kind` says what it
-//! is. Keys may repeat where a list is meant (`leaf`, `sibling`, `pubkey`, `time`). Every key
-//! of a block must be used by its checker, so a misspelt key fails instead of being ignored.
+//! is. Keys may repeat where a list is meant (`leaf`, `sibling`, `pubkey`, `time`, `locator`,
+//! `hash`, `header`, `block`). Every key of a block must be used by its checker, so a misspelt
+//! key fails instead of being ignored.
 //!
 //! `cargo test --test protocol_doc -- --ignored print_vectors --nocapture` prints the vectors
 //! computed from the code, for pasting into the document when the encoding changes on purpose.
@@ -12,6 +13,7 @@ use ed25519_dalek::{Signer, SigningKey};
 use quarry::consensus::pow::{asert_target, block_work, next_bits, target_from_compact, target_to_compact};
 use quarry::consensus::validation::median_time;
 use quarry::consensus::{block_subsidy, Network};
+use quarry::p2p::wire::{self, Request, Response, Status, Topic};
 use quarry::primitives::amount::COIN;
 use quarry::primitives::merkle::{merkle_root, MerkleProof};
 use quarry::primitives::{
@@ -387,6 +389,192 @@ fn check_address(v: &Vector) {
     assert_eq!(Address::decode(v.get("address"), network.address_hrp()).unwrap(), a);
 }
 
+// ------------------------------------------------------------------------------------------
+// Wire (§13): sync messages, frames, gossip ids, node keys, names and constants
+// ------------------------------------------------------------------------------------------
+
+/// A `Status` from its vector fields (hashes in display order, chain work as big-endian hex).
+fn status_of(v: &Vector) -> Status {
+    Status {
+        version: v.num("version"),
+        genesis: v.hash("genesis"),
+        tip: v.hash("tip"),
+        height: v.num("height"),
+        chain_work: u256(v, "chain_work"),
+    }
+}
+
+fn hashes(v: &Vector, key: &str) -> Vec<Hash256> {
+    v.all(key).iter().map(|s| s.parse().unwrap_or_else(|e| panic!("line {}: `{key}`: {e}", v.line))).collect()
+}
+
+/// `u32 LE length || payload`, written by the code's own frame writer.
+fn frame_of(payload: &[u8]) -> Vec<u8> {
+    let mut io = futures::io::Cursor::new(Vec::new());
+    futures::executor::block_on(wire::write_frame(&mut io, payload)).expect("frame writes");
+    io.into_inner()
+}
+
+/// The optional `frame` key: the framed bytes, and the frame reader must give the payload back.
+fn check_frame(v: &Vector, payload: &[u8], max: usize) {
+    if let Some(f) = v.opt("frame") {
+        assert_eq!(hex::encode(frame_of(payload)), f, "frame at line {}", v.line);
+        let mut io = futures::io::Cursor::new(hex::decode(f).expect("frame hex"));
+        let read = futures::executor::block_on(wire::read_frame(&mut io, max)).expect("frame reads");
+        assert_eq!(read, payload, "frame payload at line {}", v.line);
+    }
+}
+
+fn check_request(v: &Vector) {
+    let req = match v.get("message") {
+        "status" => Request::Status(status_of(v)),
+        "getheaders" => Request::GetHeaders { locator: hashes(v, "locator"), max: v.num("max") },
+        "getblocks" => Request::GetBlocks(hashes(v, "hash")),
+        other => panic!("line {}: unknown request {other}", v.line),
+    };
+    let bytes = v.hex("hex");
+    assert_eq!(hex::encode(req.encode()), v.get("hex"), "request encoding at line {}", v.line);
+    assert_eq!(Request::decode(&bytes).expect("request decodes"), req);
+    check_frame(v, &bytes, wire::MAX_REQUEST_BYTES);
+}
+
+fn check_response(v: &Vector) {
+    let resp = match v.get("message") {
+        "status" => Response::Status(status_of(v)),
+        "headers" => Response::Headers(
+            v.all("header")
+                .iter()
+                .map(|h| BlockHeader::from_bytes(&hex::decode(h).expect("hex")).expect("80 bytes"))
+                .collect(),
+        ),
+        "blocks" => Response::Blocks(
+            v.all("block")
+                .iter()
+                .map(|b| Block::decode(&hex::decode(b).expect("hex"), usize::MAX).expect("block decodes"))
+                .collect(),
+        ),
+        "busy" => Response::Busy,
+        other => panic!("line {}: unknown response {other}", v.line),
+    };
+    let bytes = v.hex("hex");
+    assert_eq!(hex::encode(resp.encode()), v.get("hex"), "response encoding at line {}", v.line);
+    for n in Network::ALL {
+        let got = Response::decode(&bytes, n.params().max_block_size).expect("response decodes");
+        assert_eq!(got, resp);
+    }
+    check_frame(v, &bytes, wire::MAX_RESPONSE_BYTES);
+}
+
+fn check_bad_message(v: &Vector) {
+    let bytes = v.hex("hex");
+    let err = match v.get("direction") {
+        "request" => Request::decode(&bytes).expect_err("must not decode").to_string(),
+        "response" => Response::decode(&bytes, Network::Regtest.params().max_block_size)
+            .expect_err("must not decode")
+            .to_string(),
+        other => panic!("line {}: unknown direction {other}", v.line),
+    };
+    assert_eq!(err, v.get("error"), "decode error at line {}", v.line);
+}
+
+fn check_message_id(v: &Vector) {
+    let data = v.hex("data");
+    let id = wire::message_id(&data);
+    assert_eq!(hex::encode(&id), v.get("id"), "message id at line {}", v.line);
+    // The configured gossipsub message id function is this one, whatever the topic.
+    let config = quarry::p2p::behaviour::gossip_config().expect("gossip config");
+    for n in Network::ALL {
+        for t in Topic::ALL {
+            let m = libp2p::gossipsub::Message {
+                source: None,
+                data: data.clone(),
+                sequence_number: None,
+                topic: libp2p::gossipsub::IdentTopic::new(t.name(n)).hash(),
+            };
+            assert_eq!(config.message_id(&m).0, id);
+        }
+    }
+}
+
+fn check_node_key(v: &Vector) {
+    let seed = v.hex("seed");
+    let key = libp2p::identity::Keypair::ed25519_from_bytes(seed.clone()).expect("32-byte secret");
+    let file = key.to_protobuf_encoding().expect("encodes");
+    assert_eq!(hex::encode(&file), v.get("file"), "node key file bytes");
+    assert_eq!(&file[..4], &[0x08, 0x01, 0x12, 0x40], "protobuf PrivateKey {{ Ed25519, 64 bytes }}");
+    assert_eq!(&file[4..36], &seed[..], "secret half");
+    assert_eq!(file[36..], key.public().try_into_ed25519().expect("ed25519").to_bytes(), "public half");
+    let peer = key.public().to_peer_id();
+    assert_eq!(peer.to_string(), v.get("peer_id"), "peer id");
+    // The node loads exactly this file.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("node_key");
+    std::fs::write(&path, &file).expect("write");
+    let loaded = quarry::p2p::behaviour::load_or_create_key(&path).expect("node loads the key");
+    assert_eq!(loaded.public().to_peer_id(), peer);
+}
+
+fn check_wire_names(v: &Vector) {
+    let n: Network = v.get("network").parse().expect("network");
+    assert_eq!(Topic::Blocks.name(n), v.get("blocks_topic"));
+    assert_eq!(Topic::Transactions.name(n), v.get("txs_topic"));
+    assert_eq!(wire::sync_protocol(n).as_ref(), v.get("sync_protocol"));
+    assert_eq!(wire::kad_protocol(n).as_ref(), v.get("kad_protocol"));
+    assert_eq!(wire::identify_protocol(n), v.get("identify_protocol"));
+    assert_eq!(n.default_p2p_port(), v.num::<u16>("p2p_port"));
+}
+
+/// Every number of the wire and the peer policy that §13 states, by name, from the code.
+fn p2p_constants() -> Vec<(&'static str, String)> {
+    use quarry::p2p::peers::{self, Misbehaviour as M};
+    use quarry::p2p::{behaviour, sync};
+    let gossip = behaviour::gossip_config().expect("gossip config");
+    let s = String::new;
+    vec![
+        ("protocol_version", wire::PROTOCOL_VERSION.to_string()),
+        ("status_size", wire::STATUS_SIZE.to_string()),
+        ("max_headers", wire::MAX_HEADERS.to_string()),
+        ("max_locator", wire::MAX_LOCATOR.to_string()),
+        ("max_blocks_per_request", wire::MAX_BLOCKS_PER_REQUEST.to_string()),
+        ("max_request_bytes", wire::MAX_REQUEST_BYTES.to_string()),
+        ("max_response_bytes", wire::MAX_RESPONSE_BYTES.to_string()),
+        ("max_gossip_bytes", wire::MAX_GOSSIP_BYTES.to_string()),
+        ("gossip_max_transmit_size", gossip.max_transmit_size().to_string()),
+        ("gossip_heartbeat_ms", gossip.heartbeat_interval().as_millis().to_string()),
+        ("gossip_validate_messages", gossip.validate_messages().to_string()),
+        ("gossip_validation_mode", format!("{:?}", gossip.validation_mode())),
+        ("request_timeout_s", behaviour::REQUEST_TIMEOUT.as_secs().to_string()),
+        ("blocks_per_request", sync::BLOCKS_PER_REQUEST.to_string()),
+        ("requests_per_peer", sync::REQUESTS_PER_PEER.to_string()),
+        ("window", sync::WINDOW.to_string()),
+        ("headers_timeout_ms", sync::HEADERS_TIMEOUT_MS.to_string()),
+        ("blocks_timeout_ms", sync::BLOCKS_TIMEOUT_MS.to_string()),
+        ("stall_cooldown_ms", sync::STALL_COOLDOWN_MS.to_string()),
+        ("headers_idle_ms", sync::HEADERS_IDLE_MS.to_string()),
+        ("max_pending_headers", sync::MAX_PENDING_HEADERS.to_string()),
+        ("ban_threshold", peers::BAN_THRESHOLD.to_string()),
+        ("ban_seconds", peers::BAN_SECONDS.to_string()),
+        ("recovery_seconds", peers::RECOVERY_SECONDS.to_string()),
+        ("request_burst", peers::REQUEST_BURST.to_string()),
+        ("requests_per_second", peers::REQUESTS_PER_SECOND.to_string()),
+        ("penalty_invalid_block", M::InvalidBlock(s()).penalty().to_string()),
+        ("penalty_invalid_headers", M::InvalidHeaders(s()).penalty().to_string()),
+        ("penalty_malformed", M::Malformed(s()).penalty().to_string()),
+        ("penalty_oversized", M::Oversized(s()).penalty().to_string()),
+        ("penalty_unconnected_headers", M::UnconnectedHeaders(s()).penalty().to_string()),
+        ("penalty_invalid_tx", M::InvalidTx(s()).penalty().to_string()),
+        ("penalty_unsolicited", M::Unsolicited(s()).penalty().to_string()),
+        ("penalty_stalled", M::Stalled(s()).penalty().to_string()),
+        ("penalty_request_flood", M::RequestFlood.penalty().to_string()),
+    ]
+}
+
+fn check_p2p_constants(v: &Vector) {
+    for (name, value) in p2p_constants() {
+        assert_eq!(v.get(name), value, "constant `{name}` at line {}", v.line);
+    }
+}
+
 fn check(v: &Vector) -> &'static str {
     let kind = v.get("kind");
     let kind: &'static str = match kind {
@@ -458,6 +646,34 @@ fn check(v: &Vector) -> &'static str {
             check_sigops(v);
             "sigops"
         }
+        "request" => {
+            check_request(v);
+            "request"
+        }
+        "response" => {
+            check_response(v);
+            "response"
+        }
+        "bad_message" => {
+            check_bad_message(v);
+            "bad_message"
+        }
+        "message_id" => {
+            check_message_id(v);
+            "message_id"
+        }
+        "node_key" => {
+            check_node_key(v);
+            "node_key"
+        }
+        "wire_names" => {
+            check_wire_names(v);
+            "wire_names"
+        }
+        "p2p_constants" => {
+            check_p2p_constants(v);
+            "p2p_constants"
+        }
         other => panic!("vector at line {}: unknown kind {other:?}", v.line),
     };
     let unused = v.unused();
@@ -480,12 +696,28 @@ fn protocol_vectors_match_the_code() {
             .unwrap_or_else(|_| panic!("docs/PROTOCOL.md vector at line {} does not match the code", v.line));
         *kinds.entry(kind).or_default() += 1;
     }
-    for required in
-        ["genesis", "header", "transaction", "merkle", "sighash", "signature", "compact", "asert", "script"]
-    {
+    for required in [
+        "genesis",
+        "header",
+        "transaction",
+        "merkle",
+        "sighash",
+        "signature",
+        "compact",
+        "asert",
+        "script",
+        "request",
+        "response",
+        "message_id",
+        "node_key",
+        "wire_names",
+        "p2p_constants",
+    ] {
         assert!(kinds.contains_key(required), "docs/PROTOCOL.md has no `{required}` vector");
     }
     assert_eq!(kinds["genesis"], 2, "one genesis vector per network");
+    assert_eq!(kinds["wire_names"], Network::ALL.len(), "one wire_names vector per network");
+    assert_eq!(kinds["p2p_constants"], 1, "one p2p_constants vector");
     println!("checked {} vectors: {kinds:?}", vectors.len());
 }
 
@@ -659,4 +891,153 @@ fn print_vectors() {
             ],
         );
     }
+}
+
+/// The sample status of the wire vectors: regtest, a made-up tip (display order 00 01 .. 1f,
+/// so the reversal is visible), height 5, the work of six regtest blocks.
+fn sample_status() -> Status {
+    let p = Network::Regtest.params();
+    let work = block_work(&target_from_compact(p.genesis.header.bits).unwrap());
+    Status {
+        version: wire::PROTOCOL_VERSION,
+        genesis: p.genesis_hash,
+        tip: sample_tip(),
+        height: 5,
+        chain_work: work.checked_mul_u64(6).unwrap(),
+    }
+}
+
+fn sample_tip() -> Hash256 {
+    "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f".parse().unwrap()
+}
+
+fn status_fields(s: &Status) -> Vec<(&'static str, String)> {
+    vec![
+        ("version", s.version.to_string()),
+        ("genesis", s.genesis.to_string()),
+        ("tip", s.tip.to_string()),
+        ("height", s.height.to_string()),
+        ("chain_work", target_hex(&s.chain_work)),
+    ]
+}
+
+/// Prints the wire vectors of §13 computed from the code.
+#[test]
+#[ignore = "prints values for docs/PROTOCOL.md"]
+fn print_wire_vectors() {
+    let p = Network::Regtest.params();
+    let status = sample_status();
+    let framed = |b: &[u8]| hex::encode(frame_of(b));
+
+    let req = Request::Status(status.clone());
+    let mut f = vec![("message", "status".to_string())];
+    f.extend(status_fields(&status));
+    f.push(("hex", hex::encode(req.encode())));
+    f.push(("frame", framed(&req.encode())));
+    print_block("request", &f);
+
+    let req = Request::GetHeaders { locator: vec![sample_tip(), p.genesis_hash], max: 2000 };
+    print_block(
+        "request",
+        &[
+            ("message", "getheaders".into()),
+            ("locator", sample_tip().to_string()),
+            ("locator", p.genesis_hash.to_string()),
+            ("max", "2000".into()),
+            ("hex", hex::encode(req.encode())),
+            ("frame", framed(&req.encode())),
+        ],
+    );
+
+    let req = Request::GetBlocks(vec![p.genesis_hash]);
+    print_block(
+        "request",
+        &[
+            ("message", "getblocks".into()),
+            ("hash", p.genesis_hash.to_string()),
+            ("hex", hex::encode(req.encode())),
+            ("frame", framed(&req.encode())),
+        ],
+    );
+
+    let resp = Response::Status(status.clone());
+    let mut f = vec![("message", "status".to_string())];
+    f.extend(status_fields(&status));
+    f.push(("hex", hex::encode(resp.encode())));
+    print_block("response", &f);
+
+    let resp = Response::Headers(vec![p.genesis.header]);
+    print_block(
+        "response",
+        &[
+            ("message", "headers".into()),
+            ("header", hex::encode(p.genesis.header.to_bytes())),
+            ("hex", hex::encode(resp.encode())),
+            ("frame", framed(&resp.encode())),
+        ],
+    );
+
+    let resp = Response::Blocks(vec![p.genesis.clone()]);
+    print_block(
+        "response",
+        &[
+            ("message", "blocks".into()),
+            ("block", hex::encode(p.genesis.encode())),
+            ("hex", hex::encode(resp.encode())),
+        ],
+    );
+
+    let resp = Response::Busy;
+    print_block(
+        "response",
+        &[("message", "busy".into()), ("hex", hex::encode(resp.encode())), ("frame", framed(&resp.encode()))],
+    );
+
+    for (direction, h) in [
+        ("request", "0100000000d1070000"),
+        ("request", "04"),
+        ("request", "0201000000"),
+        ("response", "0300"),
+        ("response", "05"),
+    ] {
+        let bytes = hex::decode(h).unwrap();
+        let err = match direction {
+            "request" => Request::decode(&bytes).unwrap_err().to_string(),
+            _ => Response::decode(&bytes, p.max_block_size).unwrap_err().to_string(),
+        };
+        print_block("bad_message", &[("direction", direction.into()), ("hex", h.into()), ("error", err)]);
+    }
+
+    for data in [b"hello".to_vec(), p.genesis.encode()] {
+        print_block(
+            "message_id",
+            &[("data", hex::encode(&data)), ("id", hex::encode(wire::message_id(&data)))],
+        );
+    }
+
+    let key = libp2p::identity::Keypair::ed25519_from_bytes(seed(1)).unwrap();
+    print_block(
+        "node_key",
+        &[
+            ("seed", hex::encode(seed(1))),
+            ("file", hex::encode(key.to_protobuf_encoding().unwrap())),
+            ("peer_id", key.public().to_peer_id().to_string()),
+        ],
+    );
+
+    for n in Network::ALL {
+        print_block(
+            "wire_names",
+            &[
+                ("network", n.to_string()),
+                ("blocks_topic", Topic::Blocks.name(n)),
+                ("txs_topic", Topic::Transactions.name(n)),
+                ("sync_protocol", wire::sync_protocol(n).to_string()),
+                ("kad_protocol", wire::kad_protocol(n).to_string()),
+                ("identify_protocol", wire::identify_protocol(n)),
+                ("p2p_port", n.default_p2p_port().to_string()),
+            ],
+        );
+    }
+    print_block("p2p_constants", &p2p_constants());
 }

@@ -32,6 +32,10 @@ impl Core {
                     Action::Process { block, .. } => {
                         let hash = block.hash();
                         let result = match self.submit_block(block) {
+                            // Stored, but it failed to connect when the chain tried it.
+                            Ok(_) if self.chain.is_known_invalid(&hash) => {
+                                Err((true, format!("block {hash} failed to connect (see the chain log)")))
+                            }
                             Ok(_) => Ok(()),
                             Err(e) => Err((e.is_peer_fault(), e.to_string())),
                         };
@@ -52,6 +56,11 @@ impl Core {
         let mut verdict =
             Verdict { acceptance: MessageAcceptance::Ignore, fault: None, height: None, actions: vec![] };
         match self.submit_block(block) {
+            // Stored, but it failed to connect (scripts, amounts, ...): never relayed.
+            Ok(ProcessOutcome::Accepted { .. }) if self.chain.is_known_invalid(&hash) => {
+                verdict.acceptance = MessageAcceptance::Reject;
+                verdict.fault = Some(Misbehaviour::InvalidBlock(format!("block {hash} failed to connect")));
+            }
             Ok(ProcessOutcome::Accepted { .. }) => {
                 verdict.acceptance = MessageAcceptance::Accept;
                 if let Some(rec) = self.chain.record(&hash) {
@@ -147,6 +156,10 @@ impl Core {
 
     /// Publishes a block on gossip (our own: mined, generated or submitted).
     pub fn announce_block(&self, block: &Block) {
+        // A block that was stored but failed to connect is never relayed.
+        if self.chain.is_known_invalid(&block.hash()) {
+            return;
+        }
         if let Some(net) = &self.net {
             net.publish(Topic::Blocks, block.encode());
         }

@@ -13,6 +13,8 @@ pub mod behaviour;
 pub mod peers;
 pub mod service;
 pub mod sync;
+#[cfg(test)]
+mod sync_tests;
 pub mod wire;
 
 use libp2p::{Multiaddr, PeerId};

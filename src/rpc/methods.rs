@@ -285,7 +285,11 @@ pub fn register(m: &mut RpcModule<Ctx>) -> Result<(), jsonrpsee::core::RegisterM
                 let block = Block::decode(&bytes, core.chain.params().max_block_size)
                     .map_err(|e| err(codes::DESERIALIZATION_ERROR, format!("Block decode failed: {e}")))?;
                 let copy = block.clone();
+                let hash = block.hash();
                 Ok(match core.submit_block(block) {
+                    Ok(ProcessOutcome::Accepted { .. }) if core.chain.is_known_invalid(&hash) => {
+                        json!(format!("invalid: block {hash} failed to connect"))
+                    }
                     Ok(ProcessOutcome::Accepted { .. }) => {
                         core.announce_block(&copy);
                         Value::Null

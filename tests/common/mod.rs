@@ -57,13 +57,19 @@ impl Node {
     pub fn spawn(datadir: &Path, network: &str, port: Option<u16>, extra: &[&str]) -> Node {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_quarry"));
         cmd.args(["node", "--network", network]).args(extra);
+        // Parallel tests must not share the default peer port: any free port unless chosen.
+        if !extra.iter().any(|a| matches!(*a, "--listen" | "--p2p-port" | "--no-p2p")) {
+            cmd.args(["--listen", "/ip4/127.0.0.1/tcp/0"]);
+        }
         if let Some(port) = port {
             cmd.arg("--rpc-bind").arg(format!("127.0.0.1:{port}"));
         }
         let net: Network = network.parse().unwrap();
         let port = port.unwrap_or(net.default_rpc_port());
-        let child =
-            cmd.arg("--datadir").arg(datadir).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+        // QUARRY_TEST_LOG=1 shows the nodes' logs (stderr) when debugging a test.
+        let stderr =
+            if std::env::var_os("QUARRY_TEST_LOG").is_some() { Stdio::inherit() } else { Stdio::null() };
+        let child = cmd.arg("--datadir").arg(datadir).stdout(Stdio::null()).stderr(stderr).spawn().unwrap();
         Node { child, datadir: datadir.to_path_buf(), addr: format!("127.0.0.1:{port}").parse().unwrap() }
     }
 
@@ -133,6 +139,18 @@ impl Node {
             assert!(start.elapsed() < Duration::from_secs(secs), "node did not exit within {secs} s");
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// The node's first listen multiaddr (with `/p2p/<peer id>`), for `--bootnode`/`addnode`.
+    pub fn p2p_addr(&self) -> String {
+        let info = self.rpc("getnetworkinfo", json!([]));
+        info["listenaddrs"][0].as_str().expect("a listen address").to_string()
+    }
+
+    /// Peer ids of connected peers.
+    pub fn peer_ids(&self) -> Vec<String> {
+        let peers = self.rpc("getpeerinfo", json!([]));
+        peers.as_array().unwrap().iter().map(|p| p["peerid"].as_str().unwrap().to_string()).collect()
     }
 
     /// Sends `stop`, expects exit code 0 and the cookie removed.

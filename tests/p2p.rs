@@ -1,0 +1,307 @@
+//! Multi-node tests: real `quarry node` processes on loopback, connected over libp2p.
+
+mod common;
+
+use common::{address, free_port, Node};
+use quarry::consensus::Network;
+use quarry::primitives::{Amount, Hash256, OutPoint, Script, Transaction, TxOut};
+use quarry::testkit::{assemble, coinbase, key, p2pkh_lock, spend_p2pkh};
+use serde_json::{json, Value};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+fn start(dir: &Path, bootnodes: &[String]) -> Node {
+    let mut extra: Vec<&str> = vec!["--mine-threads", "1"];
+    for b in bootnodes {
+        extra.push("--bootnode");
+        extra.push(b);
+    }
+    Node::start(dir, "regtest", Some(free_port()), &extra)
+}
+
+/// Polls `f` every 50 ms until it holds or `secs` pass (then panics with `what`).
+fn wait_for(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !f() {
+        assert!(start.elapsed() < Duration::from_secs(secs), "timed out after {secs} s waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn tip(n: &Node) -> String {
+    n.rpc("getbestblockhash", json!([])).as_str().unwrap().to_string()
+}
+
+fn same_tip(nodes: &[&Node]) -> bool {
+    let t = tip(nodes[0]);
+    nodes.iter().all(|n| tip(n) == t)
+}
+
+fn mempool(n: &Node) -> Vec<String> {
+    n.rpc("getrawmempool", json!([]))
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect()
+}
+
+fn generate(n: &Node, count: u32, to: u8) -> Vec<Value> {
+    n.rpc("generatetoaddress", json!([count, address(Network::Regtest, to)])).as_array().unwrap().clone()
+}
+
+/// A spend of a mature coinbase of testkit key `from` (the one at `height`) to key `to`.
+fn spend_coinbase_at(n: &Node, from: u8, to: u8, height: u64) -> Transaction {
+    let utxos = n.rpc("getaddressutxos", json!([address(Network::Regtest, from)]));
+    let u = utxos
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["height"].as_u64() == Some(height) && u["coinbase"] == json!(true))
+        .unwrap_or_else(|| panic!("no coinbase at height {height}"))
+        .clone();
+    let op = OutPoint {
+        txid: u["txid"].as_str().unwrap().parse::<Hash256>().unwrap(),
+        index: u["outputIndex"].as_u64().unwrap() as u32,
+    };
+    let value = Amount::from_sat(u["satoshis"].as_u64().unwrap()).unwrap();
+    let lock = Script(hex::decode(u["script"].as_str().unwrap()).unwrap());
+    let out = TxOut { value: Amount::from_sat(value.to_sat() - 10_000).unwrap(), lock: p2pkh_lock(&key(to)) };
+    spend_p2pkh(&key(from), &[(op, TxOut { value, lock })], vec![out], 0)
+}
+
+fn send(n: &Node, tx: &Transaction) -> String {
+    n.rpc("sendrawtransaction", json!([hex::encode(tx.encode())])).as_str().unwrap().to_string()
+}
+
+fn connected(n: &Node, others: usize) -> bool {
+    n.rpc("getconnectioncount", json!([])).as_u64().unwrap() as usize >= others
+}
+
+#[test]
+fn three_nodes_relay_transactions_and_blocks() {
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let a = start(dirs[0].path(), &[]);
+    let b = start(dirs[1].path(), &[a.p2p_addr()]);
+    let c = start(dirs[2].path(), &[a.p2p_addr(), b.p2p_addr()]);
+    wait_for(30, "3 nodes connected", || connected(&a, 2) && connected(&b, 2) && connected(&c, 2));
+    generate(&a, 105, 0);
+    wait_for(60, "all nodes at A's tip", || same_tip(&[&a, &b, &c]));
+
+    // A transaction sent to A reaches every mempool.
+    let txid = send(&a, &spend_coinbase_at(&a, 0, 1, 1));
+    wait_for(30, "the tx in every mempool", || [&a, &b, &c].iter().all(|n| mempool(n).contains(&txid)));
+
+    // A block mined on B reaches every node, and confirms the tx everywhere.
+    let mined = generate(&b, 1, 2)[0].as_str().unwrap().to_string();
+    wait_for(30, "B's block everywhere", || [&a, &b, &c].iter().all(|n| tip(n) == mined));
+    wait_for(10, "empty mempools", || [&a, &b, &c].iter().all(|n| mempool(n).is_empty()));
+    let block = c.rpc("getblock", json!([mined, 1]));
+    assert!(block["tx"].as_array().unwrap().iter().any(|t| t.as_str() == Some(&txid)));
+
+    // Peers see each other with sane fields.
+    let peers = c.rpc("getpeerinfo", json!([]));
+    for p in peers.as_array().unwrap() {
+        assert_eq!(p["score"], json!(0), "{p}");
+        assert!(p["tipheight"].as_u64().unwrap() >= 105, "{p}");
+        assert!(p["bytesrecv"].as_u64().unwrap() > 0, "{p}");
+        assert_eq!(p["subver"], json!("quarry/0.1.0"));
+    }
+    for n in [a, b, c] {
+        n.stop();
+    }
+}
+
+#[test]
+fn a_late_node_syncs_500_blocks_to_the_same_tip_and_utxo_set() {
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = start(da.path(), &[]);
+    for _ in 0..5 {
+        generate(&a, 100, 3);
+    }
+    assert_eq!(a.rpc("getblockcount", json!([])), json!(500));
+    let b = start(db.path(), &[a.p2p_addr()]);
+    wait_for(120, "B synced 500 blocks", || tip(&b) == tip(&a));
+    let ua = a.rpc("gettxoutsetinfo", json!([]));
+    let ub = b.rpc("gettxoutsetinfo", json!([]));
+    assert_eq!(ua["hash_serialized_3"], ub["hash_serialized_3"]);
+    assert_eq!(ua["txouts"], ub["txouts"]);
+    // B's peer entry for A: no penalties for honest sync.
+    let peers = b.rpc("getpeerinfo", json!([]));
+    assert_eq!(peers[0]["score"], json!(0), "{peers}");
+    a.stop();
+    b.stop();
+}
+
+#[test]
+fn partition_then_heal_converges_on_most_work_and_returns_losing_txs_to_the_mempool() {
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let a = start(dirs[0].path(), &[]);
+    let b = start(dirs[1].path(), &[a.p2p_addr()]);
+    let c = start(dirs[2].path(), &[a.p2p_addr(), b.p2p_addr()]);
+    wait_for(30, "3 nodes connected", || connected(&a, 2) && connected(&b, 2) && connected(&c, 2));
+    generate(&a, 110, 4);
+    wait_for(60, "all at one tip", || same_tip(&[&a, &b, &c]));
+
+    // Cut C off.
+    assert_eq!(c.rpc("setnetworkactive", json!([false])), json!(false));
+    wait_for(20, "C isolated", || {
+        c.rpc("getconnectioncount", json!([])) == json!(0) && connected(&a, 1) && !a.peer_ids().is_empty()
+    });
+    wait_for(20, "A and B no longer see C", || a.peer_ids().len() == 1 && b.peer_ids().len() == 1);
+
+    // C's side: a tx confirmed in 2 blocks. A's side: 5 blocks (more work).
+    let txid = send(&c, &spend_coinbase_at(&c, 4, 5, 2));
+    generate(&c, 2, 6);
+    let c_block = c.rpc("getblock", json!([tip(&c), 1]));
+    assert_eq!(c_block["height"], json!(112));
+    generate(&a, 5, 7);
+    wait_for(20, "B follows A", || tip(&b) == tip(&a));
+    assert_ne!(tip(&c), tip(&a));
+
+    // Heal: every node converges on A's chain; C's transaction is back in C's mempool.
+    assert_eq!(c.rpc("setnetworkactive", json!([true])), json!(true));
+    wait_for(60, "convergence on the most-work tip", || same_tip(&[&a, &b, &c]));
+    assert_eq!(c.rpc("getblockcount", json!([])), json!(115));
+    wait_for(10, "C's tx back in its mempool", || mempool(&c).contains(&txid));
+    let tips = c.rpc("getchaintips", json!([]));
+    assert!(
+        tips.as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["status"] == json!("valid-fork") && t["height"] == json!(112)),
+        "{tips}"
+    );
+    for n in [a, b, c] {
+        n.stop();
+    }
+}
+
+/// A peer built from the library's own swarm, which then misbehaves on gossip.
+#[test]
+fn a_peer_sending_garbage_and_an_invalid_block_is_banned_and_others_are_unaffected() {
+    use futures::StreamExt;
+    use libp2p::gossipsub::IdentTopic;
+    use quarry::p2p::behaviour::{build_swarm, SwarmSettings};
+    use quarry::p2p::wire::Topic;
+
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = start(da.path(), &[]);
+    let b = start(db.path(), &[a.p2p_addr()]);
+    generate(&a, 3, 0);
+    wait_for(30, "B at A's tip", || tip(&b) == tip(&a));
+    let tip_before = tip(&a);
+    let utxos_before = a.rpc("gettxoutsetinfo", json!([]))["hash_serialized_3"].clone();
+
+    // An invalid block: a child of A's tip with valid proof of work whose coinbase pays
+    // 1,000 coins, far above the subsidy.
+    let params = Network::Regtest.params();
+    let tip_header = a.rpc("getblockheader", json!([tip_before, true]));
+    let prev: Hash256 = tip_before.parse().unwrap();
+    let height = tip_header["height"].as_u64().unwrap() as u32 + 1;
+    let time = tip_header["time"].as_u64().unwrap() as u32 + 1;
+    let cb = coinbase(height, Amount::from_sat(1_000 * 100_000_000).unwrap(), p2pkh_lock(&key(9)), b"evil");
+    let bad = assemble(params, prev, time, params.genesis_bits, vec![cb]);
+    assert_ne!(bad.hash(), prev);
+
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let evil_id = rt.block_on(async {
+        let key = libp2p::identity::Keypair::generate_ed25519();
+        let settings = SwarmSettings { network: Network::Regtest, max_connections: 8, mdns: false };
+        let mut swarm = build_swarm(key, &settings).unwrap();
+        let me = *swarm.local_peer_id();
+        swarm.dial(a.p2p_addr().parse::<libp2p::Multiaddr>().unwrap()).unwrap();
+        let blocks = IdentTopic::new(Topic::Blocks.name(Network::Regtest));
+        // Wait until A is subscribed to the block topic from our point of view.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let subscribed = swarm
+                .behaviour()
+                .gossipsub
+                .all_peers()
+                .any(|(_, topics)| topics.iter().any(|t| **t == blocks.hash()));
+            if subscribed {
+                break;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "A never subscribed");
+            let _ = tokio::time::timeout(Duration::from_millis(50), swarm.select_next_some()).await;
+        }
+        swarm.behaviour_mut().gossipsub.publish(blocks.clone(), b"not a block at all".to_vec()).unwrap();
+        let end = tokio::time::Instant::now() + Duration::from_millis(500);
+        while tokio::time::Instant::now() < end {
+            let _ = tokio::time::timeout(Duration::from_millis(50), swarm.select_next_some()).await;
+        }
+        swarm.behaviour_mut().gossipsub.publish(blocks, bad.encode()).unwrap();
+        // Keep driving the swarm until A drops us.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while swarm.is_connected(&a_peer(&a)) {
+            assert!(tokio::time::Instant::now() < deadline, "A did not disconnect the misbehaving peer");
+            let _ = tokio::time::timeout(Duration::from_millis(50), swarm.select_next_some()).await;
+        }
+        // Reconnecting is refused while banned.
+        let _ = swarm.dial(a.p2p_addr().parse::<libp2p::Multiaddr>().unwrap());
+        let end = tokio::time::Instant::now() + Duration::from_secs(2);
+        while tokio::time::Instant::now() < end {
+            let _ = tokio::time::timeout(Duration::from_millis(50), swarm.select_next_some()).await;
+        }
+        assert!(!swarm.is_connected(&a_peer(&a)), "a banned peer got back in");
+        me.to_string()
+    });
+    drop(rt);
+
+    let banned = a.rpc("listbanned", json!([]));
+    let entry =
+        banned.as_array().unwrap().iter().find(|b| b["peerid"] == json!(evil_id)).expect("evil peer banned");
+    let reason = entry["ban_reason"].as_str().unwrap();
+    assert!(reason.contains("invalid block") || reason.contains("malformed"), "{reason}");
+    assert!(!a.peer_ids().contains(&evil_id));
+    // Nothing changed; the honest peer is still connected and relaying.
+    assert_eq!(tip(&a), tip_before);
+    assert_eq!(a.rpc("gettxoutsetinfo", json!([]))["hash_serialized_3"], utxos_before);
+    assert_eq!(
+        a.peer_ids(),
+        vec![b.rpc("getnetworkinfo", json!([]))["peerid"].as_str().unwrap().to_string()]
+    );
+    let mined = generate(&b, 1, 1)[0].as_str().unwrap().to_string();
+    wait_for(20, "A follows B", || tip(&a) == mined);
+    // The ban survives a restart (persisted).
+    a.stop();
+    let a = start(da.path(), &[]);
+    let banned = a.rpc("listbanned", json!([]));
+    assert!(banned.as_array().unwrap().iter().any(|b| b["peerid"] == json!(evil_id)), "{banned}");
+    a.stop();
+    b.stop();
+}
+
+fn a_peer(a: &Node) -> libp2p::PeerId {
+    a.rpc("getnetworkinfo", json!([]))["peerid"].as_str().unwrap().parse().unwrap()
+}
+
+#[test]
+fn network_rpcs_validate_their_input() {
+    let d = tempfile::tempdir().unwrap();
+    let a = start(d.path(), &[]);
+    let e = a.rpc_err("addnode", json!(["not-an-addr", "add"]));
+    assert_eq!(e["code"], json!(-8), "{e}");
+    let e = a.rpc_err("addnode", json!(["/ip4/127.0.0.1/tcp/1", "sometimes"]));
+    assert_eq!(e["code"], json!(-8), "{e}");
+    a.rpc("addnode", json!(["/ip4/127.0.0.1/tcp/1", "add"]));
+    assert_eq!(a.rpc_err("addnode", json!(["/ip4/127.0.0.1/tcp/1", "add"]))["code"], json!(-23));
+    a.rpc("addnode", json!(["/ip4/127.0.0.1/tcp/1", "remove"]));
+    assert_eq!(a.rpc_err("addnode", json!(["/ip4/127.0.0.1/tcp/1", "remove"]))["code"], json!(-24));
+    assert_eq!(a.rpc_err("disconnectnode", json!(["12D3KooWnope"]))["code"], json!(-29));
+    let info = a.rpc("getnetworkinfo", json!([]));
+    assert_eq!(info["topics"], json!(["quarry/regtest/blocks/1", "quarry/regtest/txs/1"]));
+    assert!(info["protocols"].as_array().unwrap().contains(&json!("/quarry/regtest/sync/1")));
+    assert!(info["listenaddrs"][0].as_str().unwrap().starts_with("/ip4/127.0.0.1/tcp/"));
+    // The peer id is stable across restarts (node key in the data dir).
+    let id = info["peerid"].clone();
+    a.stop();
+    let a = start(d.path(), &[]);
+    assert_eq!(a.rpc("getnetworkinfo", json!([]))["peerid"], id);
+    a.stop();
+    // --no-p2p: network methods say so.
+    let n = Node::start(d.path(), "regtest", Some(free_port()), &["--no-p2p"]);
+    assert_eq!(n.rpc_err("getpeerinfo", json!([]))["code"], json!(-9));
+    n.stop();
+}
