@@ -23,4 +23,5 @@ pub mod rpc;
 pub mod script;
 pub mod store;
 pub mod testkit;
+pub mod testnet;
 pub mod wallet;

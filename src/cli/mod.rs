@@ -5,7 +5,9 @@
 //! with their issues.
 
 mod bench_hash;
+mod bench_p2p;
 mod node;
+mod testnet;
 mod wallet;
 
 use crate::chain::{Chain, ChainEvent, ProcessOutcome};
@@ -19,6 +21,8 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
+
+pub use bench_p2p::BenchP2pArgs;
 
 /// quarry: a proof-of-work blockchain full node.
 #[derive(Parser, Debug)]
@@ -44,9 +48,15 @@ pub enum Command {
     Rpc(RpcArgs),
     /// The wallet: keys, balance, sending, proof checks (talks to a node over JSON-RPC).
     Wallet(wallet::WalletArgs),
+    /// The local multi-node testnet: up, status, down, scenarios, load.
+    Testnet(testnet::TestnetArgs),
     /// Measure this machine's block-hashing rate (per thread and in total) beside OpenSSL's
     /// single-stream SHA-256 as a reference ceiling.
     BenchHash(BenchHashArgs),
+    /// Measure peer-to-peer performance with real nodes on loopback: initial-sync rate
+    /// against the single-node block-connect rate, and block propagation hop latency across
+    /// a 4-node line (A-B-C-D) for ~1 MB blocks.
+    BenchP2p(BenchP2pArgs),
 }
 
 /// `quarry node`. Every flag may also be set in `<datadir>/quarry.toml` (same names with
@@ -256,6 +266,7 @@ pub fn run(cli: Cli) -> Result<()> {
             mine(&data, blocks, threads, pay_to.as_deref())
         }
         Command::BenchHash(args) => crate::cli::bench_hash::run(&args),
+        Command::BenchP2p(args) => bench_p2p::run(&args),
         Command::Node(args) => node::run_node(args),
         Command::Key(KeyCommand::New { network }) => {
             let sk = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
@@ -277,6 +288,7 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Command::Rpc(args) => node::run_rpc(args),
         Command::Wallet(args) => wallet::run(args),
+        Command::Testnet(args) => testnet::run(args),
         Command::Chain(ChainCommand::ForkDemo) => fork_demo(),
         Command::Chain(ChainCommand::Params { network }) => {
             print_params(network.params());

@@ -129,6 +129,7 @@ pub(crate) enum Command {
     NetworkInfo { reply: oneshot::Sender<NetworkInfo> },
     ListBanned { reply: oneshot::Sender<Vec<BanInfo>> },
     ClearBanned { reply: oneshot::Sender<usize> },
+    SetBan { peer: PeerId, add: bool, seconds: u64, reply: oneshot::Sender<Result<(), String>> },
 }
 
 /// Why a network request failed.
@@ -202,6 +203,11 @@ impl P2pHandle {
     /// `listbanned`.
     pub async fn list_banned(&self) -> Result<Vec<BanInfo>, P2pError> {
         self.ask(|reply| Command::ListBanned { reply }).await
+    }
+
+    /// `setban PEERID add|remove [seconds]`: ban (disconnecting it) or unban a peer by hand.
+    pub async fn set_ban(&self, peer: PeerId, add: bool, seconds: u64) -> Result<(), P2pError> {
+        self.ask(|reply| Command::SetBan { peer, add, seconds, reply }).await?.map_err(P2pError::Refused)
     }
 
     /// `clearbanned`; returns how many bans were lifted.

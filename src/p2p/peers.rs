@@ -225,7 +225,10 @@ impl BanList {
     }
 }
 
-/// Scores of connected peers.
+/// Score records kept at most (connected peers plus recently disconnected bad ones).
+const MAX_SCORED_PEERS: usize = 10_000;
+
+/// Scores of connected peers (and of disconnected peers with a negative score).
 #[derive(Debug)]
 pub struct Scores<P> {
     peers: HashMap<P, PeerScore>,
@@ -248,9 +251,18 @@ impl<P: Eq + Hash + Clone> Scores<P> {
         self.peers.get(peer).map_or(0, |s| s.score)
     }
 
-    /// Forgets a disconnected peer (its ban, if any, lives in the [`BanList`]).
+    /// A peer disconnected: a neutral score is forgotten; a negative one is kept (bounded),
+    /// so reconnecting does not wipe a bad record. Bans live in the [`BanList`].
     pub fn remove(&mut self, peer: &P) {
-        self.peers.remove(peer);
+        if self.peers.get(peer).is_some_and(|s| s.score >= 0) {
+            self.peers.remove(peer);
+        }
+        if self.peers.len() > MAX_SCORED_PEERS {
+            // Forget the mildest records first.
+            if let Some(k) = self.peers.iter().max_by_key(|(_, s)| s.score).map(|(k, _)| k.clone()) {
+                self.peers.remove(&k);
+            }
+        }
     }
 
     /// Recovery for everyone.

@@ -364,9 +364,11 @@ impl Service {
                     protocols: vec![
                         wire::sync_protocol(self.network).to_string(),
                         wire::kad_protocol(self.network).to_string(),
+                        "/meshsub/1.0.0".into(),
                         "/meshsub/1.1.0".into(),
                         "/meshsub/1.2.0".into(),
                         "/ipfs/id/1.0.0".into(),
+                        "/ipfs/id/push/1.0.0".into(),
                         "/ipfs/ping/1.0.0".into(),
                     ],
                     connections: self.peers.len(),
@@ -388,6 +390,21 @@ impl Service {
                     })
                     .collect();
                 let _ = reply.send(list);
+            }
+            Command::SetBan { peer, add, seconds, reply } => {
+                let key = peer.to_string();
+                let result = if add {
+                    self.bans.ban(&key, now(), seconds, "banned by setban".into());
+                    self.swarm.behaviour_mut().blocked.block_peer(peer);
+                    let _ = self.swarm.disconnect_peer_id(peer);
+                    Ok(())
+                } else if self.bans.unban(&key) {
+                    self.swarm.behaviour_mut().blocked.unblock_peer(peer);
+                    Ok(())
+                } else {
+                    Err(format!("peer {peer} is not banned"))
+                };
+                let _ = reply.send(result);
             }
             Command::ClearBanned { reply } => {
                 let all: Vec<String> = self.bans.entries().map(|(p, _)| p.clone()).collect();
@@ -625,7 +642,7 @@ impl Service {
                 p.tip_height = Some(p.tip_height.unwrap_or(0).max(s.height));
             }
         }
-        let secs = self.started.elapsed().as_secs_f64();
+        let secs = now_ms(self.started) as f64 / 1000.0;
         if !self.scores.entry(&peer, now()).allow_request(secs) {
             self.penalise(peer, Misbehaviour::RequestFlood);
             let _ = self.swarm.behaviour_mut().sync.send_response(channel, Response::Busy);

@@ -35,6 +35,8 @@ pub const WINDOW: u32 = 256;
 pub const HEADERS_TIMEOUT_MS: u64 = 10_000;
 /// A block request unanswered after this long is a stall (ms).
 pub const BLOCKS_TIMEOUT_MS: u64 = 15_000;
+/// A peer that answered Busy gets no new requests for this long (ms).
+pub const BUSY_COOLDOWN_MS: u64 = 2_000;
 /// A stalled peer gets no new block requests for this long (ms).
 pub const STALL_COOLDOWN_MS: u64 = 30_000;
 /// A peer whose headers taught us nothing is not asked again for this long (ms), unless it
@@ -340,7 +342,13 @@ impl<P: Copy + Ord + Eq + Hash + Debug> SyncMachine<P> {
                 }
                 self.on_blocks(peer, req.hashes, blocks);
             }
-            (kind, Response::Busy) => self.release(peer, kind, &req.hashes),
+            (kind, Response::Busy) => {
+                // Not a fault, but do not hammer a busy peer: give it a short rest.
+                self.release(peer, kind, &req.hashes);
+                if let Some(p) = self.peers.get_mut(&peer) {
+                    p.stalled_until = p.stalled_until.max(now_ms + BUSY_COOLDOWN_MS);
+                }
+            }
             (kind, other) => {
                 self.release(peer, kind, &req.hashes);
                 let got = match other {

@@ -37,6 +37,8 @@ pub mod codes {
     pub const CLIENT_NODE_ALREADY_ADDED: i32 = -23;
     /// `addnode remove` of a node never added.
     pub const CLIENT_NODE_NOT_ADDED: i32 = -24;
+    /// `setban remove` of a peer that is not banned.
+    pub const CLIENT_INVALID_IP_OR_SUBNET: i32 = -30;
     /// `disconnectnode` of a node not connected.
     pub const CLIENT_NODE_NOT_CONNECTED: i32 = -29;
 }

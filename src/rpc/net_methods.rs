@@ -1,5 +1,5 @@
 //! Network RPC methods: getpeerinfo, getnetworkinfo, addnode, disconnectnode,
-//! setnetworkactive, listbanned, clearbanned, getconnectioncount.
+//! setnetworkactive, setban, listbanned, clearbanned, getconnectioncount.
 
 use super::methods::{reg, Ctx};
 use super::{codes, err};
@@ -87,6 +87,31 @@ pub fn register(m: &mut RpcModule<Ctx>) -> Result<(), jsonrpsee::core::RegisterM
     reg(m, "listbanned", |_, c| async move {
         let bans = net(&c)?.list_banned().await.map_err(|e| p2p_err(e, codes::MISC))?;
         Ok(serde_json::to_value(bans).unwrap_or(Value::Null))
+    })?;
+    reg(m, "setban", |p, c| async move {
+        let mut seq = p.sequence();
+        let target: String = seq.next()?;
+        let command: String = seq.next()?;
+        let seconds: Option<u64> = seq.optional_next()?;
+        let peer: libp2p::PeerId = target.parse().map_err(|e| {
+            err(codes::INVALID_PARAMETER, format!("{target:?} is not a peer id ({e}); see getpeerinfo"))
+        })?;
+        let add = match command.as_str() {
+            "add" => true,
+            "remove" => false,
+            other => {
+                return Err(err(
+                    codes::INVALID_PARAMETER,
+                    format!("command must be add or remove, got {other:?}"),
+                ))
+            }
+        };
+        let seconds = seconds.unwrap_or(crate::p2p::peers::BAN_SECONDS);
+        net(&c)?
+            .set_ban(peer, add, seconds)
+            .await
+            .map_err(|e| p2p_err(e, codes::CLIENT_INVALID_IP_OR_SUBNET))?;
+        Ok(Value::Null)
     })?;
     reg(m, "clearbanned", |_, c| async move {
         net(&c)?.clear_banned().await.map_err(|e| p2p_err(e, codes::MISC))?;

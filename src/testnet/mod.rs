@@ -1,0 +1,636 @@
+//! The local multi-node testnet: `quarry testnet up|status|down|scenario|spam`.
+//!
+//! A testnet lives in one directory: `testnet.json` (the nodes, their ports, peer ids and
+//! process ids) and a data directory per node (chainstate, node key, wallet, `node.log`).
+//! Nodes are ordinary `quarry node` processes on 127.0.0.1 in their own process group, so
+//! they keep running after `up` returns; `down` stops them gracefully (RPC `stop`, then
+//! SIGTERM, then SIGKILL) and checks that no process is left.
+
+pub mod scenario;
+pub mod spam;
+pub mod topology;
+
+use crate::consensus::Network;
+use crate::wallet::keystore::Wallet;
+use crate::wallet::rpc::NodeRpc;
+use anyhow::{anyhow, bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use topology::Topology;
+
+/// One node as recorded in `testnet.json`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct NodeState {
+    /// Name (and data directory name).
+    pub name: String,
+    /// Mines continuously.
+    pub mine: bool,
+    /// Miner threads.
+    pub threads: usize,
+    /// Names of its bootnodes.
+    pub bootnodes: Vec<String>,
+    /// JSON-RPC port on 127.0.0.1.
+    pub rpc_port: u16,
+    /// P2P port on 127.0.0.1.
+    pub p2p_port: u16,
+    /// libp2p peer id (from the node key made at creation).
+    pub peer_id: String,
+    /// Process id while running.
+    pub pid: Option<u32>,
+    /// Started by `up` (false: a scenario starts it later).
+    pub start: bool,
+}
+
+/// `testnet.json`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct State {
+    /// Network name.
+    pub network: String,
+    /// The nodes, in topology order.
+    pub nodes: Vec<NodeState>,
+}
+
+/// A testnet directory and the node processes this process started.
+pub struct Testnet {
+    /// The directory.
+    pub dir: PathBuf,
+    /// What `testnet.json` says.
+    pub state: State,
+    /// The network.
+    pub network: Network,
+    children: HashMap<String, Child>,
+}
+
+/// The default testnet directory: `~/.quarry/testnet`.
+pub fn default_dir() -> Result<PathBuf> {
+    let home = std::env::var_os("HOME").ok_or_else(|| anyhow!("HOME is not set: pass --dir"))?;
+    Ok(PathBuf::from(home).join(".quarry").join("testnet"))
+}
+
+fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0").context("finding a free port")?.local_addr()?.port())
+}
+
+/// True if `pid` is a live (not zombie) process whose command line mentions `needle`.
+pub fn process_alive(pid: u32, needle: &str) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
+    // The state follows the parenthesised command name.
+    let state = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next()).unwrap_or("");
+    if state == "Z" || state == "X" {
+        return false;
+    }
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    String::from_utf8_lossy(&cmdline).contains(needle)
+}
+
+fn signal(pid: u32, sig: &str) {
+    let _ = Command::new("kill").arg(sig).arg(pid.to_string()).stderr(Stdio::null()).status();
+}
+
+impl Testnet {
+    /// Path of the state file in `dir`.
+    pub fn state_path(dir: &Path) -> PathBuf {
+        dir.join("testnet.json")
+    }
+
+    /// Creates a testnet in `dir` (which must not hold one): ports, data directories, node
+    /// keys (so peer ids are known before start) and one wallet per node.
+    pub fn create(dir: &Path, topology: &Topology) -> Result<Testnet> {
+        topology.check()?;
+        if Testnet::state_path(dir).exists() {
+            bail!("{} already holds a testnet (pass --clean to wipe it)", dir.display());
+        }
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let network = topology.network;
+        let mut nodes = Vec::new();
+        for spec in &topology.nodes {
+            let datadir = dir.join(&spec.name);
+            std::fs::create_dir_all(&datadir).with_context(|| format!("creating {}", datadir.display()))?;
+            let key = crate::p2p::behaviour::load_or_create_key(&datadir.join("node_key"))
+                .map_err(|e| anyhow!(e))?;
+            let wallet_path = datadir.join("wallet.json");
+            if !wallet_path.exists() {
+                Wallet::create(&wallet_path, network, None, None)
+                    .with_context(|| format!("creating the wallet of {}", spec.name))?;
+            }
+            nodes.push(NodeState {
+                name: spec.name.clone(),
+                mine: spec.mine,
+                threads: spec.threads,
+                bootnodes: spec.bootnodes.clone(),
+                rpc_port: match spec.rpc_port {
+                    Some(p) => p,
+                    None => free_port()?,
+                },
+                p2p_port: match spec.p2p_port {
+                    Some(p) => p,
+                    None => free_port()?,
+                },
+                peer_id: key.public().to_peer_id().to_string(),
+                pid: None,
+                start: spec.start,
+            });
+        }
+        let t = Testnet {
+            dir: dir.to_path_buf(),
+            state: State { network: network.name().into(), nodes },
+            network,
+            children: HashMap::new(),
+        };
+        t.save()?;
+        Ok(t)
+    }
+
+    /// Opens the testnet in `dir`.
+    pub fn open(dir: &Path) -> Result<Testnet> {
+        let path = Testnet::state_path(dir);
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            anyhow!("no testnet in {} ({e}): start one with `quarry testnet up`", dir.display())
+        })?;
+        let state: State =
+            serde_json::from_str(&text).with_context(|| format!("{} is corrupt", path.display()))?;
+        let network = state.network.parse().map_err(|e: String| anyhow!(e))?;
+        Ok(Testnet { dir: dir.to_path_buf(), state, network, children: HashMap::new() })
+    }
+
+    /// Writes `testnet.json` atomically.
+    pub fn save(&self) -> Result<()> {
+        let path = Testnet::state_path(&self.dir);
+        let tmp = path.with_extension("json.tmp");
+        std::fs::write(&tmp, serde_json::to_vec_pretty(&self.state)?)?;
+        std::fs::rename(&tmp, &path)?;
+        Ok(())
+    }
+
+    fn node(&self, name: &str) -> Result<&NodeState> {
+        self.state.nodes.iter().find(|n| n.name == name).ok_or_else(|| {
+            let names: Vec<&str> = self.state.nodes.iter().map(|n| n.name.as_str()).collect();
+            anyhow!("no node named {name:?} (nodes: {})", names.join(", "))
+        })
+    }
+
+    fn node_mut(&mut self, name: &str) -> Result<&mut NodeState> {
+        self.state.nodes.iter_mut().find(|n| n.name == name).ok_or_else(|| anyhow!("no node named {name:?}"))
+    }
+
+    /// Node names in order.
+    pub fn names(&self) -> Vec<String> {
+        self.state.nodes.iter().map(|n| n.name.clone()).collect()
+    }
+
+    /// A node's data directory.
+    pub fn datadir(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    /// A node's wallet file.
+    pub fn wallet_path(&self, name: &str) -> PathBuf {
+        self.datadir(name).join("wallet.json")
+    }
+
+    /// Opens a node's wallet.
+    pub fn wallet(&self, name: &str) -> Result<Wallet> {
+        Wallet::open(&self.wallet_path(name), self.network, None)
+            .with_context(|| format!("opening the wallet of {name}"))
+    }
+
+    /// An RPC client for a node.
+    pub fn rpc(&self, name: &str) -> Result<NodeRpc> {
+        let n = self.node(name)?;
+        NodeRpc::new(SocketAddr::from(([127, 0, 0, 1], n.rpc_port)), self.datadir(name), None)
+    }
+
+    /// Calls a node's RPC.
+    pub fn call(&self, name: &str, method: &str, params: Vec<Value>) -> Result<Value> {
+        self.rpc(name)?.call(method, params).with_context(|| format!("{name}: {method}"))
+    }
+
+    /// A node's dialable multiaddr.
+    pub fn p2p_addr(&self, name: &str) -> Result<String> {
+        let n = self.node(name)?;
+        Ok(format!("/ip4/127.0.0.1/tcp/{}/p2p/{}", n.p2p_port, n.peer_id))
+    }
+
+    /// True while the node's process runs.
+    pub fn is_running(&mut self, name: &str) -> bool {
+        if let Some(child) = self.children.get_mut(name) {
+            if let Ok(Some(_)) = child.try_wait() {
+                self.children.remove(name);
+            }
+        }
+        let datadir = self.datadir(name);
+        let Ok(n) = self.node(name) else { return false };
+        n.pid.is_some_and(|pid| process_alive(pid, &datadir.to_string_lossy()))
+    }
+
+    /// Starts a node's process (its bootnodes' addresses come from the state).
+    pub fn start_node(&mut self, name: &str) -> Result<()> {
+        if self.is_running(name) {
+            bail!("node {name} is already running");
+        }
+        let n = self.node(name)?.clone();
+        let datadir = self.datadir(name);
+        let exe = std::env::current_exe().context("finding the quarry executable")?;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(datadir.join("node.log"))
+            .with_context(|| format!("opening {}/node.log", datadir.display()))?;
+        let mut cmd = Command::new(exe);
+        cmd.args(["node", "--network", self.network.name()])
+            .arg("--datadir")
+            .arg(&datadir)
+            .arg("--rpc-bind")
+            .arg(format!("127.0.0.1:{}", n.rpc_port))
+            .arg("--p2p-port")
+            .arg(n.p2p_port.to_string())
+            .arg("--mine-threads")
+            .arg(n.threads.to_string());
+        for b in &n.bootnodes {
+            cmd.arg("--bootnode").arg(self.p2p_addr(b)?);
+        }
+        if n.mine {
+            let address = self.wallet(name)?.address(0).encode();
+            cmd.arg("--mine").arg("--miner-address").arg(address);
+        }
+        cmd.stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
+        #[cfg(unix)]
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        let child = cmd.spawn().with_context(|| format!("starting node {name}"))?;
+        self.node_mut(name)?.pid = Some(child.id());
+        self.children.insert(name.to_string(), child);
+        self.save()
+    }
+
+    /// The last lines of a node's log, for error messages.
+    pub fn log_tail(&self, name: &str, lines: usize) -> String {
+        let text = std::fs::read_to_string(self.datadir(name).join("node.log")).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+
+    /// Waits until the node answers RPC.
+    pub fn wait_ready(&mut self, name: &str, timeout: Duration) -> Result<()> {
+        let start = Instant::now();
+        loop {
+            if self.call(name, "getblockcount", vec![]).is_ok() {
+                return Ok(());
+            }
+            if !self.is_running(name) {
+                bail!("node {name} exited during start; its log ends with:\n{}", self.log_tail(name, 15));
+            }
+            if start.elapsed() > timeout {
+                bail!(
+                    "node {name} did not answer RPC within {timeout:?}; its log ends with:\n{}",
+                    self.log_tail(name, 15)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Stops a node gracefully: `stop` over RPC, then SIGTERM, then SIGKILL.
+    pub fn stop_node(&mut self, name: &str) -> Result<()> {
+        if !self.is_running(name) {
+            self.node_mut(name)?.pid = None;
+            return self.save();
+        }
+        let pid = self.node(name)?.pid.expect("running nodes have a pid");
+        let _ = self.call(name, "stop", vec![]);
+        let mut escalated = 0;
+        let start = Instant::now();
+        while self.is_running(name) {
+            let waited = start.elapsed();
+            if waited > Duration::from_secs(20) && escalated == 0 {
+                signal(pid, "-TERM");
+                escalated = 1;
+            } else if waited > Duration::from_secs(30) && escalated == 1 {
+                signal(pid, "-KILL");
+                escalated = 2;
+            } else if waited > Duration::from_secs(35) {
+                bail!("node {name} (pid {pid}) does not exit");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if let Some(mut c) = self.children.remove(name) {
+            let _ = c.wait();
+        }
+        self.node_mut(name)?.pid = None;
+        self.save()
+    }
+
+    /// SIGKILLs a node (a crash).
+    pub fn kill_node(&mut self, name: &str) -> Result<()> {
+        if !self.is_running(name) {
+            bail!("node {name} is not running");
+        }
+        let pid = self.node(name)?.pid.expect("running nodes have a pid");
+        signal(pid, "-KILL");
+        if let Some(mut c) = self.children.remove(name) {
+            let _ = c.wait();
+        }
+        let start = Instant::now();
+        while self.is_running(name) {
+            if start.elapsed() > Duration::from_secs(10) {
+                bail!("node {name} (pid {pid}) survived SIGKILL");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.node_mut(name)?.pid = None;
+        self.save()
+    }
+
+    /// Stops every running node; fails if any process is left.
+    pub fn down(&mut self) -> Result<()> {
+        for name in self.names() {
+            self.stop_node(&name)?;
+        }
+        let left: Vec<String> = self.names().into_iter().filter(|n| self.is_running(n)).collect();
+        if !left.is_empty() {
+            bail!("nodes still running after down: {}", left.join(", "));
+        }
+        Ok(())
+    }
+
+    /// Names of running nodes.
+    pub fn running(&mut self) -> Vec<String> {
+        self.names().into_iter().filter(|n| self.is_running(n)).collect()
+    }
+
+    /// Polls until `f` holds (it is retried on error) or `timeout` passes.
+    pub fn wait_until(
+        &mut self,
+        what: &str,
+        timeout: Duration,
+        mut f: impl FnMut(&mut Testnet) -> Result<bool>,
+    ) -> Result<()> {
+        let start = Instant::now();
+        let mut last_err = None;
+        loop {
+            match f(self) {
+                Ok(true) => return Ok(()),
+                Ok(false) => {}
+                Err(e) => last_err = Some(e),
+            }
+            if start.elapsed() > timeout {
+                let why = last_err.map(|e| format!(" (last error: {e:#})")).unwrap_or_default();
+                bail!("timed out after {timeout:?} waiting for {what}{why}");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Best block hash of each running node.
+    pub fn tips(&mut self) -> Result<Vec<(String, String)>> {
+        let mut out = Vec::new();
+        for n in self.running() {
+            let tip = self.call(&n, "getbestblockhash", vec![])?;
+            out.push((n, tip.as_str().unwrap_or_default().to_string()));
+        }
+        Ok(out)
+    }
+
+    /// True if every running node (or those in `only`) is on one tip.
+    pub fn same_tip(&mut self, only: Option<&[String]>) -> Result<bool> {
+        let tips = self.tips()?;
+        let tips: Vec<&String> =
+            tips.iter().filter(|(n, _)| only.is_none_or(|o| o.contains(n))).map(|(_, t)| t).collect();
+        Ok(tips.windows(2).all(|w| w[0] == w[1]))
+    }
+
+    /// Mines `blocks` blocks on `name` paying its wallet; returns the hashes.
+    pub fn mine(&self, name: &str, blocks: u32) -> Result<Vec<String>> {
+        let address = self.wallet(name)?.address(0).encode();
+        let v = self.call(name, "generatetoaddress", vec![json!(blocks), json!(address)])?;
+        Ok(v.as_array()
+            .map(|a| a.iter().filter_map(|h| h.as_str().map(str::to_string)).collect())
+            .unwrap_or_default())
+    }
+
+    /// Number of peers of a node.
+    pub fn peers(&self, name: &str) -> Result<u64> {
+        self.call(name, "getconnectioncount", vec![])?
+            .as_u64()
+            .ok_or_else(|| anyhow!("bad getconnectioncount answer"))
+    }
+}
+
+/// Options of `quarry testnet up`.
+#[derive(Clone, Debug)]
+pub struct UpOptions {
+    /// Wipe the directory first.
+    pub clean: bool,
+    /// Keep showing the status table after start.
+    pub watch: bool,
+    /// Show progress bars.
+    pub progress: bool,
+}
+
+fn bar(len: u64, msg: &str, show: bool) -> indicatif::ProgressBar {
+    if !show {
+        return indicatif::ProgressBar::hidden();
+    }
+    let pb = indicatif::ProgressBar::new(len);
+    pb.set_style(
+        indicatif::ProgressStyle::with_template("{msg:28} [{bar:30}] {pos}/{len} {elapsed}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    pb.set_message(msg.to_string());
+    pb
+}
+
+/// `quarry testnet up`: creates (or resumes) the testnet in `dir`, starts its nodes, waits
+/// until they are connected, pre-funds every node's wallet, and prints the status.
+pub fn up(dir: &Path, topology: &Topology, opts: &UpOptions) -> Result<Testnet> {
+    if Testnet::state_path(dir).exists() {
+        let mut existing = Testnet::open(dir)?;
+        let running = existing.running();
+        if !running.is_empty() {
+            bail!(
+                "a testnet is already running in {} (nodes {}): see `quarry testnet status`, stop it with `quarry testnet down`",
+                dir.display(),
+                running.join(", ")
+            );
+        }
+        if opts.clean {
+            std::fs::remove_dir_all(dir).with_context(|| format!("wiping {}", dir.display()))?;
+        }
+    }
+    let mut t = if Testnet::state_path(dir).exists() {
+        println!("resuming the testnet in {} (pass --clean to start afresh)", dir.display());
+        Testnet::open(dir)?
+    } else {
+        Testnet::create(dir, topology)?
+    };
+    let result = bring_up(&mut t, opts);
+    if let Err(e) = result {
+        let _ = t.down();
+        return Err(e);
+    }
+    Ok(t)
+}
+
+fn bring_up(t: &mut Testnet, opts: &UpOptions) -> Result<()> {
+    let to_start: Vec<String> = t.state.nodes.iter().filter(|n| n.start).map(|n| n.name.clone()).collect();
+    let pb = bar(to_start.len() as u64, "starting nodes", opts.progress);
+    for name in &to_start {
+        t.start_node(name)?;
+        t.wait_ready(name, Duration::from_secs(60))?;
+        pb.inc(1);
+    }
+    pb.finish();
+    if to_start.len() > 1 {
+        let pb = bar(to_start.len() as u64, "connecting", opts.progress);
+        let names = to_start.clone();
+        t.wait_until("every node to have a peer", Duration::from_secs(60), |t| {
+            let mut connected = 0;
+            for n in &names {
+                if t.peers(n)? > 0 {
+                    connected += 1;
+                }
+            }
+            pb.set_position(connected);
+            Ok(connected as usize == names.len())
+        })?;
+        pb.finish();
+    }
+    prefund(t, &to_start, opts)
+}
+
+/// Gives every started node's wallet mature coins: one block to each wallet, then enough
+/// blocks on the first node for them to mature. Skipped when they already have coins.
+pub fn prefund(t: &mut Testnet, names: &[String], opts: &UpOptions) -> Result<()> {
+    let Some(first) = names.first() else { return Ok(()) };
+    let maturity = t.network.params().coinbase_maturity;
+    let mut needy = Vec::new();
+    for n in names {
+        let rpc = t.rpc(n)?;
+        let wallet = t.wallet(n)?;
+        let balance = crate::wallet::ops::balance(&wallet, &rpc).map_err(|e| anyhow!("{n}: {e}"))?;
+        if balance.confirmed.to_sat() == 0 && balance.immature.to_sat() == 0 {
+            needy.push(n.clone());
+        }
+    }
+    if needy.is_empty() {
+        return Ok(());
+    }
+    let pb = bar(needy.len() as u64 + maturity as u64, "pre-funding wallets", opts.progress);
+    for n in &needy {
+        t.mine(n, 1)?;
+        pb.inc(1);
+        let names = names.to_vec();
+        t.wait_until("the nodes to agree on the tip", Duration::from_secs(60), |t| t.same_tip(Some(&names)))?;
+    }
+    for _ in 0..maturity {
+        t.mine(first, 1)?;
+        pb.inc(1);
+    }
+    let names = names.to_vec();
+    t.wait_until("the nodes to agree on the tip", Duration::from_secs(60), |t| t.same_tip(Some(&names)))?;
+    pb.finish();
+    Ok(())
+}
+
+/// One row of the status table.
+#[derive(Clone, Debug, Serialize)]
+pub struct NodeStatus {
+    /// Name.
+    pub name: String,
+    /// Process running.
+    pub running: bool,
+    /// RPC port.
+    pub rpc_port: u16,
+    /// Height.
+    pub height: Option<u64>,
+    /// Tip hash.
+    pub tip: Option<String>,
+    /// Peers.
+    pub peers: Option<u64>,
+    /// Mempool transactions.
+    pub mempool: Option<u64>,
+    /// Miner hash rate (H/s).
+    pub hashrate: Option<f64>,
+    /// The most recent fork this node saw: (height of the abandoned branch's tip, its length).
+    pub last_fork: Option<(u64, u64)>,
+}
+
+/// Status of every node.
+pub fn status(t: &mut Testnet) -> Vec<NodeStatus> {
+    let names = t.names();
+    names
+        .into_iter()
+        .map(|name| {
+            let running = t.is_running(&name);
+            let rpc_port = t.node(&name).map(|n| n.rpc_port).unwrap_or(0);
+            let mut s = NodeStatus {
+                name: name.clone(),
+                running,
+                rpc_port,
+                height: None,
+                tip: None,
+                peers: None,
+                mempool: None,
+                hashrate: None,
+                last_fork: None,
+            };
+            if running {
+                if let Ok(info) = t.call(&name, "getblockchaininfo", vec![]) {
+                    s.height = info["blocks"].as_u64();
+                    s.tip = info["bestblockhash"].as_str().map(str::to_string);
+                }
+                s.peers = t.peers(&name).ok();
+                s.mempool = t.call(&name, "getmempoolinfo", vec![]).ok().and_then(|v| v["size"].as_u64());
+                s.hashrate =
+                    t.call(&name, "getmininginfo", vec![]).ok().and_then(|v| v["hashespersec"].as_f64());
+                s.last_fork = t.call(&name, "getchaintips", vec![]).ok().and_then(|v| {
+                    v.as_array()?
+                        .iter()
+                        .filter(|tip| tip["status"] == json!("valid-fork"))
+                        .filter_map(|tip| Some((tip["height"].as_u64()?, tip["branchlen"].as_u64()?)))
+                        .max()
+                });
+            }
+            s
+        })
+        .collect()
+}
+
+fn human_rate(h: f64) -> String {
+    match h {
+        h if h >= 1e9 => format!("{:.2} GH/s", h / 1e9),
+        h if h >= 1e6 => format!("{:.1} MH/s", h / 1e6),
+        h if h >= 1e3 => format!("{:.1} kH/s", h / 1e3),
+        h if h > 0.0 => format!("{h:.0} H/s"),
+        _ => "-".into(),
+    }
+}
+
+/// The status as a text table.
+pub fn status_table(rows: &[NodeStatus]) -> String {
+    let mut out = format!(
+        "{:<8} {:<8} {:>6} {:>7} {:<18} {:>5} {:>7} {:>11} {:<16}\n",
+        "node", "state", "rpc", "height", "tip", "peers", "mempool", "hashrate", "last fork (h/len)"
+    );
+    for r in rows {
+        let dash = || "-".to_string();
+        out += &format!(
+            "{:<8} {:<8} {:>6} {:>7} {:<18} {:>5} {:>7} {:>11} {:<16}\n",
+            r.name,
+            if r.running { "running" } else { "stopped" },
+            r.rpc_port,
+            r.height.map_or_else(dash, |h| h.to_string()),
+            r.tip.as_deref().map_or_else(dash, |t| format!("{}…", &t[..t.len().min(16)])),
+            r.peers.map_or_else(dash, |p| p.to_string()),
+            r.mempool.map_or_else(dash, |m| m.to_string()),
+            r.hashrate.map_or_else(dash, human_rate),
+            r.last_fork.map_or_else(|| "none".into(), |(h, l)| format!("{h}/{l}")),
+        );
+    }
+    out
+}

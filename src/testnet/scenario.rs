@@ -1,0 +1,488 @@
+//! Scenario files: a topology and a list of steps (start/stop/kill nodes, partition, heal,
+//! mine, send, double-spend, wait) with assertions (same tip, reorg depth, which of two
+//! double spends confirmed, balances, nothing lost after a crash). `quarry testnet scenario
+//! FILE` brings the topology up in a fresh directory, runs the steps, and always takes the
+//! nodes down; it exits non-zero on the first failed step, naming it.
+//!
+//! Partitions use the nodes' RPC: every node bans (`setban`) the peers of the other groups,
+//! which closes those connections and refuses new ones; `heal` lifts the bans and reconnects.
+
+use super::topology::Topology;
+use super::{Testnet, UpOptions};
+use crate::primitives::{Amount, Transaction, TxIn, TxOut};
+use crate::script::templates::address_lock;
+use crate::wallet::ops;
+use anyhow::{anyhow, bail, Context, Result};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// A scenario file.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    /// Short name.
+    pub name: String,
+    /// What it shows.
+    #[serde(default)]
+    pub description: String,
+    /// The nodes.
+    pub topology: Topology,
+    /// The steps, in order.
+    #[serde(rename = "step")]
+    pub steps: Vec<Step>,
+}
+
+/// One step.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(tag = "do", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum Step {
+    /// Start a stopped node.
+    Start { node: String },
+    /// Stop a node gracefully.
+    Stop { node: String },
+    /// SIGKILL a node (remembering its height and tip for `assert-nothing-lost`).
+    Kill { node: String },
+    /// Cut the network into groups (nodes not listed keep all their links).
+    Partition { groups: Vec<Vec<String>> },
+    /// Undo the partition and reconnect.
+    Heal,
+    /// Mine blocks on a node (paying its wallet).
+    Mine { node: String, blocks: u32 },
+    /// Pay `amount` coins from `from`'s wallet to `to`'s wallet, submitted to `via` (default `from`).
+    Send { from: String, to: String, amount: String, label: String, via: Option<String> },
+    /// Spend one coin of `from`'s wallet twice: `LABEL.a` to `nodes[0]`'s wallet submitted
+    /// there, `LABEL.b` to `nodes[1]`'s wallet submitted there.
+    DoubleSpend { from: String, nodes: [String; 2], label: String },
+    /// Wait until the nodes (default: all running) share a tip.
+    WaitSync { nodes: Option<Vec<String>>, timeout: Option<u64> },
+    /// Wait until a node reaches a height.
+    WaitHeight { node: String, height: u64, timeout: Option<u64> },
+    /// Sleep.
+    Sleep { seconds: f64 },
+    /// All (or the listed) running nodes share a tip.
+    AssertSameTip { nodes: Option<Vec<String>> },
+    /// All (or the listed) running nodes have the same UTXO set digest.
+    AssertSameUtxos { nodes: Option<Vec<String>> },
+    /// The node reorganised away a branch of at least this many blocks.
+    AssertReorg { node: String, min_depth: u64 },
+    /// The labelled transaction is confirmed on the node (default: every running node).
+    AssertConfirmed { label: String, node: Option<String> },
+    /// The labelled transaction is not confirmed on the node (default: every running node).
+    AssertNotConfirmed { label: String, node: Option<String> },
+    /// The labelled transaction waits in the node's mempool.
+    AssertInMempool { label: String, node: String },
+    /// Exactly one of the two labelled transactions is confirmed everywhere (and the same one).
+    AssertOneOf { labels: [String; 2] },
+    /// The node's confirmed wallet balance is within bounds (coins).
+    AssertBalance { node: String, min: Option<String>, max: Option<String> },
+    /// The node is at least at this height.
+    AssertHeight { node: String, min: u64 },
+    /// After a `kill` and restart: the node's height is at least what it was when killed and
+    /// its tip at that moment is still stored.
+    AssertNothingLost { node: String },
+}
+
+/// Outcome of a run.
+pub struct Report {
+    /// Steps that ran (all of them when it passed).
+    pub steps_run: usize,
+    /// Total time.
+    pub elapsed: Duration,
+}
+
+struct Runner {
+    t: Testnet,
+    labels: HashMap<String, String>,
+    killed: HashMap<String, (u64, String)>,
+    partition: Vec<(String, String)>,
+}
+
+impl Scenario {
+    /// Reads a scenario file.
+    pub fn load(path: &Path) -> Result<Scenario> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading scenario {}", path.display()))?;
+        let s: Scenario =
+            toml::from_str(&text).with_context(|| format!("{} is not a valid scenario", path.display()))?;
+        s.topology.check().with_context(|| format!("scenario {}", path.display()))?;
+        Ok(s)
+    }
+
+    /// Runs the scenario in `dir` (wiped first), printing each step; the nodes are always
+    /// stopped at the end.
+    pub fn run(&self, dir: &Path, progress: bool) -> Result<Report> {
+        let started = Instant::now();
+        println!("scenario {}: {}", self.name, self.description.trim());
+        let opts = UpOptions { clean: true, watch: false, progress };
+        let t = super::up(dir, &self.topology, &opts).context("bringing the topology up")?;
+        let mut r = Runner { t, labels: HashMap::new(), killed: HashMap::new(), partition: Vec::new() };
+        let mut result = Ok(());
+        let mut steps_run = 0;
+        for (i, step) in self.steps.iter().enumerate() {
+            let t0 = Instant::now();
+            let outcome = r.step(step);
+            steps_run += 1;
+            match &outcome {
+                Ok(note) => println!(
+                    "  ok   {:>2}. {} {note} ({:.1} s)",
+                    i + 1,
+                    describe(step),
+                    t0.elapsed().as_secs_f64()
+                ),
+                Err(e) => println!("  FAIL {:>2}. {}: {e:#}", i + 1, describe(step)),
+            }
+            if let Err(e) = outcome {
+                result = Err(e.context(format!("step {} ({})", i + 1, describe(step))));
+                break;
+            }
+        }
+        let down = r.t.down();
+        result?;
+        down.context("stopping the nodes")?;
+        Ok(Report { steps_run, elapsed: started.elapsed() })
+    }
+}
+
+fn describe(step: &Step) -> String {
+    match step {
+        Step::Start { node } => format!("start {node}"),
+        Step::Stop { node } => format!("stop {node}"),
+        Step::Kill { node } => format!("kill -9 {node}"),
+        Step::Partition { groups } => {
+            format!(
+                "partition {}",
+                groups.iter().map(|g| format!("{{{}}}", g.join(","))).collect::<Vec<_>>().join(" | ")
+            )
+        }
+        Step::Heal => "heal".into(),
+        Step::Mine { node, blocks } => format!("mine {blocks} on {node}"),
+        Step::Send { from, to, amount, label, .. } => format!("send {amount} {from} -> {to} as {label}"),
+        Step::DoubleSpend { from, nodes, label } => {
+            format!("double-spend a coin of {from}: {label}.a via {}, {label}.b via {}", nodes[0], nodes[1])
+        }
+        Step::WaitSync { nodes, .. } => {
+            format!("wait for one tip on {}", nodes.as_ref().map_or("all".into(), |n| n.join(",")))
+        }
+        Step::WaitHeight { node, height, .. } => format!("wait for {node} at height {height}"),
+        Step::Sleep { seconds } => format!("sleep {seconds} s"),
+        Step::AssertSameTip { .. } => "assert same tip".into(),
+        Step::AssertSameUtxos { .. } => "assert same UTXO set".into(),
+        Step::AssertReorg { node, min_depth } => format!("assert {node} reorganised >= {min_depth} blocks"),
+        Step::AssertConfirmed { label, .. } => format!("assert {label} confirmed"),
+        Step::AssertNotConfirmed { label, .. } => format!("assert {label} not confirmed"),
+        Step::AssertInMempool { label, node } => format!("assert {label} in {node}'s mempool"),
+        Step::AssertOneOf { labels } => {
+            format!("assert exactly one of {} / {} confirmed", labels[0], labels[1])
+        }
+        Step::AssertBalance { node, .. } => format!("assert {node}'s balance"),
+        Step::AssertHeight { node, min } => format!("assert {node} height >= {min}"),
+        Step::AssertNothingLost { node } => format!("assert {node} lost nothing"),
+    }
+}
+
+fn coins(s: &str) -> Result<Amount> {
+    Amount::from_coins_str(s).map_err(|e| anyhow!("amount {s:?}: {e}"))
+}
+
+impl Runner {
+    fn label(&self, label: &str) -> Result<&String> {
+        self.labels.get(label).ok_or_else(|| anyhow!("no transaction labelled {label:?} yet"))
+    }
+
+    fn confirmed_on(&self, node: &str, txid: &str) -> Result<bool> {
+        match self.t.call(node, "getrawtransaction", vec![json!(txid), json!(true)]) {
+            Ok(v) => Ok(v.get("blockhash").is_some_and(|b| !b.is_null())),
+            Err(e) if format!("{e:#}").contains("No such") || format!("{e:#}").contains("not found") => {
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn nodes_or_running(&mut self, nodes: &Option<Vec<String>>) -> Vec<String> {
+        nodes.clone().unwrap_or_else(|| self.t.running())
+    }
+
+    fn step(&mut self, step: &Step) -> Result<String> {
+        let t = &mut self.t;
+        match step {
+            Step::Start { node } => {
+                t.start_node(node)?;
+                t.wait_ready(node, Duration::from_secs(60))?;
+                Ok(String::new())
+            }
+            Step::Stop { node } => {
+                t.stop_node(node)?;
+                Ok(String::new())
+            }
+            Step::Kill { node } => {
+                let height = t.call(node, "getblockcount", vec![])?.as_u64().unwrap_or(0);
+                let tip = t.call(node, "getbestblockhash", vec![])?.as_str().unwrap_or_default().to_string();
+                t.kill_node(node)?;
+                self.killed.insert(node.clone(), (height, tip));
+                Ok(format!("(was at height {height})"))
+            }
+            Step::Partition { groups } => {
+                let mut pairs = Vec::new();
+                for (i, g) in groups.iter().enumerate() {
+                    for (j, h) in groups.iter().enumerate() {
+                        if i != j {
+                            for a in g {
+                                for b in h {
+                                    pairs.push((a.clone(), b.clone()));
+                                }
+                            }
+                        }
+                    }
+                }
+                for (a, b) in &pairs {
+                    let peer = t
+                        .state
+                        .nodes
+                        .iter()
+                        .find(|n| &n.name == b)
+                        .ok_or_else(|| anyhow!("no node {b}"))?
+                        .peer_id
+                        .clone();
+                    t.call(a, "setban", vec![json!(peer), json!("add"), json!(86_400)])?;
+                }
+                // Wait until no cut link remains.
+                let check = pairs.clone();
+                t.wait_until("the cut links to close", Duration::from_secs(20), |t| {
+                    for (a, b) in &check {
+                        let peer = t
+                            .state
+                            .nodes
+                            .iter()
+                            .find(|n| &n.name == b)
+                            .map(|n| n.peer_id.clone())
+                            .unwrap_or_default();
+                        let peers = t.call(a, "getpeerinfo", vec![])?;
+                        if peers.as_array().is_some_and(|p| p.iter().any(|x| x["peerid"] == json!(peer))) {
+                            return Ok(false);
+                        }
+                    }
+                    Ok(true)
+                })?;
+                self.partition = pairs;
+                Ok(String::new())
+            }
+            Step::Heal => {
+                for (a, b) in std::mem::take(&mut self.partition) {
+                    let peer = t
+                        .state
+                        .nodes
+                        .iter()
+                        .find(|n| n.name == b)
+                        .map(|n| n.peer_id.clone())
+                        .unwrap_or_default();
+                    let _ = t.call(&a, "setban", vec![json!(peer), json!("remove")]);
+                    let addr = t.p2p_addr(&b)?;
+                    let _ = t.call(&a, "addnode", vec![json!(addr), json!("onetry")]);
+                }
+                Ok(String::new())
+            }
+            Step::Mine { node, blocks } => {
+                let hashes = t.mine(node, *blocks)?;
+                if hashes.len() != *blocks as usize {
+                    bail!("mined {} of {blocks} blocks", hashes.len());
+                }
+                let height = t.call(node, "getblockcount", vec![])?;
+                Ok(format!("(height {height})"))
+            }
+            Step::Send { from, to, amount, label, via } => {
+                let amount = coins(amount)?;
+                let to_addr = t.wallet(to)?.address(0);
+                let via = via.as_deref().unwrap_or(from);
+                let rpc = t.rpc(via)?;
+                let mut wallet = t.wallet(from)?;
+                let coins = ops::spendable(&wallet, &rpc).map_err(|e| anyhow!("{e}"))?;
+                let rate = ops::choose_fee_rate(&rpc, None).map_err(|e| anyhow!("{e}"))?;
+                let signed = ops::build_send(&mut wallet, &coins, &address_lock(&to_addr), amount, rate)
+                    .map_err(|e| anyhow!("{from}: {e}"))?;
+                let txid = t.call(via, "sendrawtransaction", vec![json!(hex::encode(signed.tx.encode()))])?;
+                let txid = txid.as_str().unwrap_or_default().to_string();
+                self.labels.insert(label.clone(), txid.clone());
+                Ok(format!("({txid})"))
+            }
+            Step::DoubleSpend { from, nodes, label } => {
+                let rpc = t.rpc(&nodes[0])?;
+                let wallet = t.wallet(from)?;
+                let coins = ops::spendable(&wallet, &rpc).map_err(|e| anyhow!("{e}"))?;
+                let coin = coins
+                    .iter()
+                    .max_by_key(|c| c.out.value)
+                    .ok_or_else(|| anyhow!("{from} has no spendable coin"))?;
+                let fee = Amount::from_sat(10_000)?;
+                let mut ids = Vec::new();
+                for (suffix, node) in [("a", &nodes[0]), ("b", &nodes[1])] {
+                    let to = t.wallet(node)?.address(0);
+                    let mut tx = Transaction {
+                        version: 1,
+                        inputs: vec![TxIn { prevout: coin.outpoint, unlock: Default::default() }],
+                        outputs: vec![TxOut {
+                            value: coin.out.value.checked_sub(fee)?,
+                            lock: address_lock(&to),
+                        }],
+                        lock_time: 0,
+                    };
+                    ops::sign_p2pkh_inputs(&wallet, &mut tx, std::slice::from_ref(&coin.out))
+                        .map_err(|e| anyhow!("{e}"))?;
+                    let txid = t.call(node, "sendrawtransaction", vec![json!(hex::encode(tx.encode()))])?;
+                    let txid = txid.as_str().unwrap_or_default().to_string();
+                    self.labels.insert(format!("{label}.{suffix}"), txid.clone());
+                    ids.push(txid);
+                }
+                Ok(format!("({} / {})", ids[0], ids[1]))
+            }
+            Step::WaitSync { nodes, timeout } => {
+                let nodes = self.nodes_or_running(nodes);
+                let timeout = Duration::from_secs(timeout.unwrap_or(120));
+                self.t.wait_until("one tip", timeout, |t| t.same_tip(Some(&nodes)))?;
+                let h = self.t.call(&nodes[0], "getblockcount", vec![])?;
+                Ok(format!("(height {h})"))
+            }
+            Step::WaitHeight { node, height, timeout } => {
+                let timeout = Duration::from_secs(timeout.unwrap_or(120));
+                t.wait_until(&format!("{node} at height {height}"), timeout, |t| {
+                    Ok(t.call(node, "getblockcount", vec![])?.as_u64().unwrap_or(0) >= *height)
+                })?;
+                Ok(String::new())
+            }
+            Step::Sleep { seconds } => {
+                std::thread::sleep(Duration::from_secs_f64(seconds.clamp(0.0, 600.0)));
+                Ok(String::new())
+            }
+            Step::AssertSameTip { nodes } => {
+                let nodes = self.nodes_or_running(nodes);
+                let tips = self.t.tips()?;
+                let tips: Vec<_> = tips.into_iter().filter(|(n, _)| nodes.contains(n)).collect();
+                if tips.windows(2).any(|w| w[0].1 != w[1].1) {
+                    bail!("tips differ: {tips:?}");
+                }
+                Ok(String::new())
+            }
+            Step::AssertSameUtxos { nodes } => {
+                let nodes = self.nodes_or_running(nodes);
+                let mut digests = Vec::new();
+                for n in &nodes {
+                    let v = self.t.call(n, "gettxoutsetinfo", vec![])?;
+                    digests
+                        .push((n.clone(), v["hash_serialized_3"].as_str().unwrap_or_default().to_string()));
+                }
+                if digests.windows(2).any(|w| w[0].1 != w[1].1) {
+                    bail!("UTXO digests differ: {digests:?}");
+                }
+                Ok(String::new())
+            }
+            Step::AssertReorg { node, min_depth } => {
+                let tips = t.call(node, "getchaintips", vec![])?;
+                let deepest = tips
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter(|x| x["status"] == json!("valid-fork"))
+                    .filter_map(|x| x["branchlen"].as_u64())
+                    .max()
+                    .unwrap_or(0);
+                if deepest < *min_depth {
+                    bail!("deepest abandoned branch on {node} is {deepest} blocks, expected >= {min_depth}: {tips}");
+                }
+                Ok(format!("(depth {deepest})"))
+            }
+            Step::AssertConfirmed { label, node } | Step::AssertNotConfirmed { label, node } => {
+                let want = matches!(step, Step::AssertConfirmed { .. });
+                let txid = self.label(label)?.clone();
+                let nodes = match node {
+                    Some(n) => vec![n.clone()],
+                    None => self.t.running(),
+                };
+                for n in nodes {
+                    let got = self.confirmed_on(&n, &txid)?;
+                    if got != want {
+                        bail!("{label} ({txid}) is {}confirmed on {n}", if got { "" } else { "not " });
+                    }
+                }
+                Ok(String::new())
+            }
+            Step::AssertInMempool { label, node } => {
+                let txid = self.label(label)?.clone();
+                let pool = self.t.call(node, "getrawmempool", vec![])?;
+                if !pool.as_array().is_some_and(|p| p.contains(&json!(txid))) {
+                    bail!(
+                        "{label} ({txid}) is not in {node}'s mempool ({} txs)",
+                        pool.as_array().map_or(0, Vec::len)
+                    );
+                }
+                Ok(String::new())
+            }
+            Step::AssertOneOf { labels } => {
+                let a = self.label(&labels[0])?.clone();
+                let b = self.label(&labels[1])?.clone();
+                let mut winner = None;
+                for n in self.t.running() {
+                    let (ca, cb) = (self.confirmed_on(&n, &a)?, self.confirmed_on(&n, &b)?);
+                    let w = match (ca, cb) {
+                        (true, false) => &labels[0],
+                        (false, true) => &labels[1],
+                        (true, true) => bail!("both {} and {} are confirmed on {n}", labels[0], labels[1]),
+                        (false, false) => {
+                            bail!("neither {} nor {} is confirmed on {n}", labels[0], labels[1])
+                        }
+                    };
+                    if winner.is_some_and(|x| x != w) {
+                        bail!("nodes disagree on which double spend confirmed");
+                    }
+                    winner = Some(w);
+                }
+                Ok(format!("({} won)", winner.map_or("-", |w| w.as_str())))
+            }
+            Step::AssertBalance { node, min, max } => {
+                let rpc = t.rpc(node)?;
+                let balance = ops::balance(&t.wallet(node)?, &rpc).map_err(|e| anyhow!("{e}"))?;
+                let got = balance.confirmed;
+                if let Some(min) = min {
+                    if got < coins(min)? {
+                        bail!("{node}'s confirmed balance {got} is below {min}");
+                    }
+                }
+                if let Some(max) = max {
+                    if got > coins(max)? {
+                        bail!("{node}'s confirmed balance {got} is above {max}");
+                    }
+                }
+                Ok(format!("({got})"))
+            }
+            Step::AssertHeight { node, min } => {
+                let h = t.call(node, "getblockcount", vec![])?.as_u64().unwrap_or(0);
+                if h < *min {
+                    bail!("{node} is at height {h}, expected >= {min}");
+                }
+                Ok(format!("({h})"))
+            }
+            Step::AssertNothingLost { node } => {
+                let (height, tip) = self
+                    .killed
+                    .get(node)
+                    .cloned()
+                    .ok_or_else(|| anyhow!("{node} was not killed in this scenario"))?;
+                let h = self.t.call(node, "getblockcount", vec![])?.as_u64().unwrap_or(0);
+                if h < height {
+                    bail!("{node} is at height {h}, below the {height} it had when killed");
+                }
+                let header: Value = self
+                    .t
+                    .call(node, "getblockheader", vec![json!(tip), json!(true)])
+                    .with_context(|| format!("{node} no longer has its pre-crash tip {tip}"))?;
+                Ok(format!(
+                    "(height {h}; pre-crash tip {}… still stored at {})",
+                    &tip[..12],
+                    header["height"]
+                ))
+            }
+        }
+    }
+}

@@ -1,0 +1,354 @@
+//! `quarry testnet spam`: load the testnet with valid P2PKH transactions and measure
+//! submitted vs confirmed transactions per second, confirmation latency and mempool sizes.
+//!
+//! Preparation (not timed): every running node's wallet splits its coins into many small
+//! outputs (fan-out transactions), a block confirms them, and every spam transaction is
+//! signed in advance (one input, one output back to the same wallet), so the run measures the
+//! nodes, not the signer. The run submits them round-robin across the nodes at the target
+//! rate in JSON-RPC batches from several threads, while one thread follows new blocks and
+//! records when each transaction confirmed.
+
+use super::Testnet;
+use crate::primitives::{Amount, Hash256, OutPoint, Transaction, TxIn, TxOut};
+use crate::script::templates::address_lock;
+use crate::wallet::ops;
+use anyhow::{anyhow, bail, Result};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Spam settings.
+#[derive(Clone, Debug)]
+pub struct SpamOptions {
+    /// Target submission rate, transactions per second (all nodes together).
+    pub tps: f64,
+    /// How long to submit.
+    pub seconds: f64,
+    /// How long to wait for the last confirmations after submitting.
+    pub drain_seconds: f64,
+    /// Mine the preparation block on this node (default: the first running node).
+    pub miner: Option<String>,
+}
+
+/// What a run measured.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct SpamReport {
+    /// Transactions prepared and offered.
+    pub offered: usize,
+    /// Accepted by a node.
+    pub submitted: usize,
+    /// Refused by a node (first error kept in `first_error`).
+    pub refused: usize,
+    /// Confirmed in a block by the end.
+    pub confirmed: usize,
+    /// Submission window, seconds.
+    pub submit_seconds: f64,
+    /// Submitted per second.
+    pub submitted_tps: f64,
+    /// Confirmed per second, over the time from the first submission to the last confirmation.
+    pub confirmed_tps: f64,
+    /// Confirmation latency percentiles, seconds (p50, p90, p99, max).
+    pub latency: [f64; 4],
+    /// Largest mempool seen on any node.
+    pub max_mempool: u64,
+    /// Blocks that confirmed spam.
+    pub blocks: usize,
+    /// The first refusal, if any.
+    pub first_error: Option<String>,
+}
+
+/// Fee of a spam transaction (one input, one output: about 150 bytes at 1000 sat/kB, doubled).
+const SPAM_FEE: u64 = 300;
+/// Outputs per fan-out transaction.
+const FANOUT: usize = 1_000;
+/// Transactions per JSON-RPC batch.
+const BATCH: usize = 100;
+
+struct Endpoint {
+    addr: SocketAddr,
+    auth: String,
+}
+
+fn endpoint(t: &Testnet, name: &str) -> Result<Endpoint> {
+    use base64::Engine;
+    let n = t.state.nodes.iter().find(|n| n.name == name).ok_or_else(|| anyhow!("no node {name}"))?;
+    let (u, p) = crate::rpc::cookie::read(&t.datadir(name))?;
+    Ok(Endpoint {
+        addr: SocketAddr::from(([127, 0, 0, 1], n.rpc_port)),
+        auth: base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}")),
+    })
+}
+
+/// One HTTP POST (connection closed after), returning the body.
+fn post(ep: &Endpoint, body: &str) -> Result<String> {
+    let mut s = TcpStream::connect_timeout(&ep.addr, Duration::from_secs(5))?;
+    s.set_read_timeout(Some(Duration::from_secs(60)))?;
+    write!(
+        s,
+        "POST / HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nAuthorization: Basic {}\r\nConnection: close\r\n\r\n",
+        ep.addr,
+        body.len(),
+        ep.auth
+    )?;
+    s.write_all(body.as_bytes())?;
+    let mut resp = String::new();
+    s.read_to_string(&mut resp)?;
+    let (head, body) = resp.split_once("\r\n\r\n").ok_or_else(|| anyhow!("malformed HTTP response"))?;
+    if !head.starts_with("HTTP/1.1 200") {
+        bail!("HTTP error: {}", head.lines().next().unwrap_or_default());
+    }
+    Ok(body.to_string())
+}
+
+/// Splits every running node's spendable coins into outputs of `value` (to its address 0)
+/// until each has `per_node` outputs, then mines a block and waits for it everywhere.
+fn prepare(t: &mut Testnet, nodes: &[String], per_node: usize, value: Amount, miner: &str) -> Result<()> {
+    for name in nodes {
+        let rpc = t.rpc(name)?;
+        let wallet = t.wallet(name)?;
+        let lock = address_lock(&wallet.address(0));
+        let coins = ops::spendable(&wallet, &rpc).map_err(|e| anyhow!("{name}: {e}"))?;
+        let mut made = 0usize;
+        for coin in coins.iter().filter(|c| c.out.value > value) {
+            if made >= per_node {
+                break;
+            }
+            let fee = Amount::from_sat(50_000)?;
+            let room = (coin.out.value.to_sat().saturating_sub(fee.to_sat()) / value.to_sat()) as usize;
+            let n = room.min(FANOUT).min(per_node - made);
+            if n == 0 {
+                continue;
+            }
+            let mut outputs: Vec<TxOut> = (0..n).map(|_| TxOut { value, lock: lock.clone() }).collect();
+            let change = coin.out.value.to_sat() - fee.to_sat() - value.to_sat() * n as u64;
+            if change > 1_000 {
+                outputs.push(TxOut { value: Amount::from_sat(change)?, lock: lock.clone() });
+            }
+            let mut tx = Transaction {
+                version: 1,
+                inputs: vec![TxIn { prevout: coin.outpoint, unlock: Default::default() }],
+                outputs,
+                lock_time: 0,
+            };
+            ops::sign_p2pkh_inputs(&wallet, &mut tx, std::slice::from_ref(&coin.out))
+                .map_err(|e| anyhow!("{e}"))?;
+            t.call(name, "sendrawtransaction", vec![json!(hex::encode(tx.encode()))])?;
+            made += n;
+        }
+        if made < per_node {
+            println!("  {name}: only {made} of {per_node} outputs (not enough coins)");
+        }
+    }
+    let address = t.wallet(miner)?.address(0).encode();
+    let names = nodes.to_vec();
+    // Wait until every node has every fan-out tx, then mine them.
+    std::thread::sleep(Duration::from_millis(500));
+    t.call(miner, "generatetoaddress", vec![json!(1), json!(address)])?;
+    t.wait_until("the fan-out block everywhere", Duration::from_secs(120), |t| t.same_tip(Some(&names)))?;
+    Ok(())
+}
+
+/// Runs the load. The testnet must be up.
+pub fn run(t: &mut Testnet, opts: &SpamOptions) -> Result<SpamReport> {
+    let nodes = t.running();
+    if nodes.is_empty() {
+        bail!("no node is running: start the testnet with `quarry testnet up`");
+    }
+    if !(opts.tps > 0.0 && opts.seconds > 0.0) {
+        bail!("--tps and --seconds must be positive");
+    }
+    let miner = opts.miner.clone().unwrap_or_else(|| nodes[0].clone());
+    let total = (opts.tps * opts.seconds).ceil() as usize;
+    let per_node = total.div_ceil(nodes.len());
+    let value = Amount::from_sat(100_000)?;
+    println!("preparing {total} transactions ({per_node} coins per node, fan-out confirmed in one block)…");
+    prepare(t, &nodes, per_node, value, &miner)?;
+
+    // Sign every spam transaction up front.
+    let mut txs: Vec<(usize, Hash256, String)> = Vec::with_capacity(total);
+    for (i, name) in nodes.iter().enumerate() {
+        let rpc = t.rpc(name)?;
+        let wallet = t.wallet(name)?;
+        let lock = address_lock(&wallet.address(0));
+        let coins = ops::spendable(&wallet, &rpc).map_err(|e| anyhow!("{name}: {e}"))?;
+        for coin in coins.iter().filter(|c| c.out.value == value && !c.coinbase).take(per_node) {
+            let mut tx = Transaction {
+                version: 1,
+                inputs: vec![TxIn { prevout: OutPoint { ..coin.outpoint }, unlock: Default::default() }],
+                outputs: vec![TxOut {
+                    value: Amount::from_sat(value.to_sat() - SPAM_FEE)?,
+                    lock: lock.clone(),
+                }],
+                lock_time: 0,
+            };
+            ops::sign_p2pkh_inputs(&wallet, &mut tx, std::slice::from_ref(&coin.out))
+                .map_err(|e| anyhow!("{e}"))?;
+            txs.push((i, tx.txid(), hex::encode(tx.encode())));
+        }
+    }
+    // Interleave the nodes so the load is spread evenly over time.
+    txs.sort_by_key(|(i, txid, _)| (txid.0[0] as usize, *i));
+    let offered = txs.len();
+    if offered == 0 {
+        bail!("no spendable coins to spam with");
+    }
+    println!(
+        "submitting {offered} transactions at {} tx/s for {} s across {} nodes…",
+        opts.tps,
+        opts.seconds,
+        nodes.len()
+    );
+
+    let endpoints: Vec<Endpoint> = nodes.iter().map(|n| endpoint(t, n)).collect::<Result<_>>()?;
+    let endpoints = Arc::new(endpoints);
+    let sent_at: Arc<Mutex<HashMap<Hash256, Instant>>> =
+        Arc::new(Mutex::new(HashMap::with_capacity(offered)));
+    let refused = Arc::new(Mutex::new((0usize, None::<String>)));
+    let start = Instant::now();
+    let senders = 4usize;
+    let batches: Vec<Vec<(usize, Hash256, String)>> = txs.chunks(BATCH).map(|c| c.to_vec()).collect();
+    let batch_interval = BATCH as f64 / opts.tps;
+    let batches = Arc::new(batches);
+    let mut handles = Vec::new();
+    for s in 0..senders {
+        let (batches, endpoints, sent_at, refused) =
+            (batches.clone(), endpoints.clone(), sent_at.clone(), refused.clone());
+        handles.push(std::thread::spawn(move || {
+            let mut k = s;
+            while k < batches.len() {
+                let due = start + Duration::from_secs_f64(k as f64 * batch_interval);
+                if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                    std::thread::sleep(wait);
+                }
+                // Each batch goes to the node that owns most of it (round-robin otherwise).
+                let node = batches[k].first().map_or(0, |b| b.0) % endpoints.len();
+                let body: Vec<Value> = batches[k]
+                    .iter()
+                    .enumerate()
+                    .map(|(j, (_, _, hex))| json!({"jsonrpc": "2.0", "id": j, "method": "sendrawtransaction", "params": [hex]}))
+                    .collect();
+                let now = Instant::now();
+                match post(&endpoints[node], &Value::Array(body).to_string()) {
+                    Ok(text) => {
+                        let answers: Vec<Value> = serde_json::from_str(&text).unwrap_or_default();
+                        let mut map = sent_at.lock().expect("lock");
+                        for a in answers {
+                            let Some(j) = a["id"].as_u64() else { continue };
+                            let Some((_, txid, _)) = batches[k].get(j as usize) else { continue };
+                            if a.get("error").is_some_and(|e| !e.is_null()) {
+                                let mut r = refused.lock().expect("lock");
+                                r.0 += 1;
+                                r.1.get_or_insert_with(|| a["error"].to_string());
+                            } else {
+                                map.insert(*txid, now);
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        let mut r = refused.lock().expect("lock");
+                        r.0 += batches[k].len();
+                        r.1.get_or_insert_with(|| format!("{e:#}"));
+                    }
+                }
+                k += senders;
+            }
+        }));
+    }
+
+    // Follow the chain on the first node while sending, then drain.
+    let watcher = &nodes[0];
+    let mut next_height = t.call(watcher, "getblockcount", vec![])?.as_u64().unwrap_or(0) + 1;
+    let mut latencies: Vec<f64> = Vec::new();
+    let mut confirmed_at: Vec<Instant> = Vec::new();
+    let mut max_mempool = 0u64;
+    let mut blocks = 0usize;
+    let deadline = start + Duration::from_secs_f64(opts.seconds + opts.drain_seconds);
+    let mut sending_done = false;
+    loop {
+        if !sending_done && handles.iter().all(|h| h.is_finished()) {
+            sending_done = true;
+        }
+        for n in &nodes {
+            if let Ok(v) = t.call(n, "getmempoolinfo", vec![]) {
+                max_mempool = max_mempool.max(v["size"].as_u64().unwrap_or(0));
+            }
+        }
+        let height = t.call(watcher, "getblockcount", vec![])?.as_u64().unwrap_or(0);
+        while next_height <= height {
+            let hash = t.call(watcher, "getblockhash", vec![json!(next_height)])?;
+            let block = t.call(watcher, "getblock", vec![hash, json!(1)])?;
+            let now = Instant::now();
+            let map = sent_at.lock().expect("lock");
+            let mut hit = false;
+            for txid in block["tx"].as_array().into_iter().flatten() {
+                let Some(id) = txid.as_str().and_then(|s| s.parse::<Hash256>().ok()) else { continue };
+                if let Some(t0) = map.get(&id) {
+                    latencies.push(now.duration_since(*t0).as_secs_f64());
+                    confirmed_at.push(now);
+                    hit = true;
+                }
+            }
+            blocks += hit as usize;
+            next_height += 1;
+        }
+        let submitted = sent_at.lock().expect("lock").len();
+        if sending_done && latencies.len() >= submitted {
+            break;
+        }
+        if Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    for h in handles {
+        let _ = h.join();
+    }
+    let submit_seconds = opts.seconds.max(1e-9);
+    let submitted = sent_at.lock().expect("lock").len();
+    let (refused_n, first_error) = refused.lock().expect("lock").clone();
+    latencies.sort_by(|a, b| a.total_cmp(b));
+    let pct = |p: f64| -> f64 {
+        if latencies.is_empty() {
+            return f64::NAN;
+        }
+        latencies[((latencies.len() - 1) as f64 * p).round() as usize]
+    };
+    let span = confirmed_at.iter().max().map_or(0.0, |last| last.duration_since(start).as_secs_f64());
+    Ok(SpamReport {
+        offered,
+        submitted,
+        refused: refused_n,
+        confirmed: latencies.len(),
+        submit_seconds,
+        submitted_tps: submitted as f64 / submit_seconds,
+        confirmed_tps: if span > 0.0 { latencies.len() as f64 / span } else { 0.0 },
+        latency: [pct(0.5), pct(0.9), pct(0.99), pct(1.0)],
+        max_mempool,
+        blocks,
+        first_error,
+    })
+}
+
+/// The report as text.
+pub fn report_text(r: &SpamReport) -> String {
+    format!(
+        "offered      {}\nsubmitted    {} ({:.0} tx/s over {:.0} s)\nrefused      {}{}\nconfirmed    {} ({:.0} tx/s from first submission to last confirmation, {} blocks)\nlatency      p50 {:.2} s  p90 {:.2} s  p99 {:.2} s  max {:.2} s\nmax mempool  {} txs\n",
+        r.offered,
+        r.submitted,
+        r.submitted_tps,
+        r.submit_seconds,
+        r.refused,
+        r.first_error.as_deref().map(|e| format!(" (first: {e})")).unwrap_or_default(),
+        r.confirmed,
+        r.confirmed_tps,
+        r.blocks,
+        r.latency[0],
+        r.latency[1],
+        r.latency[2],
+        r.latency[3],
+        r.max_mempool,
+    )
+}

@@ -1,0 +1,171 @@
+//! Topology files: which nodes, which mine and with how many threads, who bootstraps from
+//! whom, and (optionally) their ports.
+
+use crate::consensus::Network;
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
+use std::path::Path;
+
+/// A testnet's shape (`testnet/*.toml`).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Topology {
+    /// Network the nodes run (default dev: 5-second blocks with retargeting).
+    #[serde(default = "default_network", with = "network_name")]
+    pub network: Network,
+    /// The nodes.
+    #[serde(rename = "node")]
+    pub nodes: Vec<NodeSpec>,
+}
+
+/// One node of a topology.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct NodeSpec {
+    /// Unique name (letters, digits, '-'); also its data directory's name.
+    pub name: String,
+    /// Mine continuously.
+    #[serde(default)]
+    pub mine: bool,
+    /// Miner threads (continuous mining and generatetoaddress).
+    #[serde(default = "one")]
+    pub threads: usize,
+    /// Names of the nodes it connects to at start.
+    #[serde(default)]
+    pub bootnodes: Vec<String>,
+    /// JSON-RPC port on 127.0.0.1 (default: a free port).
+    #[serde(default)]
+    pub rpc_port: Option<u16>,
+    /// Peer-to-peer port on 127.0.0.1 (default: a free port).
+    #[serde(default)]
+    pub p2p_port: Option<u16>,
+    /// Start with the testnet (false: a scenario starts it later, e.g. a late joiner).
+    #[serde(default = "yes")]
+    pub start: bool,
+}
+
+fn default_network() -> Network {
+    Network::Dev
+}
+fn one() -> usize {
+    1
+}
+fn yes() -> bool {
+    true
+}
+
+mod network_name {
+    use crate::consensus::Network;
+    use serde::{Deserialize, Deserializer, Serializer};
+    pub fn serialize<S: Serializer>(n: &Network, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(n.name())
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Network, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl Topology {
+    /// `nodes` nodes, the first `miners` mining with one thread each; node i connects to
+    /// node 0 and node i-1 (a connected graph where every node has at least one peer).
+    pub fn generated(network: Network, nodes: usize, miners: usize) -> Result<Topology> {
+        if nodes == 0 || nodes > 32 {
+            bail!("--nodes must be 1 to 32, got {nodes}");
+        }
+        if miners > nodes {
+            bail!("--miners ({miners}) cannot exceed --nodes ({nodes})");
+        }
+        let nodes = (0..nodes)
+            .map(|i| NodeSpec {
+                name: format!("n{}", i + 1),
+                mine: i < miners,
+                threads: 1,
+                bootnodes: match i {
+                    0 => vec![],
+                    1 => vec!["n1".into()],
+                    _ => vec!["n1".into(), format!("n{i}")],
+                },
+                rpc_port: None,
+                p2p_port: None,
+                start: true,
+            })
+            .collect();
+        Ok(Topology { network, nodes })
+    }
+
+    /// Reads and checks a topology file.
+    pub fn load(path: &Path) -> Result<Topology> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading topology {}", path.display()))?;
+        let t: Topology =
+            toml::from_str(&text).with_context(|| format!("{} is not a valid topology", path.display()))?;
+        t.check().with_context(|| format!("topology {}", path.display()))?;
+        Ok(t)
+    }
+
+    /// Names unique and well-formed, bootnodes known, at least one node.
+    pub fn check(&self) -> Result<()> {
+        if self.nodes.is_empty() {
+            bail!("no [[node]] entries");
+        }
+        let mut names = HashSet::new();
+        for n in &self.nodes {
+            if n.name.is_empty() || !n.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+                bail!("node name {:?}: use letters, digits and '-'", n.name);
+            }
+            if !names.insert(n.name.as_str()) {
+                bail!("node name {:?} appears twice", n.name);
+            }
+            if n.threads == 0 || n.threads > 64 {
+                bail!("node {}: threads must be 1 to 64, got {}", n.name, n.threads);
+            }
+        }
+        for n in &self.nodes {
+            for b in &n.bootnodes {
+                if !names.contains(b.as_str()) {
+                    bail!("node {}: bootnode {b:?} is not a node of this topology", n.name);
+                }
+                if b == &n.name {
+                    bail!("node {}: a node cannot bootstrap from itself", n.name);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_topologies_are_connected_and_checked() {
+        let t = Topology::generated(Network::Dev, 4, 2).unwrap();
+        t.check().unwrap();
+        assert_eq!(t.nodes.iter().filter(|n| n.mine).count(), 2);
+        assert!(t.nodes.iter().skip(1).all(|n| n.bootnodes.contains(&"n1".to_string())));
+        assert!(Topology::generated(Network::Dev, 2, 3).is_err());
+        assert!(Topology::generated(Network::Dev, 0, 0).is_err());
+    }
+
+    #[test]
+    fn bad_files_are_refused_with_the_reason() {
+        let bad = |s: &str| {
+            toml::from_str::<Topology>(s)
+                .map_err(|e| e.to_string())
+                .and_then(|t| t.check().map_err(|e| e.to_string()))
+        };
+        assert!(bad("network = \"dev\"\n[[node]]\nname = \"a\"\nbootnodes = [\"b\"]")
+            .unwrap_err()
+            .contains("bootnode \"b\""));
+        assert!(bad("[[node]]\nname = \"a\"\n[[node]]\nname = \"a\"").unwrap_err().contains("twice"));
+        assert!(bad("[[node]]\nname = \"a\"\ncolour = 1").unwrap_err().contains("colour"));
+        assert!(bad("network = \"mainnet\"\n[[node]]\nname = \"a\"").is_err());
+        let t: Topology = toml::from_str("[[node]]\nname = \"a\"\nmine = true").unwrap();
+        assert_eq!(t.network, Network::Dev);
+        assert_eq!(t.nodes[0].threads, 1);
+        assert!(t.nodes[0].start);
+    }
+}
