@@ -252,6 +252,12 @@ impl<P: Copy + Ord + Eq + Hash + Debug> SyncMachine<P> {
 
     /// The last connection to `peer` closed: its requests go to others.
     pub fn peer_disconnected(&mut self, peer: P, chain: &impl ChainView) {
+        self.forget_peer(peer);
+        self.prune_unobtainable();
+        self.schedule(chain);
+    }
+
+    fn forget_peer(&mut self, peer: P) {
         self.peers.remove(&peer);
         let ids: Vec<ReqId> =
             self.requests.iter().filter(|(_, r)| r.peer == peer).map(|(id, _)| *id).collect();
@@ -260,7 +266,6 @@ impl<P: Copy + Ord + Eq + Hash + Debug> SyncMachine<P> {
                 self.unrequest(&r.hashes);
             }
         }
-        self.schedule(chain);
     }
 
     fn unrequest(&mut self, hashes: &[Hash256]) {
@@ -278,7 +283,7 @@ impl<P: Copy + Ord + Eq + Hash + Debug> SyncMachine<P> {
         self.now_ms = now_ms;
         let params = chain.params();
         if status.genesis != params.genesis_hash || status.version != PROTOCOL_VERSION {
-            self.peers.remove(&peer);
+            self.forget_peer(peer);
             self.outbox.push(Action::Disconnect {
                 peer,
                 reason: format!(
@@ -528,11 +533,54 @@ impl<P: Copy + Ord + Eq + Hash + Debug> SyncMachine<P> {
                 }
             }
         }
-        let missing: Vec<Hash256> = asked.iter().filter(|h| !got.contains(h)).copied().collect();
-        if let Some(p) = self.peers.get_mut(&peer) {
-            p.lacks.extend(missing.iter().copied());
+        // Answers keep request order and may stop early to stay under the size limit: only
+        // blocks skipped before the last one returned are blocks the peer lacks; the
+        // unanswered tail is simply asked for again.
+        let last = asked.iter().rposition(|h| got.contains(h));
+        let mut lacking = Vec::new();
+        let mut retry = Vec::new();
+        for (i, h) in asked.iter().enumerate() {
+            if got.contains(h) {
+                continue;
+            }
+            match last {
+                Some(l) if i > l => retry.push(*h),
+                _ => lacking.push(*h),
+            }
         }
-        self.unrequest(&missing);
+        if let Some(p) = self.peers.get_mut(&peer) {
+            p.lacks.extend(lacking.iter().copied());
+        }
+        self.unrequest(&lacking);
+        self.unrequest(&retry);
+        self.prune_unobtainable();
+    }
+
+    /// Drops pending headers (and their descendants) whose block no connected peer can
+    /// supply, so they cannot pin the download window; a peer that has them will announce
+    /// them again (status, gossip) and they are fetched then.
+    fn prune_unobtainable(&mut self) {
+        let dead: Vec<Hash256> = self
+            .pending
+            .iter()
+            .filter(|(h, p)| {
+                p.block.is_none()
+                    && !p.processing
+                    && !p.requested
+                    && !self.peers.values().any(|peer| {
+                        peer.status.is_some()
+                            && peer.best_work >= p.state.chain_work
+                            && !peer.lacks.contains(h)
+                    })
+            })
+            .map(|(h, _)| *h)
+            .collect();
+        for h in dead {
+            if let Some(p) = self.pending.remove(&h) {
+                self.by_height.remove(&(p.state.height, h));
+                self.drop_descendants(h);
+            }
+        }
     }
 
     /// The chain's verdict on a block from [`Action::Process`]: `Ok` if stored (or already

@@ -139,7 +139,7 @@ fn prepare(t: &mut Testnet, nodes: &[String], per_node: usize, value: Amount, mi
             made += n;
         }
         if made < per_node {
-            println!("  {name}: only {made} of {per_node} outputs (not enough coins)");
+            eprintln!("  {name}: only {made} of {per_node} outputs (not enough coins)");
         }
     }
     let address = t.wallet(miner)?.address(0).encode();
@@ -164,7 +164,7 @@ pub fn run(t: &mut Testnet, opts: &SpamOptions) -> Result<SpamReport> {
     let total = (opts.tps * opts.seconds).ceil() as usize;
     let per_node = total.div_ceil(nodes.len());
     let value = Amount::from_sat(100_000)?;
-    println!("preparing {total} transactions ({per_node} coins per node, fan-out confirmed in one block)…");
+    eprintln!("preparing {total} transactions ({per_node} coins per node, fan-out confirmed in one block)…");
     prepare(t, &nodes, per_node, value, &miner)?;
 
     // Sign every spam transaction up front.
@@ -195,7 +195,7 @@ pub fn run(t: &mut Testnet, opts: &SpamOptions) -> Result<SpamReport> {
     if offered == 0 {
         bail!("no spendable coins to spam with");
     }
-    println!(
+    eprintln!(
         "submitting {offered} transactions at {} tx/s for {} s across {} nodes…",
         opts.tps,
         opts.seconds,

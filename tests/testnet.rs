@@ -1,0 +1,172 @@
+//! `quarry testnet`: up/down leaves no process behind; the shipped scenarios pass; a wrong
+//! outcome fails the scenario; spam confirms transactions.
+
+use serde_json::Value;
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::Duration;
+
+fn quarry(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_quarry")).args(args).output().unwrap()
+}
+
+fn ok(out: &Output) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "exit {}\nstdout:\n{stdout}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+fn alive(pid: u64) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => {
+            !matches!(stat.rsplit_once(')').and_then(|(_, r)| r.split_whitespace().next()), Some("Z" | "X"))
+        }
+        Err(_) => false,
+    }
+}
+
+fn pids(dir: &Path) -> Vec<u64> {
+    let state: Value = serde_json::from_slice(&std::fs::read(dir.join("testnet.json")).unwrap()).unwrap();
+    state["nodes"].as_array().unwrap().iter().filter_map(|n| n["pid"].as_u64()).collect()
+}
+
+#[test]
+fn testnet_up_then_down_leaves_no_process_behind() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("tn");
+    let d = dir.to_str().unwrap();
+    let out = ok(&quarry(&["testnet", "--dir", d, "up", "--nodes", "3", "--miners", "1", "--no-watch"]));
+    assert!(out.contains("testnet up"), "{out}");
+    let running = pids(&dir);
+    assert_eq!(running.len(), 3);
+    assert!(running.iter().all(|p| alive(*p)));
+    // A second `up` refuses while it runs.
+    let again = quarry(&["testnet", "--dir", d, "up", "--no-watch"]);
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already running"));
+    // Status: one row per node, all connected and funded.
+    let status: Value =
+        serde_json::from_str(&ok(&quarry(&["testnet", "--dir", d, "status", "--json"]))).unwrap();
+    let rows = status.as_array().unwrap();
+    assert_eq!(rows.len(), 3);
+    for r in rows {
+        assert_eq!(r["running"], Value::Bool(true), "{r}");
+        assert!(r["peers"].as_u64().unwrap() >= 1, "{r}");
+        assert!(r["height"].as_u64().unwrap() >= 23, "{r}");
+    }
+    ok(&quarry(&["testnet", "--dir", d, "down"]));
+    std::thread::sleep(Duration::from_millis(100));
+    for p in &running {
+        assert!(!alive(*p), "process {p} left behind");
+    }
+    assert!(pids(&dir).is_empty());
+    // Up again resumes the same chain; down --clean removes everything.
+    ok(&quarry(&["testnet", "--dir", d, "up", "--no-watch"]));
+    let resumed = pids(&dir);
+    ok(&quarry(&["testnet", "--dir", d, "down", "--clean"]));
+    for p in &resumed {
+        assert!(!alive(*p), "process {p} left behind");
+    }
+    assert!(!dir.exists());
+}
+
+fn scenario(name: &str) {
+    let path = format!("{}/testnet/scenarios/{name}.toml", env!("CARGO_MANIFEST_DIR"));
+    let out = ok(&quarry(&["testnet", "scenario", &path]));
+    assert!(out.contains(&format!("scenario {name} passed")), "{out}");
+}
+
+#[test]
+fn scenario_partition_heal() {
+    scenario("partition-heal");
+}
+
+#[test]
+fn scenario_double_spend_across_partition() {
+    scenario("double-spend-across-partition");
+}
+
+#[test]
+fn scenario_crash_and_recover() {
+    scenario("crash-and-recover");
+}
+
+#[test]
+fn scenario_late_joiner() {
+    scenario("late-joiner");
+}
+
+/// A scenario whose assertion is wrong fails, names the step, and stops its nodes.
+#[test]
+fn a_wrong_outcome_fails_the_scenario() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("wrong.toml");
+    std::fs::write(
+        &file,
+        r#"name = "wrong"
+[topology]
+network = "regtest"
+[[topology.node]]
+name = "a"
+[[topology.node]]
+name = "b"
+bootnodes = ["a"]
+[[step]]
+do = "partition"
+groups = [["a"], ["b"]]
+[[step]]
+do = "mine"
+node = "a"
+blocks = 3
+[[step]]
+do = "assert-same-tip"
+"#,
+    )
+    .unwrap();
+    let out = quarry(&["testnet", "scenario", file.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stdout.contains("FAIL  3. assert same tip"), "{stdout}");
+    assert!(stderr.contains("step 3") && stderr.contains("tips differ"), "{stderr}");
+    // Its nodes were stopped: the kept directory's state has no pid.
+    let kept = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("scenario directory (logs in <node>/node.log): "))
+        .unwrap();
+    let dir = Path::new(kept).join("testnet");
+    assert!(pids(&dir).is_empty());
+    let _ = std::fs::remove_dir_all(kept);
+
+    // A malformed file is refused before anything starts, naming the problem.
+    std::fs::write(
+        &file,
+        "name = \"x\"\n[topology]\n[[topology.node]]\nname = \"a\"\n[[step]]\ndo = \"fly\"\n",
+    )
+    .unwrap();
+    let out = quarry(&["testnet", "scenario", file.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("fly"));
+}
+
+#[test]
+fn spam_confirms_transactions() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("tn");
+    let d = dir.to_str().unwrap();
+    ok(&quarry(&["testnet", "--dir", d, "up", "--nodes", "2", "--miners", "1", "--no-watch"]));
+    let out =
+        quarry(&["testnet", "--dir", d, "spam", "--tps", "100", "--seconds", "2", "--drain", "60", "--json"]);
+    let down = quarry(&["testnet", "--dir", d, "down"]);
+    let report: Value = serde_json::from_str(&ok(&out)).unwrap();
+    ok(&down);
+    assert_eq!(report["offered"], report["submitted"], "{report}");
+    assert_eq!(report["refused"], Value::from(0), "{report}");
+    assert_eq!(report["confirmed"], report["submitted"], "{report}");
+    assert!(report["latency"][0].as_f64().unwrap() > 0.0, "{report}");
+}
