@@ -161,6 +161,14 @@ impl Core {
         }
     }
 
+    /// Refreshes the miner's template unless it is younger than `max_age` (many RPC
+    /// submissions in a row then cost one template, not one each).
+    pub fn refresh_template_if_older(&mut self, max_age: Duration) {
+        if self.template_at.elapsed() >= max_age {
+            self.refresh_template();
+        }
+    }
+
     /// Mines `n` blocks paying `lock` (regtest-style `generatetoaddress`), on this thread with
     /// a temporary miner. Returns the block hashes; stops early (with what it has) when the
     /// node shuts down.

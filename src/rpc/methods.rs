@@ -272,7 +272,7 @@ pub fn register(m: &mut RpcModule<Ctx>) -> Result<(), jsonrpsee::core::RegisterM
                     .accept_local(tx, &core.chain, crate::node::core::now())
                     .map_err(mempool_err)?;
                 core.announce_tx(&copy);
-                core.refresh_template();
+                core.refresh_template_if_older(std::time::Duration::from_millis(500));
                 Ok(json!(admission.txid.to_string()))
             })
             .await?
