@@ -305,3 +305,18 @@ fn network_rpcs_validate_their_input() {
     assert_eq!(n.rpc_err("getpeerinfo", json!([]))["code"], json!(-9));
     n.stop();
 }
+
+/// `quarry bench-p2p` end to end on a small chain (CI smoke test; the real figures are in
+/// BENCHMARKS.md).
+#[test]
+fn bench_p2p_smoke() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_quarry"))
+        .args(["bench-p2p", "--blocks", "200", "--rounds", "2"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "bench-p2p failed: {}\nstdout:\n{stdout}\nstderr:\n{stderr}", out.status);
+    assert!(stdout.contains("ratio"), "{stdout}");
+    assert!(stdout.contains("hop latency p50 / p99"), "{stdout}");
+}

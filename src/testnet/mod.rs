@@ -503,16 +503,20 @@ fn bring_up(t: &mut Testnet, opts: &UpOptions) -> Result<()> {
     prefund(t, &to_start, opts)
 }
 
-/// Gives every started node's wallet mature coins: one block to each wallet, then enough
-/// blocks on the first node for them to mature. Skipped when they already have coins.
+/// Coins `up` gives each node's wallet.
+pub const PREFUND_COINS: u64 = 200;
+
+/// Gives every started node's wallet [`PREFUND_COINS`] confirmed coins: the first node mines
+/// until its wallet holds enough mature coinbases (whichever of its blocks win races against
+/// the continuous miners), then pays every other wallet in one transaction and mines it in.
+/// Skipped for wallets that already have coins.
 pub fn prefund(t: &mut Testnet, names: &[String], opts: &UpOptions) -> Result<()> {
-    let Some(first) = names.first() else { return Ok(()) };
-    let maturity = t.network.params().coinbase_maturity;
+    use crate::primitives::{Amount, Transaction, TxIn, TxOut};
+    let Some(first) = names.first().cloned() else { return Ok(()) };
     let mut needy = Vec::new();
     for n in names {
-        let rpc = t.rpc(n)?;
-        let wallet = t.wallet(n)?;
-        let balance = crate::wallet::ops::balance(&wallet, &rpc).map_err(|e| anyhow!("{n}: {e}"))?;
+        let balance =
+            crate::wallet::ops::balance(&t.wallet(n)?, &t.rpc(n)?).map_err(|e| anyhow!("{n}: {e}"))?;
         if balance.confirmed.to_sat() == 0 && balance.immature.to_sat() == 0 {
             needy.push(n.clone());
         }
@@ -520,21 +524,86 @@ pub fn prefund(t: &mut Testnet, names: &[String], opts: &UpOptions) -> Result<()
     if needy.is_empty() {
         return Ok(());
     }
-    let pb = bar(needy.len() as u64 + maturity as u64, "pre-funding wallets", opts.progress);
-    for n in &needy {
-        t.mine(n, 1)?;
-        pb.inc(1);
-        let names = names.to_vec();
-        t.wait_until("the nodes to agree on the tip", Duration::from_secs(60), |t| t.same_tip(Some(&names)))?;
+    let coin = 100_000_000u64;
+    let others: Vec<String> = needy.iter().filter(|n| **n != first).cloned().collect();
+    let want = PREFUND_COINS * coin * (others.len() as u64 + 1) + coin;
+    let maturity = t.network.params().coinbase_maturity as u64;
+    let all = names.to_vec();
+    let pb = bar(maturity + 10, "mining coins", opts.progress);
+    let mut mined = 0u64;
+    loop {
+        let rpc = t.rpc(&first)?;
+        let have = crate::wallet::ops::balance(&t.wallet(&first)?, &rpc)
+            .map_err(|e| anyhow!("{first}: {e}"))?
+            .confirmed;
+        if have.to_sat() >= want {
+            break;
+        }
+        if mined > 400 {
+            bail!("{first}'s wallet holds {have} after mining {mined} blocks; {} coins needed", want / coin);
+        }
+        t.mine(&first, 1)?;
+        mined += 1;
+        pb.set_position(mined.min(maturity + 10));
     }
-    for _ in 0..maturity {
-        t.mine(first, 1)?;
-        pb.inc(1);
-    }
-    let names = names.to_vec();
-    t.wait_until("the nodes to agree on the tip", Duration::from_secs(60), |t| t.same_tip(Some(&names)))?;
     pb.finish();
-    Ok(())
+    t.wait_until("the nodes to agree on the tip", Duration::from_secs(60), |t| t.same_tip(Some(&all)))?;
+    if others.is_empty() {
+        return Ok(());
+    }
+    // One payment to every other wallet.
+    let rpc = t.rpc(&first)?;
+    let wallet = t.wallet(&first)?;
+    let mut coins = crate::wallet::ops::spendable(&wallet, &rpc).map_err(|e| anyhow!("{first}: {e}"))?;
+    coins.sort_by(|a, b| b.out.value.cmp(&a.out.value));
+    let pay = PREFUND_COINS * coin;
+    let fee = 1_000_000u64;
+    let needed = pay * others.len() as u64 + fee;
+    let mut inputs = Vec::new();
+    let mut total = 0u64;
+    for c in coins {
+        if total >= needed {
+            break;
+        }
+        total += c.out.value.to_sat();
+        inputs.push(c);
+    }
+    if total < needed {
+        bail!("{first}'s wallet cannot pay {} coins to each of {} wallets", PREFUND_COINS, others.len());
+    }
+    let mut outputs = Vec::new();
+    for n in &others {
+        outputs.push(TxOut {
+            value: Amount::from_sat(pay)?,
+            lock: crate::script::templates::address_lock(&t.wallet(n)?.address(0)),
+        });
+    }
+    outputs.push(TxOut {
+        value: Amount::from_sat(total - needed)?,
+        lock: crate::script::templates::address_lock(&wallet.address(0)),
+    });
+    let mut tx = Transaction {
+        version: 1,
+        inputs: inputs.iter().map(|c| TxIn { prevout: c.outpoint, unlock: Default::default() }).collect(),
+        outputs,
+        lock_time: 0,
+    };
+    let spent: Vec<TxOut> = inputs.iter().map(|c| c.out.clone()).collect();
+    crate::wallet::ops::sign_p2pkh_inputs(&wallet, &mut tx, &spent).map_err(|e| anyhow!("{e}"))?;
+    let txid = t.call(&first, "sendrawtransaction", vec![json!(hex::encode(tx.encode()))])?;
+    let txid = txid.as_str().unwrap_or_default().to_string();
+    let pb = bar(others.len() as u64, "paying the wallets", opts.progress);
+    for _ in 0..20 {
+        t.mine(&first, 1)?;
+        t.wait_until("the nodes to agree on the tip", Duration::from_secs(60), |t| t.same_tip(Some(&all)))?;
+        let v = t.call(&first, "getrawtransaction", vec![json!(txid), json!(true)])?;
+        if v.get("blockhash").is_some_and(|b| !b.is_null()) {
+            pb.set_position(others.len() as u64);
+            pb.finish();
+            return Ok(());
+        }
+    }
+    bail!("the funding transaction {txid} was not confirmed after 20 blocks")
 }
 
 /// One row of the status table.
