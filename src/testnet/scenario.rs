@@ -60,6 +60,9 @@ pub enum Step {
     WaitSync { nodes: Option<Vec<String>>, timeout: Option<u64> },
     /// Wait until a node reaches a height.
     WaitHeight { node: String, height: u64, timeout: Option<u64> },
+    /// Wait until the labelled transaction is in the node's mempool (relayed), e.g. before
+    /// mining it on another node.
+    WaitMempool { label: String, node: String, timeout: Option<u64> },
     /// Sleep.
     Sleep { seconds: f64 },
     /// All (or the listed) running nodes share a tip.
@@ -167,6 +170,7 @@ fn describe(step: &Step) -> String {
             format!("wait for one tip on {}", nodes.as_ref().map_or("all".into(), |n| n.join(",")))
         }
         Step::WaitHeight { node, height, .. } => format!("wait for {node} at height {height}"),
+        Step::WaitMempool { label, node, .. } => format!("wait for {label} in {node}'s mempool"),
         Step::Sleep { seconds } => format!("sleep {seconds} s"),
         Step::AssertSameTip { .. } => "assert same tip".into(),
         Step::AssertSameUtxos { .. } => "assert same UTXO set".into(),
@@ -349,6 +353,15 @@ impl Runner {
                 let timeout = Duration::from_secs(timeout.unwrap_or(120));
                 t.wait_until(&format!("{node} at height {height}"), timeout, |t| {
                     Ok(t.call(node, "getblockcount", vec![])?.as_u64().unwrap_or(0) >= *height)
+                })?;
+                Ok(String::new())
+            }
+            Step::WaitMempool { label, node, timeout } => {
+                let txid = self.label(label)?.clone();
+                let timeout = Duration::from_secs(timeout.unwrap_or(60));
+                self.t.wait_until(&format!("{label} in {node}'s mempool"), timeout, |t| {
+                    let pool = t.call(node, "getrawmempool", vec![])?;
+                    Ok(pool.as_array().is_some_and(|p| p.contains(&json!(txid))))
                 })?;
                 Ok(String::new())
             }
