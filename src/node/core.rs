@@ -27,8 +27,9 @@ pub fn now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
-/// Requests queued for the core at most.
-const QUEUE: usize = 1024;
+/// Requests queued for the core at most (RPC calls, gossip verdicts, sync steps; the network
+/// service bounds its share by bytes).
+const QUEUE: usize = 8192;
 
 type Job = Box<dyn FnOnce(&mut Core) + Send>;
 

@@ -12,6 +12,12 @@ use crate::primitives::{Block, Transaction};
 use libp2p::gossipsub::MessageAcceptance;
 use libp2p::PeerId;
 
+/// A block error the sender is to blame for. A block already known invalid is not: the
+/// verdict may be our own (`invalidateblock`), so it is refused without a penalty.
+fn peer_fault(e: &crate::chain::ChainError) -> bool {
+    e.is_peer_fault() && !matches!(e, crate::chain::ChainError::KnownInvalid { .. })
+}
+
 impl Core {
     /// Runs `f` on the sync machine, then hands every block it releases to the chain (in
     /// order, reporting each result back) until it releases no more. Returns the network
@@ -37,7 +43,7 @@ impl Core {
                                 Err((true, format!("block {hash} failed to connect (see the chain log)")))
                             }
                             Ok(_) => Ok(()),
-                            Err(e) => Err((e.is_peer_fault(), e.to_string())),
+                            Err(e) => Err((peer_fault(&e), e.to_string())),
                         };
                         self.sync.on_processed(hash, result, &self.chain);
                     }
@@ -74,9 +80,13 @@ impl Core {
                 tracing::debug!(target: "p2p::sync", %hash, %missing, %peer, "gossiped block has an unknown parent; fetching headers");
                 verdict.actions = self.drive_sync(|m, c| m.on_orphan(peer, now_ms, c));
             }
-            Err(e) if e.is_peer_fault() => {
+            Err(e) if peer_fault(&e) => {
                 verdict.acceptance = MessageAcceptance::Reject;
                 verdict.fault = Some(Misbehaviour::InvalidBlock(e.to_string()));
+            }
+            Err(e @ crate::chain::ChainError::KnownInvalid { .. }) => {
+                verdict.acceptance = MessageAcceptance::Reject;
+                tracing::debug!(target: "p2p::gossip", %hash, error = %e, "known invalid block");
             }
             Err(e) => {
                 tracing::warn!(target: "p2p::gossip", %hash, error = %e, "gossiped block not processed")

@@ -59,6 +59,9 @@ pub fn gossip_config() -> Result<gossipsub::Config, String> {
         .message_id_fn(|m: &gossipsub::Message| MessageId::from(wire::message_id(&m.data)))
         .max_transmit_size(MAX_GOSSIP_BYTES)
         .heartbeat_interval(Duration::from_millis(700))
+        // Unvalidated messages stay in the cache this many heartbeats (8.4 s), so a verdict
+        // from a core that was busy for a few seconds still forwards the message.
+        .history_length(12)
         .build()
         .map_err(|e| e.to_string())
 }

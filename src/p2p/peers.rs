@@ -13,9 +13,9 @@ pub const BAN_SECONDS: u64 = 3_600;
 /// Scores recover by one point per this many seconds of good behaviour.
 pub const RECOVERY_SECONDS: u64 = 10;
 /// Inbound sync requests a peer may make in a burst…
-pub const REQUEST_BURST: f64 = 500.0;
+pub const REQUEST_BURST: f64 = 2_000.0;
 /// …and per second sustained.
-pub const REQUESTS_PER_SECOND: f64 = 200.0;
+pub const REQUESTS_PER_SECOND: f64 = 1_000.0;
 
 /// Something a peer did wrong. Only the peer's own faults appear here: our busy core, our
 /// database errors, a block whose parent we lack or a tx that conflicts with our mempool
@@ -297,7 +297,7 @@ mod tests {
     #[test]
     fn rate_limit_allows_bursts_then_refuses_then_refills() {
         let mut s = PeerScore::new(0);
-        let allowed = (0..1000).filter(|_| s.allow_request(0.0)).count();
+        let allowed = (0..10_000).filter(|_| s.allow_request(0.0)).count();
         assert_eq!(allowed, REQUEST_BURST as usize);
         assert!(!s.allow_request(0.0));
         assert!(s.allow_request(1.0));

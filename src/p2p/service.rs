@@ -18,14 +18,17 @@ use libp2p::request_response::{self, OutboundFailure, OutboundRequestId, Respons
 use libp2p::swarm::SwarmEvent;
 use libp2p::{identify, ping, Multiaddr, PeerId, Swarm};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
-/// Gossip messages being validated by the core at most; beyond, new ones are ignored (busy).
-const MAX_VALIDATING: usize = 512;
+/// Bytes of gossiped transactions queued for the core at most; beyond, new ones are ignored
+/// (busy: our limit, not the sender's fault).
+const MAX_VALIDATING_TX_BYTES: usize = 32 << 20;
+/// Bytes of gossiped blocks queued for the core at most.
+const MAX_VALIDATING_BLOCK_BYTES: usize = 64 << 20;
 /// Completions queued at most.
 const COMPLETIONS: usize = 4096;
 /// How often the sync machine ticks and added nodes are redialled.
@@ -81,18 +84,27 @@ struct Service {
     /// `addnode add` and `--bootnode` addresses, kept connected.
     added: Vec<Multiaddr>,
     active: bool,
+    /// Bytes of gossiped transactions queued for the core.
     validating: Arc<AtomicUsize>,
+    /// Bytes of gossiped blocks queued for the core.
+    validating_block_bytes: Arc<AtomicUsize>,
+    tick_in_flight: Arc<AtomicBool>,
     started: Instant,
     last_redial: Instant,
     last_kad: Instant,
 }
 
 /// The sync machine's clock: unix time in milliseconds (header times are checked against it).
-fn now_ms(_started: Instant) -> u64 {
+/// Read inside each core job, so a job that waited in the queue sees the time it runs.
+pub fn unix_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
+}
+
+fn now_ms(_started: Instant) -> u64 {
+    unix_ms()
 }
 
 /// Runs the service until `shutdown` is notified.
@@ -125,6 +137,8 @@ pub(crate) async fn run(
         added: config.bootnodes.clone(),
         active: true,
         validating: Arc::new(AtomicUsize::new(0)),
+        validating_block_bytes: Arc::new(AtomicUsize::new(0)),
+        tick_in_flight: Arc::new(AtomicBool::new(false)),
         started: Instant::now(),
         last_redial: Instant::now(),
         last_kad: Instant::now(),
@@ -174,7 +188,7 @@ impl Service {
         let ban = self.scores.entry(&peer, t).penalise(&why);
         let score = self.scores.score(&peer);
         warn!(target: "p2p", %peer, score, "peer misbehaved: {why}");
-        if ban {
+        if ban && !self.bans.is_banned(&peer.to_string(), t) {
             warn!(target: "p2p", %peer, score, seconds = BAN_SECONDS, "banning peer");
             self.bans.ban(&peer.to_string(), t, BAN_SECONDS, why.to_string());
             self.swarm.behaviour_mut().blocked.block_peer(peer);
@@ -186,6 +200,14 @@ impl Service {
         for action in actions {
             match action {
                 Action::Send { peer, id, request } => {
+                    if !self.peers.contains_key(&peer) {
+                        // Gone meanwhile: do not redial it, tell the machine.
+                        let failure = Failure::Other("peer disconnected".into());
+                        self.core_step(move |core| {
+                            core.drive_sync(|m, c| m.on_failure(peer, id, failure, unix_ms(), c))
+                        });
+                        continue;
+                    }
                     debug!(target: "p2p::sync", %peer, id, request = request_name(&request), "sending request");
                     if let Some(p) = self.peers.get_mut(&peer) {
                         p.bytes_sent += request.encode().len() as u64;
@@ -237,8 +259,21 @@ impl Service {
                 self.swarm.behaviour_mut().blocked.unblock_peer(p);
             }
         }
-        let ms = now_ms(self.started);
-        self.core_step(move |core| core.drive_sync(|m, c| m.tick(ms, c)));
+        // One tick in flight at a time; it also repairs the machine's peer set (events lost
+        // while the core was busy). Its clock is when it was queued: a request is expired only
+        // if no answer had been queued by then.
+        if !self.tick_in_flight.swap(true, Ordering::SeqCst) {
+            let ms = now_ms(self.started);
+            let connected: Vec<PeerId> = self.peers.keys().copied().collect();
+            let flag = self.tick_in_flight.clone();
+            self.core_step(move |core| {
+                flag.store(false, Ordering::SeqCst);
+                core.drive_sync(|m, c| {
+                    m.reconcile(&connected, ms, c);
+                    m.tick(ms, c)
+                })
+            });
+        }
         if self.active && self.last_redial.elapsed() > Duration::from_secs(5) {
             self.last_redial = Instant::now();
             let missing: Vec<Multiaddr> = self
@@ -457,8 +492,7 @@ impl Service {
                 );
                 self.next_peer_id += 1;
                 self.scores.entry(&peer_id, now());
-                let ms = now_ms(self.started);
-                self.core_step(move |core| core.drive_sync(|m, c| m.peer_connected(peer_id, ms, c)));
+                self.core_step(move |core| core.drive_sync(|m, c| m.peer_connected(peer_id, unix_ms(), c)));
             }
             SwarmEvent::ConnectionClosed { peer_id, num_established, cause, .. } => {
                 if num_established > 0 {
@@ -504,9 +538,8 @@ impl Service {
                             p.tip_height = Some(p.tip_height.unwrap_or(0).max(s.height));
                         }
                     }
-                    let ms = now_ms(self.started);
                     self.core_step(move |core| {
-                        core.drive_sync(|m, c| m.on_response(peer, id, response, ms, c))
+                        core.drive_sync(|m, c| m.on_response(peer, id, response, unix_ms(), c))
                     });
                 }
             },
@@ -525,8 +558,9 @@ impl Service {
                     other => Failure::Other(other.to_string()),
                 };
                 debug!(target: "p2p::sync", %peer, error = %error, "request failed");
-                let ms = now_ms(self.started);
-                self.core_step(move |core| core.drive_sync(|m, c| m.on_failure(peer, id, failure, ms, c)));
+                self.core_step(move |core| {
+                    core.drive_sync(|m, c| m.on_failure(peer, id, failure, unix_ms(), c))
+                });
             }
             BehaviourEvent::Sync(request_response::Event::InboundFailure { peer, error, .. }) => {
                 if let request_response::InboundFailure::Io(e) = &error {
@@ -592,23 +626,38 @@ impl Service {
                 return;
             }
         };
-        if self.validating.load(Ordering::SeqCst) >= MAX_VALIDATING {
+        // Budgets: transactions by count, blocks by bytes (separately, so a transaction flood
+        // cannot starve blocks). A block's proof of work is checked here first, off the core:
+        // a block without it costs its sender, not our queue.
+        let (counter, cost, limit) = match &decoded {
+            GossipMessage::Block(block) => {
+                let hash = block.hash();
+                if let Err(e) =
+                    crate::consensus::pow::check_proof_of_work(&hash, block.header.bits, &params.pow_limit)
+                {
+                    report(self, MessageAcceptance::Reject);
+                    self.penalise(source, Misbehaviour::InvalidBlock(format!("block {hash}: {e}")));
+                    return;
+                }
+                (self.validating_block_bytes.clone(), message.data.len(), MAX_VALIDATING_BLOCK_BYTES)
+            }
+            GossipMessage::Tx(_) => (self.validating.clone(), message.data.len(), MAX_VALIDATING_TX_BYTES),
+        };
+        if counter.load(Ordering::SeqCst) + cost > limit {
             report(self, MessageAcceptance::Ignore);
             return;
         }
-        let ms = now_ms(self.started);
         let job = move |core: &mut Core| match decoded {
-            GossipMessage::Block(block) => core.on_gossip_block(source, block, ms),
+            GossipMessage::Block(block) => core.on_gossip_block(source, block, unix_ms()),
             GossipMessage::Tx(tx) => core.on_gossip_tx(tx),
         };
         match self.node.submit(job) {
             Ok(rx) => {
-                self.validating.fetch_add(1, Ordering::SeqCst);
-                let validating = self.validating.clone();
+                counter.fetch_add(cost, Ordering::SeqCst);
                 let tx = self.done_tx.clone();
                 tokio::spawn(async move {
                     let verdict = rx.await;
-                    validating.fetch_sub(1, Ordering::SeqCst);
+                    counter.fetch_sub(cost, Ordering::SeqCst);
                     let done = match verdict {
                         Ok(v) => Done::Validated {
                             id,
@@ -648,8 +697,7 @@ impl Service {
             let _ = self.swarm.behaviour_mut().sync.send_response(channel, Response::Busy);
             return;
         }
-        let ms = now_ms(self.started);
-        let job = move |core: &mut Core| core.serve_request(peer, request, ms);
+        let job = move |core: &mut Core| core.serve_request(peer, request, unix_ms());
         match self.node.submit(job) {
             Ok(rx) => {
                 let tx = self.done_tx.clone();

@@ -35,6 +35,8 @@ pub const WINDOW: u32 = 256;
 pub const HEADERS_TIMEOUT_MS: u64 = 10_000;
 /// A block request unanswered after this long is a stall (ms).
 pub const BLOCKS_TIMEOUT_MS: u64 = 15_000;
+/// Statuses are exchanged again this often (ms).
+pub const STATUS_INTERVAL_MS: u64 = 10_000;
 /// A peer that answered Busy gets no new requests for this long (ms).
 pub const BUSY_COOLDOWN_MS: u64 = 2_000;
 /// A stalled peer gets no new block requests for this long (ms).
@@ -135,6 +137,10 @@ struct PeerState {
     stalled_until: u64,
     /// Not asked for headers again before this time (its last answer taught us nothing new).
     headers_idle_until: u64,
+    /// Our status request in flight.
+    status_req: Option<ReqId>,
+    /// When its status was last heard.
+    status_at: u64,
     /// Blocks it answered without (it is on another branch).
     lacks: HashSet<Hash256>,
 }
@@ -155,6 +161,8 @@ struct Pending<P> {
     block: Option<(Block, P)>,
     /// Handed to the chain, waiting for [`SyncMachine::on_processed`].
     processing: bool,
+    /// Who sent the block (kept once the block itself went to the chain).
+    from: Option<P>,
 }
 
 /// The sync state machine. `P` is the peer id type (libp2p's `PeerId` in the node).
@@ -164,6 +172,8 @@ pub struct SyncMachine<P> {
     pending: HashMap<Hash256, Pending<P>>,
     /// Pending headers in height order.
     by_height: BTreeSet<(u32, Hash256)>,
+    /// Pending headers by cumulative work (the best one is last).
+    by_work: BTreeSet<(U256, Hash256)>,
     requests: HashMap<ReqId, InFlight<P>>,
     next_id: ReqId,
     now_ms: u64,
@@ -183,11 +193,25 @@ impl<P: Copy + Ord + Eq + Hash + Debug> SyncMachine<P> {
             peers: BTreeMap::new(),
             pending: HashMap::new(),
             by_height: BTreeSet::new(),
+            by_work: BTreeSet::new(),
             requests: HashMap::new(),
             next_id: 1,
             now_ms: 0,
             outbox: Vec::new(),
         }
+    }
+
+    fn insert_pending(&mut self, hash: Hash256, pending: Pending<P>) {
+        self.by_height.insert((pending.state.height, hash));
+        self.by_work.insert((pending.state.chain_work, hash));
+        self.pending.insert(hash, pending);
+    }
+
+    fn remove_pending(&mut self, hash: &Hash256) -> Option<Pending<P>> {
+        let p = self.pending.remove(hash)?;
+        self.by_height.remove(&(p.state.height, *hash));
+        self.by_work.remove(&(p.state.chain_work, *hash));
+        Some(p)
     }
 
     /// Takes the actions produced so far, in order.
@@ -209,9 +233,10 @@ impl<P: Copy + Ord + Eq + Hash + Debug> SyncMachine<P> {
     pub fn best_header(&self, chain: &impl ChainView) -> (U256, Hash256, u32) {
         let ours = chain.status();
         let mut best = (ours.chain_work, ours.tip, ours.height);
-        for p in self.pending.values() {
-            if p.state.chain_work > best.0 {
-                best = (p.state.chain_work, p.state.hash, p.state.height);
+        if let Some((work, hash)) = self.by_work.last() {
+            if *work > best.0 {
+                let height = self.pending.get(hash).map_or(0, |p| p.state.height);
+                best = (*work, *hash, height);
             }
         }
         best
@@ -244,10 +269,35 @@ impl<P: Copy + Ord + Eq + Hash + Debug> SyncMachine<P> {
                 block_reqs: 0,
                 stalled_until: 0,
                 headers_idle_until: 0,
+                status_req: None,
+                status_at: 0,
                 lacks: HashSet::new(),
             },
         );
+        self.send_status(peer, chain);
+    }
+
+    fn send_status(&mut self, peer: P, chain: &impl ChainView) {
+        let id = self.next_id;
+        if let Some(p) = self.peers.get_mut(&peer) {
+            p.status_req = Some(id);
+        }
         self.send(peer, Kind::Status, Request::Status(chain.status()), Vec::new());
+    }
+
+    /// Brings the peer set in line with the connections the network layer has (an event
+    /// lost on the way, e.g. dropped while the core was busy, is repaired here).
+    pub fn reconcile(&mut self, connected: &[P], now_ms: u64, chain: &impl ChainView) {
+        self.now_ms = now_ms;
+        let gone: Vec<P> = self.peers.keys().filter(|p| !connected.contains(p)).copied().collect();
+        for p in gone {
+            self.forget_peer(p);
+        }
+        for p in connected {
+            if !self.peers.contains_key(p) {
+                self.peer_connected(*p, now_ms, chain);
+            }
+        }
     }
 
     /// The last connection to `peer` closed: its requests go to others.
@@ -296,6 +346,7 @@ impl<P: Copy + Ord + Eq + Hash + Debug> SyncMachine<P> {
         let Some(p) = self.peers.get_mut(&peer) else { return };
         p.best_work = p.best_work.max(status.chain_work);
         p.status = Some(status);
+        p.status_at = now_ms;
         self.schedule(chain);
     }
 
@@ -334,7 +385,12 @@ impl<P: Copy + Ord + Eq + Hash + Debug> SyncMachine<P> {
             return;
         }
         match (req.kind, response) {
-            (Kind::Status, Response::Status(s)) => self.on_status(peer, s, now_ms, chain),
+            (Kind::Status, Response::Status(s)) => {
+                if let Some(p) = self.peers.get_mut(&peer) {
+                    p.status_req = None;
+                }
+                self.on_status(peer, s, now_ms, chain)
+            }
             (Kind::Headers, Response::Headers(h)) => {
                 if let Some(p) = self.peers.get_mut(&peer) {
                     p.headers_req = None;
@@ -373,7 +429,7 @@ impl<P: Copy + Ord + Eq + Hash + Debug> SyncMachine<P> {
             match kind {
                 Kind::Headers => p.headers_req = None,
                 Kind::Blocks => p.block_reqs = p.block_reqs.saturating_sub(1),
-                Kind::Status => {}
+                Kind::Status => p.status_req = None,
             }
         }
         self.unrequest(hashes);
@@ -433,15 +489,14 @@ impl<P: Copy + Ord + Eq + Hash + Debug> SyncMachine<P> {
             .map(|p| p.state.clone())
             .or_else(|| chain.header_state(&first.prev));
         let Some(mut state) = start else {
-            let why = if chain.is_known_invalid(&first.prev) {
-                Misbehaviour::InvalidHeaders(format!(
-                    "header {} extends invalid block {}",
-                    first.hash(),
-                    first.prev
-                ))
-            } else {
-                Misbehaviour::UnconnectedHeaders(format!("first header's parent {} is unknown", first.prev))
-            };
+            if chain.is_known_invalid(&first.prev) {
+                // Known invalid may be our own decision (invalidateblock): not held against
+                // the peer, but not followed either.
+                self.idle(peer);
+                return;
+            }
+            let why =
+                Misbehaviour::UnconnectedHeaders(format!("first header's parent {} is unknown", first.prev));
             self.penalise(peer, why);
             return;
         };
@@ -450,10 +505,7 @@ impl<P: Copy + Ord + Eq + Hash + Debug> SyncMachine<P> {
         for header in &headers {
             let hash = header.hash();
             if chain.is_known_invalid(&hash) {
-                self.penalise(
-                    peer,
-                    Misbehaviour::InvalidHeaders(format!("header {hash} is of a known invalid block")),
-                );
+                self.idle(peer);
                 return;
             }
             state = match state.child(header, params, now) {
@@ -473,8 +525,7 @@ impl<P: Copy + Ord + Eq + Hash + Debug> SyncMachine<P> {
                 if self.pending.len() >= MAX_PENDING_HEADERS {
                     break;
                 }
-                self.by_height.insert((state.height, hash));
-                self.pending.insert(
+                self.insert_pending(
                     hash,
                     Pending {
                         header: *header,
@@ -482,6 +533,7 @@ impl<P: Copy + Ord + Eq + Hash + Debug> SyncMachine<P> {
                         requested: false,
                         block: None,
                         processing: false,
+                        from: None,
                     },
                 );
             }
@@ -507,6 +559,15 @@ impl<P: Copy + Ord + Eq + Hash + Debug> SyncMachine<P> {
                 locator.truncate(MAX_LOCATOR);
                 self.send_headers(peer, locator);
             }
+        }
+    }
+
+    /// Do not ask this peer for headers for a while.
+    fn idle(&mut self, peer: P) {
+        let until = self.now_ms + HEADERS_IDLE_MS;
+        if let Some(p) = self.peers.get_mut(&peer) {
+            p.headers_idle_until = until;
+            p.wants_headers = false;
         }
     }
 
@@ -553,7 +614,9 @@ impl<P: Copy + Ord + Eq + Hash + Debug> SyncMachine<P> {
         }
         self.unrequest(&lacking);
         self.unrequest(&retry);
-        self.prune_unobtainable();
+        if !lacking.is_empty() {
+            self.prune_unobtainable();
+        }
     }
 
     /// Drops pending headers (and their descendants) whose block no connected peer can
@@ -576,8 +639,7 @@ impl<P: Copy + Ord + Eq + Hash + Debug> SyncMachine<P> {
             .map(|(h, _)| *h)
             .collect();
         for h in dead {
-            if let Some(p) = self.pending.remove(&h) {
-                self.by_height.remove(&(p.state.height, h));
+            if self.remove_pending(&h).is_some() {
                 self.drop_descendants(h);
             }
         }
@@ -591,11 +653,9 @@ impl<P: Copy + Ord + Eq + Hash + Debug> SyncMachine<P> {
         result: Result<(), (bool, String)>,
         chain: &impl ChainView,
     ) {
-        let Some(p) = self.pending.remove(&hash) else { return };
-        self.by_height.remove(&(p.state.height, hash));
+        let Some(p) = self.remove_pending(&hash) else { return };
         if let Err((fault, msg)) = result {
-            if let (true, Some((_, from))) = (fault, &p.block) {
-                let from = *from;
+            if let (true, Some(from)) = (fault, p.from.or(p.block.as_ref().map(|b| b.1))) {
                 self.penalise(from, Misbehaviour::InvalidBlock(format!("{hash}: {msg}")));
             }
             self.drop_descendants(hash);
@@ -611,8 +671,8 @@ impl<P: Copy + Ord + Eq + Hash + Debug> SyncMachine<P> {
             let prev = self.pending.get(&hash).map(|p| p.header.prev);
             if prev.is_some_and(|prev| dead.contains(&prev)) {
                 dead.insert(hash);
-                self.pending.remove(&hash);
-                self.by_height.remove(&(height, hash));
+                let _ = height;
+                self.remove_pending(&hash);
             }
         }
     }
@@ -640,9 +700,23 @@ impl<P: Copy + Ord + Eq + Hash + Debug> SyncMachine<P> {
             .filter(|(_, h)| self.pending.get(h).is_some_and(|p| !p.processing) && chain.has_block(h))
             .copied()
             .collect();
+        // Statuses: ask peers we have not heard from, and everyone now and then (a peer's
+        // tip moves with blocks that arrive by sync, which are not gossiped).
+        let due: Vec<P> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| {
+                p.status_req.is_none()
+                    && (p.status.is_none() || now_ms.saturating_sub(p.status_at) >= STATUS_INTERVAL_MS)
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for peer in due {
+            self.send_status(peer, chain);
+        }
         for (height, hash) in have {
-            self.pending.remove(&hash);
-            self.by_height.remove(&(height, hash));
+            let _ = height;
+            self.remove_pending(&hash);
         }
         self.schedule(chain);
     }
@@ -655,10 +729,17 @@ impl<P: Copy + Ord + Eq + Hash + Debug> SyncMachine<P> {
     }
 
     fn emit_ready(&mut self, chain: &impl ChainView) {
+        // Only the window above the lowest pending height can hold connectable blocks.
+        let Some(&(base, _)) = self.by_height.first() else { return };
+        let order: Vec<Hash256> = self
+            .by_height
+            .iter()
+            .take_while(|(height, _)| *height < base.saturating_add(WINDOW))
+            .map(|(_, h)| *h)
+            .collect();
         let mut emitted: HashSet<Hash256> = HashSet::new();
-        let order: Vec<Hash256> = self.by_height.iter().map(|(_, h)| *h).collect();
         for hash in order {
-            let Some(p) = self.pending.get(&hash) else { continue };
+            let Some(p) = self.pending.get_mut(&hash) else { continue };
             if p.processing {
                 emitted.insert(hash);
                 continue;
@@ -670,9 +751,9 @@ impl<P: Copy + Ord + Eq + Hash + Debug> SyncMachine<P> {
             if !(emitted.contains(&prev) || chain.has_block(&prev)) {
                 continue;
             }
-            let p = self.pending.get_mut(&hash).expect("present");
             p.processing = true;
-            let (block, peer) = p.block.clone().expect("checked");
+            let (block, peer) = p.block.take().expect("checked");
+            p.from = Some(peer);
             emitted.insert(hash);
             self.outbox.push(Action::Process { peer, block });
         }
@@ -708,8 +789,10 @@ impl<P: Copy + Ord + Eq + Hash + Debug> SyncMachine<P> {
     }
 
     fn schedule_blocks(&mut self) {
-        let Some(&(base, _)) =
-            self.by_height.iter().find(|(_, h)| self.pending.get(h).is_some_and(|p| p.block.is_none()))
+        let Some(&(base, _)) = self
+            .by_height
+            .iter()
+            .find(|(_, h)| self.pending.get(h).is_some_and(|p| p.block.is_none() && !p.processing))
         else {
             return;
         };
@@ -720,7 +803,7 @@ impl<P: Copy + Ord + Eq + Hash + Debug> SyncMachine<P> {
             .take_while(|(height, _)| *height < base.saturating_add(WINDOW))
             .filter_map(|(_, h)| {
                 let p = self.pending.get(h)?;
-                (!p.requested && p.block.is_none()).then_some((*h, p.state.chain_work))
+                (!p.requested && p.block.is_none() && !p.processing).then_some((*h, p.state.chain_work))
             })
             .collect();
         if wanted.is_empty() {

@@ -366,8 +366,9 @@ fn stalled_peer_is_penalised_and_replaced() {
     let (mut net, bs, reqs) = headers_synced(40);
     let acts = net.connect(B, &bs[39].0);
     assert!(get_blocks(&acts).is_empty(), "everything already asked of A: {acts:?}");
-    // Just before the timeout nothing happens.
-    assert!(net.tick(now() + BLOCKS_TIMEOUT_MS).is_empty());
+    // Just before the timeout nothing happens (but the periodic status exchange).
+    let acts = net.tick(now() + BLOCKS_TIMEOUT_MS);
+    assert!(acts.iter().all(|a| matches!(a, Action::Send { request: Request::Status(_), .. })), "{acts:?}");
     let acts = net.tick(now() + BLOCKS_TIMEOUT_MS + 1);
     let pens = penalties(&acts);
     assert_eq!(pens.len(), reqs.len(), "{acts:?}");
@@ -466,14 +467,17 @@ fn bad_headers_are_penalised() {
     let (net, acts) = feed_headers(&bs, headers(&bs[1..]));
     assert!(matches!(penalties(&acts)[..], [(A, Misbehaviour::UnconnectedHeaders(_))]), "{acts:?}");
     assert_eq!(net.m.pending_headers(), 0);
-    // Extending a known-invalid block.
+    // Extending a block known invalid: not followed, but not penalised either (the verdict
+    // may be our own invalidateblock).
     let mut net = Net::new(&[&bs]);
     net.chain.store(&bs[0].1.header);
     net.chain.invalid.insert(bs[0].0.hash);
     let acts = net.connect(A, &bs[2].0);
     let [(A, id, _)] = get_headers(&acts)[..] else { panic!("{acts:?}") };
     let acts = net.respond(A, id, Response::Headers(headers(&bs[1..])));
-    assert!(matches!(penalties(&acts)[..], [(A, Misbehaviour::InvalidHeaders(_))]), "{acts:?}");
+    assert!(penalties(&acts).is_empty(), "{acts:?}");
+    assert!(get_blocks(&acts).is_empty(), "{acts:?}");
+    assert_eq!(net.m.pending_headers(), 0);
 }
 
 #[test]
@@ -546,12 +550,12 @@ fn invalid_block_penalises_its_sender_and_drops_descendants() {
     acts.extend(net.m.drain());
     assert!(get_blocks(&acts).is_empty(), "{acts:?}");
     assert!(penalties(&acts).len() == 1, "{acts:?}");
-    // The peers still claim more work; offered the dead branch again, the asked peer is
-    // penalised and nothing is fetched.
+    // The peers still claim more work; offered the dead branch again, nothing is fetched (and
+    // nobody is penalised again: a block known invalid may be our own invalidateblock).
     let hs = get_headers(&acts);
     let [(p, id, _)] = hs[..] else { panic!("{acts:?}") };
     let acts = net.respond(p, id, Response::Headers(headers(&bs[4..])));
-    assert!(matches!(penalties(&acts)[..], [(q, Misbehaviour::InvalidHeaders(_))] if q == p), "{acts:?}");
+    assert!(penalties(&acts).is_empty(), "{acts:?}");
     assert!(get_blocks(&acts).is_empty(), "{acts:?}");
     assert_eq!(net.m.pending_headers(), 0);
 }

@@ -106,6 +106,9 @@ impl Testnet {
             bail!("{} already holds a testnet (pass --clean to wipe it)", dir.display());
         }
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        // Absolute, so process checks (which look for the data directory in a node's command
+        // line) work from any working directory.
+        let dir = &std::fs::canonicalize(dir).with_context(|| format!("resolving {}", dir.display()))?;
         let network = topology.network;
         let mut nodes = Vec::new();
         for spec in &topology.nodes {
@@ -347,8 +350,15 @@ impl Testnet {
 
     /// Stops every running node; fails if any process is left.
     pub fn down(&mut self) -> Result<()> {
+        // Every node is tried even if one fails to stop.
+        let mut errors = Vec::new();
         for name in self.names() {
-            self.stop_node(&name)?;
+            if let Err(e) = self.stop_node(&name) {
+                errors.push(format!("{e:#}"));
+            }
+        }
+        if !errors.is_empty() {
+            bail!("{}", errors.join("; "));
         }
         let left: Vec<String> = self.names().into_iter().filter(|n| self.is_running(n)).collect();
         if !left.is_empty() {
@@ -694,7 +704,7 @@ pub fn status_table(rows: &[NodeStatus]) -> String {
             if r.running { "running" } else { "stopped" },
             r.rpc_port,
             r.height.map_or_else(dash, |h| h.to_string()),
-            r.tip.as_deref().map_or_else(dash, |t| format!("{}…", &t[..t.len().min(16)])),
+            r.tip.as_deref().map_or_else(dash, |t| format!("{}…", t.chars().take(16).collect::<String>())),
             r.peers.map_or_else(dash, |p| p.to_string()),
             r.mempool.map_or_else(dash, |m| m.to_string()),
             r.hashrate.map_or_else(dash, human_rate),

@@ -251,7 +251,7 @@ impl Runner {
                         .ok_or_else(|| anyhow!("no node {b}"))?
                         .peer_id
                         .clone();
-                    t.call(a, "setban", vec![json!(peer), json!("add"), json!(86_400)])?;
+                    t.call(a, "setban", vec![json!(peer), json!("add"), json!(3_600)])?;
                 }
                 // Wait until no cut link remains.
                 let check = pairs.clone();

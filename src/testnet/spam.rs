@@ -216,8 +216,14 @@ pub fn run(t: &mut Testnet, opts: &SpamOptions) -> Result<SpamReport> {
     if nodes.is_empty() {
         bail!("no node is running: start the testnet with `quarry testnet up`");
     }
-    if !(opts.tps > 0.0 && opts.seconds > 0.0) {
-        bail!("--tps and --seconds must be positive");
+    if !(opts.tps.is_finite() && opts.tps > 0.0 && opts.seconds.is_finite() && opts.seconds > 0.0) {
+        bail!("--tps and --seconds must be positive numbers");
+    }
+    if !(opts.drain_seconds.is_finite() && opts.drain_seconds >= 0.0) {
+        bail!("--drain must be zero or more seconds");
+    }
+    if opts.tps * opts.seconds > 1_000_000.0 {
+        bail!("--tps x --seconds = {:.0} transactions; at most 1,000,000 per run", opts.tps * opts.seconds);
     }
     let miner = opts.miner.clone().unwrap_or_else(|| nodes[0].clone());
     let total = (opts.tps * opts.seconds).ceil() as usize;

@@ -122,6 +122,14 @@ impl Topology {
                 bail!("node {}: threads must be 1 to 64, got {}", n.name, n.threads);
             }
         }
+        let mut ports = HashSet::new();
+        for n in &self.nodes {
+            for port in [n.rpc_port, n.p2p_port].into_iter().flatten() {
+                if !ports.insert(port) {
+                    bail!("node {}: port {port} is used twice in this topology", n.name);
+                }
+            }
+        }
         for n in &self.nodes {
             for b in &n.bootnodes {
                 if !names.contains(b.as_str()) {
