@@ -114,6 +114,9 @@ pub struct Core {
     pub net: Option<P2pHandle>,
     /// When the last template was made (templates are refreshed every few seconds).
     template_at: Instant,
+    /// When a new tip was last logged at info level, and tips connected since.
+    tip_logged_at: Instant,
+    tips_unlogged: u32,
     mempool_path: PathBuf,
     /// Set by the runtime at shutdown: long jobs (generatetoaddress) stop early.
     shutdown: Arc<AtomicBool>,
@@ -148,7 +151,15 @@ impl Core {
         let update = self.mempool.apply_events(events, &self.chain, now());
         tracing::debug!(target: "mempool", ?update, "chain events applied");
         if let Some(ChainEvent::Connected { block, height }) = events.last() {
-            info!(target: "chain", height, hash = %block.hash(), txs = block.block().txs.len(), "new tip");
+            // At most a line a second while syncing thousands of blocks.
+            self.tips_unlogged += 1;
+            if self.tip_logged_at.elapsed() >= Duration::from_secs(1) {
+                info!(target: "chain", height, hash = %block.hash(), txs = block.block().txs.len(), connected = self.tips_unlogged, "new tip");
+                self.tip_logged_at = Instant::now();
+                self.tips_unlogged = 0;
+            } else {
+                tracing::debug!(target: "chain", height, hash = %block.hash(), "new tip");
+            }
         }
         self.refresh_template();
     }
@@ -268,6 +279,8 @@ pub fn start(
                 sync: SyncMachine::new(),
                 net,
                 template_at: Instant::now(),
+                tip_logged_at: Instant::now() - Duration::from_secs(2),
+                tips_unlogged: 0,
                 mempool_path,
                 shutdown: life.shutdown.clone(),
             };

@@ -33,9 +33,14 @@ impl Core {
             if actions.is_empty() {
                 break;
             }
+            let mut processed = false;
             for action in actions {
                 match action {
                     Action::Process { block, .. } => {
+                        if !processed {
+                            self.sync.begin_batch();
+                            processed = true;
+                        }
                         let hash = block.hash();
                         let result = match self.submit_block(block) {
                             // Stored, but it failed to connect when the chain tried it.
@@ -49,6 +54,9 @@ impl Core {
                     }
                     other => out.push(other),
                 }
+            }
+            if processed {
+                self.sync.end_batch(&self.chain);
             }
         }
         out

@@ -178,6 +178,9 @@ pub struct SyncMachine<P> {
     next_id: ReqId,
     now_ms: u64,
     outbox: Vec<Action<P>>,
+    /// While set, [`SyncMachine::on_processed`] does not reschedule (the driver calls
+    /// [`SyncMachine::end_batch`] once after a batch of blocks).
+    batching: bool,
 }
 
 impl<P: Copy + Ord + Eq + Hash + Debug> Default for SyncMachine<P> {
@@ -198,6 +201,7 @@ impl<P: Copy + Ord + Eq + Hash + Debug> SyncMachine<P> {
             next_id: 1,
             now_ms: 0,
             outbox: Vec::new(),
+            batching: false,
         }
     }
 
@@ -660,6 +664,20 @@ impl<P: Copy + Ord + Eq + Hash + Debug> SyncMachine<P> {
             }
             self.drop_descendants(hash);
         }
+        if !self.batching {
+            self.schedule(chain);
+        }
+    }
+
+    /// Starts a batch of [`SyncMachine::on_processed`] reports (scheduling waits for
+    /// [`SyncMachine::end_batch`]: one pass per batch instead of one per block).
+    pub fn begin_batch(&mut self) {
+        self.batching = true;
+    }
+
+    /// Ends a batch and schedules what comes next.
+    pub fn end_batch(&mut self, chain: &impl ChainView) {
+        self.batching = false;
         self.schedule(chain);
     }
 
