@@ -169,6 +169,11 @@ pub fn run(args: TestnetArgs) -> Result<()> {
                 .tempdir()
                 .context("creating a directory")?;
             let run_dir = tmp.path().join("testnet");
+            println!(
+                "scenario directory: {} (interrupted? stop its nodes with `quarry testnet --dir {} down`)",
+                tmp.path().display(),
+                run_dir.display()
+            );
             let progress = std::io::stdout().is_terminal();
             let result = scenario.run(&run_dir, progress);
             if keep || result.is_err() {

@@ -150,6 +150,7 @@ struct InFlight<P> {
     peer: P,
     kind: Kind,
     sent_ms: u64,
+    /// Blocks asked for (GetBlocks) or the locator sent (GetHeaders).
     hashes: Vec<Hash256>,
 }
 
@@ -348,6 +349,10 @@ impl<P: Copy + Ord + Eq + Hash + Debug> SyncMachine<P> {
             return;
         }
         let Some(p) = self.peers.get_mut(&peer) else { return };
+        if status.chain_work > p.best_work {
+            // It moved on (maybe onto the branch it lacked): ask it again.
+            p.lacks.clear();
+        }
         p.best_work = p.best_work.max(status.chain_work);
         p.status = Some(status);
         p.status_at = now_ms;
@@ -357,6 +362,9 @@ impl<P: Copy + Ord + Eq + Hash + Debug> SyncMachine<P> {
     /// The peer relayed a block we accepted or already had, of this cumulative work.
     pub fn on_peer_block(&mut self, peer: P, height: u32, work: U256) {
         if let Some(p) = self.peers.get_mut(&peer) {
+            if work > p.best_work {
+                p.lacks.clear();
+            }
             p.best_work = p.best_work.max(work);
             if let Some(s) = &mut p.status {
                 s.height = s.height.max(height);
@@ -399,7 +407,7 @@ impl<P: Copy + Ord + Eq + Hash + Debug> SyncMachine<P> {
                 if let Some(p) = self.peers.get_mut(&peer) {
                     p.headers_req = None;
                 }
-                self.on_headers(peer, h, chain);
+                self.on_headers(peer, h, &req.hashes, chain);
             }
             (Kind::Blocks, Response::Blocks(blocks)) => {
                 if let Some(p) = self.peers.get_mut(&peer) {
@@ -436,7 +444,9 @@ impl<P: Copy + Ord + Eq + Hash + Debug> SyncMachine<P> {
                 Kind::Status => p.status_req = None,
             }
         }
-        self.unrequest(hashes);
+        if kind == Kind::Blocks {
+            self.unrequest(hashes);
+        }
     }
 
     /// Request `id` failed.
@@ -467,7 +477,13 @@ impl<P: Copy + Ord + Eq + Hash + Debug> SyncMachine<P> {
         }
     }
 
-    fn on_headers(&mut self, peer: P, headers: Vec<BlockHeader>, chain: &impl ChainView) {
+    fn on_headers(
+        &mut self,
+        peer: P,
+        headers: Vec<BlockHeader>,
+        locator: &[Hash256],
+        chain: &impl ChainView,
+    ) {
         let params = chain.params();
         let Some(first) = headers.first() else {
             // The peer has nothing after our locator: believe it has no more work than us.
@@ -497,6 +513,10 @@ impl<P: Copy + Ord + Eq + Hash + Debug> SyncMachine<P> {
                 // Known invalid may be our own decision (invalidateblock): not held against
                 // the peer, but not followed either.
                 self.idle(peer);
+                return;
+            }
+            if locator.contains(&first.prev) {
+                // It answered our locator; we dropped that pending header meanwhile. Ask again.
                 return;
             }
             let why =
@@ -580,7 +600,8 @@ impl<P: Copy + Ord + Eq + Hash + Debug> SyncMachine<P> {
         if let Some(p) = self.peers.get_mut(&peer) {
             p.headers_req = Some(id);
         }
-        self.send(peer, Kind::Headers, Request::GetHeaders { locator, max: MAX_HEADERS as u32 }, Vec::new());
+        let sent = locator.clone();
+        self.send(peer, Kind::Headers, Request::GetHeaders { locator, max: MAX_HEADERS as u32 }, sent);
     }
 
     fn on_blocks(&mut self, peer: P, asked: Vec<Hash256>, blocks: Vec<Block>) {

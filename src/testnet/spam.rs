@@ -297,7 +297,15 @@ pub fn run(t: &mut Testnet, opts: &SpamOptions) -> Result<SpamReport> {
                     .enumerate()
                     .map(|(j, (_, _, hex))| json!({"jsonrpc": "2.0", "id": j, "method": "sendrawtransaction", "params": [hex]}))
                     .collect();
+                // Recorded before posting, so a block the watcher reads while the answer is on
+                // its way still counts; refused transactions are taken out again below.
                 let now = Instant::now();
+                {
+                    let mut map = sent_at.lock().expect("lock");
+                    for (_, txid, _) in &batches[k] {
+                        map.insert(*txid, now);
+                    }
+                }
                 let answer = post(&endpoints[node], &Value::Array(body).to_string());
                 {
                     let mut l = last_send.lock().expect("lock");
@@ -308,19 +316,33 @@ pub fn run(t: &mut Testnet, opts: &SpamOptions) -> Result<SpamReport> {
                     Ok(text) => {
                         let answers: Vec<Value> = serde_json::from_str(&text).unwrap_or_default();
                         let mut map = sent_at.lock().expect("lock");
+                        let mut answered = vec![false; batches[k].len()];
                         for a in answers {
                             let Some(j) = a["id"].as_u64() else { continue };
                             let Some((_, txid, _)) = batches[k].get(j as usize) else { continue };
+                            answered[j as usize] = true;
                             if a.get("error").is_some_and(|e| !e.is_null()) {
+                                map.remove(txid);
                                 let mut r = refused.lock().expect("lock");
                                 r.0 += 1;
                                 r.1.get_or_insert_with(|| a["error"].to_string());
-                            } else {
-                                map.insert(*txid, now);
+                            }
+                        }
+                        // No answer for it (an unreadable reply): counted as refused.
+                        for (j, ok) in answered.iter().enumerate() {
+                            if !ok {
+                                map.remove(&batches[k][j].1);
+                                let mut r = refused.lock().expect("lock");
+                                r.0 += 1;
+                                r.1.get_or_insert_with(|| "no answer in the batch reply".into());
                             }
                         }
                     }
                     Err(e) => {
+                        let mut map = sent_at.lock().expect("lock");
+                        for (_, txid, _) in &batches[k] {
+                            map.remove(txid);
+                        }
                         let mut r = refused.lock().expect("lock");
                         r.0 += batches[k].len();
                         r.1.get_or_insert_with(|| format!("{e:#}"));
