@@ -97,6 +97,14 @@ pub(super) fn run_node(args: NodeArgs) -> Result<()> {
     })
 }
 
+/// Prints a result line; a closed pipe (`quarry rpc ... | head`) ends quietly instead of
+/// panicking.
+fn print_out(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{text}").and_then(|()| out.flush());
+}
+
 pub(super) fn run_rpc(args: RpcArgs) -> Result<()> {
     let datadir = args.data.base_dir()?;
     let addr = args
@@ -115,8 +123,8 @@ pub(super) fn run_rpc(args: RpcArgs) -> Result<()> {
     ));
     match result {
         Ok(serde_json::Value::Null) => {}
-        Ok(serde_json::Value::String(s)) => println!("{s}"),
-        Ok(v) => println!("{}", serde_json::to_string_pretty(&v)?),
+        Ok(serde_json::Value::String(s)) => print_out(&s),
+        Ok(v) => print_out(&serde_json::to_string_pretty(&v)?),
         Err(e) => {
             // Like bitcoin-cli: the exit status is the error code's magnitude.
             if let Some(call) = e.downcast_ref::<crate::rpc::client::RpcCallError>() {

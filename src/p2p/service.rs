@@ -218,6 +218,8 @@ impl Service {
                 Action::Penalise { peer, why } => self.penalise(peer, why),
                 Action::Disconnect { peer, reason } => {
                     info!(target: "p2p", %peer, "disconnecting: {reason}");
+                    // Another chain or version: stop redialling it (it stays addable by hand).
+                    self.added.retain(|a| super::peer_of(a) != Some(peer));
                     let _ = self.swarm.disconnect_peer_id(peer);
                 }
                 Action::Process { .. } => {} // handled on the core
@@ -572,6 +574,7 @@ impl Service {
             BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
                 if info.protocol_version != wire::identify_protocol(self.network) {
                     info!(target: "p2p", peer = %peer_id, version = %info.protocol_version, "peer is on another network; disconnecting");
+                    self.added.retain(|a| super::peer_of(a) != Some(peer_id));
                     let _ = self.swarm.disconnect_peer_id(peer_id);
                     return;
                 }
