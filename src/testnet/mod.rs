@@ -221,9 +221,15 @@ impl Testnet {
 
     /// True while the node's process runs.
     pub fn is_running(&mut self, name: &str) -> bool {
+        // A process this one started: ask the OS about the child itself (its /proc entry
+        // shows our own command line until it has exec'd).
         if let Some(child) = self.children.get_mut(name) {
-            if let Ok(Some(_)) = child.try_wait() {
-                self.children.remove(name);
+            match child.try_wait() {
+                Ok(None) => return true,
+                _ => {
+                    self.children.remove(name);
+                    return false;
+                }
             }
         }
         let datadir = self.datadir(name);
