@@ -1,0 +1,316 @@
+//! `quarry bench-p2p`: the two peer-to-peer figures, measured with real `quarry node`
+//! processes (children of this executable) talking over loopback.
+//!
+//! 1. Initial sync: node A generates N coinbase-only regtest blocks. The same blocks are
+//!    connected by an in-process [`Chain`](crate::chain::Chain) (the single-node connect
+//!    rate), then a fresh node B started with `--bootnode A` syncs them over the network; the
+//!    ratio of the two rates is the headline.
+//! 2. Block propagation: nodes A-B-C-D in a line (each `--max-peers` limited so Kademlia
+//!    cannot add shortcuts), the mempool filled with about `--block-bytes` of P2PKH
+//!    transactions, one block mined on A, and the moment each node first reports the new tip
+//!    polled over JSON-RPC. Hop latency is the difference between neighbours.
+//!
+//! Every child process is killed (and the work directory removed unless `--keep`) when the
+//! command ends, fails or panics.
+
+use crate::consensus::Network;
+use crate::primitives::{Address, AddressKind, OutPoint, TxOut};
+use crate::script::templates::pubkey_hash;
+use crate::testkit::key;
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use serde_json::{json, Value};
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+mod propagation;
+mod rpc;
+mod sync;
+
+use propagation::propagation_bench;
+use rpc::{Rpc, RpcTarget};
+use sync::sync_bench;
+
+/// `quarry bench-p2p`
+#[derive(Args, Debug)]
+pub struct BenchP2pArgs {
+    /// Blocks node A generates for the initial-sync measurement.
+    #[arg(long, default_value_t = 10_000)]
+    pub blocks: u32,
+    /// Blocks propagated across the 4-node line (each one after refilling the mempool).
+    #[arg(long, default_value_t = 20)]
+    pub rounds: u32,
+    /// Target size of each propagated block in bytes (the mempool is filled to about this).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub block_bytes: usize,
+    /// Milliseconds between tip polls while timing propagation.
+    #[arg(long, default_value_t = 1)]
+    pub poll_ms: u64,
+    /// Keep the work directory (chainstates and each node's `node.log`) and print its path.
+    /// Children inherit RUST_LOG, e.g. RUST_LOG=info,p2p::sync=debug.
+    #[arg(long)]
+    pub keep: bool,
+}
+
+/// Blocks per `generatetoaddress` call, and heights per fetch batch.
+const GENERATE_BATCH: u32 = 500;
+/// Value of each fan-out output, which one child transaction spends (sat).
+const FAN_VALUE: u64 = 100_000;
+/// Fee of each child transaction (sat); about 4 sat/byte for a ~240-byte transaction.
+const CHILD_FEE: u64 = 1_000;
+/// Outputs per fan-out transaction (~70 KB, under the 100 KB relay limit).
+const FAN_OUTPUTS: usize = 1_500;
+/// Fee of each fan-out transaction (sat); about 14 sat/byte.
+const FAN_FEE: u64 = 1_000_000;
+/// Transactions per `sendrawtransaction` JSON-RPC batch.
+const SEND_BATCH: usize = 250;
+/// Longest wait for a node to answer RPC after it is spawned.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+/// Longest a sync may go without progress before the bench gives up.
+const SYNC_STALL: Duration = Duration::from_secs(120);
+/// Longest wait for a propagated block to reach every node.
+const PROPAGATION_TIMEOUT: Duration = Duration::from_secs(60);
+
+// ---------------------------------------------------------------------------------------
+// Child node processes.
+
+struct NodeProc {
+    name: &'static str,
+    child: Child,
+    datadir: PathBuf,
+    rpc: SocketAddr,
+}
+
+impl Drop for NodeProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Owns every child node and the work directory: dropping it kills and reaps the nodes,
+/// then removes the directory (unless kept).
+struct Cluster {
+    exe: PathBuf,
+    dir: PathBuf,
+    keep: bool,
+    nodes: Vec<NodeProc>,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.nodes.clear(); // kills and waits for each
+        if self.keep {
+            eprintln!("bench-p2p: work directory kept: {}", self.dir.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+fn free_port() -> Result<u16> {
+    let l = TcpListener::bind("127.0.0.1:0").context("finding a free loopback port")?;
+    Ok(l.local_addr()?.port())
+}
+
+/// The last `n` bytes of a file, for error messages.
+fn tail(path: &Path, n: usize) -> String {
+    let text = std::fs::read(path).unwrap_or_default();
+    let start = text.len().saturating_sub(n);
+    String::from_utf8_lossy(&text[start..]).into_owned()
+}
+
+impl Cluster {
+    fn new(keep: bool) -> Result<Cluster> {
+        let exe = std::env::current_exe().context("finding this executable to start nodes")?;
+        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+        let dir = std::env::temp_dir().join(format!("quarry-bench-p2p-{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        Ok(Cluster { exe, dir, keep, nodes: Vec::new() })
+    }
+
+    /// Starts node `name` (a regtest node on loopback with its own data directory) and waits
+    /// until its RPC answers. Returns its index and a client.
+    fn start(&mut self, name: &'static str, extra: &[&str]) -> Result<(usize, Rpc)> {
+        let datadir = self.dir.join(name);
+        std::fs::create_dir_all(&datadir).with_context(|| format!("creating {}", datadir.display()))?;
+        let log_path = datadir.join("node.log");
+        let mut last_error = String::new();
+        // A port picked free can be taken before the node binds it: retry a few times.
+        for _ in 0..3 {
+            let port = free_port()?;
+            let log = std::fs::File::create(&log_path)
+                .with_context(|| format!("creating {}", log_path.display()))?;
+            let child = Command::new(&self.exe)
+                .args(["node", "--network", "regtest", "--datadir"])
+                .arg(&datadir)
+                .args(["--rpc-bind", &format!("127.0.0.1:{port}"), "--listen", "/ip4/127.0.0.1/tcp/0"])
+                .args(["--mine-threads", "1"])
+                .args(extra)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .with_context(|| format!("starting node {name} ({})", self.exe.display()))?;
+            let rpc = SocketAddr::from(([127, 0, 0, 1], port));
+            self.nodes.push(NodeProc { name, child, datadir: datadir.clone(), rpc });
+            let index = self.nodes.len() - 1;
+            match self.wait_rpc(index) {
+                Ok(client) => return Ok((index, client)),
+                Err(e) => {
+                    last_error = format!("{e:#}");
+                    self.nodes.pop(); // kills it
+                }
+            }
+        }
+        bail!("node {name} did not start: {last_error}")
+    }
+
+    fn wait_rpc(&mut self, index: usize) -> Result<Rpc> {
+        let start = Instant::now();
+        loop {
+            let node = &mut self.nodes[index];
+            if let Some(status) = node.child.try_wait()? {
+                bail!(
+                    "node {} exited with {status}; the end of its log:\n{}",
+                    node.name,
+                    tail(&node.datadir.join("node.log"), 2000)
+                );
+            }
+            if let Ok((user, password)) = crate::rpc::cookie::read(&node.datadir) {
+                use base64::Engine;
+                let auth = format!(
+                    "Basic {}",
+                    base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+                );
+                let mut rpc = Rpc::new(RpcTarget { name: node.name, addr: node.rpc, auth });
+                if rpc.u64("getblockcount").is_ok() {
+                    return Ok(rpc);
+                }
+            }
+            if start.elapsed() > START_TIMEOUT {
+                bail!(
+                    "node {} did not answer RPC within {} s; the end of its log:\n{}",
+                    node.name,
+                    START_TIMEOUT.as_secs(),
+                    tail(&node.datadir.join("node.log"), 2000)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Fails with the end of the node's log if it has exited.
+    fn check_alive(&mut self, index: usize) -> Result<()> {
+        let node = &mut self.nodes[index];
+        if let Some(status) = node.child.try_wait()? {
+            bail!(
+                "node {} exited with {status}; the end of its log:\n{}",
+                node.name,
+                tail(&node.datadir.join("node.log"), 2000)
+            );
+        }
+        Ok(())
+    }
+}
+
+/// The node's first listen multiaddr with its peer id (waits until it is listening).
+fn listen_addr(rpc: &mut Rpc) -> Result<String> {
+    let start = Instant::now();
+    loop {
+        let info = rpc.call("getnetworkinfo", json!([]))?;
+        if let Some(a) = info["listenaddrs"].get(0).and_then(Value::as_str) {
+            return Ok(a.to_string());
+        }
+        if start.elapsed() > Duration::from_secs(20) {
+            bail!("node {} reports no listen address after 20 s: {info}", rpc.target.name);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn regtest_address(i: u8) -> String {
+    let pk = key(i).verifying_key().to_bytes();
+    Address { hrp: Network::Regtest.address_hrp(), kind: AddressKind::P2pkh, hash: pubkey_hash(&pk) }.encode()
+}
+
+/// Waits (polling every 20 ms) until the node's height is at least `height`; fails after
+/// `stall` without progress. Returns (time of the first height above `from`, time done),
+/// measured from `t0`.
+fn wait_height(
+    cluster: &mut Cluster,
+    index: usize,
+    rpc: &mut Rpc,
+    height: u64,
+    t0: Instant,
+) -> Result<(Option<Duration>, Duration)> {
+    let mut first = None;
+    let (mut last, mut last_change) = (0u64, Instant::now());
+    loop {
+        let h = rpc.u64("getblockcount")?;
+        if h > 0 && first.is_none() {
+            first = Some(t0.elapsed());
+        }
+        if h >= height {
+            return Ok((first, t0.elapsed()));
+        }
+        if h != last {
+            (last, last_change) = (h, Instant::now());
+        } else if last_change.elapsed() > SYNC_STALL {
+            bail!(
+                "node {} stuck at height {h} of {height} for {} s (run with --keep and RUST_LOG=info,p2p::sync=debug to see why)",
+                rpc.target.name,
+                SYNC_STALL.as_secs()
+            );
+        }
+        cluster.check_alive(index)?;
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn secs(d: Duration) -> f64 {
+    d.as_secs_f64()
+}
+
+/// Nearest-rank percentile of sorted values.
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+/// A mature coinbase output of key 0.
+#[derive(Clone)]
+struct Coin {
+    outpoint: OutPoint,
+    out: TxOut,
+}
+
+/// Runs both measurements and prints the report.
+pub fn run(args: &BenchP2pArgs) -> Result<()> {
+    if !(20..=1_000_000).contains(&args.blocks) {
+        bail!("--blocks must be in 20..=1000000, got {}", args.blocks);
+    }
+    if !(1..=10_000).contains(&args.rounds) {
+        bail!("--rounds must be in 1..=10000, got {}", args.rounds);
+    }
+    if !(2_000..=3_500_000).contains(&args.block_bytes) {
+        bail!("--block-bytes must be in 2000..=3500000, got {}", args.block_bytes);
+    }
+    if args.poll_ms > 1_000 {
+        bail!("--poll-ms must be at most 1000, got {}", args.poll_ms);
+    }
+    let mut cluster = Cluster::new(args.keep)?;
+    println!(
+        "quarry bench-p2p: regtest nodes on loopback, {} CPUs, work directory {}",
+        super::default_threads(),
+        cluster.dir.display()
+    );
+    let (coins, rpc_a, rpc_b) = sync_bench(&mut cluster, args)?;
+    propagation_bench(&mut cluster, args, coins, rpc_a, rpc_b)?;
+    Ok(())
+}

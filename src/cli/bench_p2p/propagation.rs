@@ -1,0 +1,385 @@
+//! Part 2 of `quarry bench-p2p`: block propagation across the 4-node line A-B-C-D.
+
+use super::{
+    listen_addr, percentile, regtest_address, secs, wait_height, BenchP2pArgs, Cluster, Coin, Rpc, RpcTarget,
+    CHILD_FEE, FAN_FEE, FAN_OUTPUTS, FAN_VALUE, PROPAGATION_TIMEOUT, SEND_BATCH,
+};
+use crate::primitives::{Amount, Hash256, OutPoint, Transaction, TxOut};
+use crate::testkit::{key, p2pkh_lock, spend_p2pkh};
+use anyhow::{anyhow, bail, Result};
+use rayon::prelude::*;
+use serde_json::{json, Value};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// Transactions of one round: the fan-outs (confirmed first) and the children that fill the
+/// timed block.
+fn fan_out(coins: &mut Vec<Coin>, children: usize) -> Result<(Vec<Transaction>, Vec<(OutPoint, TxOut)>)> {
+    let k0 = key(0);
+    let fan_lock = p2pkh_lock(&key(1));
+    let mut txs = Vec::new();
+    let mut outputs = Vec::with_capacity(children);
+    let mut left = children;
+    while left > 0 {
+        let count = left.min(FAN_OUTPUTS);
+        let need = count as u64 * FAN_VALUE + FAN_FEE;
+        let coin = coins.first().cloned().ok_or_else(|| {
+            anyhow!("out of mature coinbases to fund the transactions: raise --blocks or lower --rounds/--block-bytes")
+        })?;
+        let value = coin.out.value.to_sat();
+        if value < need + FAN_VALUE {
+            bail!(
+                "the largest mature coinbase left holds {value} sat, a fan-out needs {need}: raise --blocks or lower --rounds/--block-bytes"
+            );
+        }
+        coins.remove(0);
+        let mut outs: Vec<TxOut> = (0..count)
+            .map(|_| TxOut { value: Amount::from_sat(FAN_VALUE).expect("in range"), lock: fan_lock.clone() })
+            .collect();
+        outs.push(TxOut { value: Amount::from_sat(value - need).expect("in range"), lock: p2pkh_lock(&k0) });
+        let tx = spend_p2pkh(&k0, &[(coin.outpoint, coin.out)], outs, 0);
+        let txid = tx.txid();
+        for (i, out) in tx.outputs.iter().take(count).enumerate() {
+            outputs.push((OutPoint { txid, index: i as u32 }, out.clone()));
+        }
+        txs.push(tx);
+        left -= count;
+    }
+    Ok((txs, outputs))
+}
+
+fn child(input: &(OutPoint, TxOut)) -> Transaction {
+    let half = (FAN_VALUE - CHILD_FEE) / 2;
+    let outs = vec![
+        TxOut { value: Amount::from_sat(half).expect("in range"), lock: p2pkh_lock(&key(2)) },
+        TxOut {
+            value: Amount::from_sat(FAN_VALUE - CHILD_FEE - half).expect("in range"),
+            lock: p2pkh_lock(&key(3)),
+        },
+    ];
+    spend_p2pkh(&key(1), std::slice::from_ref(input), outs, 0)
+}
+
+/// Sends `txs` to the node in batches; fails on the first rejection.
+fn send_all(rpc: &mut Rpc, txs: &[Transaction]) -> Result<()> {
+    for chunk in txs.chunks(SEND_BATCH) {
+        let results = rpc
+            .batch("sendrawtransaction", chunk.iter().map(|t| json!([hex::encode(t.encode())])).collect())?;
+        for (tx, r) in chunk.iter().zip(results) {
+            if let Err(e) = r {
+                bail!("node {} refused transaction {}: {e}", rpc.target.name, tx.txid());
+            }
+        }
+    }
+    Ok(())
+}
+
+fn mempool_size(rpc: &mut Rpc) -> Result<u64> {
+    let v = rpc.call("getmempoolinfo", json!([]))?;
+    v["size"].as_u64().ok_or_else(|| anyhow!("node {} getmempoolinfo: no size in {v}", rpc.target.name))
+}
+
+/// Waits until every node's tip is `hash`.
+fn wait_tip(rpcs: &mut [Rpc], hash: &str) -> Result<()> {
+    let start = Instant::now();
+    for rpc in rpcs.iter_mut() {
+        loop {
+            if rpc.string("getbestblockhash", json!([]))? == hash {
+                break;
+            }
+            if start.elapsed() > PROPAGATION_TIMEOUT {
+                bail!(
+                    "node {} did not reach block {hash} within {} s",
+                    rpc.target.name,
+                    PROPAGATION_TIMEOUT.as_secs()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    Ok(())
+}
+
+/// Polls the node's tip until it differs from `prev`; returns the new tip and when it was
+/// first seen. Reports readiness (one answered poll) on `ready` first.
+fn watch_tip(
+    target: RpcTarget,
+    prev: &str,
+    poll: Duration,
+    ready: mpsc::Sender<Result<(), String>>,
+    stop: &AtomicBool,
+) -> Result<(String, Instant)> {
+    let mut rpc = Rpc::new(target);
+    match rpc.string("getbestblockhash", json!([])) {
+        Ok(t) if t == prev => {
+            let _ = ready.send(Ok(()));
+        }
+        Ok(t) => {
+            let e = format!("node {} tip {t} is not the expected {prev} before mining", rpc.target.name);
+            let _ = ready.send(Err(e.clone()));
+            bail!(e);
+        }
+        Err(e) => {
+            let _ = ready.send(Err(format!("{e:#}")));
+            return Err(e);
+        }
+    }
+    let start = Instant::now();
+    loop {
+        let tip = rpc.string("getbestblockhash", json!([]))?;
+        if tip != prev {
+            return Ok((tip, Instant::now()));
+        }
+        if stop.load(Ordering::SeqCst) {
+            bail!("stopped");
+        }
+        if start.elapsed() > PROPAGATION_TIMEOUT {
+            bail!("node {} saw no new tip within {} s", rpc.target.name, PROPAGATION_TIMEOUT.as_secs());
+        }
+        if !poll.is_zero() {
+            std::thread::sleep(poll);
+        }
+    }
+}
+
+struct Round {
+    size: u64,
+    txs: u64,
+    /// Mempool sizes of A..D just before mining.
+    pools: [u64; 4],
+    /// Times A..D first reported the block, from A.
+    seen: [f64; 4],
+}
+
+/// Part 2: the A-B-C-D line.
+pub(super) fn propagation_bench(
+    cluster: &mut Cluster,
+    args: &BenchP2pArgs,
+    mut coins: Vec<Coin>,
+    rpc_a: Rpc,
+    rpc_b: Rpc,
+) -> Result<()> {
+    println!();
+    println!(
+        "== Block propagation: line A-B-C-D, blocks of about {} bytes, {} rounds ==",
+        args.block_bytes, args.rounds
+    );
+    let names = ["a", "b", "c", "d"];
+    // Nodes a and b are running (indices 0 and 1).
+    let mut rpcs: Vec<Rpc> = vec![rpc_a, rpc_b];
+    let b_addr = listen_addr(&mut rpcs[1])?;
+    let height = rpcs[0].u64("getblockcount")?;
+    // D starts once C has synced: a node syncing from a peer that is itself still syncing
+    // learns only the height that peer had when they connected (see BENCHMARKS.md).
+    let t0 = Instant::now();
+    let (c, rpc_c) = cluster.start("c", &["--bootnode", &b_addr, "--max-peers", "2"])?;
+    rpcs.push(rpc_c);
+    let (_, c_done) = wait_height(cluster, c, &mut rpcs[2], height, t0)?;
+    let c_addr = listen_addr(&mut rpcs[2])?;
+    let t0 = Instant::now();
+    let (d, rpc_d) = cluster.start("d", &["--bootnode", &c_addr, "--max-peers", "1"])?;
+    rpcs.push(rpc_d);
+    let (_, d_done) = wait_height(cluster, d, &mut rpcs[3], height, t0)?;
+    println!(
+        "{:<28} C synced {height} blocks from B in {:.2} s, then D from C in {:.2} s",
+        "line setup",
+        secs(c_done),
+        secs(d_done)
+    );
+    let check_line = |rpcs: &mut [Rpc]| -> Result<()> {
+        let want = [1u64, 2, 2, 1];
+        for (rpc, w) in rpcs.iter_mut().zip(want) {
+            let got = rpc.u64("getconnectioncount")?;
+            if got != w {
+                bail!("node {} has {got} connections, the line A-B-C-D needs {w}", rpc.target.name);
+            }
+        }
+        Ok(())
+    };
+    let start = Instant::now();
+    while let Err(e) = check_line(&mut rpcs) {
+        if start.elapsed() > Duration::from_secs(20) {
+            return Err(e);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    let sample = child(&(
+        OutPoint { txid: Hash256([0; 32]), index: 0 },
+        TxOut { value: Amount::from_sat(FAN_VALUE).expect("in range"), lock: p2pkh_lock(&key(1)) },
+    ));
+    let child_size = sample.encoded_size();
+    // Header, transaction count and a coinbase of about 100 bytes.
+    let children = (args.block_bytes.saturating_sub(200)).div_ceil(child_size).max(1);
+    println!(
+        "{:<28} {children} P2PKH transactions of {child_size} bytes (1 input, 2 outputs) per block",
+        "block contents"
+    );
+    let poll = Duration::from_millis(args.poll_ms);
+    let miner_address = regtest_address(4);
+    let mut rounds: Vec<Round> = Vec::new();
+    println!(
+        "{:>5} {:>10} {:>6} {:>23} {:>9} {:>9} {:>9} {:>9}",
+        "round", "bytes", "txs", "mempool A/B/C/D", "A->B ms", "B->C ms", "C->D ms", "A->D ms"
+    );
+    for round in 1..=args.rounds {
+        // Setup block: confirms this round's fan-out transactions.
+        let (fans, outputs) = fan_out(&mut coins, children)?;
+        send_all(&mut rpcs[0], &fans)?;
+        let setup = rpcs[0].call("generatetoaddress", json!([1, miner_address]))?;
+        let setup = setup
+            .get(0)
+            .and_then(Value::as_str)
+            .ok_or_else(|| anyhow!("generatetoaddress: no block hash in {setup}"))?
+            .to_string();
+        wait_tip(&mut rpcs, &setup)?;
+        // Fill A's mempool; gossip relays to B, C, D.
+        let txs: Vec<Transaction> = outputs.par_iter().map(child).collect();
+        send_all(&mut rpcs[0], &txs)?;
+        // Let relay settle: every pool holds all, or none grew for 2 s (30 s at most).
+        let (mut pools, mut last_change, settle) = ([0u64; 4], Instant::now(), Instant::now());
+        loop {
+            let mut now_pools = [0u64; 4];
+            for (p, rpc) in now_pools.iter_mut().zip(rpcs.iter_mut()) {
+                *p = mempool_size(rpc)?;
+            }
+            if now_pools != pools {
+                (pools, last_change) = (now_pools, Instant::now());
+            }
+            if pools.iter().all(|&p| p >= pools[0])
+                || last_change.elapsed() > Duration::from_secs(2)
+                || settle.elapsed() > Duration::from_secs(30)
+            {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        check_line(&mut rpcs)?;
+
+        // The timed block.
+        let targets: Vec<RpcTarget> = rpcs.iter().map(|r| r.target.clone()).collect();
+        let stop = AtomicBool::new(false);
+        let (mined, seen) = std::thread::scope(|s| -> Result<(String, Vec<(String, Instant)>)> {
+            let (ready_tx, ready_rx) = mpsc::channel();
+            let handles: Vec<_> = targets
+                .into_iter()
+                .map(|t| {
+                    let (ready, stop, prev) = (ready_tx.clone(), &stop, setup.as_str());
+                    s.spawn(move || watch_tip(t, prev, poll, ready, stop))
+                })
+                .collect();
+            let result = (|| -> Result<String> {
+                for _ in 0..handles.len() {
+                    match ready_rx.recv_timeout(Duration::from_secs(20)) {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => bail!("tip watcher: {e}"),
+                        Err(_) => bail!("tip watchers did not start within 20 s"),
+                    }
+                }
+                let v = rpcs[0].call("generatetoaddress", json!([1, miner_address]))?;
+                v.get(0)
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+                    .ok_or_else(|| anyhow!("generatetoaddress: no block hash in {v}"))
+            })();
+            if result.is_err() {
+                stop.store(true, Ordering::SeqCst);
+            }
+            let mut seen = Vec::new();
+            let mut first_err = None;
+            for h in handles {
+                match h.join() {
+                    Ok(Ok(x)) => seen.push(x),
+                    Ok(Err(e)) => {
+                        first_err.get_or_insert(e);
+                    }
+                    Err(_) => {
+                        first_err.get_or_insert(anyhow!("a tip watcher panicked"));
+                    }
+                }
+            }
+            let mined = result?;
+            if let Some(e) = first_err {
+                return Err(e);
+            }
+            Ok((mined, seen))
+        })?;
+        for ((tip, _), name) in seen.iter().zip(names) {
+            if *tip != mined {
+                bail!("node {name} moved to {tip}, not the mined block {mined}");
+            }
+        }
+        let info = rpcs[0].call("getblock", json!([mined, 1]))?;
+        let size = info["size"].as_u64().ok_or_else(|| anyhow!("getblock: no size in {info:.200}"))?;
+        let ntx = info["tx"].as_array().map_or(0, |a| a.len() as u64);
+        let base = seen[0].1;
+        let at = |i: usize| seen[i].1.saturating_duration_since(base).as_secs_f64() * 1e3;
+        let r = Round { size, txs: ntx, pools, seen: [0.0, at(1), at(2), at(3)] };
+        println!(
+            "{round:>5} {:>10} {:>6} {:>23} {:>9.1} {:>9.1} {:>9.1} {:>9.1}",
+            r.size,
+            r.txs,
+            format!("{}/{}/{}/{}", r.pools[0], r.pools[1], r.pools[2], r.pools[3]),
+            r.seen[1] - r.seen[0],
+            r.seen[2] - r.seen[1],
+            r.seen[3] - r.seen[2],
+            r.seen[3]
+        );
+        rounds.push(r);
+        for i in 0..4 {
+            cluster.check_alive(i)?;
+        }
+    }
+
+    let mut hops: Vec<f64> =
+        rounds.iter().flat_map(|r| (0..3).map(move |i| r.seen[i + 1] - r.seen[i])).collect();
+    hops.sort_by(|a, b| a.total_cmp(b));
+    let mut total: Vec<f64> = rounds.iter().map(|r| r.seen[3]).collect();
+    total.sort_by(|a, b| a.total_cmp(b));
+    let sizes: Vec<u64> = rounds.iter().map(|r| r.size).collect();
+    let mean_size = sizes.iter().sum::<u64>() as f64 / sizes.len() as f64;
+    let full = rounds.iter().filter(|r| r.pools.iter().all(|&p| p >= r.pools[0])).count();
+    println!();
+    println!(
+        "{:<28} {:.1} ms / {:.1} ms over {} hops",
+        "hop latency p50 / p99",
+        percentile(&hops, 50.0),
+        percentile(&hops, 99.0),
+        hops.len()
+    );
+    for (i, name) in ["A->B", "B->C", "C->D"].iter().enumerate() {
+        let mut h: Vec<f64> = rounds.iter().map(|r| r.seen[i + 1] - r.seen[i]).collect();
+        h.sort_by(|a, b| a.total_cmp(b));
+        println!(
+            "{:<28} p50 {:.1} ms, p99 {:.1} ms",
+            format!("  hop {name}"),
+            percentile(&h, 50.0),
+            percentile(&h, 99.0)
+        );
+    }
+    println!(
+        "{:<28} p50 {:.1} ms, p99 {:.1} ms",
+        "A->D (3 hops)",
+        percentile(&total, 50.0),
+        percentile(&total, 99.0)
+    );
+    println!(
+        "{:<28} mean {:.0} bytes (min {}, max {}), {} transactions",
+        "block size",
+        mean_size,
+        sizes.iter().min().copied().unwrap_or(0),
+        sizes.iter().max().copied().unwrap_or(0),
+        rounds.first().map_or(0, |r| r.txs)
+    );
+    println!(
+        "{:<28} {full} of {} rounds had every transaction in all four mempools before mining",
+        "relayed mempools",
+        rounds.len()
+    );
+    println!(
+        "{:<28} every {} ms per node over keep-alive JSON-RPC (getbestblockhash)",
+        "tip polling", args.poll_ms
+    );
+    Ok(())
+}

@@ -1,0 +1,165 @@
+//! Commands from the rest of the node (publish, addnode, disconnectnode, setnetworkactive,
+//! peer and network info, bans).
+
+use super::*;
+
+impl Service {
+    pub(super) fn on_command(&mut self, cmd: Command) {
+        match cmd {
+            Command::Publish { topic, data } => {
+                if !self.active {
+                    return;
+                }
+                let t = gossipsub::IdentTopic::new(topic.name(self.network));
+                match self.swarm.behaviour_mut().gossipsub.publish(t, data) {
+                    Ok(_) => debug!(target: "p2p::gossip", ?topic, "published"),
+                    Err(e) => debug!(target: "p2p::gossip", ?topic, error = %e, "not published"),
+                }
+            }
+            Command::AddNode { addr, mode, reply } => {
+                let result = match mode {
+                    AddNodeMode::Add if self.added.contains(&addr) => {
+                        Err(format!("node {addr} already added"))
+                    }
+                    AddNodeMode::Add => {
+                        self.added.push(addr.clone());
+                        if self.active {
+                            self.dial(addr);
+                        }
+                        Ok(())
+                    }
+                    AddNodeMode::Remove => match self.added.iter().position(|a| a == &addr) {
+                        Some(i) => {
+                            self.added.remove(i);
+                            Ok(())
+                        }
+                        None => Err(format!("node {addr} has not been added")),
+                    },
+                    AddNodeMode::OneTry => {
+                        self.dial(addr);
+                        Ok(())
+                    }
+                };
+                let _ = reply.send(result);
+            }
+            Command::Disconnect { target, reply } => {
+                let found = self
+                    .peers
+                    .iter()
+                    .find(|(id, p)| {
+                        id.to_string() == target || p.addr.to_string() == target || p.id.to_string() == target
+                    })
+                    .map(|(id, _)| *id);
+                let result = match found {
+                    Some(id) => {
+                        let _ = self.swarm.disconnect_peer_id(id);
+                        Ok(())
+                    }
+                    None => Err(format!("node {target} is not connected (give a peer id, address or numeric id from getpeerinfo)")),
+                };
+                let _ = reply.send(result);
+            }
+            Command::SetActive { active, reply } => {
+                self.active = active;
+                if !active {
+                    let connected: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
+                    for p in connected {
+                        let _ = self.swarm.disconnect_peer_id(p);
+                    }
+                } else {
+                    for addr in self.added.clone() {
+                        self.dial(addr);
+                    }
+                    self.last_redial = Instant::now();
+                }
+                info!(target: "p2p", active, "network activity set");
+                let _ = reply.send(active);
+            }
+            Command::PeerInfo { reply } => {
+                let mut out: Vec<PeerInfo> = self
+                    .peers
+                    .iter()
+                    .map(|(pid, p)| PeerInfo {
+                        id: p.id,
+                        peerid: pid.to_string(),
+                        addr: p.addr.to_string(),
+                        inbound: p.inbound,
+                        direction: if p.inbound { "inbound" } else { "outbound" },
+                        score: self.scores.score(pid),
+                        startingheight: p.starting_height,
+                        tipheight: p.tip_height,
+                        bytessent: p.bytes_sent,
+                        bytesrecv: p.bytes_recv,
+                        pingtime: p.ping.map(|d| d.as_secs_f64()),
+                        conntime: p.conntime,
+                        subver: p.agent.clone(),
+                    })
+                    .collect();
+                out.sort_by_key(|p| p.id);
+                let _ = reply.send(out);
+            }
+            Command::NetworkInfo { reply } => {
+                let me = *self.swarm.local_peer_id();
+                let inbound = self.peers.values().filter(|p| p.inbound).count();
+                let info = NetworkInfo {
+                    peerid: me.to_string(),
+                    listenaddrs: self.swarm.listeners().map(|a| format!("{a}/p2p/{me}")).collect(),
+                    topics: Topic::ALL.iter().map(|t| t.name(self.network)).collect(),
+                    protocols: vec![
+                        wire::sync_protocol(self.network).to_string(),
+                        wire::kad_protocol(self.network).to_string(),
+                        "/meshsub/1.0.0".into(),
+                        "/meshsub/1.1.0".into(),
+                        "/meshsub/1.2.0".into(),
+                        "/ipfs/id/1.0.0".into(),
+                        "/ipfs/id/push/1.0.0".into(),
+                        "/ipfs/ping/1.0.0".into(),
+                    ],
+                    connections: self.peers.len(),
+                    connections_in: inbound,
+                    connections_out: self.peers.len() - inbound,
+                    networkactive: self.active,
+                    banned: self.bans.entries().count(),
+                };
+                let _ = reply.send(info);
+            }
+            Command::ListBanned { reply } => {
+                let list = self
+                    .bans
+                    .entries()
+                    .map(|(p, b)| BanInfo {
+                        peerid: p.clone(),
+                        banned_until: b.until,
+                        ban_reason: b.reason.clone(),
+                    })
+                    .collect();
+                let _ = reply.send(list);
+            }
+            Command::SetBan { peer, add, seconds, reply } => {
+                let key = peer.to_string();
+                let result = if add {
+                    self.bans.ban(&key, now(), seconds, "banned by setban".into());
+                    self.swarm.behaviour_mut().blocked.block_peer(peer);
+                    let _ = self.swarm.disconnect_peer_id(peer);
+                    Ok(())
+                } else if self.bans.unban(&key) {
+                    self.swarm.behaviour_mut().blocked.unblock_peer(peer);
+                    Ok(())
+                } else {
+                    Err(format!("peer {peer} is not banned"))
+                };
+                let _ = reply.send(result);
+            }
+            Command::ClearBanned { reply } => {
+                let all: Vec<String> = self.bans.entries().map(|(p, _)| p.clone()).collect();
+                for p in &all {
+                    self.bans.unban(p);
+                    if let Ok(id) = p.parse::<PeerId>() {
+                        self.swarm.behaviour_mut().blocked.unblock_peer(id);
+                    }
+                }
+                let _ = reply.send(all.len());
+            }
+        }
+    }
+}

@@ -1,0 +1,194 @@
+//! `quarry testnet up`: create or resume, start, connect, pre-fund.
+
+use super::topology::Topology;
+use super::Testnet;
+use anyhow::{anyhow, bail, Context, Result};
+use serde_json::json;
+use std::path::Path;
+use std::time::Duration;
+
+/// Options of `quarry testnet up`.
+#[derive(Clone, Debug)]
+pub struct UpOptions {
+    /// Wipe the directory first.
+    pub clean: bool,
+    /// Keep showing the status table after start.
+    pub watch: bool,
+    /// Show progress bars.
+    pub progress: bool,
+}
+
+fn bar(len: u64, msg: &str, show: bool) -> indicatif::ProgressBar {
+    if !show {
+        return indicatif::ProgressBar::hidden();
+    }
+    let pb = indicatif::ProgressBar::new(len);
+    pb.set_style(
+        indicatif::ProgressStyle::with_template("{msg:28} [{bar:30}] {pos}/{len} {elapsed}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    pb.set_message(msg.to_string());
+    pb
+}
+
+/// `quarry testnet up`: creates (or resumes) the testnet in `dir`, starts its nodes, waits
+/// until they are connected, pre-funds every node's wallet, and prints the status.
+pub fn up(dir: &Path, topology: &Topology, opts: &UpOptions) -> Result<Testnet> {
+    if Testnet::state_path(dir).exists() {
+        let mut existing = Testnet::open(dir)?;
+        let running = existing.running();
+        if !running.is_empty() {
+            bail!(
+                "a testnet is already running in {} (nodes {}): see `quarry testnet status`, stop it with `quarry testnet down`",
+                dir.display(),
+                running.join(", ")
+            );
+        }
+        if opts.clean {
+            std::fs::remove_dir_all(dir).with_context(|| format!("wiping {}", dir.display()))?;
+        }
+    }
+    let mut t = if Testnet::state_path(dir).exists() {
+        println!("resuming the testnet in {} (pass --clean to start afresh)", dir.display());
+        Testnet::open(dir)?
+    } else {
+        Testnet::create(dir, topology)?
+    };
+    let result = bring_up(&mut t, opts);
+    if let Err(e) = result {
+        let _ = t.down();
+        return Err(e);
+    }
+    Ok(t)
+}
+
+fn bring_up(t: &mut Testnet, opts: &UpOptions) -> Result<()> {
+    let to_start: Vec<String> = t.state.nodes.iter().filter(|n| n.start).map(|n| n.name.clone()).collect();
+    let pb = bar(to_start.len() as u64, "starting nodes", opts.progress);
+    for name in &to_start {
+        t.start_node(name)?;
+        t.wait_ready(name, Duration::from_secs(60))?;
+        pb.inc(1);
+    }
+    pb.finish();
+    if to_start.len() > 1 {
+        let pb = bar(to_start.len() as u64, "connecting", opts.progress);
+        let names = to_start.clone();
+        t.wait_until("every node to have a peer", Duration::from_secs(60), |t| {
+            let mut connected = 0;
+            for n in &names {
+                if t.peers(n)? > 0 {
+                    connected += 1;
+                }
+            }
+            pb.set_position(connected);
+            Ok(connected as usize == names.len())
+        })?;
+        pb.finish();
+    }
+    prefund(t, &to_start, opts)
+}
+
+/// Coins `up` gives each node's wallet.
+pub const PREFUND_COINS: u64 = 200;
+
+/// Gives every started node's wallet [`PREFUND_COINS`] confirmed coins: the first node mines
+/// until its wallet holds enough mature coinbases (whichever of its blocks win races against
+/// the continuous miners), then pays every other wallet in one transaction and mines it in.
+/// Skipped for wallets that already have coins.
+pub fn prefund(t: &mut Testnet, names: &[String], opts: &UpOptions) -> Result<()> {
+    use crate::primitives::{Amount, Transaction, TxIn, TxOut};
+    let Some(first) = names.first().cloned() else { return Ok(()) };
+    let mut needy = Vec::new();
+    for n in names {
+        let balance =
+            crate::wallet::ops::balance(&t.wallet(n)?, &t.rpc(n)?).map_err(|e| anyhow!("{n}: {e}"))?;
+        if balance.confirmed.to_sat() == 0 && balance.immature.to_sat() == 0 {
+            needy.push(n.clone());
+        }
+    }
+    if needy.is_empty() {
+        return Ok(());
+    }
+    let coin = 100_000_000u64;
+    let others: Vec<String> = needy.iter().filter(|n| **n != first).cloned().collect();
+    let want = PREFUND_COINS * coin * (others.len() as u64 + 1) + coin;
+    let maturity = t.network.params().coinbase_maturity as u64;
+    let all = names.to_vec();
+    let pb = bar(maturity + 10, "mining coins", opts.progress);
+    let mut mined = 0u64;
+    loop {
+        let rpc = t.rpc(&first)?;
+        let have = crate::wallet::ops::balance(&t.wallet(&first)?, &rpc)
+            .map_err(|e| anyhow!("{first}: {e}"))?
+            .confirmed;
+        if have.to_sat() >= want {
+            break;
+        }
+        if mined > 400 {
+            bail!("{first}'s wallet holds {have} after mining {mined} blocks; {} coins needed", want / coin);
+        }
+        t.mine(&first, 1)?;
+        mined += 1;
+        pb.set_position(mined.min(maturity + 10));
+    }
+    pb.finish();
+    t.wait_until("the nodes to agree on the tip", Duration::from_secs(60), |t| t.same_tip(Some(&all)))?;
+    if others.is_empty() {
+        return Ok(());
+    }
+    // One payment to every other wallet.
+    let rpc = t.rpc(&first)?;
+    let wallet = t.wallet(&first)?;
+    let mut coins = crate::wallet::ops::spendable(&wallet, &rpc).map_err(|e| anyhow!("{first}: {e}"))?;
+    coins.sort_by(|a, b| b.out.value.cmp(&a.out.value));
+    let pay = PREFUND_COINS * coin;
+    let fee = 1_000_000u64;
+    let needed = pay * others.len() as u64 + fee;
+    let mut inputs = Vec::new();
+    let mut total = 0u64;
+    for c in coins {
+        if total >= needed {
+            break;
+        }
+        total += c.out.value.to_sat();
+        inputs.push(c);
+    }
+    if total < needed {
+        bail!("{first}'s wallet cannot pay {} coins to each of {} wallets", PREFUND_COINS, others.len());
+    }
+    let mut outputs = Vec::new();
+    for n in &others {
+        outputs.push(TxOut {
+            value: Amount::from_sat(pay)?,
+            lock: crate::script::templates::address_lock(&t.wallet(n)?.address(0)),
+        });
+    }
+    outputs.push(TxOut {
+        value: Amount::from_sat(total - needed)?,
+        lock: crate::script::templates::address_lock(&wallet.address(0)),
+    });
+    let mut tx = Transaction {
+        version: 1,
+        inputs: inputs.iter().map(|c| TxIn { prevout: c.outpoint, unlock: Default::default() }).collect(),
+        outputs,
+        lock_time: 0,
+    };
+    let spent: Vec<TxOut> = inputs.iter().map(|c| c.out.clone()).collect();
+    crate::wallet::ops::sign_p2pkh_inputs(&wallet, &mut tx, &spent).map_err(|e| anyhow!("{e}"))?;
+    let txid = t.call(&first, "sendrawtransaction", vec![json!(hex::encode(tx.encode()))])?;
+    let txid = txid.as_str().unwrap_or_default().to_string();
+    let pb = bar(others.len() as u64, "paying the wallets", opts.progress);
+    for _ in 0..20 {
+        t.mine(&first, 1)?;
+        t.wait_until("the nodes to agree on the tip", Duration::from_secs(60), |t| t.same_tip(Some(&all)))?;
+        let v = t.call(&first, "getrawtransaction", vec![json!(txid), json!(true)])?;
+        if v.get("blockhash").is_some_and(|b| !b.is_null()) {
+            pb.set_position(others.len() as u64);
+            pb.finish();
+            return Ok(());
+        }
+    }
+    bail!("the funding transaction {txid} was not confirmed after 20 blocks")
+}
