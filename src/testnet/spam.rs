@@ -134,15 +134,7 @@ fn prepare(t: &mut Testnet, nodes: &[String], per_node: usize, value: Amount, mi
             if change > 1_000 {
                 outputs.push(TxOut { value: Amount::from_sat(change)?, lock: coin.out.lock.clone() });
             }
-            let mut tx = Transaction {
-                version: 1,
-                inputs: vec![TxIn { prevout: coin.outpoint, unlock: Default::default() }],
-                outputs,
-                lock_time: 0,
-            };
-            ops::sign_p2pkh_inputs(&wallet, &mut tx, std::slice::from_ref(&coin.out))
-                .map_err(|e| anyhow!("{e}"))?;
-            t.call(source, "sendrawtransaction", vec![json!(hex::encode(tx.encode()))])?;
+            spend_one(t, source, &wallet, coin, outputs)?;
             *left -= n;
         }
     }
@@ -181,15 +173,7 @@ fn split_large_coins(t: &mut Testnet, nodes: &[String], chunk: u64, miner: &str)
             if change > 1_000 {
                 outputs.push(TxOut { value: Amount::from_sat(change)?, lock: lock.clone() });
             }
-            let mut tx = Transaction {
-                version: 1,
-                inputs: vec![TxIn { prevout: coin.outpoint, unlock: Default::default() }],
-                outputs,
-                lock_time: 0,
-            };
-            ops::sign_p2pkh_inputs(&wallet, &mut tx, std::slice::from_ref(&coin.out))
-                .map_err(|e| anyhow!("{e}"))?;
-            t.call(name, "sendrawtransaction", vec![json!(hex::encode(tx.encode()))])?;
+            spend_one(t, name, &wallet, coin, outputs)?;
             sent += 1;
         }
     }
@@ -208,6 +192,25 @@ fn split_large_coins(t: &mut Testnet, nodes: &[String], chunk: u64, miner: &str)
         }
     }
     bail!("the coin-splitting transactions did not confirm")
+}
+
+/// Signs a spend of one wallet coin to `outputs` and submits it to `node`.
+fn spend_one(
+    t: &Testnet,
+    node: &str,
+    wallet: &crate::wallet::keystore::Wallet,
+    coin: &ops::Utxo,
+    outputs: Vec<TxOut>,
+) -> Result<Transaction> {
+    let mut tx = Transaction {
+        version: 1,
+        inputs: vec![TxIn { prevout: coin.outpoint, unlock: Default::default() }],
+        outputs,
+        lock_time: 0,
+    };
+    ops::sign_p2pkh_inputs(wallet, &mut tx, std::slice::from_ref(&coin.out)).map_err(|e| anyhow!("{e}"))?;
+    t.call(node, "sendrawtransaction", vec![json!(hex::encode(tx.encode()))])?;
+    Ok(tx)
 }
 
 /// Runs the load. The testnet must be up.
