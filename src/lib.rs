@@ -12,8 +12,10 @@
 
 pub mod chain;
 pub mod cli;
+pub mod clock;
 pub mod codec;
 pub mod consensus;
+pub mod daemon;
 pub mod mempool;
 pub mod miner;
 pub mod node;

@@ -185,12 +185,12 @@ fn equal_work_keeps_the_first_seen_tip() {
     let second = b.child(&g, 5, vec![], b"second");
     b.submit(first.clone());
     let out = b.submit(second.clone());
-    assert!(matches!(out, ProcessOutcome::Accepted { ref events } if events.is_empty()));
+    assert!(matches!(out, ProcessOutcome::Accepted { ref events, .. } if events.is_empty()));
     assert_eq!(b.chain.tip().hash, first.hash(), "a rival with equal work does not replace the tip");
     // One more block on the second branch gives it more work: switch, with events.
     let next = b.child(&second.hash(), 5, vec![], b"second");
     match b.submit(next.clone()) {
-        ProcessOutcome::Accepted { events } => {
+        ProcessOutcome::Accepted { events, .. } => {
             let kinds: Vec<String> = events
                 .iter()
                 .map(|e| match e {

@@ -273,6 +273,46 @@ fn a_peer_sending_garbage_and_an_invalid_block_is_banned_and_others_are_unaffect
     b.stop();
 }
 
+/// Fair scheduling: a 10,000-block `generatetoaddress` runs on A one block per core step,
+/// so a peer joining meanwhile is served the earlier blocks by A's core (headers and bodies
+/// through sync requests, which only the core can answer) and A's other RPC calls answer,
+/// all before the generate returns. With the generate holding the core, B could not sync
+/// until it ended.
+#[test]
+fn a_sync_peer_is_served_while_a_10000_block_generate_runs() {
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = start(da.path(), &[]);
+    generate(&a, 300, 1);
+    let a_addr = a.addr;
+    let cookie = a.cookie();
+    let long = std::thread::spawn(move || {
+        let body = json!({"jsonrpc": "2.0", "id": 1, "method": "generatetoaddress",
+            "params": [10_000, address(Network::Regtest, 2)]})
+        .to_string();
+        common::post(a_addr, Some(&cookie), &body)
+    });
+    // The generate is under way once the height moves past 300.
+    wait_for(60, "the long generate to start", || a.rpc("getblockcount", json!([])).as_u64().unwrap() > 305);
+    let b = start(db.path(), &[a.p2p_addr()]);
+    let started = Instant::now();
+    wait_for(120, "B to sync the first 300 blocks from A", || {
+        b.rpc("getblockcount", json!([])).as_u64().unwrap() >= 300
+    });
+    assert!(
+        !long.is_finished(),
+        "the 10,000-block generate ended before B had synced (B took {:?}); this test needs it still running",
+        started.elapsed()
+    );
+    // A's RPC answers too, mid-generate.
+    let h = a.rpc("getblockchaininfo", json!([]))["blocks"].as_u64().unwrap();
+    assert!(h > 300 && h < 10_300, "A is mid-generate at {h}");
+    let (status, body) = long.join().unwrap().unwrap();
+    assert_eq!(status, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["result"].as_array().map(Vec::len), Some(10_000), "{body}");
+    wait_for(120, "B to reach A's tip", || same_tip(&[&a, &b]));
+}
+
 fn a_peer(a: &Node) -> libp2p::PeerId {
     a.rpc("getnetworkinfo", json!([]))["peerid"].as_str().unwrap().parse().unwrap()
 }

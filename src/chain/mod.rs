@@ -71,7 +71,9 @@ pub enum ChainEvent {
 #[derive(Clone, Debug)]
 pub enum ProcessOutcome {
     /// Stored; the events say how the active chain changed (none for a side branch).
-    Accepted { events: Vec<ChainEvent> },
+    /// `failed` lists the blocks (this one or others on the branch) that were stored but
+    /// broke a rule when the chain tried to connect them: they are now marked invalid.
+    Accepted { events: Vec<ChainEvent>, failed: Vec<(Hash256, ConsensusError)> },
     /// Already stored.
     AlreadyHave,
     /// The parent is unknown; the block waits in the orphan pool. Ask a peer for `missing`.
@@ -196,7 +198,7 @@ impl Chain {
             }
             .into());
         }
-        let events = chain.activate_best_chain()?;
+        let events = chain.activate_best_chain(&mut Vec::new())?;
         if !events.is_empty() {
             info!(target: "chain", blocks = events.len(), "resumed connecting stored blocks after restart");
         }
@@ -342,8 +344,9 @@ impl Chain {
             }
         }
         result?;
-        let events = self.activate_best_chain()?;
-        Ok(ProcessOutcome::Accepted { events })
+        let mut failed = Vec::new();
+        let events = self.activate_best_chain(&mut failed)?;
+        Ok(ProcessOutcome::Accepted { events, failed })
     }
 
     /// Header-context checks, then store body and index record. Blocks refused here are not
@@ -396,7 +399,7 @@ impl Chain {
     /// equal work the tip held on entry wins, then the first received: so an equal-work rival
     /// never takes over, and a reorganisation that fails half-way returns to the old tip
     /// unless something valid with more work remains.
-    fn activate_best_chain(&mut self) -> Result<Vec<ChainEvent>, ChainError> {
+    fn activate_best_chain(&mut self, failed: &mut Vec<(Hash256, ConsensusError)>) -> Result<Vec<ChainEvent>, ChainError> {
         let mut events = Vec::new();
         let start = self.tip();
         loop {
@@ -411,14 +414,19 @@ impl Chain {
             if target == tip.hash {
                 break;
             }
-            self.reorganize_to(target, &mut events)?;
+            self.reorganize_to(target, &mut events, failed)?;
         }
         Ok(events)
     }
 
     /// Disconnects to the fork point with `target`'s branch and connects towards `target`.
     /// Stops early (leaving a consistent tip) if a block on the way is invalid.
-    fn reorganize_to(&mut self, target: Hash256, events: &mut Vec<ChainEvent>) -> Result<(), ChainError> {
+    fn reorganize_to(
+        &mut self,
+        target: Hash256,
+        events: &mut Vec<ChainEvent>,
+        failed: &mut Vec<(Hash256, ConsensusError)>,
+    ) -> Result<(), ChainError> {
         let mut path = Vec::new();
         let mut cur = target;
         while !self.is_active(&cur) {
@@ -449,6 +457,7 @@ impl Chain {
                 Err(error) => {
                     warn!(target: "chain", %hash, height, %error, "block failed to connect; marking it invalid");
                     self.mark_invalid(&hash)?;
+                    failed.push((hash, error));
                     return Ok(());
                 }
             }
@@ -509,7 +518,7 @@ impl Chain {
                 self.disconnect_tip(&mut events)?;
             }
         }
-        events.extend(self.activate_best_chain()?);
+        events.extend(self.activate_best_chain(&mut Vec::new())?);
         Ok(events)
     }
 
@@ -545,7 +554,7 @@ impl Chain {
         self.store.put_index(&refs)?;
         // Children refused because this branch was invalid may now be welcome again.
         self.rejected.clear();
-        self.activate_best_chain()
+        self.activate_best_chain(&mut Vec::new())
     }
 
     /// The tips of every branch (blocks with no known child), like `getchaintips`.

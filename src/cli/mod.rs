@@ -378,7 +378,7 @@ fn fork_demo() -> Result<()> {
         let hash = block.hash();
         let outcome = chain.process_block(block, now())?;
         println!("  {tag:<9} block {hash} height {}", ctx.height);
-        if let ProcessOutcome::Accepted { events } = outcome {
+        if let ProcessOutcome::Accepted { events, .. } = outcome {
             print_events(&events);
         }
         Ok(hash)

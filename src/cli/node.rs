@@ -1,7 +1,7 @@
 //! `quarry node` and `quarry rpc`.
 
 use super::{default_threads, NodeArgs, RpcArgs};
-use crate::node::{run, NodeConfig};
+use crate::daemon::{run, NodeConfig};
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 use std::net::{Ipv4Addr, SocketAddr};

@@ -87,9 +87,26 @@ pub struct Miner {
 }
 
 impl Miner {
-    /// Starts the worker threads, idle until [`Miner::set_template`].
+    /// Most worker threads a miner starts (more than any machine has cores; a larger
+    /// setting is refused rather than exhausting the process's threads).
+    pub const MAX_THREADS: usize = 1024;
+
+    /// Starts the worker threads, idle until [`Miner::set_template`]. Panics if a thread
+    /// cannot be spawned: tools and tests only; the node uses [`Miner::try_start`].
     pub fn start(config: MinerConfig) -> Miner {
+        Miner::try_start(config).expect("starting the miner")
+    }
+
+    /// Starts the worker threads, or says why it cannot (too many threads asked for, or the
+    /// system refused a thread); threads already started are stopped again.
+    pub fn try_start(config: MinerConfig) -> std::io::Result<Miner> {
         let threads = config.threads.max(1);
+        if threads > Self::MAX_THREADS {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("{threads} miner threads asked for, at most {} (pass fewer with --mine-threads)", Self::MAX_THREADS),
+            ));
+        }
         let shared = Arc::new(Shared {
             job: Mutex::new(None),
             wake: Condvar::new(),
@@ -100,17 +117,20 @@ impl Miner {
             config,
         });
         let (tx, rx) = channel();
-        let workers = (0..threads)
-            .map(|t| {
-                let (shared, tx) = (shared.clone(), tx.clone());
-                std::thread::Builder::new()
-                    .name(format!("miner-{t}"))
-                    .spawn(move || worker(t, &shared, &tx))
-                    .expect("spawning a miner thread")
-            })
-            .collect();
+        let mut miner = Miner { shared: shared.clone(), found: rx, workers: Vec::with_capacity(threads) };
+        for t in 0..threads {
+            let (shared, tx) = (shared.clone(), tx.clone());
+            let spawned = std::thread::Builder::new().name(format!("miner-{t}")).spawn(move || worker(t, &shared, &tx));
+            match spawned {
+                Ok(h) => miner.workers.push(h),
+                // Dropping `miner` stops and joins the threads already running.
+                Err(e) => {
+                    return Err(std::io::Error::new(e.kind(), format!("cannot start miner thread {t} of {threads}: {e}")))
+                }
+            }
+        }
         info!(target: "miner", threads, kernel = shared.config.kernel.name(), "miner started");
-        Miner { shared, found: rx, workers }
+        Ok(miner)
     }
 
     /// Replaces the work: every thread drops what it was doing and starts on `template`.

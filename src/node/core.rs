@@ -3,85 +3,37 @@
 //! Chain and mempool live on the same thread because a reorganisation must update both as
 //! one step (disconnected transactions return to the pool against the new UTXO set); the
 //! thread is dedicated, so their CPU-bound work (block connect, script checks on admission)
-//! never runs on a tokio worker. Everything else talks to it through [`NodeHandle`]: a bounded
-//! channel of closures, each answered over a oneshot. A full channel is reported as "busy",
-//! never waited on, so async callers cannot stall.
+//! never runs on a tokio worker. Others reach it only through its inbox: typed API requests
+//! ([`super::api`]) and network items ([`crate::p2p::link`]), in two bounded lanes served in
+//! turn. Long work is cut into steps: `generatetoaddress` mines one block per step, so peers
+//! and other callers are served between blocks.
 
-use crate::chain::{Chain, ChainEvent, ProcessOutcome};
+use super::api::{NodeError, NodeHandle, Reply, Request};
+use super::queue::{Inbox, Job, Limits, Refused};
+use crate::chain::{Chain, ChainError, ChainEvent, ProcessOutcome};
+use crate::clock::unix_secs;
 use crate::consensus::Network;
 use crate::mempool::{Mempool, MempoolConfig, MempoolTemplates};
 use crate::miner::{HashRateMeter, Miner, MinerConfig, TemplateSource};
+use crate::p2p::link::{CoreLink, LinkError, NetDone, NetJob, NetOutcome};
 use crate::p2p::sync::SyncMachine;
 use crate::p2p::P2pHandle;
 use crate::primitives::{Block, Hash256, Script};
 use libp2p::PeerId;
+use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
 use tracing::{info, warn};
 
-/// The wall clock, seconds since the epoch.
-pub fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
-}
-
-/// Requests queued for the core at most (RPC calls, gossip verdicts, sync steps; the network
-/// service bounds its share by bytes).
-const QUEUE: usize = 8192;
-
-type Job = Box<dyn FnOnce(&mut Core) + Send>;
-
-/// Why a request to the core could not be served.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum CoreError {
-    /// The request queue is full.
-    #[error("node is busy ({QUEUE} requests queued): retry later")]
-    Busy,
-    /// The core has stopped (shutting down).
-    #[error("node is shutting down")]
-    Stopped,
-}
-
-/// A cloneable handle to the core.
-#[derive(Clone)]
-pub struct NodeHandle {
-    tx: SyncSender<Job>,
-    network: Network,
-}
-
-impl NodeHandle {
-    /// Runs `f` on the core thread and returns its result.
-    pub async fn call<R: Send + 'static>(
-        &self,
-        f: impl FnOnce(&mut Core) -> R + Send + 'static,
-    ) -> Result<R, CoreError> {
-        self.submit(f)?.await.map_err(|_| CoreError::Stopped)
-    }
-
-    /// Queues `f` for the core thread now (so jobs keep the order they were submitted in)
-    /// and returns where its result will arrive.
-    pub fn submit<R: Send + 'static>(
-        &self,
-        f: impl FnOnce(&mut Core) -> R + Send + 'static,
-    ) -> Result<tokio::sync::oneshot::Receiver<R>, CoreError> {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let job: Job = Box::new(move |core| {
-            let _ = tx.send(f(core));
-        });
-        match self.tx.try_send(job) {
-            Ok(()) => Ok(rx),
-            Err(TrySendError::Full(_)) => Err(CoreError::Busy),
-            Err(TrySendError::Disconnected(_)) => Err(CoreError::Stopped),
-        }
-    }
-
-    /// The network the node runs.
-    pub fn network(&self) -> Network {
-        self.network
-    }
-}
+/// API requests (RPC) queued for the core at most.
+pub const API_QUEUE: usize = 1024;
+/// Network items queued for the core at most…
+pub const NET_QUEUE: usize = 8192;
+/// …and their bytes at most (the service also bounds gossip bytes before queuing).
+pub const NET_QUEUE_BYTES: usize = 128 << 20;
 
 /// Mining settings of the core.
 #[derive(Clone, Debug)]
@@ -92,40 +44,44 @@ pub struct MiningConfig {
     pub threads: usize,
 }
 
-/// State owned by the core thread.
-pub struct Core {
-    /// The chainstate.
-    pub chain: Chain,
-    /// The mempool.
-    pub mempool: Mempool,
-    /// The network.
-    pub network: Network,
+/// A `generatetoaddress` in progress: one block per core step.
+struct Generate {
+    remaining: u32,
+    lock: Script,
+    hashes: Vec<Hash256>,
+    reply: Reply<Result<Vec<Hash256>, NodeError>>,
+    miner: Option<Miner>,
+    template_at: Instant,
+}
+
+/// State owned by the core thread. Private: other modules use [`NodeHandle`].
+pub(crate) struct Core {
+    pub(super) chain: Chain,
+    pub(super) mempool: Mempool,
     /// The continuous miner (`--mine`), if any.
-    pub miner: Option<(Miner, Script)>,
-    /// Threads for `generatetoaddress`.
-    pub generate_threads: usize,
+    pub(super) miner: Option<(Miner, Script)>,
+    generate_threads: usize,
+    generating: VecDeque<Generate>,
     /// Hash rate of the continuous miner.
-    pub meter: HashRateMeter,
-    /// Set by `stop`: the loop exits and flushes.
-    pub stopping: bool,
-    /// Headers-first sync state (driven by the network service through [`Core::drive_sync`]).
-    pub sync: SyncMachine<PeerId>,
+    pub(super) meter: HashRateMeter,
+    /// Headers-first sync state, driven by network items.
+    pub(super) sync: SyncMachine<PeerId>,
     /// The network service, for publishing our own blocks and transactions.
-    pub net: Option<P2pHandle>,
+    net: Option<P2pHandle>,
+    /// Where results of network items go.
+    done: Option<mpsc::Sender<NetDone>>,
     /// When the last template was made (templates are refreshed every few seconds).
     template_at: Instant,
     /// When a new tip was last logged at info level, and tips connected since.
     tip_logged_at: Instant,
     tips_unlogged: u32,
     mempool_path: PathBuf,
-    /// Set by the runtime at shutdown: long jobs (generatetoaddress) stop early.
-    shutdown: Arc<AtomicBool>,
 }
 
 /// Flags shared between the runtime and the core thread.
 #[derive(Clone, Default)]
 pub struct Lifecycle {
-    /// Shutdown requested: the core finishes the current job, skips queued ones, flushes.
+    /// Shutdown requested: the core finishes the current step, drops queued work, flushes.
     pub shutdown: Arc<AtomicBool>,
     /// A job panicked: the node stops and exits non-zero.
     pub crashed: Arc<AtomicBool>,
@@ -133,22 +89,76 @@ pub struct Lifecycle {
     pub stop: Arc<tokio::sync::Notify>,
 }
 
+/// The network service's way into the core (the service sees only [`CoreLink`]).
+#[derive(Clone)]
+pub struct NetLink {
+    inbox: Arc<Inbox<Request>>,
+}
+
+impl CoreLink for NetLink {
+    fn submit(&self, job: NetJob) -> Result<(), LinkError> {
+        self.inbox.push_net(job).map_err(|e| match e {
+            Refused::Full => LinkError::Busy,
+            Refused::Closed => LinkError::Stopped,
+        })
+    }
+}
+
+/// What the core needs at start.
+pub struct CoreConfig {
+    /// The network.
+    pub network: Network,
+    /// Data directory (mempool.dat).
+    pub datadir: PathBuf,
+    /// Continuous mining, if asked for.
+    pub mining: Option<MiningConfig>,
+    /// Threads for `generatetoaddress`.
+    pub generate_threads: usize,
+    /// Mempool policy.
+    pub mempool: MempoolConfig,
+}
+
+/// The network side of the core: where to publish, where results go.
+pub struct CoreNet {
+    /// Publishing our own blocks and transactions.
+    pub publish: P2pHandle,
+    /// Results of network items.
+    pub done: mpsc::Sender<NetDone>,
+}
+
+/// A started core: its API handle, the network link, and the thread (join it after
+/// shutdown).
+pub struct Started {
+    /// The typed API.
+    pub handle: NodeHandle,
+    /// For the network service.
+    pub link: NetLink,
+    /// The core thread.
+    pub thread: std::thread::JoinHandle<()>,
+}
+
 impl Core {
     /// Hands a block to the chain and updates the mempool and the miner from the result.
-    pub fn submit_block(&mut self, block: Block) -> Result<ProcessOutcome, crate::chain::ChainError> {
-        let outcome = self.chain.process_block(block, now())?;
-        if let ProcessOutcome::Accepted { events } = &outcome {
+    /// A block that was stored but failed to connect is returned as the error naming the
+    /// rule (the chain events it caused are applied all the same).
+    pub(super) fn process_block(&mut self, block: Block) -> Result<ProcessOutcome, ChainError> {
+        let hash = block.hash();
+        let outcome = self.chain.process_block(block, unix_secs())?;
+        if let ProcessOutcome::Accepted { events, failed } = &outcome {
             self.on_events(events);
+            if let Some((_, error)) = failed.iter().find(|(h, _)| *h == hash) {
+                return Err(ChainError::Invalid { hash, error: error.clone() });
+            }
         }
         Ok(outcome)
     }
 
-    /// Applies chain events to the mempool and gives the miner fresh work.
-    pub fn on_events(&mut self, events: &[ChainEvent]) {
+    /// Applies chain events to the mempool and gives the miners fresh work.
+    pub(super) fn on_events(&mut self, events: &[ChainEvent]) {
         if events.is_empty() {
             return;
         }
-        let update = self.mempool.apply_events(events, &self.chain, now());
+        let update = self.mempool.apply_events(events, &self.chain, unix_secs());
         tracing::debug!(target: "mempool", ?update, "chain events applied");
         if let Some(ChainEvent::Connected { block, height }) = events.last() {
             // At most a line a second while syncing thousands of blocks.
@@ -162,53 +172,103 @@ impl Core {
             }
         }
         self.refresh_template();
+        // A generate in progress mines on the new tip too.
+        if let Some(job) = self.generating.front_mut() {
+            if let Some(m) = &job.miner {
+                let source = MempoolTemplates { pool: &self.mempool, lock: job.lock.clone() };
+                m.set_template(source.template(&self.chain, unix_secs()));
+                job.template_at = Instant::now();
+            }
+        }
     }
 
     /// Gives the continuous miner a template on the current tip.
-    pub fn refresh_template(&mut self) {
+    fn refresh_template(&mut self) {
         if let Some((miner, lock)) = &self.miner {
             let source = MempoolTemplates { pool: &self.mempool, lock: lock.clone() };
-            miner.set_template(source.template(&self.chain, now()));
+            miner.set_template(source.template(&self.chain, unix_secs()));
             self.template_at = Instant::now();
         }
     }
 
     /// Refreshes the miner's template unless it is younger than `max_age` (many RPC
     /// submissions in a row then cost one template, not one each).
-    pub fn refresh_template_if_older(&mut self, max_age: Duration) {
+    pub(super) fn refresh_template_if_older(&mut self, max_age: Duration) {
         if self.template_at.elapsed() >= max_age {
             self.refresh_template();
         }
     }
 
-    /// Mines `n` blocks paying `lock` (regtest-style `generatetoaddress`), on this thread with
-    /// a temporary miner. Returns the block hashes; stops early (with what it has) when the
-    /// node shuts down.
-    pub fn generate(&mut self, n: u32, lock: Script) -> Result<Vec<Hash256>, crate::chain::ChainError> {
-        let miner = Miner::start(MinerConfig::new(self.generate_threads));
-        let mut out = Vec::with_capacity(n as usize);
-        'blocks: while out.len() < n as usize {
-            let source = MempoolTemplates { pool: &self.mempool, lock: lock.clone() };
-            miner.set_template(source.template(&self.chain, now()));
-            let started = Instant::now();
-            loop {
-                if self.shutdown.load(Ordering::SeqCst) {
-                    break 'blocks;
-                }
-                if let Some(block) = miner.take_found(Duration::from_millis(200)) {
-                    let hash = block.hash();
-                    let copy = block.clone();
-                    self.submit_block(block)?;
+    /// Queues a `generatetoaddress`; it runs one block per step of the loop.
+    pub(super) fn start_generate(&mut self, n: u32, lock: Script, reply: Reply<Result<Vec<Hash256>, NodeError>>) {
+        self.generating.push_back(Generate {
+            remaining: n,
+            lock,
+            hashes: Vec::with_capacity(n.min(10_000) as usize),
+            reply,
+            miner: None,
+            template_at: Instant::now(),
+        });
+    }
+
+    /// One step of the oldest generate: waits up to `wait` for its miner to find a block,
+    /// then connects and announces it. Finished jobs are answered.
+    fn step_generate(&mut self, wait: Duration) {
+        let Some(mut job) = self.generating.pop_front() else { return };
+        let miner = match &job.miner {
+            Some(m) => m,
+            None => {
+                let m = match Miner::try_start(MinerConfig::new(self.generate_threads)) {
+                    Ok(m) => m,
+                    Err(e) => {
+                        let _ = job.reply.send(Err(NodeError::Miner(e.to_string())));
+                        return;
+                    }
+                };
+                let source = MempoolTemplates { pool: &self.mempool, lock: job.lock.clone() };
+                m.set_template(source.template(&self.chain, unix_secs()));
+                job.template_at = Instant::now();
+                job.miner.insert(m)
+            }
+        };
+        let found = miner.take_found(wait);
+        if found.is_none() && job.template_at.elapsed() > Duration::from_secs(5) {
+            // A fresh template keeps the header time current.
+            let source = MempoolTemplates { pool: &self.mempool, lock: job.lock.clone() };
+            miner.set_template(source.template(&self.chain, unix_secs()));
+            job.template_at = Instant::now();
+        }
+        if let Some(block) = found {
+            let hash = block.hash();
+            let copy = block.clone();
+            // Put the job back first: on_events refreshes its template on the new tip.
+            self.generating.push_front(job);
+            let result = self.process_block(block);
+            let Some(mut job) = self.generating.pop_front() else { return };
+            match result {
+                Ok(_) => {
                     self.announce_block(&copy);
-                    out.push(hash);
-                    break;
+                    job.hashes.push(hash);
+                    job.remaining -= 1;
                 }
-                if started.elapsed() > Duration::from_secs(5) {
-                    continue 'blocks; // a fresh template keeps the header time current
+                Err(e) => {
+                    let _ = job.reply.send(Err(NodeError::Chain(e)));
+                    return;
                 }
             }
+            if job.remaining == 0 {
+                let _ = job.reply.send(Ok(std::mem::take(&mut job.hashes)));
+                return;
+            }
+            let source = MempoolTemplates { pool: &self.mempool, lock: job.lock.clone() };
+            if let Some(m) = &job.miner {
+                m.set_template(source.template(&self.chain, unix_secs()));
+            }
+            job.template_at = Instant::now();
+            self.generating.push_front(job);
+        } else {
+            self.generating.push_front(job);
         }
-        Ok(out)
     }
 
     fn tick(&mut self) {
@@ -216,12 +276,11 @@ impl Core {
         if let Some(block) = found {
             let hash = block.hash();
             let encoded = block.clone();
-            let result = self.submit_block(block);
-            if result.is_ok() {
-                self.announce_block(&encoded);
-            }
-            match result {
-                Ok(_) => info!(target: "miner", %hash, "mined a block"),
+            match self.process_block(block) {
+                Ok(_) => {
+                    self.announce_block(&encoded);
+                    info!(target: "miner", %hash, "mined a block");
+                }
                 Err(e) => warn!(target: "miner", %hash, error = %e, "mined block rejected"),
             }
         }
@@ -233,9 +292,41 @@ impl Core {
         }
     }
 
-    /// Saves the mempool; called once when the core stops.
-    fn flush(&mut self) {
+    /// Publishes a block on gossip (our own: mined, generated or submitted; valid).
+    pub(super) fn announce_block(&self, block: &Block) {
+        if let Some(net) = &self.net {
+            net.publish(crate::p2p::wire::Topic::Blocks, block.encode());
+        }
+    }
+
+    /// Publishes a transaction on gossip (submitted over RPC).
+    pub(super) fn announce_tx(&self, tx: &crate::primitives::Transaction) {
+        if let Some(net) = &self.net {
+            net.publish(crate::p2p::wire::Topic::Transactions, tx.encode());
+        }
+    }
+
+    fn run_net(&mut self, job: NetJob) {
+        let outcome = self.on_net(job.work);
+        if let Some(done) = &self.done {
+            // The service never waits on the core, so waiting for room here cannot deadlock;
+            // a closed channel means the service has stopped.
+            let _ = done.blocking_send(NetDone { token: job.token, outcome });
+        }
+    }
+
+    /// Stops the miners, answers what is left, saves the mempool; called once at the end.
+    fn flush(&mut self, inbox: &Inbox<Request>) {
         self.miner = None;
+        let (net, _api) = inbox.close(); // dropped API replies read as "shutting down"
+        if let Some(done) = &self.done {
+            for job in net {
+                let _ = done.try_send(NetDone { token: job.token, outcome: NetOutcome::Dropped });
+            }
+        }
+        for job in self.generating.drain(..) {
+            let _ = job.reply.send(Ok(job.hashes)); // stopped early: what was mined
+        }
         match self.mempool.save(&self.mempool_path) {
             Ok(n) => info!(target: "mempool", txs = n, path = %self.mempool_path.display(), "mempool saved"),
             Err(e) => warn!(target: "mempool", error = %e, "could not save the mempool"),
@@ -243,76 +334,84 @@ impl Core {
     }
 }
 
-/// Starts the core thread. Returns the handle and the thread (join it after dropping every
-/// handle or sending `stop`).
-pub fn start(
-    chain: Chain,
-    network: Network,
-    datadir: PathBuf,
-    mining: Option<MiningConfig>,
-    generate_threads: usize,
-    mempool_config: MempoolConfig,
-    life: Lifecycle,
-    net: Option<P2pHandle>,
-) -> (NodeHandle, std::thread::JoinHandle<()>) {
-    let (tx, rx) = sync_channel::<Job>(QUEUE);
-    let handle = NodeHandle { tx, network };
-    let thread = std::thread::Builder::new()
-        .name("node-core".into())
-        .spawn(move || {
-            let params = chain.params();
-            let mut mempool = Mempool::new(params, mempool_config, chain.script_cache());
-            let mempool_path = datadir.join("mempool.dat");
-            match mempool.load(&mempool_path, &chain, now()) {
-                Ok(report) => info!(target: "mempool", ?report, "mempool loaded"),
-                Err(e) => warn!(target: "mempool", error = %e, "mempool file not loaded; starting empty"),
+/// Starts the core thread.
+pub fn start(chain: Chain, config: CoreConfig, life: Lifecycle, net: Option<CoreNet>) -> std::io::Result<Started> {
+    let inbox = Arc::new(Inbox::new(Limits { api_count: API_QUEUE, net_count: NET_QUEUE, net_bytes: NET_QUEUE_BYTES }));
+    let handle = NodeHandle { inbox: inbox.clone(), network: config.network, api_limit: API_QUEUE };
+    let link = NetLink { inbox: inbox.clone() };
+    let thread = std::thread::Builder::new().name("node-core".into()).spawn(move || {
+        let params = chain.params();
+        let mut mempool = Mempool::new(params, config.mempool, chain.script_cache());
+        let mempool_path = config.datadir.join("mempool.dat");
+        match mempool.load(&mempool_path, &chain, unix_secs()) {
+            Ok(report) => info!(target: "mempool", ?report, "mempool loaded"),
+            Err(e) => warn!(target: "mempool", error = %e, "mempool file not loaded; starting empty"),
+        }
+        let miner = config.mining.and_then(|m| match Miner::try_start(MinerConfig::new(m.threads)) {
+            Ok(miner) => Some((miner, m.lock)),
+            Err(e) => {
+                tracing::error!(target: "miner", error = %e, "cannot start the miner; running without it");
+                None
             }
-            let miner = mining.map(|m| (Miner::start(MinerConfig::new(m.threads)), m.lock));
-            let mut core = Core {
-                chain,
-                mempool,
-                network,
-                miner,
-                generate_threads,
-                meter: HashRateMeter::new(Duration::from_secs(10)),
-                stopping: false,
-                sync: SyncMachine::new(),
-                net,
-                template_at: Instant::now(),
-                tip_logged_at: Instant::now() - Duration::from_secs(2),
-                tips_unlogged: 0,
-                mempool_path,
-                shutdown: life.shutdown.clone(),
-            };
-            core.refresh_template();
-            run_loop(&mut core, &rx, &life);
-            core.flush();
-            info!(target: "node", "core stopped");
-        })
-        .expect("spawning the core thread");
-    (handle, thread)
+        });
+        let (publish, done) = match net {
+            Some(n) => (Some(n.publish), Some(n.done)),
+            None => (None, None),
+        };
+        let mut core = Core {
+            chain,
+            mempool,
+            miner,
+            generate_threads: config.generate_threads,
+            generating: VecDeque::new(),
+            meter: HashRateMeter::new(Duration::from_secs(10)),
+            sync: SyncMachine::new(),
+            net: publish,
+            done,
+            template_at: Instant::now(),
+            tip_logged_at: Instant::now() - Duration::from_secs(2),
+            tips_unlogged: 0,
+            mempool_path,
+        };
+        core.refresh_template();
+        run_loop(&mut core, &inbox, &life);
+        core.flush(&inbox);
+        info!(target: "node", "core stopped");
+    })?;
+    Ok(Started { handle, link, thread })
 }
 
-fn run_loop(core: &mut Core, rx: &Receiver<Job>, life: &Lifecycle) {
+fn run_loop(core: &mut Core, inbox: &Inbox<Request>, life: &Lifecycle) {
     let mut last_expiry = Instant::now();
-    while !core.stopping && !life.shutdown.load(Ordering::SeqCst) {
-        match rx.recv_timeout(Duration::from_millis(20)) {
-            Ok(job) => {
-                // A panicking job must not leave a zombie node answering "shutting down":
-                // stop everything and exit non-zero.
-                if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(core))).is_err() {
-                    tracing::error!(target: "node", "a request panicked on the core thread; stopping the node");
-                    life.crashed.store(true, Ordering::SeqCst);
-                    life.stop.notify_one();
-                    break;
-                }
+    while !life.shutdown.load(Ordering::SeqCst) {
+        let generating = !core.generating.is_empty();
+        let wait = if generating { Duration::ZERO } else { Duration::from_millis(20) };
+        let job = inbox.pop(wait);
+        let had_job = job.is_some();
+        // A panicking job must not leave a zombie node answering "shutting down": stop
+        // everything and exit non-zero.
+        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            match job {
+                Some(Job::Api(req)) => core.handle(req),
+                Some(Job::Net(n)) => core.run_net(n),
+                None => {}
             }
-            Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => break,
+            if !core.generating.is_empty() {
+                // With work waiting, only look; otherwise wait a little for the miner.
+                let (n, a) = inbox.depth();
+                let wait = if had_job || n + a > 0 { Duration::ZERO } else { Duration::from_millis(5) };
+                core.step_generate(wait);
+            }
+            core.tick();
+        }));
+        if ran.is_err() {
+            tracing::error!(target: "node", "a request panicked on the core thread; stopping the node");
+            life.crashed.store(true, Ordering::SeqCst);
+            life.stop.notify_one();
+            break;
         }
-        core.tick();
         if last_expiry.elapsed() > Duration::from_secs(60) {
-            core.mempool.expire(now());
+            core.mempool.expire(unix_secs());
             last_expiry = Instant::now();
         }
     }

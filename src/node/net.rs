@@ -1,31 +1,53 @@
 //! The core's side of networking: gossip verdicts, serving sync requests, and driving the
-//! sync state machine, whose `Process` actions are executed here, next to the chain.
+//! sync state machine, whose `Process` actions are executed here, next to the chain. Whose
+//! fault a failure is comes from [`Blame`], the one place that decides it.
 
-use super::core::{now, Core};
+use super::core::Core;
 use crate::chain::ProcessOutcome;
+use crate::clock::unix_ms;
 use crate::mempool::Accepted;
-use crate::p2p::peers::Misbehaviour;
-use crate::p2p::service::Verdict;
-use crate::p2p::sync::{Action, SyncMachine};
-use crate::p2p::wire::{Request, Response, Topic, MAX_RESPONSE_BYTES};
+use crate::p2p::link::{Acceptance, Blame, NetOutcome, NetWork, SyncEvent, Verdict};
+use crate::p2p::sync::{Action, ChainView, SyncMachine};
+use crate::p2p::wire::{Request, Response, MAX_RESPONSE_BYTES};
 use crate::primitives::{Block, Transaction};
-use libp2p::gossipsub::MessageAcceptance;
 use libp2p::PeerId;
 
-/// A block error the sender is to blame for. A block already known invalid is not: the
-/// verdict may be our own (`invalidateblock`), so it is refused without a penalty.
-fn peer_fault(e: &crate::chain::ChainError) -> bool {
-    e.is_peer_fault() && !matches!(e, crate::chain::ChainError::KnownInvalid { .. })
-}
-
 impl Core {
+    /// Runs one network item.
+    pub(super) fn on_net(&mut self, work: NetWork) -> NetOutcome {
+        match work {
+            NetWork::Sync(event) => NetOutcome::Actions(self.on_sync_event(event)),
+            NetWork::GossipBlock { peer, block } => NetOutcome::Verdict(self.on_gossip_block(peer, block)),
+            NetWork::GossipTx { tx, .. } => NetOutcome::Verdict(self.on_gossip_tx(tx)),
+            NetWork::Serve { peer, request } => {
+                let (response, actions) = self.serve_request(peer, request);
+                NetOutcome::Response { response, actions }
+            }
+        }
+    }
+
+    fn on_sync_event(&mut self, event: SyncEvent) -> Vec<Action<PeerId>> {
+        // The clock is read when the item runs (a busy core must not turn honest answers
+        // into stalls), except for the tick, which carries the time it was queued.
+        let now = unix_ms();
+        match event {
+            SyncEvent::Connected(peer) => self.drive_sync(|m, c| m.peer_connected(peer, now, c)),
+            SyncEvent::Disconnected(peer) => self.drive_sync(|m, c| m.peer_disconnected(peer, c)),
+            SyncEvent::Response { peer, id, response } => {
+                self.drive_sync(|m, c| m.on_response(peer, id, response, now, c))
+            }
+            SyncEvent::Failure { peer, id, failure } => self.drive_sync(|m, c| m.on_failure(peer, id, failure, now, c)),
+            SyncEvent::Tick { connected, queued_ms } => self.drive_sync(|m, c| {
+                m.reconcile(&connected, queued_ms, c);
+                m.tick(queued_ms, c)
+            }),
+        }
+    }
+
     /// Runs `f` on the sync machine, then hands every block it releases to the chain (in
     /// order, reporting each result back) until it releases no more. Returns the network
     /// actions for the service.
-    pub fn drive_sync(
-        &mut self,
-        f: impl FnOnce(&mut SyncMachine<PeerId>, &crate::chain::Chain),
-    ) -> Vec<Action<PeerId>> {
+    fn drive_sync(&mut self, f: impl FnOnce(&mut SyncMachine<PeerId>, &crate::chain::Chain)) -> Vec<Action<PeerId>> {
         f(&mut self.sync, &self.chain);
         let mut out = Vec::new();
         loop {
@@ -42,13 +64,9 @@ impl Core {
                             processed = true;
                         }
                         let hash = block.hash();
-                        let result = match self.submit_block(block) {
-                            // Stored, but it failed to connect when the chain tried it.
-                            Ok(_) if self.chain.is_known_invalid(&hash) => {
-                                Err((true, format!("block {hash} failed to connect (see the chain log)")))
-                            }
+                        let result = match self.process_block(block) {
                             Ok(_) => Ok(()),
-                            Err(e) => Err((peer_fault(&e), e.to_string())),
+                            Err(e) => Err((matches!(Blame::for_block(&e), Blame::Peer(_)), e.to_string())),
                         };
                         self.sync.on_processed(hash, result, &self.chain);
                     }
@@ -62,85 +80,70 @@ impl Core {
         out
     }
 
-    /// Validates a gossiped block: Accept if stored, Reject (and the sender's fault) if
-    /// invalid, Ignore for duplicates, unknown parents (whose headers are then fetched from
-    /// the sender) and our own failures.
-    pub fn on_gossip_block(&mut self, peer: PeerId, block: Block, now_ms: u64) -> Verdict {
+    /// Validates a gossiped block: Accept if stored and valid, Reject (and the sender's
+    /// fault) if invalid, Ignore for duplicates, unknown parents (whose headers are then
+    /// fetched from the sender) and our own failures.
+    fn on_gossip_block(&mut self, peer: PeerId, block: Block) -> Verdict {
         let hash = block.hash();
-        let mut verdict =
-            Verdict { acceptance: MessageAcceptance::Ignore, fault: None, height: None, actions: vec![] };
-        match self.submit_block(block) {
-            // Stored, but it failed to connect (scripts, amounts, ...): never relayed.
-            Ok(ProcessOutcome::Accepted { .. }) if self.chain.is_known_invalid(&hash) => {
-                verdict.acceptance = MessageAcceptance::Reject;
-                verdict.fault = Some(Misbehaviour::InvalidBlock(format!("block {hash} failed to connect")));
-            }
+        match self.process_block(block) {
             Ok(ProcessOutcome::Accepted { .. }) => {
-                verdict.acceptance = MessageAcceptance::Accept;
+                let mut verdict = Verdict { acceptance: Acceptance::Accept, ..Verdict::ignore() };
                 if let Some(rec) = self.chain.record(&hash) {
                     let (height, work) = (rec.height, rec.chain_work);
                     verdict.height = Some(height);
                     self.sync.on_peer_block(peer, height, work);
                 }
+                verdict
             }
-            Ok(ProcessOutcome::AlreadyHave) => {}
+            Ok(ProcessOutcome::AlreadyHave) => Verdict::ignore(),
             Ok(ProcessOutcome::Orphan { missing }) => {
                 tracing::debug!(target: "p2p::sync", %hash, %missing, %peer, "gossiped block has an unknown parent; fetching headers");
-                verdict.actions = self.drive_sync(|m, c| m.on_orphan(peer, now_ms, c));
+                let now = unix_ms();
+                Verdict { actions: self.drive_sync(|m, c| m.on_orphan(peer, now, c)), ..Verdict::ignore() }
             }
-            Err(e) if peer_fault(&e) => {
-                verdict.acceptance = MessageAcceptance::Reject;
-                verdict.fault = Some(Misbehaviour::InvalidBlock(e.to_string()));
-            }
-            Err(e @ crate::chain::ChainError::KnownInvalid { .. }) => {
-                verdict.acceptance = MessageAcceptance::Reject;
-                tracing::debug!(target: "p2p::gossip", %hash, error = %e, "known invalid block");
-            }
-            Err(e) => {
-                tracing::warn!(target: "p2p::gossip", %hash, error = %e, "gossiped block not processed")
-            }
+            Err(e) => match Blame::for_block(&e) {
+                Blame::Peer(fault) => Verdict::reject(fault),
+                // Known invalid (maybe by our own invalidateblock): not relayed, no penalty.
+                Blame::Ours if matches!(e, crate::chain::ChainError::KnownInvalid { .. }) => {
+                    tracing::debug!(target: "p2p::gossip", %hash, error = %e, "known invalid block");
+                    Verdict { acceptance: Acceptance::Reject, ..Verdict::ignore() }
+                }
+                Blame::Ours | Blame::Transient => {
+                    tracing::warn!(target: "p2p::gossip", %hash, error = %e, "gossiped block not processed");
+                    Verdict::ignore()
+                }
+            },
         }
-        verdict
     }
 
     /// Validates a gossiped transaction against the mempool.
-    pub fn on_gossip_tx(&mut self, tx: Transaction) -> Verdict {
+    fn on_gossip_tx(&mut self, tx: Transaction) -> Verdict {
         let txid = tx.txid();
-        let mut verdict =
-            Verdict { acceptance: MessageAcceptance::Ignore, fault: None, height: None, actions: vec![] };
         if self.mempool.contains(&txid) {
-            return verdict;
+            return Verdict::ignore();
         }
-        match self.mempool.accept(tx, &self.chain, now()) {
-            Ok(Accepted::Added(_)) => {
-                verdict.acceptance = MessageAcceptance::Accept;
-            }
-            Ok(Accepted::Orphan { .. }) => {}
-            Err(e) if e.is_peer_fault() => {
-                verdict.acceptance = MessageAcceptance::Reject;
-                verdict.fault = Some(Misbehaviour::InvalidTx(e.to_string()));
-            }
-            Err(e) => {
-                tracing::debug!(target: "p2p::gossip", %txid, error = %e, "gossiped transaction not accepted")
-            }
+        match self.mempool.accept(tx, &self.chain, crate::clock::unix_secs()) {
+            Ok(Accepted::Added(_)) => Verdict { acceptance: Acceptance::Accept, ..Verdict::ignore() },
+            Ok(Accepted::Orphan { .. }) => Verdict::ignore(),
+            Err(e) => match Blame::for_tx(&e) {
+                Blame::Peer(fault) => Verdict::reject(fault),
+                Blame::Ours | Blame::Transient => {
+                    tracing::debug!(target: "p2p::gossip", %txid, error = %e, "gossiped transaction not accepted");
+                    Verdict::ignore()
+                }
+            },
         }
-        verdict
     }
 
     /// Answers a peer's sync request.
-    pub fn serve_request(
-        &mut self,
-        peer: PeerId,
-        request: Request,
-        now_ms: u64,
-    ) -> (Response, Vec<Action<PeerId>>) {
-        use crate::p2p::sync::ChainView;
+    fn serve_request(&mut self, peer: PeerId, request: Request) -> (Response, Vec<Action<PeerId>>) {
         match request {
             Request::Status(status) => {
                 let ours = ChainView::status(&self.chain);
+                let now = unix_ms();
                 let actions = self.drive_sync(|m, c| {
-                    m.peer_connected(peer, now_ms, c);
-                    m.on_status(peer, status, now_ms, c)
+                    m.peer_connected(peer, now, c);
+                    m.on_status(peer, status, now, c)
                 });
                 (Response::Status(ours), actions)
             }
@@ -169,24 +172,6 @@ impl Core {
                 }
                 (Response::Blocks(blocks), Vec::new())
             }
-        }
-    }
-
-    /// Publishes a block on gossip (our own: mined, generated or submitted).
-    pub fn announce_block(&self, block: &Block) {
-        // A block that was stored but failed to connect is never relayed.
-        if self.chain.is_known_invalid(&block.hash()) {
-            return;
-        }
-        if let Some(net) = &self.net {
-            net.publish(Topic::Blocks, block.encode());
-        }
-    }
-
-    /// Publishes a transaction on gossip (submitted over RPC).
-    pub fn announce_tx(&self, tx: &Transaction) {
-        if let Some(net) = &self.net {
-            net.publish(Topic::Transactions, tx.encode());
         }
     }
 }

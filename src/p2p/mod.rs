@@ -3,13 +3,17 @@
 //! ping, Kademlia and optional mDNS discovery, and a per-peer misbehaviour score with
 //! persisted bans.
 //!
-//! Layout: [`wire`] (topics, protocol ids, message encodings, limits), [`sync`] (the sans-io
-//! sync state machine, driven on the node core thread where the chain lives), [`peers`]
-//! (scores, bans, rate limits), [`behaviour`] (the composed libp2p behaviour), and
-//! [`service`] (the tokio task that owns the swarm). Other components reach the service
-//! through a [`P2pHandle`].
+//! Layout, protocol first (pure: no sockets, clock and chain passed in): [`wire`] (topics,
+//! protocol ids, message encodings, limits), [`sync`] (the sans-io sync state machine,
+//! driven by whoever owns the chain), [`peers`] (scores, bans, rate limits) and [`link`]
+//! (the work items, verdicts and fault classification exchanged with the chain's owner,
+//! and the [`link::CoreLink`] trait it implements). Then the network: [`behaviour`] (the
+//! composed libp2p behaviour) and [`service`] (the tokio task that owns the swarm). Other
+//! components reach the service through a [`P2pHandle`]. This module never imports the
+//! node.
 
 pub mod behaviour;
+pub mod link;
 pub mod peers;
 pub mod service;
 pub mod sync;

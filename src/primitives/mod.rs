@@ -8,6 +8,7 @@ pub mod hash;
 pub mod header;
 pub mod merkle;
 pub mod tx;
+pub mod txproof;
 pub mod uint;
 
 pub use address::{Address, AddressError, AddressKind};
@@ -18,4 +19,5 @@ pub use hash::{sha256, sha256d, Hash256};
 pub use header::BlockHeader;
 pub use merkle::{merkle_root, MerkleProof};
 pub use tx::{OutPoint, Script, Transaction, TxIn, TxOut};
+pub use txproof::TxProof;
 pub use uint::U256;

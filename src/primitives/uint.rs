@@ -8,6 +8,11 @@ use std::fmt;
 pub struct U256(pub [u64; 4]);
 
 impl U256 {
+    /// The value as a float (for difficulty and hash-rate estimates; rounds).
+    pub fn to_f64(&self) -> f64 {
+        self.0.iter().rev().fold(0.0, |acc, limb| acc * 18446744073709551616.0 + *limb as f64)
+    }
+
     /// 0.
     pub const ZERO: U256 = U256([0; 4]);
     /// 1.

@@ -1,8 +1,8 @@
 //! Bitcoin Core-shaped JSON for blocks, headers and transactions.
 
-use crate::chain::Chain;
+use crate::node::HeaderView;
 use crate::consensus::pow::target_from_compact;
-use crate::primitives::{Amount, BlockHeader, Hash256, Transaction, U256};
+use crate::primitives::{Amount, Transaction, U256};
 use crate::script::templates::{lock_address, Template};
 use serde_json::{json, Value};
 
@@ -18,7 +18,7 @@ pub fn rate_coins_per_kb(sat_per_kb: u64) -> Value {
 
 /// A 256-bit number as a float (for difficulty and hash-rate estimates).
 pub fn u256_f64(v: &U256) -> f64 {
-    v.0.iter().rev().fold(0.0, |acc, limb| acc * 18446744073709551616.0 + *limb as f64)
+    v.to_f64()
 }
 
 /// Difficulty: the network's easiest target divided by the block's target.
@@ -85,37 +85,28 @@ pub fn tx(tx: &Transaction, hrp: &'static str) -> Value {
 }
 
 /// A header's JSON (getblockheader, and the common part of getblock).
-pub fn header(chain: &Chain, hash: &Hash256, h: &BlockHeader) -> Value {
-    let rec = chain.record(hash);
-    let height = rec.map(|r| r.height);
-    let active = chain.is_active(hash);
-    let tip = chain.tip();
-    let confirmations: i64 = match (active, height) {
-        (true, Some(hh)) => (tip.height - hh + 1) as i64,
-        _ => -1,
-    };
+pub fn header(view: &HeaderView, pow_limit: &U256) -> Value {
+    let h = &view.header;
     let mut v = json!({
-        "hash": hash.to_string(),
-        "confirmations": confirmations,
-        "height": height,
+        "hash": view.hash.to_string(),
+        "confirmations": view.confirmations,
+        "height": view.height,
         "version": h.version,
         "versionHex": format!("{:08x}", h.version),
         "merkleroot": h.merkle_root.to_string(),
         "time": h.time,
-        "mediantime": chain.header_context(hash, 0).map(|c| c.median_time_past),
+        "mediantime": view.median_time,
         "nonce": h.nonce,
         "bits": format!("{:08x}", h.bits),
-        "difficulty": difficulty(&chain.params().pow_limit, h.bits),
-        "chainwork": rec.map(|r| r.chain_work.to_string()),
+        "difficulty": difficulty(pow_limit, h.bits),
+        "chainwork": view.chain_work.map(|w| w.to_string()),
     });
-    if let Some(hh) = height {
+    if let Some(hh) = view.height {
         if hh > 0 {
             v["previousblockhash"] = json!(h.prev.to_string());
         }
-        if active {
-            if let Some(next) = chain.hash_at(hh + 1) {
-                v["nextblockhash"] = json!(next.to_string());
-            }
+        if let Some(next) = view.next {
+            v["nextblockhash"] = json!(next.to_string());
         }
     }
     v

@@ -48,8 +48,27 @@ pub fn err(code: i32, message: impl Into<String>) -> ErrorObjectOwned {
     ErrorObjectOwned::owned(code, message.into(), None::<()>)
 }
 
-impl From<crate::node::CoreError> for ErrorObjectOwned {
-    fn from(e: crate::node::CoreError) -> Self {
-        err(codes::IN_WARMUP, e.to_string())
+impl From<crate::node::NodeError> for ErrorObjectOwned {
+    /// Core's codes: -28 busy or stopping, -5 unknown block or transaction, -8 bad range,
+    /// -25 a broken rule or missing input, -26 a mempool refusal, -27 already confirmed.
+    fn from(e: crate::node::NodeError) -> Self {
+        use crate::chain::ChainError;
+        use crate::mempool::MempoolError;
+        use crate::node::NodeError as N;
+        let code = match &e {
+            N::Busy(_) | N::Stopped => codes::IN_WARMUP,
+            N::BlockNotFound(_) | N::TxNotFound(_) | N::TxNotConfirmed(_) | N::TxNotInBlock { .. } => {
+                codes::INVALID_ADDRESS_OR_KEY
+            }
+            N::HeightOutOfRange { .. } | N::TooMany { .. } => codes::INVALID_PARAMETER,
+            N::AlreadyInChain(_) => codes::VERIFY_ALREADY_IN_CHAIN,
+            N::MissingInput(_) => codes::VERIFY_ERROR,
+            N::Chain(ChainError::UnknownBlock { .. }) => codes::INVALID_ADDRESS_OR_KEY,
+            N::Chain(ChainError::Invalid { .. } | ChainError::KnownInvalid { .. }) => codes::VERIFY_ERROR,
+            N::Mempool(MempoolError::MissingInputs { .. }) => codes::VERIFY_ERROR,
+            N::Mempool(_) => codes::VERIFY_REJECTED,
+            N::Chain(_) | N::Store(_) | N::Miner(_) => codes::MISC,
+        };
+        err(code, e.to_string())
     }
 }

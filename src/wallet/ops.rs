@@ -410,8 +410,8 @@ pub fn verify_tx(
     let proof_hex = node(rpc.call("gettxoutproof", vec![json!([txid.to_string()])]))?;
     let bytes =
         hex::decode(proof_hex.as_str().unwrap_or("")).map_err(|e| WalletError::Malformed(e.to_string()))?;
-    let (header, proven, proof) = crate::rpc::methods::decode_proof(&bytes)
-        .map_err(|e| WalletError::Malformed(e.message().to_string()))?;
+    let crate::primitives::TxProof { header, txid: proven, proof } = crate::primitives::TxProof::decode(&bytes)
+        .map_err(|e| WalletError::Malformed(format!("proof does not decode: {e}")))?;
     if proven != *txid {
         return Err(WalletError::Proof(format!("the node proved {proven}, not {txid}")));
     }

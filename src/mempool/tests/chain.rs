@@ -39,7 +39,7 @@ impl Node {
     /// Submits a block and hands the events to the pool.
     fn submit(&mut self, block: Block) -> PoolUpdate {
         match self.chain.process_block(block, NOW).unwrap() {
-            ProcessOutcome::Accepted { events } => self.pool.apply_events(&events, &self.chain, NOW),
+            ProcessOutcome::Accepted { events, .. } => self.pool.apply_events(&events, &self.chain, NOW),
             other => panic!("{other:?}"),
         }
     }

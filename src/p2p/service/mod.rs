@@ -1,24 +1,25 @@
 //! The network service: one tokio task owns the swarm. It decodes what peers send (once, at
-//! the edge), hands blocks, transactions and sync messages to the node core through the
-//! bounded [`NodeHandle`] (never waiting on it inside the event loop: answers come back on a
-//! bounded completion channel), reports a gossip validation result for every message,
-//! executes the sync machine's actions, and applies the peer policy.
+//! the edge), hands blocks, transactions and sync messages to the chain's owner through a
+//! [`CoreLink`] (never waiting on it inside the event loop: each item carries a token and
+//! its result comes back on one bounded completion channel, with no task per message),
+//! reports a gossip validation result for every message, executes the sync machine's
+//! actions, and applies the peer policy. This module does not know the node: the link is a
+//! trait the node implements.
 
 use super::behaviour::{Behaviour, BehaviourEvent, SwarmSettings};
+use super::link::{Acceptance, CoreLink, NetDone, NetJob, NetOutcome, NetWork, SyncEvent};
 use super::peers::{BanList, Misbehaviour, Scores, BAN_SECONDS};
 use super::sync::{Action, Failure, ReqId};
 use super::wire::{self, GossipMessage, Request, Response, Topic};
 use super::{AddNodeMode, BanInfo, Command, NetworkInfo, P2pConfig, PeerInfo};
+use crate::clock::{unix_ms, unix_secs as now};
 use crate::consensus::Network;
-use crate::node::core::{now, Core};
-use crate::node::NodeHandle;
 use futures::StreamExt;
 use libp2p::gossipsub::{self, MessageAcceptance, MessageId};
 use libp2p::request_response::{self, OutboundFailure, OutboundRequestId, ResponseChannel};
 use libp2p::swarm::SwarmEvent;
 use libp2p::{identify, ping, Multiaddr, PeerId, Swarm};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
@@ -31,31 +32,22 @@ mod commands;
 const MAX_VALIDATING_TX_BYTES: usize = 32 << 20;
 /// Bytes of gossiped blocks queued for the core at most.
 const MAX_VALIDATING_BLOCK_BYTES: usize = 64 << 20;
-/// Completions queued at most.
-const COMPLETIONS: usize = 4096;
+/// Inbound sync requests being answered by the core at most (each answer may hold up to
+/// `wire::MAX_RESPONSE_BYTES`); beyond, peers are told Busy.
+const MAX_SERVING: usize = 16;
 /// How often the sync machine ticks and added nodes are redialled.
 const TICK: Duration = Duration::from_millis(500);
 
-/// Results coming back from the core.
-enum Done {
-    /// Gossip verdict.
-    Validated {
-        id: MessageId,
-        source: PeerId,
-        acceptance: MessageAcceptance,
-        fault: Option<Misbehaviour>,
-        height: Option<u32>,
-        actions: Vec<Action<PeerId>>,
-    },
-    /// An answer for an inbound sync request.
-    Respond {
-        peer: PeerId,
-        channel: ResponseChannel<Response>,
-        response: Response,
-        actions: Vec<Action<PeerId>>,
-    },
-    /// Sync machine output.
-    Actions(Vec<Action<PeerId>>),
+/// What the service remembers about an item in the core's queue, by token.
+enum Pending {
+    /// A sync step: its actions are executed.
+    Step,
+    /// The periodic tick (one in flight at a time).
+    Tick,
+    /// A gossip message awaiting its verdict, and the budget it holds.
+    Gossip { id: MessageId, source: PeerId, block: bool, cost: usize },
+    /// A peer's request awaiting its answer.
+    Serve { peer: PeerId, channel: ResponseChannel<Response> },
 }
 
 struct Peer {
@@ -75,9 +67,11 @@ struct Peer {
 /// The service state.
 struct Service {
     swarm: Swarm<Behaviour>,
-    node: NodeHandle,
+    link: Box<dyn CoreLink>,
     network: Network,
-    done_tx: mpsc::Sender<Done>,
+    pending: HashMap<u64, Pending>,
+    next_token: u64,
+    serving: usize,
     outbound: HashMap<OutboundRequestId, ReqId>,
     peers: HashMap<PeerId, Peer>,
     next_peer_id: u64,
@@ -87,38 +81,45 @@ struct Service {
     added: Vec<Multiaddr>,
     active: bool,
     /// Bytes of gossiped transactions queued for the core.
-    validating: Arc<AtomicUsize>,
+    validating_tx_bytes: usize,
     /// Bytes of gossiped blocks queued for the core.
-    validating_block_bytes: Arc<AtomicUsize>,
-    tick_in_flight: Arc<AtomicBool>,
-    started: Instant,
+    validating_block_bytes: usize,
+    tick_in_flight: bool,
     last_redial: Instant,
     last_kad: Instant,
 }
 
-/// The sync machine's clock: unix time in milliseconds (header times are checked against it).
-/// Read inside each core job, so a job that waited in the queue sees the time it runs.
-pub fn unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+/// A bound swarm, ready for [`run`].
+pub struct Bound {
+    swarm: Swarm<Behaviour>,
+    settings: SwarmSettings,
 }
 
-fn now_ms(_started: Instant) -> u64 {
-    unix_ms()
+/// Loads the node key, builds the swarm and starts listening, so a port in use fails at
+/// start, before anything else runs. Call inside the tokio runtime.
+pub fn bind(network: Network, config: &P2pConfig) -> Result<Bound, String> {
+    let key = super::behaviour::load_or_create_key(&config.key_path)?;
+    let settings = SwarmSettings { network, max_connections: config.max_connections, mdns: config.mdns };
+    let mut swarm = super::behaviour::build_swarm(key, &settings)?;
+    for addr in &config.listen {
+        swarm.listen_on(addr.clone()).map_err(|e| {
+            format!("cannot listen for peers on {addr}: {e} (address in use? pass --listen or --p2p-port)")
+        })?;
+    }
+    info!(target: "p2p", peer = %swarm.local_peer_id(), "node key loaded");
+    Ok(Bound { swarm, settings })
 }
 
 /// Runs the service until `shutdown` is notified.
 pub(crate) async fn run(
-    mut swarm: Swarm<Behaviour>,
-    settings: SwarmSettings,
+    bound: Bound,
     config: P2pConfig,
-    node: NodeHandle,
+    link: Box<dyn CoreLink>,
+    mut done_rx: mpsc::Receiver<NetDone>,
     mut commands: mpsc::Receiver<Command>,
     shutdown: Arc<tokio::sync::Notify>,
 ) {
-    let (done_tx, mut done_rx) = mpsc::channel(COMPLETIONS);
+    let Bound { mut swarm, settings } = bound;
     let mut bans = BanList::load(&config.ban_path, now());
     for (peer, _) in bans.entries() {
         if let Ok(p) = peer.parse::<PeerId>() {
@@ -128,9 +129,11 @@ pub(crate) async fn run(
     bans.expire(now());
     let mut service = Service {
         swarm,
-        node,
+        link,
         network: settings.network,
-        done_tx,
+        pending: HashMap::new(),
+        next_token: 0,
+        serving: 0,
         outbound: HashMap::new(),
         peers: HashMap::new(),
         next_peer_id: 0,
@@ -138,10 +141,9 @@ pub(crate) async fn run(
         bans,
         added: config.bootnodes.clone(),
         active: true,
-        validating: Arc::new(AtomicUsize::new(0)),
-        validating_block_bytes: Arc::new(AtomicUsize::new(0)),
-        tick_in_flight: Arc::new(AtomicBool::new(false)),
-        started: Instant::now(),
+        validating_tx_bytes: 0,
+        validating_block_bytes: 0,
+        tick_in_flight: false,
         last_redial: Instant::now(),
         last_kad: Instant::now(),
     };
@@ -169,19 +171,28 @@ impl Service {
         }
     }
 
-    /// Runs `f` on the core; its actions come back as a completion. A busy core drops the
-    /// step (the machine's timers recover).
-    fn core_step(&self, f: impl FnOnce(&mut Core) -> Vec<Action<PeerId>> + Send + 'static) {
-        let tx = self.done_tx.clone();
-        match self.node.submit(f) {
-            Ok(rx) => {
-                tokio::spawn(async move {
-                    if let Ok(actions) = rx.await {
-                        let _ = tx.send(Done::Actions(actions)).await;
-                    }
-                });
+    /// Queues `work` for the core, remembering `pending` under a fresh token. Gives the
+    /// pending record back if the core is busy or stopped.
+    fn submit(&mut self, work: NetWork, pending: Pending) -> Result<(), Pending> {
+        let token = self.next_token;
+        self.next_token += 1;
+        match self.link.submit(NetJob { token, work }) {
+            Ok(()) => {
+                self.pending.insert(token, pending);
+                Ok(())
             }
-            Err(e) => warn!(target: "p2p::sync", error = %e, "sync step dropped"),
+            Err(e) => {
+                debug!(target: "p2p", error = %e, "core did not take the item");
+                Err(pending)
+            }
+        }
+    }
+
+    /// Queues a sync event. A busy core drops it (the machine's timers and the tick's peer
+    /// reconciliation recover).
+    fn sync_step(&mut self, event: SyncEvent) {
+        if self.submit(NetWork::Sync(event), Pending::Step).is_err() {
+            warn!(target: "p2p::sync", "sync step dropped: the node core is busy");
         }
     }
 
@@ -205,9 +216,7 @@ impl Service {
                     if !self.peers.contains_key(&peer) {
                         // Gone meanwhile: do not redial it, tell the machine.
                         let failure = Failure::Other("peer disconnected".into());
-                        self.core_step(move |core| {
-                            core.drive_sync(|m, c| m.on_failure(peer, id, failure, unix_ms(), c))
-                        });
+                        self.sync_step(SyncEvent::Failure { peer, id, failure });
                         continue;
                     }
                     debug!(target: "p2p::sync", %peer, id, request = request_name(&request), "sending request");
@@ -229,29 +238,53 @@ impl Service {
         }
     }
 
-    fn on_done(&mut self, done: Done) {
-        match done {
-            Done::Validated { id, source, acceptance, fault, height, actions } => {
-                self.swarm
-                    .behaviour_mut()
-                    .gossipsub
-                    .report_message_validation_result(&id, &source, acceptance);
-                if let (Some(h), Some(p)) = (height, self.peers.get_mut(&source)) {
+    fn on_done(&mut self, done: NetDone) {
+        let Some(pending) = self.pending.remove(&done.token) else { return };
+        match (pending, done.outcome) {
+            (Pending::Gossip { id, source, block, cost }, outcome) => {
+                if block {
+                    self.validating_block_bytes -= cost;
+                } else {
+                    self.validating_tx_bytes -= cost;
+                }
+                let verdict = match outcome {
+                    NetOutcome::Verdict(v) => v,
+                    _ => super::link::Verdict::ignore(),
+                };
+                let acceptance = match verdict.acceptance {
+                    Acceptance::Accept => MessageAcceptance::Accept,
+                    Acceptance::Reject => MessageAcceptance::Reject,
+                    Acceptance::Ignore => MessageAcceptance::Ignore,
+                };
+                self.swarm.behaviour_mut().gossipsub.report_message_validation_result(&id, &source, acceptance);
+                if let (Some(h), Some(p)) = (verdict.height, self.peers.get_mut(&source)) {
                     p.tip_height = Some(p.tip_height.unwrap_or(0).max(h));
                 }
-                if let Some(why) = fault {
+                if let Some(why) = verdict.fault {
                     self.penalise(source, why);
                 }
-                self.apply(actions);
+                self.apply(verdict.actions);
             }
-            Done::Respond { peer, channel, response, actions } => {
+            (Pending::Serve { peer, channel }, outcome) => {
+                self.serving -= 1;
+                let (response, actions) = match outcome {
+                    NetOutcome::Response { response, actions } => (response, actions),
+                    _ => (Response::Busy, Vec::new()),
+                };
                 if let Some(p) = self.peers.get_mut(&peer) {
                     p.bytes_sent += response_size(&response) as u64;
                 }
                 let _ = self.swarm.behaviour_mut().sync.send_response(channel, response);
                 self.apply(actions);
             }
-            Done::Actions(actions) => self.apply(actions),
+            (Pending::Tick, outcome) => {
+                self.tick_in_flight = false;
+                if let NetOutcome::Actions(actions) = outcome {
+                    self.apply(actions);
+                }
+            }
+            (Pending::Step, NetOutcome::Actions(actions)) => self.apply(actions),
+            (Pending::Step, _) => {}
         }
     }
 
@@ -266,17 +299,10 @@ impl Service {
         // One tick in flight at a time; it also repairs the machine's peer set (events lost
         // while the core was busy). Its clock is when it was queued: a request is expired only
         // if no answer had been queued by then.
-        if !self.tick_in_flight.swap(true, Ordering::SeqCst) {
-            let ms = now_ms(self.started);
+        if !self.tick_in_flight {
             let connected: Vec<PeerId> = self.peers.keys().copied().collect();
-            let flag = self.tick_in_flight.clone();
-            self.core_step(move |core| {
-                flag.store(false, Ordering::SeqCst);
-                core.drive_sync(|m, c| {
-                    m.reconcile(&connected, ms, c);
-                    m.tick(ms, c)
-                })
-            });
+            let event = SyncEvent::Tick { connected, queued_ms: unix_ms() };
+            self.tick_in_flight = self.submit(NetWork::Sync(event), Pending::Tick).is_ok();
         }
         if self.active && self.last_redial.elapsed() > Duration::from_secs(5) {
             self.last_redial = Instant::now();
@@ -337,7 +363,7 @@ impl Service {
                 );
                 self.next_peer_id += 1;
                 self.scores.entry(&peer_id, now());
-                self.core_step(move |core| core.drive_sync(|m, c| m.peer_connected(peer_id, unix_ms(), c)));
+                self.sync_step(SyncEvent::Connected(peer_id));
             }
             SwarmEvent::ConnectionClosed { peer_id, num_established, cause, .. } => {
                 if num_established > 0 {
@@ -349,7 +375,7 @@ impl Service {
                 if self.peers.remove(&peer_id).is_some() {
                     info!(target: "p2p", peer = %peer_id, cause = ?cause.map(|c| c.to_string()), "peer disconnected");
                     self.scores.remove(&peer_id);
-                    self.core_step(move |core| core.drive_sync(|m, c| m.peer_disconnected(peer_id, c)));
+                    self.sync_step(SyncEvent::Disconnected(peer_id));
                 }
             }
             SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
@@ -383,9 +409,7 @@ impl Service {
                             p.tip_height = Some(p.tip_height.unwrap_or(0).max(s.height));
                         }
                     }
-                    self.core_step(move |core| {
-                        core.drive_sync(|m, c| m.on_response(peer, id, response, unix_ms(), c))
-                    });
+                    self.sync_step(SyncEvent::Response { peer, id, response });
                 }
             },
             BehaviourEvent::Sync(request_response::Event::OutboundFailure {
@@ -403,9 +427,7 @@ impl Service {
                     other => Failure::Other(other.to_string()),
                 };
                 debug!(target: "p2p::sync", %peer, error = %error, "request failed");
-                self.core_step(move |core| {
-                    core.drive_sync(|m, c| m.on_failure(peer, id, failure, unix_ms(), c))
-                });
+                self.sync_step(SyncEvent::Failure { peer, id, failure });
             }
             BehaviourEvent::Sync(request_response::Event::InboundFailure { peer, error, .. }) => {
                 if let request_response::InboundFailure::Io(e) = &error {
@@ -475,7 +497,8 @@ impl Service {
         // Budgets: transactions by count, blocks by bytes (separately, so a transaction flood
         // cannot starve blocks). A block's proof of work is checked here first, off the core:
         // a block without it costs its sender, not our queue.
-        let (counter, cost, limit) = match &decoded {
+        let cost = message.data.len();
+        let (block, used, limit) = match &decoded {
             GossipMessage::Block(block) => {
                 let hash = block.hash();
                 if let Err(e) =
@@ -485,46 +508,21 @@ impl Service {
                     self.penalise(source, Misbehaviour::InvalidBlock(format!("block {hash}: {e}")));
                     return;
                 }
-                (self.validating_block_bytes.clone(), message.data.len(), MAX_VALIDATING_BLOCK_BYTES)
+                (true, self.validating_block_bytes, MAX_VALIDATING_BLOCK_BYTES)
             }
-            GossipMessage::Tx(_) => (self.validating.clone(), message.data.len(), MAX_VALIDATING_TX_BYTES),
+            GossipMessage::Tx(_) => (false, self.validating_tx_bytes, MAX_VALIDATING_TX_BYTES),
         };
-        if counter.load(Ordering::SeqCst) + cost > limit {
+        if used + cost > limit {
             report(self, MessageAcceptance::Ignore);
             return;
         }
-        let job = move |core: &mut Core| match decoded {
-            GossipMessage::Block(block) => core.on_gossip_block(source, block, unix_ms()),
-            GossipMessage::Tx(tx) => core.on_gossip_tx(tx),
+        let work = match decoded {
+            GossipMessage::Block(block) => NetWork::GossipBlock { peer: source, block },
+            GossipMessage::Tx(tx) => NetWork::GossipTx { peer: source, tx },
         };
-        match self.node.submit(job) {
-            Ok(rx) => {
-                counter.fetch_add(cost, Ordering::SeqCst);
-                let tx = self.done_tx.clone();
-                tokio::spawn(async move {
-                    let verdict = rx.await;
-                    counter.fetch_sub(cost, Ordering::SeqCst);
-                    let done = match verdict {
-                        Ok(v) => Done::Validated {
-                            id,
-                            source,
-                            acceptance: v.acceptance,
-                            fault: v.fault,
-                            height: v.height,
-                            actions: v.actions,
-                        },
-                        Err(_) => Done::Validated {
-                            id,
-                            source,
-                            acceptance: MessageAcceptance::Ignore,
-                            fault: None,
-                            height: None,
-                            actions: vec![],
-                        },
-                    };
-                    let _ = tx.send(done).await;
-                });
-            }
+        match self.submit(work, Pending::Gossip { id: id.clone(), source, block, cost }) {
+            Ok(()) if block => self.validating_block_bytes += cost,
+            Ok(()) => self.validating_tx_bytes += cost,
             Err(_) => report(self, MessageAcceptance::Ignore), // busy: our problem, not the peer's
         }
     }
@@ -537,25 +535,23 @@ impl Service {
                 p.tip_height = Some(p.tip_height.unwrap_or(0).max(s.height));
             }
         }
-        let secs = now_ms(self.started) as f64 / 1000.0;
+        let secs = unix_ms() as f64 / 1000.0;
         if !self.scores.entry(&peer, now()).allow_request(secs) {
             self.penalise(peer, Misbehaviour::RequestFlood);
             let _ = self.swarm.behaviour_mut().sync.send_response(channel, Response::Busy);
             return;
         }
-        let job = move |core: &mut Core| core.serve_request(peer, request, unix_ms());
-        match self.node.submit(job) {
-            Ok(rx) => {
-                let tx = self.done_tx.clone();
-                tokio::spawn(async move {
-                    let (response, actions) = rx.await.unwrap_or((Response::Busy, Vec::new()));
-                    let _ = tx.send(Done::Respond { peer, channel, response, actions }).await;
-                });
-            }
+        if self.serving >= MAX_SERVING {
+            let _ = self.swarm.behaviour_mut().sync.send_response(channel, Response::Busy);
+            return;
+        }
+        match self.submit(NetWork::Serve { peer, request }, Pending::Serve { peer, channel }) {
+            Ok(()) => self.serving += 1,
             // Busy: say so; the peer asks again later or elsewhere.
-            Err(_) => {
+            Err(Pending::Serve { channel, .. }) => {
                 let _ = self.swarm.behaviour_mut().sync.send_response(channel, Response::Busy);
             }
+            Err(_) => {}
         }
     }
 }
@@ -576,16 +572,4 @@ fn response_size(r: &Response) -> usize {
         Response::Blocks(b) => 5 + b.iter().map(|b| 4 + b.encoded_size()).sum::<usize>(),
         Response::Busy => 1,
     }
-}
-
-/// The verdict of the core on a gossip message.
-pub struct Verdict {
-    /// What gossipsub should do with the message.
-    pub acceptance: MessageAcceptance,
-    /// The sender's fault, if any.
-    pub fault: Option<Misbehaviour>,
-    /// Height of an accepted block.
-    pub height: Option<u32>,
-    /// Sync actions (an orphan asks for headers).
-    pub actions: Vec<Action<PeerId>>,
 }

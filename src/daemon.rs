@@ -1,0 +1,181 @@
+//! `quarry node`'s wiring, at the top of the stack: opens the chainstate, starts the core
+//! thread, binds the peer-to-peer swarm and the JSON-RPC server, connects them through the
+//! core's typed API and network link, and shuts everything down cleanly on SIGINT, SIGTERM
+//! or the `stop` RPC (miner stopped, mempool saved, RocksDB closed, exit 0). Nothing below
+//! this module wires components together.
+
+use crate::chain::Chain;
+use crate::consensus::Network;
+use crate::mempool::MempoolConfig;
+use crate::node::{CoreConfig, CoreNet, Lifecycle, MiningConfig};
+use crate::primitives::Address;
+use crate::rpc::server::{start_server, RpcAuth};
+use crate::script::templates::address_lock;
+use anyhow::{bail, Context, Result};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+use tracing::info;
+
+/// Completions from the core to the network service queued at most (each is small but a
+/// Blocks answer; the service bounds answers in flight).
+const NET_COMPLETIONS: usize = 4096;
+
+/// Everything `quarry node` needs, after flags and the config file are merged.
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    /// Network.
+    pub network: Network,
+    /// Data directory (chainstate, cookie, mempool.dat, quarry.toml).
+    pub datadir: PathBuf,
+    /// Where the JSON-RPC server listens.
+    pub rpc_bind: SocketAddr,
+    /// Optional user/password accepted besides the cookie.
+    pub rpc_user: Option<(String, String)>,
+    /// Mine continuously, paying this address.
+    pub mine_to: Option<String>,
+    /// Miner threads (also used by generatetoaddress).
+    pub mine_threads: usize,
+    /// Peer-to-peer settings (None: no networking).
+    pub p2p: Option<crate::p2p::P2pConfig>,
+}
+
+/// Runs the node until it is asked to stop.
+pub fn run(config: NodeConfig) -> Result<()> {
+    std::fs::create_dir_all(&config.datadir)
+        .with_context(|| format!("creating the data directory {}", config.datadir.display()))?;
+    let params = config.network.params();
+    let mining = match &config.mine_to {
+        None => None,
+        Some(a) => {
+            let addr = Address::decode(a, config.network.address_hrp())
+                .map_err(|e| anyhow::anyhow!("--miner-address {a}: {e}"))?;
+            Some(MiningConfig { lock: address_lock(&addr), threads: config.mine_threads })
+        }
+    };
+    if config.mine_threads > crate::miner::Miner::MAX_THREADS {
+        bail!(
+            "--mine-threads {} is more than {} (pass a number up to the machine's cores)",
+            config.mine_threads,
+            crate::miner::Miner::MAX_THREADS
+        );
+    }
+    let chain_dir = config.datadir.join("chainstate");
+    let chain = Chain::open(&chain_dir, params).with_context(|| {
+        format!("opening the chainstate at {} (is another node using this --datadir?)", chain_dir.display())
+    })?;
+    let tip = chain.tip();
+    info!(target: "node", network = %config.network, height = tip.height, tip = %tip.hash, "chainstate opened");
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .thread_name("quarry-rt")
+        .build()
+        .context("starting the async runtime")?;
+    let life = Lifecycle::default();
+    let (net_handle, net_rx) = crate::p2p::P2pHandle::channel();
+    // The swarm is built and bound before anything else starts, so a port in use fails fast.
+    let swarm = match &config.p2p {
+        None => None,
+        Some(p2p) => {
+            let _guard = runtime.enter(); // the transport registers sockets with the runtime
+            Some(crate::p2p::service::bind(config.network, p2p).map_err(anyhow::Error::msg)?)
+        }
+    };
+    let (done_tx, done_rx) = tokio::sync::mpsc::channel(NET_COMPLETIONS);
+    let core_net = swarm.is_some().then(|| CoreNet { publish: net_handle.clone(), done: done_tx });
+    let core_config = CoreConfig {
+        network: config.network,
+        datadir: config.datadir.clone(),
+        mining,
+        generate_threads: config.mine_threads,
+        mempool: MempoolConfig::default(),
+    };
+    let started = crate::node::core::start(chain, core_config, life.clone(), core_net)
+        .context("starting the node core thread")?;
+    let handle = started.handle.clone();
+    let net_stop = Arc::new(tokio::sync::Notify::new());
+    let net_task = match (swarm, &config.p2p) {
+        (Some(bound), Some(p2p)) => Some(runtime.spawn(crate::p2p::service::run(
+            bound,
+            p2p.clone(),
+            Box::new(started.link.clone()),
+            done_rx,
+            net_rx,
+            net_stop.clone(),
+        ))),
+        _ => None,
+    };
+
+    let result = runtime.block_on(async {
+        let cookie = match crate::rpc::cookie::write(&config.datadir) {
+            Ok(c) => c,
+            Err(e) => {
+                life.shutdown.store(true, Ordering::SeqCst);
+                return Err(e);
+            }
+        };
+        let stop = life.stop.clone();
+        let auth = RpcAuth { cookie: cookie.clone(), user: config.rpc_user.clone() };
+        let rpc_net = config.p2p.is_some().then(|| net_handle.clone());
+        let server = match start_server(config.rpc_bind, auth, handle.clone(), rpc_net, stop.clone()).await {
+            Ok(s) => s,
+            Err(e) => {
+                crate::rpc::cookie::remove(&config.datadir);
+                life.shutdown.store(true, Ordering::SeqCst);
+                bail!("cannot listen for JSON-RPC on {}: {e} (address in use? pass --rpc-bind)", config.rpc_bind);
+            }
+        };
+        info!(target: "rpc", addr = %config.rpc_bind, "JSON-RPC listening (cookie auth: {})", crate::rpc::cookie::path(&config.datadir).display());
+        println!("quarry node running: network {}, RPC {}", config.network, config.rpc_bind);
+        wait_for_shutdown(&stop).await;
+        info!(target: "node", "shutting down");
+        // First the flag: the core finishes its current step and drops queued work.
+        life.shutdown.store(true, Ordering::SeqCst);
+        let _ = server.stop();
+        server.stopped().await;
+        net_stop.notify_one();
+        if let Some(task) = net_task {
+            let _ = tokio::time::timeout(Duration::from_secs(3), task).await;
+        }
+        crate::rpc::cookie::remove(&config.datadir);
+        Ok(())
+    });
+    drop(handle);
+    runtime.shutdown_timeout(Duration::from_secs(2));
+    let joined = started.thread.join();
+    if joined.is_err() || life.crashed.load(Ordering::SeqCst) {
+        bail!("the node core stopped after an internal error (see the log above); the chainstate is consistent, restart the node");
+    }
+    info!(target: "node", "stopped");
+    result
+}
+
+async fn wait_for_shutdown(stop: &tokio::sync::Notify) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+                _ = stop.notified() => {}
+            },
+            Err(e) => {
+                tracing::warn!(target: "node", error = %e, "cannot handle SIGTERM; stop with Ctrl-C or the stop RPC");
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = stop.notified() => {}
+                }
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = stop.notified() => {}
+    }
+}
