@@ -87,3 +87,13 @@ pub fn spend_p2pkh(
     }
     tx
 }
+
+impl crate::miner::MiningTarget for crate::chain::Chain {
+    type Error = crate::chain::ChainError;
+    fn tip_context(&self, now: u64) -> crate::consensus::TipContext {
+        crate::chain::Chain::tip_context(self, now)
+    }
+    fn submit(&mut self, block: Block, now: u64) -> Result<(), Self::Error> {
+        self.process_block(block, now).map(drop)
+    }
+}

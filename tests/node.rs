@@ -245,3 +245,36 @@ fn a_killed_mining_node_restarts_consistent() {
     node.wait_height(h + 3);
     node.stop();
 }
+
+/// `submitblock` answers BIP 22 strings that name the rule, also for a block that is stored
+/// and then fails while connecting (an inflated coinbase is only caught at connect time,
+/// when the fees are known), and `getblockchaininfo` reports the best header and sync state.
+#[test]
+fn submitblock_names_the_rule_a_block_breaks() {
+    use quarry::testkit::{assemble, coinbase};
+    let d = tempfile::tempdir().unwrap();
+    let n = Node::start(d.path(), "regtest", Some(free_port()), &["--no-p2p"]);
+    let params = Network::Regtest.params();
+    let tip: Hash256 = n.rpc("getbestblockhash", json!([])).as_str().unwrap().parse().unwrap();
+    let time = n.rpc("getblockheader", json!([tip.to_string(), true]))["time"].as_u64().unwrap() as u32 + 1;
+    let block = |value: u64, height: u32| {
+        let cb = coinbase(height, Amount::from_sat(value).unwrap(), p2pkh_lock(&key(9)), b"t");
+        hex::encode(assemble(params, tip, time, params.genesis_bits, vec![cb]).encode())
+    };
+    let subsidy = 50 * 100_000_000;
+    let inflated = n.rpc("submitblock", json!([block(subsidy + 1, 1)]));
+    let text = inflated.as_str().unwrap_or_default();
+    assert!(text.starts_with("invalid: ") && text.contains("coinbase pays 5000000001"), "{inflated}");
+    let wrong_height = n.rpc("submitblock", json!([block(subsidy, 7)]));
+    assert!(wrong_height.as_str().unwrap_or_default().starts_with("invalid: "), "{wrong_height}");
+    assert_eq!(n.rpc("getblockcount", json!([])), json!(0), "neither block connected");
+    let good = block(subsidy, 1);
+    assert_eq!(n.rpc("submitblock", json!([good])), Value::Null);
+    assert_eq!(n.rpc("submitblock", json!([good])), json!("duplicate"));
+    assert_eq!(n.rpc_err("submitblock", json!(["zz"]))["code"], json!(-22));
+    let info = n.rpc("getblockchaininfo", json!([]));
+    assert_eq!((info["blocks"].clone(), info["headers"].clone()), (json!(1), json!(1)), "{info}");
+    assert_eq!(info["initialblockdownload"], json!(false));
+    assert_eq!(info["verificationprogress"], json!(1.0));
+    n.stop();
+}

@@ -47,13 +47,20 @@ pub enum ChainError {
 }
 
 impl ChainError {
-    /// True when the block's sender is at fault (it sent an invalid block).
-    /// A block whose time is only too new for our clock is not the sender's fault.
-    pub fn is_peer_fault(&self) -> bool {
+    /// Whose fault the refusal is. A block whose time is only too new for our clock is not
+    /// the sender's fault; a block already known invalid may be so by our own
+    /// `invalidateblock`, so it is not held against the sender either.
+    pub fn fault(&self) -> crate::consensus::Fault {
+        use crate::consensus::Fault;
         match self {
-            ChainError::Invalid { error, .. } => !matches!(error.root(), ConsensusError::TimeTooNew { .. }),
-            ChainError::KnownInvalid { .. } => true,
-            _ => false,
+            ChainError::Invalid { error, .. } if matches!(error.root(), ConsensusError::TimeTooNew { .. }) => {
+                Fault::Transient
+            }
+            ChainError::Invalid { .. } => Fault::Sender,
+            ChainError::KnownInvalid { .. }
+            | ChainError::UnknownBlock { .. }
+            | ChainError::GenesisInvalidation
+            | ChainError::Store(_) => Fault::Local,
         }
     }
 }
@@ -277,6 +284,13 @@ impl Chain {
             std::cmp::Ordering::Equal => rec.header.time,
             std::cmp::Ordering::Greater => self.index.get(&rec.header.prev).map_or(0, |p| p.anchor_time),
         }
+    }
+
+    /// The template context for a child of the active tip at time `now`.
+    pub fn tip_context(&self, now: u64) -> crate::consensus::TipContext {
+        let tip = self.tip();
+        let next = self.header_context(&tip.hash, now).expect("the active tip is indexed");
+        crate::consensus::TipContext { params: self.params, prev: tip.hash, next }
     }
 
     /// The header-context facts for a child of `parent`.

@@ -20,11 +20,24 @@ pub use connect::{
 pub use headers::HeaderState;
 pub use params::{Network, Params};
 pub use validation::{
-    block_subsidy, check_block, check_header_context, check_transaction, CheckedBlock, HeaderContext,
+    block_subsidy, check_block, check_header_context, check_transaction, CheckedBlock, HeaderContext, TipContext,
 };
 
 use crate::primitives::{DecodeError, Hash256, OutPoint};
 use crate::script::ScriptError;
+
+/// Whose fault a refused block or transaction is: the one classification the chain, the
+/// mempool and the network's peer policy share.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// Its sender sent something invalid (penalise it).
+    Sender,
+    /// It may be valid later or elsewhere (a time too new for our clock, an input we lack,
+    /// an immature spend, a lock time not reached): no penalty.
+    Transient,
+    /// Ours: our own verdict (invalidateblock), policy, a full pool, a database error.
+    Local,
+}
 
 /// A broken consensus rule. Each variant names the rule and carries the values involved.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -163,6 +163,18 @@ pub struct HeaderContext {
     pub now: u64,
 }
 
+/// What a block template needs to know about the tip it builds on: the parent and the
+/// header context of its child. Small and owned, so the miner never sees the chain.
+#[derive(Clone, Copy, Debug)]
+pub struct TipContext {
+    /// The network's parameters (subsidy, size and sigop limits).
+    pub params: &'static super::Params,
+    /// The tip: the new block's parent.
+    pub prev: Hash256,
+    /// Height, required bits, median time past and the clock for the new block.
+    pub next: HeaderContext,
+}
+
 /// The median of block times (the middle element after sorting; the upper middle for an
 /// even count), as used for median-time-past.
 pub fn median_time(times: &mut [u32]) -> u32 {

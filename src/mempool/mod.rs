@@ -167,20 +167,30 @@ pub enum MempoolError {
 }
 
 impl MempoolError {
-    /// True when the transaction is invalid, so the peer that sent it is at fault. False for
-    /// policy refusals, a full pool, duplicates, transactions that may become valid later
-    /// (immature coinbase spend, lock time) and our own failures.
-    pub fn is_peer_fault(&self) -> bool {
+    /// Whose fault the refusal is: the sender's when the transaction is invalid; transient
+    /// for transactions that may become valid later (immature coinbase spend, lock time, a
+    /// missing input); ours for policy refusals, a full pool, duplicates and our failures.
+    pub fn fault(&self) -> crate::consensus::Fault {
+        use crate::consensus::Fault;
         match self {
-            MempoolError::Consensus { error, .. } => !matches!(
-                error.root(),
-                ConsensusError::ImmatureCoinbaseSpend { .. }
-                    | ConsensusError::LockTimeNotReached { .. }
-                    | ConsensusError::MissingInput { .. }
-            ),
-            MempoolError::Coinbase { .. } => true,
-            _ => false,
+            MempoolError::Consensus { error, .. }
+                if matches!(
+                    error.root(),
+                    ConsensusError::ImmatureCoinbaseSpend { .. }
+                        | ConsensusError::LockTimeNotReached { .. }
+                        | ConsensusError::MissingInput { .. }
+                ) =>
+            {
+                Fault::Transient
+            }
+            MempoolError::Consensus { .. } | MempoolError::Coinbase { .. } => Fault::Sender,
+            _ => Fault::Local,
         }
+    }
+
+    /// True when the sender is at fault (see [`MempoolError::fault`]).
+    pub fn is_peer_fault(&self) -> bool {
+        self.fault() == crate::consensus::Fault::Sender
     }
 }
 

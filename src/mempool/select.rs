@@ -4,7 +4,7 @@
 
 use super::graph::{Entry, FeeRate, Totals};
 use super::Mempool;
-use crate::chain::Chain;
+use crate::consensus::TipContext;
 use crate::consensus::validation::block_subsidy;
 use crate::miner::{BlockTemplate, TemplateSource};
 use crate::primitives::header::HEADER_SIZE;
@@ -98,14 +98,11 @@ pub struct MempoolTemplates<'a> {
 }
 
 impl TemplateSource for MempoolTemplates<'_> {
-    fn template(&self, chain: &Chain, now: u64) -> BlockTemplate {
-        let params = chain.params();
-        let tip = chain.tip();
-        let ctx = chain.header_context(&tip.hash, now).expect("the tip is indexed");
-        let time = (now.min(u32::MAX as u64) as u32).max(ctx.median_time_past + 1);
+    fn template(&self, tip: &TipContext) -> BlockTemplate {
+        let (params, ctx) = (tip.params, &tip.next);
         let (txs, fees) = self.pool.select(params.max_block_size, params.max_block_sigops);
         let subsidy = block_subsidy(params, ctx.height);
         let value = subsidy.checked_add(fees).unwrap_or(subsidy);
-        BlockTemplate::new(tip.hash, ctx.height, time, ctx.expected_bits, self.lock.clone(), value, txs)
+        BlockTemplate::new(tip.prev, ctx.height, BlockTemplate::time_for(tip), ctx.expected_bits, self.lock.clone(), value, txs)
     }
 }

@@ -314,23 +314,33 @@ impl HashRate {
     }
 }
 
-/// Mines `count` blocks on `chain`'s tip with templates from `source`, one at a time, and
-/// connects each. For tools and tests that drive a chainstate directly (the node runtime
-/// drives the miner from chain events instead). `now` is the clock.
-pub fn mine_blocks(
-    chain: &mut crate::chain::Chain,
+/// What [`mine_blocks`] mines on: something that knows its tip and takes blocks (a
+/// chainstate driven directly by a tool or test; the node drives the miner itself).
+pub trait MiningTarget {
+    /// Why a block was refused.
+    type Error;
+    /// The template context on the current tip at time `now`.
+    fn tip_context(&self, now: u64) -> crate::consensus::TipContext;
+    /// Takes a mined block.
+    fn submit(&mut self, block: Block, now: u64) -> Result<(), Self::Error>;
+}
+
+/// Mines `count` blocks on `target`'s tip with templates from `source`, one at a time, and
+/// submits each. `now` is the clock.
+pub fn mine_blocks<T: MiningTarget>(
+    target: &mut T,
     miner: &Miner,
     source: &dyn TemplateSource,
     count: u32,
     now: &dyn Fn() -> u64,
-) -> Result<Vec<crate::primitives::Hash256>, crate::chain::ChainError> {
+) -> Result<Vec<crate::primitives::Hash256>, T::Error> {
     let mut mined = Vec::with_capacity(count as usize);
     while mined.len() < count as usize {
-        miner.set_template(source.template(chain, now()));
+        miner.set_template(source.template(&target.tip_context(now())));
         // Templates are refreshed every few seconds so the header time stays current.
         if let Some(block) = miner.take_found(Duration::from_secs(5)) {
             let hash = block.hash();
-            chain.process_block(block, now())?;
+            target.submit(block, now())?;
             mined.push(hash);
         }
     }

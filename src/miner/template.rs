@@ -1,6 +1,6 @@
 //! Block templates: what the miner searches over, and the source it gets them from.
 
-use crate::chain::Chain;
+use crate::consensus::TipContext;
 use crate::consensus::pow::target_from_compact;
 use crate::consensus::validation::block_subsidy;
 use crate::primitives::merkle::MerkleProof;
@@ -39,8 +39,8 @@ pub struct BlockTemplate {
 /// Where the miner gets templates. [`CoinbaseOnly`] works on its own; the mempool provides
 /// a source that selects transactions.
 pub trait TemplateSource {
-    /// A template on `chain`'s current tip at time `now`.
-    fn template(&self, chain: &Chain, now: u64) -> BlockTemplate;
+    /// A template on the tip `tip` describes.
+    fn template(&self, tip: &TipContext) -> BlockTemplate;
 }
 
 /// Templates with no transactions but the coinbase, paying `lock`.
@@ -51,8 +51,8 @@ pub struct CoinbaseOnly {
 }
 
 impl TemplateSource for CoinbaseOnly {
-    fn template(&self, chain: &Chain, now: u64) -> BlockTemplate {
-        BlockTemplate::coinbase_only(chain, self.lock.clone(), now)
+    fn template(&self, tip: &TipContext) -> BlockTemplate {
+        BlockTemplate::coinbase_only(tip, self.lock.clone())
     }
 }
 
@@ -75,13 +75,16 @@ impl BlockTemplate {
         BlockTemplate { version: 1, prev, height, time, bits, coinbase_lock, coinbase_value, txs, branch }
     }
 
-    /// A coinbase-only template on `chain`'s tip at time `now` (at least median time past + 1).
-    pub fn coinbase_only(chain: &Chain, coinbase_lock: Script, now: u64) -> BlockTemplate {
-        let tip = chain.tip();
-        let ctx = chain.header_context(&tip.hash, now).expect("the tip is indexed");
-        let time = (now.min(u32::MAX as u64) as u32).max(ctx.median_time_past + 1);
-        let value = block_subsidy(chain.params(), ctx.height);
-        BlockTemplate::new(tip.hash, ctx.height, time, ctx.expected_bits, coinbase_lock, value, Vec::new())
+    /// The header time of a block on `tip`: the clock, at least median time past + 1.
+    pub fn time_for(tip: &TipContext) -> u32 {
+        (tip.next.now.min(u32::MAX as u64) as u32).max(tip.next.median_time_past + 1)
+    }
+
+    /// A coinbase-only template on `tip`.
+    pub fn coinbase_only(tip: &TipContext, coinbase_lock: Script) -> BlockTemplate {
+        let ctx = &tip.next;
+        let value = block_subsidy(tip.params, ctx.height);
+        BlockTemplate::new(tip.prev, ctx.height, Self::time_for(tip), ctx.expected_bits, coinbase_lock, value, Vec::new())
     }
 
     /// The target the header must meet (zero if the bits are invalid: nothing meets it).

@@ -176,7 +176,7 @@ impl Core {
         if let Some(job) = self.generating.front_mut() {
             if let Some(m) = &job.miner {
                 let source = MempoolTemplates { pool: &self.mempool, lock: job.lock.clone() };
-                m.set_template(source.template(&self.chain, unix_secs()));
+                m.set_template(source.template(&self.chain.tip_context(unix_secs())));
                 job.template_at = Instant::now();
             }
         }
@@ -186,7 +186,7 @@ impl Core {
     fn refresh_template(&mut self) {
         if let Some((miner, lock)) = &self.miner {
             let source = MempoolTemplates { pool: &self.mempool, lock: lock.clone() };
-            miner.set_template(source.template(&self.chain, unix_secs()));
+            miner.set_template(source.template(&self.chain.tip_context(unix_secs())));
             self.template_at = Instant::now();
         }
     }
@@ -226,7 +226,7 @@ impl Core {
                     }
                 };
                 let source = MempoolTemplates { pool: &self.mempool, lock: job.lock.clone() };
-                m.set_template(source.template(&self.chain, unix_secs()));
+                m.set_template(source.template(&self.chain.tip_context(unix_secs())));
                 job.template_at = Instant::now();
                 job.miner.insert(m)
             }
@@ -235,7 +235,7 @@ impl Core {
         if found.is_none() && job.template_at.elapsed() > Duration::from_secs(5) {
             // A fresh template keeps the header time current.
             let source = MempoolTemplates { pool: &self.mempool, lock: job.lock.clone() };
-            miner.set_template(source.template(&self.chain, unix_secs()));
+            miner.set_template(source.template(&self.chain.tip_context(unix_secs())));
             job.template_at = Instant::now();
         }
         if let Some(block) = found {
@@ -262,7 +262,7 @@ impl Core {
             }
             let source = MempoolTemplates { pool: &self.mempool, lock: job.lock.clone() };
             if let Some(m) = &job.miner {
-                m.set_template(source.template(&self.chain, unix_secs()));
+                m.set_template(source.template(&self.chain.tip_context(unix_secs())));
             }
             job.template_at = Instant::now();
             self.generating.push_front(job);

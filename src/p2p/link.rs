@@ -12,7 +12,7 @@ use super::peers::Misbehaviour;
 use super::sync::{Action, Failure, ReqId};
 use super::wire::{Request, Response};
 use crate::chain::ChainError;
-use crate::consensus::ConsensusError;
+use crate::consensus::Fault;
 use crate::mempool::MempoolError;
 use crate::primitives::{Block, Transaction};
 use libp2p::PeerId;
@@ -163,40 +163,19 @@ pub enum Blame {
 impl Blame {
     /// The blame for a block the chain refused (or stored and then failed to connect).
     pub fn for_block(e: &ChainError) -> Blame {
-        match e {
-            ChainError::Invalid { error, .. } if is_transient_block_rule(error) => Blame::Transient,
-            ChainError::Invalid { .. } => Blame::Peer(Misbehaviour::InvalidBlock(e.to_string())),
-            // Maybe our own `invalidateblock`: refused, never penalised.
-            ChainError::KnownInvalid { .. } => Blame::Ours,
-            ChainError::UnknownBlock { .. } | ChainError::GenesisInvalidation | ChainError::Store(_) => {
-                Blame::Ours
-            }
+        match e.fault() {
+            Fault::Sender => Blame::Peer(Misbehaviour::InvalidBlock(e.to_string())),
+            Fault::Transient => Blame::Transient,
+            Fault::Local => Blame::Ours,
         }
     }
 
     /// The blame for a transaction the mempool refused.
     pub fn for_tx(e: &MempoolError) -> Blame {
-        match e {
-            MempoolError::Consensus { error, .. } if is_transient_tx_rule(error) => Blame::Transient,
-            MempoolError::Consensus { .. } | MempoolError::Coinbase { .. } => {
-                Blame::Peer(Misbehaviour::InvalidTx(e.to_string()))
-            }
-            _ => Blame::Ours,
+        match e.fault() {
+            Fault::Sender => Blame::Peer(Misbehaviour::InvalidTx(e.to_string())),
+            Fault::Transient => Blame::Transient,
+            Fault::Local => Blame::Ours,
         }
     }
-}
-
-/// A block time only too new for our clock: valid later.
-fn is_transient_block_rule(e: &ConsensusError) -> bool {
-    matches!(e.root(), ConsensusError::TimeTooNew { .. })
-}
-
-/// Rules a transaction may pass later: immature coinbase, lock time, a missing input.
-fn is_transient_tx_rule(e: &ConsensusError) -> bool {
-    matches!(
-        e.root(),
-        ConsensusError::ImmatureCoinbaseSpend { .. }
-            | ConsensusError::LockTimeNotReached { .. }
-            | ConsensusError::MissingInput { .. }
-    )
 }

@@ -70,7 +70,7 @@ fn mined_template_carries_pool_transactions_and_connecting_it_empties_the_pool()
     let cache = node.chain.script_cache();
     assert!(cache.contains(&a.txid()) && cache.contains(&b.txid()), "the chain's cache got the txids");
 
-    let template = MempoolTemplates { pool: &node.pool, lock: lock() }.template(&node.chain, NOW);
+    let template = MempoolTemplates { pool: &node.pool, lock: lock() }.template(&node.chain.tip_context(NOW));
     assert_eq!(template.txs, vec![a.clone(), b.clone()]);
     assert_eq!(template.height, 12);
     assert_eq!(template.coinbase_value.to_sat(), block_subsidy(params(), 12).to_sat() + 30_000);
