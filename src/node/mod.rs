@@ -78,11 +78,7 @@ pub fn run(config: NodeConfig) -> Result<()> {
             };
             let _guard = runtime.enter(); // the transport registers sockets with the runtime
             let mut swarm = crate::p2p::behaviour::build_swarm(key, &settings).map_err(anyhow::Error::msg)?;
-            for addr in &p2p.listen {
-                swarm.listen_on(addr.clone()).map_err(|e| {
-                    anyhow::anyhow!("cannot listen for peers on {addr}: {e} (address in use? pass --listen or --p2p-port)")
-                })?;
-            }
+            crate::p2p::behaviour::listen(&mut swarm, &p2p.listen).map_err(anyhow::Error::msg)?;
             info!(target: "p2p", peer = %swarm.local_peer_id(), "node key loaded");
             Some((swarm, settings))
         }
