@@ -164,8 +164,7 @@ pub fn balance(wallet: &Wallet, rpc: &NodeRpc) -> Result<Balance, WalletError> {
         let Ok(tx) = rpc.call("getrawtransaction", vec![txid.clone(), json!(true)]) else { continue };
         for o in tx["vout"].as_array().into_iter().flatten() {
             if o["scriptPubKey"]["address"].as_str().is_some_and(|a| ours.contains_key(a)) {
-                let sat = (o["value"].as_f64().unwrap_or(0.0) * 1e8).round() as u64;
-                b.unconfirmed = b.unconfirmed.checked_add(Amount::from_sat(sat)?)?;
+                b.unconfirmed = b.unconfirmed.checked_add(coins_of_value(&o["value"])?)?;
             }
         }
     }
@@ -331,10 +330,9 @@ impl HistoryEntry {
     }
 }
 
-fn coins_of_value(v: &Value) -> Result<Amount, WalletError> {
-    Ok(Amount::from_sat(
-        (v.as_f64().ok_or_else(|| WalletError::Malformed(format!("amount {v}")))? * 1e8).round() as u64,
-    )?)
+/// An amount the node reported in coins, parsed exactly (no float rounding).
+pub(crate) fn coins_of_value(v: &Value) -> Result<Amount, WalletError> {
+    crate::rpc::json::coins_from_json(v).map_err(WalletError::Malformed)
 }
 
 /// Confirmed transactions that paid or spent the wallet's addresses (and its height-locked
