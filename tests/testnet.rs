@@ -85,7 +85,8 @@ fn clean_deletes_only_what_the_testnet_made() {
     let dir = tmp.path();
     let d = dir.to_str().unwrap();
     std::fs::write(dir.join("notes.txt"), b"keep me").unwrap();
-    let up = ["testnet", "--dir", d, "up", "--network", "regtest", "--nodes", "1", "--miners", "0", "--no-watch"];
+    let up =
+        ["testnet", "--dir", d, "up", "--network", "regtest", "--nodes", "1", "--miners", "0", "--no-watch"];
     ok(&quarry(&up));
     ok(&quarry(&["testnet", "--dir", d, "down"]));
     // `up --clean` starts afresh without touching notes.txt.

@@ -170,7 +170,11 @@ pub fn run(args: TestnetArgs) -> Result<()> {
                 if cleaned.removed_dir {
                     println!("deleted {}", dir.display());
                 } else {
-                    println!("kept {} (it holds files the testnet did not make: {})", dir.display(), cleaned.kept.join(", "));
+                    println!(
+                        "kept {} (it holds files the testnet did not make: {})",
+                        dir.display(),
+                        cleaned.kept.join(", ")
+                    );
                 }
             }
             Ok(())

@@ -5,8 +5,8 @@
 use super::wire::{self, SyncCodec, Topic, MAX_GOSSIP_BYTES};
 use crate::consensus::Network;
 use libp2p::gossipsub::{self, MessageAuthenticity, MessageId, ValidationMode};
-use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::multiaddr::Protocol;
+use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::{
     allow_block_list, connection_limits, identify, identity, kad, mdns, noise, ping, request_response, tcp,
@@ -150,7 +150,8 @@ fn tcp_socket_addr(addr: &Multiaddr) -> Option<SocketAddr> {
 /// pass the check before either listens; the window is the microseconds between the two
 /// binds.)
 pub fn listen(swarm: &mut Swarm<Behaviour>, addrs: &[Multiaddr]) -> Result<(), String> {
-    let fail = |addr: &Multiaddr, e: &dyn std::fmt::Display| format!("cannot listen for peers on {addr}: {e}");
+    let fail =
+        |addr: &Multiaddr, e: &dyn std::fmt::Display| format!("cannot listen for peers on {addr}: {e}");
     // All checks first: a dual-stack check of [::]:P must not meet our own 0.0.0.0:P.
     for addr in addrs {
         let Some(sa) = tcp_socket_addr(addr).filter(|sa| sa.port() != 0) else { continue };
@@ -163,7 +164,9 @@ pub fn listen(swarm: &mut Swarm<Behaviour>, addrs: &[Multiaddr]) -> Result<(), S
         }
     }
     for addr in addrs {
-        swarm.listen_on(addr.clone()).map_err(|e| fail(addr, &format!("{e} (pass --p2p-port or --listen)")))?;
+        swarm
+            .listen_on(addr.clone())
+            .map_err(|e| fail(addr, &format!("{e} (pass --p2p-port or --listen)")))?;
     }
     Ok(())
 }

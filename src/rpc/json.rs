@@ -226,7 +226,10 @@ mod tests {
         refused("-1", "invalid amount -1: negative");
         refused("-0.5", "negative");
         refused("-1e-6", "negative");
-        refused("21000000.00000001", "invalid amount 21000000.00000001: exceeds the maximum of 21000000 coins");
+        refused(
+            "21000000.00000001",
+            "invalid amount 21000000.00000001: exceeds the maximum of 21000000 coins",
+        );
         refused("21000001", "exceeds the maximum");
         refused("1e300", "exceeds the maximum");
         refused("18446744073709551615", "exceeds the maximum");

@@ -82,7 +82,8 @@ fn read_state(dir: &Path) -> Result<State> {
             dir.display()
         );
     }
-    let text = std::fs::read_to_string(&state_path).with_context(|| format!("reading {}", state_path.display()))?;
+    let text =
+        std::fs::read_to_string(&state_path).with_context(|| format!("reading {}", state_path.display()))?;
     serde_json::from_str(&text).map_err(|e| {
         anyhow!(
             "{} is not a testnet state file ({e}): nothing deleted; remove the testnet by hand",

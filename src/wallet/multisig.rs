@@ -76,7 +76,11 @@ pub fn escrow(
 /// What a signature slot holds: `Ok(None)` nothing, `Ok(Some(sig))` a valid signature by
 /// `pubkey` over `msg`, `Err(why)` something that is not one (the script would fail on it:
 /// NULLFAIL).
-fn slot_signature(slot: &Option<String>, pubkey: &[u8; 32], msg: &[u8]) -> Result<Option<[u8; 64]>, &'static str> {
+fn slot_signature(
+    slot: &Option<String>,
+    pubkey: &[u8; 32],
+    msg: &[u8],
+) -> Result<Option<[u8; 64]>, &'static str> {
     let Some(h) = slot else { return Ok(None) };
     let sig = hex::decode(h)
         .ok()
@@ -341,7 +345,10 @@ mod tests {
     fn escrow_2_of_3() -> Escrow {
         let dir = tempfile::tempdir().unwrap();
         let wallets: Vec<Wallet> = (1..=3u8)
-            .map(|i| Wallet::create(&dir.path().join(format!("w{i}.json")), Network::Regtest, Some([i; 32]), None).unwrap())
+            .map(|i| {
+                Wallet::create(&dir.path().join(format!("w{i}.json")), Network::Regtest, Some([i; 32]), None)
+                    .unwrap()
+            })
             .collect();
         let keys: Vec<[u8; 32]> = wallets.iter().map(|w| w.key(0).verifying_key().to_bytes()).collect();
         let (redeem, address) = escrow(Network::Regtest.address_hrp(), 2, &keys).unwrap();
@@ -379,9 +386,12 @@ mod tests {
         let cache = SighashCache::new(tx);
         for (i, out) in spent.iter().enumerate() {
             let msg = sighash(tx, &cache, i, out);
-            verify_spend(&tx.inputs[i].unlock.0, &out.lock.0, &SpendContext { tx_lock_time: 0 }, &mut EagerChecker {
-                msg: &msg.0,
-            })?;
+            verify_spend(
+                &tx.inputs[i].unlock.0,
+                &out.lock.0,
+                &SpendContext { tx_lock_time: 0 },
+                &mut EagerChecker { msg: &msg.0 },
+            )?;
         }
         Ok(())
     }
@@ -401,7 +411,11 @@ mod tests {
         let by_a = signed(e, p, &[0]);
         let per_input = |f: &dyn Fn(usize) -> Option<String>| (0..p.inputs.len()).map(f).collect::<Vec<_>>();
         vec![
-            ("another key's signature", per_input(&|i| by_b.inputs[i].signatures[1].clone()), "does not verify"),
+            (
+                "another key's signature",
+                per_input(&|i| by_b.inputs[i].signatures[1].clone()),
+                "does not verify",
+            ),
             (
                 "a signature over another transaction",
                 per_input(&|i| other_tx.inputs[i].signatures[0].clone()),
@@ -426,8 +440,9 @@ mod tests {
         let cache = SighashCache::new(&tx);
         for (i, out) in spent.iter().enumerate() {
             let msg = sighash(&tx, &cache, i, out);
-            let sigs: Vec<_> =
-                (0..3).map(|k| slot_signature(&all.inputs[i].signatures[k], &keys[k], &msg.0).unwrap()).collect();
+            let sigs: Vec<_> = (0..3)
+                .map(|k| slot_signature(&all.inputs[i].signatures[k], &keys[k], &msg.0).unwrap())
+                .collect();
             let expected = p2sh_unlock(&multisig_unlock(&[sigs[0], sigs[1], None]), &redeem);
             assert_eq!(tx.inputs[i].unlock, expected, "input {i}: slots 0 and 1, slot 2 left empty");
         }
@@ -457,7 +472,10 @@ mod tests {
             verifies(&p, &tx).unwrap_or_else(|err| panic!("{name}: the finalized transaction fails: {err}"));
             let err = too_few.finalize("regtest").expect_err(name).to_string();
             assert!(err.contains("input 0: 1 of 2 required signatures are valid"), "{name}: {err}");
-            assert!(err.contains(&format!("slot 0 (key {})", p.pubkeys[0])) && err.contains(why), "{name}: {err}");
+            assert!(
+                err.contains(&format!("slot 0 (key {})", p.pubkeys[0])) && err.contains(why),
+                "{name}: {err}"
+            );
             // Its cosigner can repair the file by signing again.
             let mut repaired = too_few.clone();
             assert_eq!(repaired.sign(&e.wallets[0]).unwrap(), p.inputs.len(), "{name}");

@@ -460,9 +460,12 @@ mod tests {
             .collect();
         let to = address_lock(&Address { hrp: "qrt", kind: AddressKind::P2sh, hash: [9; 32] });
         // (amount, fee rate, whether change comes back): the last spends everything but the fee.
-        for (amount, rate, has_change) in
-            [(50_000u64, 1000u64, true), (650_000, 1000, true), (1_000_000, 3000, true), (1_499_000, 1000, false)]
-        {
+        for (amount, rate, has_change) in [
+            (50_000u64, 1000u64, true),
+            (650_000, 1000, true),
+            (1_000_000, 3000, true),
+            (1_499_000, 1000, false),
+        ] {
             // Every case is affordable: a refusal here is a bug, not a case to skip.
             let s = build_send(&mut w, &coins, &to, Amount::from_sat(amount).unwrap(), rate)
                 .unwrap_or_else(|e| panic!("sending {amount} at {rate} sat/kB: {e}"));
@@ -479,7 +482,12 @@ mod tests {
                     .sum();
             let out: u64 = s.tx.outputs.iter().map(|o| o.value.to_sat()).sum();
             assert_eq!(spent, out + s.fee.to_sat(), "inputs = outputs + fee");
-            assert_eq!(s.change.is_some(), has_change, "change of sending {amount} at {rate}: {:?}", s.change);
+            assert_eq!(
+                s.change.is_some(),
+                has_change,
+                "change of sending {amount} at {rate}: {:?}",
+                s.change
+            );
             if let Some((_, change)) = &s.change {
                 assert!(change.to_sat() >= DUST);
             }
