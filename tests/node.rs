@@ -278,3 +278,40 @@ fn submitblock_names_the_rule_a_block_breaks() {
     assert_eq!(info["verificationprogress"], json!(1.0));
     n.stop();
 }
+
+/// createrawtransaction refuses an amount it would have to round (more than 8 decimals, in
+/// plain or exponent form), a negative one and one above the money supply, naming the value;
+/// exact amounts, also in exponent form, are taken as written.
+#[test]
+fn createrawtransaction_refuses_over_precise_amounts() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path(), "regtest", Some(free_port()), &["--mine-threads", "1"]);
+    let inputs = json!([{"txid": "11".repeat(32), "vout": 0}]);
+    let a = address(1);
+    // The request body is written by hand so the numbers reach the node exactly as typed.
+    let call = |amount: &str| {
+        let body = format!(
+            r#"{{"jsonrpc":"2.0","id":1,"method":"createrawtransaction","params":[{inputs},{{"{a}":{amount}}}]}}"#
+        );
+        let (_, resp) = node.post(&body).unwrap();
+        serde_json::from_str::<Value>(&resp).unwrap()
+    };
+    for (amount, rule) in [
+        ("49.123456789", "more than 8 decimal places"),
+        ("1e-9", "more than 8 decimal places"),
+        ("-1", "negative"),
+        ("21000000.00000001", "exceeds the maximum"),
+    ] {
+        let r = call(amount);
+        let msg = r["error"]["message"].as_str().unwrap_or_else(|| panic!("{amount} accepted: {r}"));
+        assert!(msg.contains(rule), "{amount}: {msg}");
+        assert!(msg.contains(amount), "the error names the amount {amount}: {msg}");
+    }
+    for (amount, sat) in [("49.12345678", 4_912_345_678u64), ("5E+1", 5_000_000_000), ("1e-6", 100)] {
+        let r = call(amount);
+        let hex = r["result"].as_str().unwrap_or_else(|| panic!("{amount} refused: {r}"));
+        let tx = Transaction::decode(&hex::decode(hex).unwrap(), 1 << 20).unwrap();
+        assert_eq!(tx.outputs[0].value.to_sat(), sat, "{amount}");
+    }
+    node.stop();
+}

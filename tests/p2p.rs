@@ -346,6 +346,38 @@ fn network_rpcs_validate_their_input() {
     n.stop();
 }
 
+/// A second node on a P2P port the first one listens on fails at start, naming the flags,
+/// instead of silently sharing the port (libp2p-tcp binds with SO_REUSEPORT).
+#[test]
+fn a_second_node_on_a_taken_p2p_port_fails_at_start() {
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let port = free_port().to_string();
+    let a = Node::start(da.path(), "regtest", Some(free_port()), &["--p2p-port", &port]);
+    assert!(a.p2p_addr().starts_with(&format!("/ip4/127.0.0.1/tcp/{port}/")));
+    let log = db.path().join("stderr.log");
+    let mut b = Node {
+        child: std::process::Command::new(env!("CARGO_BIN_EXE_quarry"))
+            .args(["node", "--network", "regtest", "--p2p-port", &port, "--rpc-bind"])
+            .arg(format!("127.0.0.1:{}", free_port()))
+            .arg("--datadir")
+            .arg(db.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+        datadir: db.path().to_path_buf(),
+        addr: "127.0.0.1:1".parse().unwrap(),
+    };
+    // Killed by its Drop if it does not exit in time (wait_exit panics).
+    let status = b.wait_exit(30);
+    let stderr = std::fs::read_to_string(&log).unwrap();
+    assert!(!status.success(), "the second node exited 0:\n{stderr}");
+    assert!(stderr.contains("address in use: pass --p2p-port or --listen"), "{stderr}");
+    // The first node is unaffected.
+    assert_eq!(a.rpc("getblockcount", json!([])), json!(0));
+    a.stop();
+}
+
 /// `quarry bench-p2p` end to end on a small chain (CI smoke test; the real figures are in
 /// BENCHMARKS.md).
 #[test]

@@ -65,7 +65,8 @@ fn testnet_up_then_down_leaves_no_process_behind() {
         assert!(!alive(*p), "process {p} left behind");
     }
     assert!(pids(&dir).is_empty());
-    // Up again resumes the same chain; down --clean removes everything.
+    // Up again resumes the same chain; down --clean removes everything (the directory holds
+    // nothing but the testnet).
     ok(&quarry(&["testnet", "--dir", d, "up", "--no-watch"]));
     let resumed = pids(&dir);
     ok(&quarry(&["testnet", "--dir", d, "down", "--clean"]));
@@ -73,6 +74,58 @@ fn testnet_up_then_down_leaves_no_process_behind() {
         assert!(!alive(*p), "process {p} left behind");
     }
     assert!(!dir.exists());
+}
+
+/// `--clean` (on `up` and `down`) deletes only what the testnet made: files beside it in its
+/// directory survive, and a directory that holds no testnet is refused untouched.
+#[test]
+fn clean_deletes_only_what_the_testnet_made() {
+    let tmp = tempfile::tempdir().unwrap();
+    // The testnet shares its directory with the user's files (as with `--dir .`).
+    let dir = tmp.path();
+    let d = dir.to_str().unwrap();
+    std::fs::write(dir.join("notes.txt"), b"keep me").unwrap();
+    let up =
+        ["testnet", "--dir", d, "up", "--network", "regtest", "--nodes", "1", "--miners", "0", "--no-watch"];
+    ok(&quarry(&up));
+    ok(&quarry(&["testnet", "--dir", d, "down"]));
+    // `up --clean` starts afresh without touching notes.txt.
+    let mut up_clean = up.to_vec();
+    up_clean.push("--clean");
+    ok(&quarry(&up_clean));
+    let started = pids(dir);
+    assert!(dir.join("notes.txt").is_file(), "up --clean deleted notes.txt");
+    let out = ok(&quarry(&["testnet", "--dir", d, "down", "--clean"]));
+    for p in &started {
+        assert!(!alive(*p), "process {p} left behind");
+    }
+    assert_eq!(std::fs::read(dir.join("notes.txt")).unwrap(), b"keep me", "down --clean deleted notes.txt");
+    assert!(!dir.join("testnet.json").exists() && !dir.join("n1").exists(), "{out}");
+    let left: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(left, vec![std::ffi::OsString::from("notes.txt")]);
+    assert!(out.contains("kept") && out.contains("notes.txt"), "{out}");
+
+    // Now `dir` holds no testnet: refused, nothing deleted.
+    let out = quarry(&["testnet", "--dir", d, "down", "--clean"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("does not hold a testnet"), "{stderr}");
+    assert!(dir.join("notes.txt").is_file());
+
+    // A state file naming a directory the testnet did not make: refused, nothing deleted.
+    std::fs::create_dir(dir.join("thesis")).unwrap();
+    std::fs::write(dir.join("thesis").join("ch1.tex"), b"x").unwrap();
+    std::fs::write(
+        dir.join("testnet.json"),
+        r#"{"network":"regtest","nodes":[{"name":"thesis","mine":false,"threads":1,"bootnodes":[],
+            "rpc_port":1,"p2p_port":2,"peer_id":"","pid":null,"start":true}]}"#,
+    )
+    .unwrap();
+    let out = quarry(&["testnet", "--dir", d, "down", "--clean"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("not a node directory the testnet made"), "{stderr}");
+    assert!(dir.join("thesis").join("ch1.tex").is_file() && dir.join("testnet.json").is_file());
 }
 
 fn scenario(name: &str) {

@@ -40,7 +40,8 @@ pub enum TestnetCommand {
         /// Network for a generated topology: dev (5-second blocks) or regtest.
         #[arg(long, default_value = "dev", value_parser = super::parse_network)]
         network: Network,
-        /// Wipe the directory first (a stopped testnet is otherwise resumed).
+        /// Delete the stopped testnet in --dir first, as `down --clean` does (a stopped testnet
+        /// is otherwise resumed).
         #[arg(long)]
         clean: bool,
         /// Print the status once and return instead of watching it.
@@ -58,7 +59,8 @@ pub enum TestnetCommand {
     },
     /// Stop every node gracefully (RPC stop, then SIGTERM, then SIGKILL) and check none is left.
     Down {
-        /// Also delete the testnet directory.
+        /// Also delete what the testnet made (testnet.json and the node directories it
+        /// records), and the directory if nothing else is left in it.
         #[arg(long)]
         clean: bool,
     },
@@ -148,6 +150,10 @@ pub fn run(args: TestnetArgs) -> Result<()> {
             Ok(())
         }
         TestnetCommand::Down { clean } => {
+            if clean {
+                // Refuse a directory that holds no testnet before stopping anything.
+                testnet::clean::check(&dir)?;
+            }
             let mut t = Testnet::open(&dir)?;
             let running = t.running();
             t.down()?;
@@ -157,8 +163,19 @@ pub fn run(args: TestnetArgs) -> Result<()> {
                 if running.is_empty() { "-".into() } else { running.join(", ") }
             );
             if clean {
-                std::fs::remove_dir_all(&dir).with_context(|| format!("deleting {}", dir.display()))?;
-                println!("deleted {}", dir.display());
+                let cleaned = testnet::clean(&dir)?;
+                for p in &cleaned.deleted {
+                    println!("deleted {}", p.display());
+                }
+                if cleaned.removed_dir {
+                    println!("deleted {}", dir.display());
+                } else {
+                    println!(
+                        "kept {} (it holds files the testnet did not make: {})",
+                        dir.display(),
+                        cleaned.kept.join(", ")
+                    );
+                }
             }
             Ok(())
         }

@@ -521,9 +521,9 @@ fn multisig(
                     "gettxout",
                     vec![json!(input.prevout.txid.to_string()), json!(input.prevout.index), json!(true)],
                 )?;
-                let value = (coin["value"].as_f64().unwrap_or(-1.0) * 1e8).round();
+                let value = ops::coins_of_value(&coin["value"]).ok().map(Amount::to_sat);
                 if coin.is_null()
-                    || value != claim.value as f64
+                    || value != Some(claim.value)
                     || coin["scriptPubKey"]["hex"].as_str() != Some(claim.lock.as_str())
                 {
                     bail!(

@@ -5,12 +5,14 @@
 use super::wire::{self, SyncCodec, Topic, MAX_GOSSIP_BYTES};
 use crate::consensus::Network;
 use libp2p::gossipsub::{self, MessageAuthenticity, MessageId, ValidationMode};
+use libp2p::multiaddr::Protocol;
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::{
     allow_block_list, connection_limits, identify, identity, kad, mdns, noise, ping, request_response, tcp,
-    yamux, Swarm,
+    yamux, Multiaddr, Swarm,
 };
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 /// Agent string announced by identify.
@@ -121,6 +123,52 @@ pub fn build_swarm(key: identity::Keypair, settings: &SwarmSettings) -> Result<S
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(300)))
         .build();
     Ok(swarm)
+}
+
+/// The TCP socket address of a `/ip4|ip6/../tcp/PORT` listen address, if it is one.
+fn tcp_socket_addr(addr: &Multiaddr) -> Option<SocketAddr> {
+    let mut it = addr.iter();
+    let ip: IpAddr = match it.next()? {
+        Protocol::Ip4(ip) => ip.into(),
+        Protocol::Ip6(ip) => ip.into(),
+        _ => return None,
+    };
+    match it.next()? {
+        Protocol::Tcp(port) => Some(SocketAddr::new(ip, port)),
+        _ => None,
+    }
+}
+
+/// Starts listening on every address of `addrs`, failing at once (not later as a swarm event)
+/// if one cannot be bound.
+///
+/// libp2p-tcp (0.44) binds every listening socket with `SO_REUSEPORT`, so on Linux a second
+/// node of the same user would share a port already in use (the kernel spreads incoming
+/// connections over both) instead of failing. Each fixed port is therefore first bound
+/// with a plain socket (no `SO_REUSEPORT`), which the kernel refuses while any socket listens
+/// there; then the swarm listens. (Two nodes started in the same instant could still both
+/// pass the check before either listens; the window is the microseconds between the two
+/// binds.)
+pub fn listen(swarm: &mut Swarm<Behaviour>, addrs: &[Multiaddr]) -> Result<(), String> {
+    let fail =
+        |addr: &Multiaddr, e: &dyn std::fmt::Display| format!("cannot listen for peers on {addr}: {e}");
+    // All checks first: a dual-stack check of [::]:P must not meet our own 0.0.0.0:P.
+    for addr in addrs {
+        let Some(sa) = tcp_socket_addr(addr).filter(|sa| sa.port() != 0) else { continue };
+        if let Err(e) = std::net::TcpListener::bind(sa) {
+            return Err(if e.kind() == std::io::ErrorKind::AddrInUse {
+                fail(addr, &"address in use: pass --p2p-port or --listen with a free port")
+            } else {
+                fail(addr, &format!("{e} (pass --p2p-port or --listen)"))
+            });
+        }
+    }
+    for addr in addrs {
+        swarm
+            .listen_on(addr.clone())
+            .map_err(|e| fail(addr, &format!("{e} (pass --p2p-port or --listen)")))?;
+    }
+    Ok(())
 }
 
 /// Loads the node key from `path` (protobuf-encoded ed25519 keypair), creating it with mode

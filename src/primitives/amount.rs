@@ -61,7 +61,10 @@ impl Amount {
     }
 
     /// Parses a decimal number of coins ("12.5", "0.00000001"): digits, at most one point, at
-    /// most 8 decimals, at most [`MAX_MONEY`]. Signs, exponents and spaces are refused.
+    /// most 8 decimals, at most [`MAX_MONEY`]. Signs, exponents and spaces are refused. Every
+    /// refusal is [`AmountError::Parse`], naming the text and the rule. This is the one
+    /// parser of coin amounts: the wallet CLI calls it, and the RPC's JSON amounts
+    /// (`rpc::json::coins_from_json`) are brought to this form exactly before calling it.
     pub fn from_coins_str(s: &str) -> Result<Amount, AmountError> {
         let bad = |why: &str| AmountError::Parse { input: s.to_string(), why: why.to_string() };
         let (whole, frac) = s.split_once('.').unwrap_or((s, ""));
@@ -74,10 +77,11 @@ impl Amount {
         if frac.len() > 8 {
             return Err(bad("more than 8 decimal places (1 base unit = 0.00000001)"));
         }
-        let w: u64 = if whole.is_empty() { 0 } else { whole.parse().map_err(|_| bad("too large"))? };
+        const SUPPLY: &str = "exceeds the maximum of 21000000 coins (the money supply)";
+        let w: u64 = if whole.is_empty() { 0 } else { whole.parse().map_err(|_| bad(SUPPLY))? };
         let f: u64 = format!("{frac:0<8}").parse().map_err(|_| bad("invalid decimals"))?;
-        let sat = w.checked_mul(COIN).and_then(|x| x.checked_add(f)).ok_or_else(|| bad("too large"))?;
-        Amount::from_sat(sat)
+        let sat = w.checked_mul(COIN).and_then(|x| x.checked_add(f)).ok_or_else(|| bad(SUPPLY))?;
+        Amount::from_sat(sat).map_err(|_| bad(SUPPLY))
     }
 
     /// Sums amounts, failing on overflow past [`MAX_MONEY`].
@@ -123,7 +127,10 @@ mod tests {
         for bad in
             ["", "-1", "1e8", "1.123456789", "1.2.3", " 1", "21000000.00000001", "99999999999999999999"]
         {
-            assert!(Amount::from_coins_str(bad).is_err(), "{bad}");
+            assert!(matches!(Amount::from_coins_str(bad), Err(AmountError::Parse { .. })), "{bad}");
         }
+        assert_eq!(Amount::from_coins_str("21000000").unwrap(), Amount::MAX);
+        let e = Amount::from_coins_str("21000000.00000001").unwrap_err().to_string();
+        assert!(e.contains("\"21000000.00000001\"") && e.contains("money supply"), "{e}");
     }
 }

@@ -459,15 +459,5 @@ pub fn register_rawtx(m: &mut RpcModule<Ctx>) -> Result<(), jsonrpsee::core::Reg
 
 /// An amount in coins (JSON number or string, at most 8 decimals) as base units.
 fn parse_coins(v: &Value) -> Result<crate::primitives::Amount, ErrorObjectOwned> {
-    let s = match v {
-        // Numbers print as e.g. 1e-6 below 1e-5: go through f64 (exact to 8 decimals up to the
-        // money supply, which is below 2^53 base units).
-        Value::Number(n) => match n.as_f64() {
-            Some(f) if f.is_finite() && f >= 0.0 && f <= 21_000_000.0 => format!("{f:.8}"),
-            _ => return Err(err(codes::TYPE_ERROR, format!("amount {n} out of range"))),
-        },
-        Value::String(s) => s.clone(),
-        _ => return Err(err(codes::TYPE_ERROR, format!("amount must be a number of coins, got {v}"))),
-    };
-    crate::primitives::Amount::from_coins_str(&s).map_err(|e| err(codes::TYPE_ERROR, e.to_string()))
+    json::coins_from_json(v).map_err(|e| err(codes::TYPE_ERROR, e))
 }

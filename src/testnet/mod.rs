@@ -6,12 +6,14 @@
 //! they keep running after `up` returns; `down` stops them gracefully (RPC `stop`, then
 //! SIGTERM, then SIGKILL) and checks that no process is left.
 
+pub mod clean;
 pub mod scenario;
 pub mod spam;
 mod status;
 pub mod topology;
 mod up;
 
+pub use clean::{clean, Cleaned};
 pub use status::{status, status_table, NodeStatus};
 pub use up::{prefund, up, UpOptions, PREFUND_COINS};
 
@@ -104,28 +106,48 @@ impl Testnet {
     }
 
     /// Creates a testnet in `dir` (which must not hold one): ports, data directories, node
-    /// keys (so peer ids are known before start) and one wallet per node.
+    /// keys (so peer ids are known before start) and one wallet per node. Every node
+    /// directory is new (an existing non-empty one is refused, so `--clean` only ever deletes
+    /// what a testnet made); on failure the node directories made so far are removed again.
     pub fn create(dir: &Path, topology: &Topology) -> Result<Testnet> {
         topology.check()?;
         if Testnet::state_path(dir).exists() {
             bail!("{} already holds a testnet (pass --clean to wipe it)", dir.display());
         }
+        for spec in &topology.nodes {
+            let datadir = dir.join(&spec.name);
+            if std::fs::read_dir(&datadir).is_ok_and(|mut entries| entries.next().is_some()) {
+                bail!(
+                    "{} already exists and is not empty: a testnet's node directories must be new;                      pass another --dir",
+                    datadir.display()
+                );
+            }
+        }
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         // Absolute, so process checks (which look for the data directory in a node's command
         // line) work from any working directory.
         let dir = &std::fs::canonicalize(dir).with_context(|| format!("resolving {}", dir.display()))?;
+        let mut made = Vec::new();
+        let result = Testnet::create_nodes(dir, topology, &mut made);
+        if result.is_err() {
+            for d in &made {
+                let _ = std::fs::remove_dir_all(d);
+            }
+        }
+        result
+    }
+
+    fn create_nodes(dir: &Path, topology: &Topology, made: &mut Vec<PathBuf>) -> Result<Testnet> {
         let network = topology.network;
         let mut nodes = Vec::new();
         for spec in &topology.nodes {
             let datadir = dir.join(&spec.name);
             std::fs::create_dir_all(&datadir).with_context(|| format!("creating {}", datadir.display()))?;
+            made.push(datadir.clone());
             let key = crate::p2p::behaviour::load_or_create_key(&datadir.join("node_key"))
                 .map_err(|e| anyhow!(e))?;
-            let wallet_path = datadir.join("wallet.json");
-            if !wallet_path.exists() {
-                Wallet::create(&wallet_path, network, None, None)
-                    .with_context(|| format!("creating the wallet of {}", spec.name))?;
-            }
+            Wallet::create(&datadir.join("wallet.json"), network, None, None)
+                .with_context(|| format!("creating the wallet of {}", spec.name))?;
             nodes.push(NodeState {
                 name: spec.name.clone(),
                 mine: spec.mine,

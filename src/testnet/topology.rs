@@ -112,7 +112,7 @@ impl Topology {
         }
         let mut names = HashSet::new();
         for n in &self.nodes {
-            if n.name.is_empty() || !n.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+            if !super::clean::valid_node_name(&n.name) {
                 bail!("node name {:?}: use letters, digits and '-'", n.name);
             }
             if !names.insert(n.name.as_str()) {

@@ -2,7 +2,7 @@
 
 use super::topology::Topology;
 use super::Testnet;
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, bail, Result};
 use serde_json::json;
 use std::path::Path;
 use std::time::Duration;
@@ -10,7 +10,7 @@ use std::time::Duration;
 /// Options of `quarry testnet up`.
 #[derive(Clone, Debug)]
 pub struct UpOptions {
-    /// Wipe the directory first.
+    /// Delete the stopped testnet in the directory first (only what it made: see [`super::clean`]).
     pub clean: bool,
     /// Keep showing the status table after start.
     pub watch: bool,
@@ -46,7 +46,8 @@ pub fn up(dir: &Path, topology: &Topology, opts: &UpOptions) -> Result<Testnet> 
             );
         }
         if opts.clean {
-            std::fs::remove_dir_all(dir).with_context(|| format!("wiping {}", dir.display()))?;
+            let cleaned = super::clean(dir)?;
+            println!("deleted the testnet in {} ({} paths)", dir.display(), cleaned.deleted.len());
         }
     }
     let mut t = if Testnet::state_path(dir).exists() {

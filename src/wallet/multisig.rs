@@ -73,11 +73,29 @@ pub fn escrow(
     Ok((redeem.clone(), Address { hrp, kind: AddressKind::P2sh, hash: script_hash(&redeem) }))
 }
 
+/// What a signature slot holds: `Ok(None)` nothing, `Ok(Some(sig))` a valid signature by
+/// `pubkey` over `msg`, `Err(why)` something that is not one (the script would fail on it:
+/// NULLFAIL).
+fn slot_signature(
+    slot: &Option<String>,
+    pubkey: &[u8; 32],
+    msg: &[u8],
+) -> Result<Option<[u8; 64]>, &'static str> {
+    let Some(h) = slot else { return Ok(None) };
+    let sig = hex::decode(h)
+        .ok()
+        .and_then(|b| <[u8; 64]>::try_from(b).ok())
+        .ok_or("is not a 64-byte signature in hex (truncated or corrupt)")?;
+    if crate::script::sig::verify_one(pubkey, &sig, msg) {
+        Ok(Some(sig))
+    } else {
+        Err("holds a signature that does not verify (another key's, or over another transaction)")
+    }
+}
+
 /// True if `slot` holds a valid signature by `pubkey` over `msg`.
 fn slot_is_valid(slot: &Option<String>, pubkey: &[u8; 32], msg: &[u8]) -> bool {
-    let Some(h) = slot else { return false };
-    let Some(sig) = hex::decode(h).ok().and_then(|b| <[u8; 64]>::try_from(b).ok()) else { return false };
-    crate::script::sig::verify_one(pubkey, &sig, msg)
+    matches!(slot_signature(slot, pubkey, msg), Ok(Some(_)))
 }
 
 /// Parses a 32-byte public key in hex.
@@ -266,35 +284,202 @@ impl Psbt {
             .unwrap_or(0)
     }
 
-    /// The fully signed transaction, if every input has `threshold` signatures. Uses exactly
-    /// `threshold` signatures per input (the first ones in key order).
+    /// The fully signed transaction, if every input has `threshold` valid signatures. Uses
+    /// exactly `threshold` of them per input, the first valid ones in key order, and leaves
+    /// every other slot empty: the script fails on any non-empty invalid signature (NULLFAIL),
+    /// so a wrong, foreign or truncated signature in the file is never passed on. Too few
+    /// valid signatures: refused, naming the input and every bad slot.
     pub fn finalize(&self, network: &str) -> Result<Transaction, WalletError> {
-        let (mut tx, _, _, redeem) = self.parts(network)?;
-        let have = self.signature_count();
-        if have < self.threshold {
-            return Err(bad(format!(
-                "{have} of {} required signatures: more cosigners must sign",
-                self.threshold
-            )));
-        }
-        for (input, inp) in tx.inputs.iter_mut().zip(&self.inputs) {
-            let mut used = 0;
-            let mut slots = Vec::with_capacity(inp.signatures.len());
-            for s in &inp.signatures {
-                match s {
-                    Some(h) if used < self.threshold => {
-                        let sig: [u8; 64] = hex::decode(h)
-                            .ok()
-                            .and_then(|b| b.try_into().ok())
-                            .ok_or_else(|| bad("a signature in the file is not 128 hex digits"))?;
-                        slots.push(Some(sig));
+        let (mut tx, spent, keys, redeem) = self.parts(network)?;
+        let cache = SighashCache::new(&tx);
+        let mut unlocks = Vec::with_capacity(spent.len());
+        for (i, out) in spent.iter().enumerate() {
+            let msg = sighash(&tx, &cache, i, out);
+            let mut slots = vec![None; keys.len()];
+            let (mut used, mut faults) = (0, Vec::new());
+            for (k, slot) in self.inputs[i].signatures.iter().enumerate() {
+                match slot_signature(slot, &keys[k], &msg.0) {
+                    Ok(Some(sig)) if used < self.threshold => {
+                        slots[k] = Some(sig);
                         used += 1;
                     }
-                    _ => slots.push(None),
+                    Ok(_) => {}
+                    Err(why) => faults.push(format!("slot {k} (key {}) {why}", self.pubkeys[k])),
                 }
             }
-            input.unlock = p2sh_unlock(&multisig_unlock(&slots), &redeem);
+            if used < self.threshold {
+                let faults = if faults.is_empty() {
+                    String::new()
+                } else {
+                    format!("; {}: have that cosigner sign again", faults.join("; "))
+                };
+                return Err(bad(format!(
+                    "input {i}: {used} of {} required signatures are valid{faults}; more cosigners must sign",
+                    self.threshold
+                )));
+            }
+            unlocks.push(p2sh_unlock(&multisig_unlock(&slots), &redeem));
+        }
+        for (input, unlock) in tx.inputs.iter_mut().zip(unlocks) {
+            input.unlock = unlock;
         }
         Ok(tx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::consensus::Network;
+    use crate::primitives::{Hash256, OutPoint};
+    use crate::script::{verify_spend, EagerChecker, SpendContext};
+
+    struct Escrow {
+        _dir: tempfile::TempDir,
+        wallets: Vec<Wallet>,
+        rec: MultisigRecord,
+        redeem: Script,
+    }
+
+    /// A 2-of-3 escrow of three fresh wallets.
+    fn escrow_2_of_3() -> Escrow {
+        let dir = tempfile::tempdir().unwrap();
+        let wallets: Vec<Wallet> = (1..=3u8)
+            .map(|i| {
+                Wallet::create(&dir.path().join(format!("w{i}.json")), Network::Regtest, Some([i; 32]), None)
+                    .unwrap()
+            })
+            .collect();
+        let keys: Vec<[u8; 32]> = wallets.iter().map(|w| w.key(0).verifying_key().to_bytes()).collect();
+        let (redeem, address) = escrow(Network::Regtest.address_hrp(), 2, &keys).unwrap();
+        let rec = MultisigRecord {
+            threshold: 2,
+            pubkeys: keys,
+            redeem_script_hex: hex::encode(&redeem.0),
+            address: address.encode(),
+        };
+        Escrow { _dir: dir, wallets, rec, redeem }
+    }
+
+    /// A spend of two escrow coins paying `amount` base units.
+    fn spend(e: &Escrow, amount: u64) -> Psbt {
+        let coins: Vec<Utxo> = (1..=2u8)
+            .map(|i| Utxo {
+                outpoint: OutPoint { txid: Hash256([i; 32]), index: 0 },
+                out: TxOut {
+                    value: Amount::from_sat(500_000_000).unwrap(),
+                    lock: crate::script::templates::p2sh(&e.redeem),
+                },
+                height: 1,
+                coinbase: false,
+                address: e.rec.address.clone(),
+                spent_in_mempool: false,
+            })
+            .collect();
+        let to = e.wallets[0].address(1);
+        Psbt::create("regtest", &e.rec, &coins, &to, Amount::from_sat(amount).unwrap(), 1000).unwrap()
+    }
+
+    /// Every input of `tx` passes the script check, as a node would run it.
+    fn verifies(p: &Psbt, tx: &Transaction) -> Result<(), crate::script::ScriptError> {
+        let (_, spent, _, _) = p.parts("regtest").unwrap();
+        let cache = SighashCache::new(tx);
+        for (i, out) in spent.iter().enumerate() {
+            let msg = sighash(tx, &cache, i, out);
+            verify_spend(
+                &tx.inputs[i].unlock.0,
+                &out.lock.0,
+                &SpendContext { tx_lock_time: 0 },
+                &mut EagerChecker { msg: &msg.0 },
+            )?;
+        }
+        Ok(())
+    }
+
+    fn signed(e: &Escrow, p: &Psbt, by: &[usize]) -> Psbt {
+        let mut p = p.clone();
+        for &w in by {
+            assert!(p.sign(&e.wallets[w]).unwrap() > 0);
+        }
+        p
+    }
+
+    /// The three kinds of bad signature a file can hold in slot 0, each with its name.
+    fn bad_slot_0(e: &Escrow, p: &Psbt) -> Vec<(&'static str, Vec<Option<String>>, &'static str)> {
+        let by_b = signed(e, p, &[1]);
+        let other_tx = signed(e, &spend(e, 300_000_000), &[0]);
+        let by_a = signed(e, p, &[0]);
+        let per_input = |f: &dyn Fn(usize) -> Option<String>| (0..p.inputs.len()).map(f).collect::<Vec<_>>();
+        vec![
+            (
+                "another key's signature",
+                per_input(&|i| by_b.inputs[i].signatures[1].clone()),
+                "does not verify",
+            ),
+            (
+                "a signature over another transaction",
+                per_input(&|i| other_tx.inputs[i].signatures[0].clone()),
+                "does not verify",
+            ),
+            (
+                "a truncated signature",
+                per_input(&|i| by_a.inputs[i].signatures[0].as_ref().map(|s| s[..100].to_string())),
+                "truncated",
+            ),
+        ]
+    }
+
+    #[test]
+    fn finalize_uses_exactly_threshold_valid_signatures_in_key_order() {
+        let e = escrow_2_of_3();
+        let p = spend(&e, 400_000_000);
+        let all = signed(&e, &p, &[0, 1, 2]);
+        let tx = all.finalize("regtest").unwrap();
+        verifies(&p, &tx).unwrap();
+        let (_, spent, keys, redeem) = p.parts("regtest").unwrap();
+        let cache = SighashCache::new(&tx);
+        for (i, out) in spent.iter().enumerate() {
+            let msg = sighash(&tx, &cache, i, out);
+            let sigs: Vec<_> = (0..3)
+                .map(|k| slot_signature(&all.inputs[i].signatures[k], &keys[k], &msg.0).unwrap())
+                .collect();
+            let expected = p2sh_unlock(&multisig_unlock(&[sigs[0], sigs[1], None]), &redeem);
+            assert_eq!(tx.inputs[i].unlock, expected, "input {i}: slots 0 and 1, slot 2 left empty");
+        }
+        let one = signed(&e, &p, &[2]).finalize("regtest").unwrap_err().to_string();
+        assert!(one.contains("1 of 2 required signatures") && one.contains("more cosigners"), "{one}");
+    }
+
+    /// A tampered file: a bad signature in an earlier slot is skipped when enough valid ones
+    /// follow (the old code put it in the unlock, and the broadcast transaction failed), and
+    /// named when too few are valid.
+    #[test]
+    fn a_bad_signature_in_an_earlier_slot_is_never_used() {
+        let e = escrow_2_of_3();
+        let p = spend(&e, 400_000_000);
+        let b_and_c = signed(&e, &p, &[1, 2]);
+        let c_only = signed(&e, &p, &[2]);
+        for (name, bad_sigs, why) in bad_slot_0(&e, &p) {
+            let mut enough = b_and_c.clone();
+            let mut too_few = c_only.clone();
+            for (i, sig) in bad_sigs.iter().enumerate() {
+                assert!(sig.is_some(), "{name}");
+                enough.inputs[i].signatures[0] = sig.clone();
+                too_few.inputs[i].signatures[0] = sig.clone();
+            }
+            assert_eq!(enough.signature_count(), 2, "{name}");
+            let tx = enough.finalize("regtest").unwrap_or_else(|err| panic!("{name}: {err}"));
+            verifies(&p, &tx).unwrap_or_else(|err| panic!("{name}: the finalized transaction fails: {err}"));
+            let err = too_few.finalize("regtest").expect_err(name).to_string();
+            assert!(err.contains("input 0: 1 of 2 required signatures are valid"), "{name}: {err}");
+            assert!(
+                err.contains(&format!("slot 0 (key {})", p.pubkeys[0])) && err.contains(why),
+                "{name}: {err}"
+            );
+            // Its cosigner can repair the file by signing again.
+            let mut repaired = too_few.clone();
+            assert_eq!(repaired.sign(&e.wallets[0]).unwrap(), p.inputs.len(), "{name}");
+            verifies(&p, &repaired.finalize("regtest").unwrap()).unwrap();
+        }
     }
 }

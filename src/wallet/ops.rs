@@ -164,8 +164,7 @@ pub fn balance(wallet: &Wallet, rpc: &NodeRpc) -> Result<Balance, WalletError> {
         let Ok(tx) = rpc.call("getrawtransaction", vec![txid.clone(), json!(true)]) else { continue };
         for o in tx["vout"].as_array().into_iter().flatten() {
             if o["scriptPubKey"]["address"].as_str().is_some_and(|a| ours.contains_key(a)) {
-                let sat = (o["value"].as_f64().unwrap_or(0.0) * 1e8).round() as u64;
-                b.unconfirmed = b.unconfirmed.checked_add(Amount::from_sat(sat)?)?;
+                b.unconfirmed = b.unconfirmed.checked_add(coins_of_value(&o["value"])?)?;
             }
         }
     }
@@ -331,10 +330,9 @@ impl HistoryEntry {
     }
 }
 
-fn coins_of_value(v: &Value) -> Result<Amount, WalletError> {
-    Ok(Amount::from_sat(
-        (v.as_f64().ok_or_else(|| WalletError::Malformed(format!("amount {v}")))? * 1e8).round() as u64,
-    )?)
+/// An amount the node reported in coins, parsed exactly (no float rounding).
+pub(crate) fn coins_of_value(v: &Value) -> Result<Amount, WalletError> {
+    crate::rpc::json::coins_from_json(v).map_err(WalletError::Malformed)
 }
 
 /// Confirmed transactions that paid or spent the wallet's addresses (and its height-locked
@@ -461,9 +459,16 @@ mod tests {
             })
             .collect();
         let to = address_lock(&Address { hrp: "qrt", kind: AddressKind::P2sh, hash: [9; 32] });
-        for (amount, rate) in [(50_000u64, 1000u64), (650_000, 1000), (1_000_000, 3000), (1_499_000, 1000)] {
-            let s = build_send(&mut w, &coins, &to, Amount::from_sat(amount).unwrap(), rate);
-            let Ok(s) = s else { continue };
+        // (amount, fee rate, whether change comes back): the last spends everything but the fee.
+        for (amount, rate, has_change) in [
+            (50_000u64, 1000u64, true),
+            (650_000, 1000, true),
+            (1_000_000, 3000, true),
+            (1_499_000, 1000, false),
+        ] {
+            // Every case is affordable: a refusal here is a bug, not a case to skip.
+            let s = build_send(&mut w, &coins, &to, Amount::from_sat(amount).unwrap(), rate)
+                .unwrap_or_else(|e| panic!("sending {amount} at {rate} sat/kB: {e}"));
             let size = s.tx.encoded_size() as u64;
             assert!(
                 s.fee.to_sat() * 1000 >= rate * size,
@@ -477,6 +482,12 @@ mod tests {
                     .sum();
             let out: u64 = s.tx.outputs.iter().map(|o| o.value.to_sat()).sum();
             assert_eq!(spent, out + s.fee.to_sat(), "inputs = outputs + fee");
+            assert_eq!(
+                s.change.is_some(),
+                has_change,
+                "change of sending {amount} at {rate}: {:?}",
+                s.change
+            );
             if let Some((_, change)) = &s.change {
                 assert!(change.to_sat() >= DUST);
             }

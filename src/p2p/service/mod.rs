@@ -101,11 +101,7 @@ pub fn bind(network: Network, config: &P2pConfig) -> Result<Bound, String> {
     let key = super::behaviour::load_or_create_key(&config.key_path)?;
     let settings = SwarmSettings { network, max_connections: config.max_connections, mdns: config.mdns };
     let mut swarm = super::behaviour::build_swarm(key, &settings)?;
-    for addr in &config.listen {
-        swarm.listen_on(addr.clone()).map_err(|e| {
-            format!("cannot listen for peers on {addr}: {e} (address in use? pass --listen or --p2p-port)")
-        })?;
-    }
+    super::behaviour::listen(&mut swarm, &config.listen)?;
     info!(target: "p2p", peer = %swarm.local_peer_id(), "node key loaded");
     Ok(Bound { swarm, settings })
 }
