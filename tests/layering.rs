@@ -46,7 +46,7 @@ fn rule_broken(from: &str, to: &Target, sub: Option<&str>) -> Option<&'static st
     if from == "wallet" && module(&["node", "chain", "store", "mempool", "p2p"]) {
         return Some("(d) the wallet talks to nodes only through the RPC client");
     }
-    if from == "wallet" && module(&["rpc"]) && matches!(sub, Some("methods" | "server" | "net_methods")) {
+    if from == "wallet" && module(&["rpc"]) && matches!(sub, Some("service" | "server")) {
         return Some("(d) the wallet uses the RPC client, not the server's code");
     }
     if from == "node" && module(&["rpc", "cli", "daemon"]) {
@@ -210,7 +210,7 @@ fn cycles_and_rules_are_reported_with_their_places() {
         g.entry((a.to_string(), t)).or_default().push((at.to_string(), sub.map(Into::into)))
     };
     let m = |s: &str| Target::Module(s.into());
-    edge_to("wallet", m("rpc"), Some("methods"), "src/wallet/ops.rs:9");
+    edge_to("wallet", m("rpc"), Some("service"), "src/wallet/ops.rs:9");
     let mut edge = |a: &str, t: Target, at: &str| edge_to(a, t, None, at);
     edge("node", m("rpc"), "src/node/mod.rs:3");
     edge("rpc", m("node"), "src/rpc/server.rs:9");
@@ -229,7 +229,7 @@ fn cycles_and_rules_are_reported_with_their_places() {
     assert!(has("primitives -> script: (b)"), "{v:#?}");
     assert!(has("wallet -> chain: (d)"), "{v:#?}");
     assert!(
-        has("wallet -> rpc::methods: (d)") && has("src/wallet/ops.rs:9") && !has("src/wallet/rpc.rs:1"),
+        has("wallet -> rpc::service: (d)") && has("src/wallet/ops.rs:9") && !has("src/wallet/rpc.rs:1"),
         "{v:#?}"
     );
     assert!(has("node -> rpc: (e)") && has("p2p -> node: (e)"), "{v:#?}");

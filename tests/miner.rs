@@ -75,7 +75,10 @@ fn every_thread_switches_when_the_tip_changes() {
         assert!(miner.hashes().iter().zip(&before).all(|(a, b)| a > b), "threads were hashing");
         let mut meter = HashRateMeter::new(Duration::from_secs(10));
         meter.sample(&miner);
-        std::thread::sleep(Duration::from_millis(30));
+        // Counters move once per scanned chunk: wait (bounded) until every thread's has, so a
+        // loaded machine cannot make a thread look idle.
+        let first = miner.hashes();
+        wait_until("every thread to count hashes", || miner.hashes().iter().zip(&first).all(|(a, b)| a > b));
         meter.sample(&miner);
         let rate = meter.rate();
         assert_eq!(rate.per_thread.len(), 2);

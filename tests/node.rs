@@ -4,6 +4,8 @@
 
 use quarry::consensus::Network;
 use quarry::primitives::{Amount, Hash256, OutPoint, Script, Transaction, TxOut};
+use quarry::rpc::api::QuarryApiClient;
+use quarry::rpc::client::{BlockingClient, RpcConfig, RpcError};
 use quarry::testkit::{key, p2pkh_lock, spend_p2pkh};
 use serde_json::{json, Value};
 use std::path::Path;
@@ -86,7 +88,7 @@ fn a_node_mines_accepts_a_spend_confirms_it_and_proves_it() {
     assert_eq!(node.rpc_err("getblockhash", json!(["x"]))["code"], json!(-32602));
     assert_eq!(node.rpc_err("nosuchmethod", json!([]))["code"], json!(-32601));
     assert_eq!(node.rpc_err("generatetoaddress", json!([1, "qdev1notanaddress"]))["code"], json!(-5));
-    let (_, body) = node.post("{not json").unwrap();
+    let (_, body) = common::post(node.addr, Some(&node.cookie()), "{not json").unwrap();
     assert!(body.contains("-32700"), "parse error: {body}");
     let mut bad = spend_utxo(&node, 1, 3, 10_000);
     bad.outputs[0].value = Amount::from_sat(bad.outputs[0].value.to_sat() + 1).unwrap(); // breaks the signature
@@ -96,10 +98,15 @@ fn a_node_mines_accepts_a_spend_confirms_it_and_proves_it() {
     assert_eq!(node.rpc("getbestblockhash", json!([])), tip);
     assert_eq!(node.rpc("getrawmempool", json!([])), json!([]));
 
-    // Authentication: none, or a wrong cookie, is refused with HTTP 401.
+    // Authentication: none, or a wrong cookie, is refused with HTTP 401, which the client
+    // names as an authentication failure.
     let req = json!({"jsonrpc": "2.0", "id": 1, "method": "getblockcount", "params": []}).to_string();
     assert_eq!(common::post(node.addr, None, &req).unwrap().0, 401);
-    assert_eq!(common::post(node.addr, Some("__cookie__:wrong"), &req).unwrap().0, 401);
+    let wrong = RpcConfig::new(node.addr, dir.path(), Some(("__cookie__".into(), "wrong".into())));
+    let c = BlockingClient::new(&wrong).unwrap();
+    let e = c.wait(c.getblockcount()).unwrap_err();
+    assert!(matches!(e, RpcError::Unauthorized { .. }), "{e}");
+    assert!(e.to_string().contains("authentication failed"), "{e}");
 
     // A pending transaction survives a restart (mempool.dat).
     let pending = spend_utxo(&node, 1, 4, 20_000);
@@ -293,7 +300,7 @@ fn createrawtransaction_refuses_over_precise_amounts() {
         let body = format!(
             r#"{{"jsonrpc":"2.0","id":1,"method":"createrawtransaction","params":[{inputs},{{"{a}":{amount}}}]}}"#
         );
-        let (_, resp) = node.post(&body).unwrap();
+        let (_, resp) = common::post(node.addr, Some(&node.cookie()), &body).unwrap();
         serde_json::from_str::<Value>(&resp).unwrap()
     };
     for (amount, rule) in [

@@ -11,7 +11,10 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{address, free_port, post, Node};
+use common::{address, free_port, Node};
+use quarry::rpc::api::QuarryApiClient;
+use quarry::rpc::client::BlockingClient;
+use quarry::rpc::types::AddressQuery;
 
 /// Issue 4: "a tx that fails any rule: each gets a JSON-RPC error ... and nothing in the
 /// chainstate or mempool changes". sendrawtransaction of a tx with an unknown input answers
@@ -29,12 +32,12 @@ fn review_failed_sendrawtransaction_leaves_the_orphan_pool_unchanged() {
         outputs: vec![TxOut { value: Amount::from_sat(1000).unwrap(), lock: p2pkh_lock(&key(2)) }],
         lock_time: 0,
     };
-    assert_eq!(node.rpc("getmempoolinfo", json!([]))["orphans"], json!(0));
-    let e =
-        node.try_rpc("sendrawtransaction", json!([hex::encode(tx.encode())])).expect_err("missing inputs");
+    let c = node.client();
+    assert_eq!(c.wait(c.getmempoolinfo()).unwrap().orphans, 0);
+    let e = c.wait(c.sendrawtransaction(hex::encode(tx.encode()))).expect_err("missing inputs");
     assert_eq!(
-        node.rpc("getmempoolinfo", json!([]))["orphans"],
-        json!(0),
+        c.wait(c.getmempoolinfo()).unwrap().orphans,
+        0,
         "a rejected sendrawtransaction changed the mempool's orphan pool (error was {e})"
     );
 }
@@ -46,11 +49,11 @@ fn review_failed_sendrawtransaction_leaves_the_orphan_pool_unchanged() {
 fn review_sigterm_during_generatetoaddress_exits_promptly() {
     let dir = tempfile::tempdir().unwrap();
     let mut node = Node::start(dir.path(), "dev", Some(free_port()), &["--mine-threads", "1"]);
-    let (addr, cookie) = (node.addr, node.cookie());
+    let config = node.config();
     let to = address(Network::Dev, 1);
     std::thread::spawn(move || {
-        let req = json!({"jsonrpc": "2.0", "id": 1, "method": "generatetoaddress", "params": [10000, to]});
-        let _ = post(addr, Some(&cookie), &req.to_string());
+        let c = BlockingClient::new(&config).unwrap();
+        let _ = c.wait(c.generatetoaddress(10_000, to));
     });
     std::thread::sleep(Duration::from_secs(2));
     node.signal("-TERM");
@@ -65,10 +68,11 @@ fn review_getaddressutxos_does_not_amplify_repeated_addresses() {
     let dir = tempfile::tempdir().unwrap();
     let node = Node::start(dir.path(), "regtest", Some(free_port()), &["--mine-threads", "1"]);
     let a = address(Network::Regtest, 1);
-    node.rpc("generatetoaddress", json!([20, a]));
-    let once = node.rpc("getaddressutxos", json!([a])).as_array().unwrap().len();
+    let c = node.client();
+    c.wait(c.generatetoaddress(20, a.clone())).unwrap();
+    let once = c.wait(c.getaddressutxos(AddressQuery::One(a.clone()))).unwrap().len();
     let many =
-        node.rpc("getaddressutxos", json!([{ "addresses": vec![a.clone(); 100] }])).as_array().unwrap().len();
+        c.wait(c.getaddressutxos(AddressQuery::Many { addresses: vec![a.clone(); 100] })).unwrap().len();
     assert_eq!(many, once, "the same coins returned 100 times");
 }
 
@@ -116,15 +120,17 @@ fn review_rpc_port_in_use_fails_cleanly() {
 /// SIGINT with an idle keep-alive connection open: exit 0, cookie removed, mempool saved.
 #[test]
 fn review_sigint_with_idle_keepalive_connection() {
-    use base64::Engine;
     let dir = tempfile::tempdir().unwrap();
     let mut node = Node::start(dir.path(), "regtest", Some(free_port()), &["--mine-threads", "1"]);
     let mut s = TcpStream::connect(node.addr).unwrap();
     let body = json!({"jsonrpc": "2.0", "id": 1, "method": "getblockcount", "params": []}).to_string();
-    let auth = base64::engine::general_purpose::STANDARD.encode(node.cookie());
+    // Held open by hand: the point is an idle connection the server must not wait for.
+    let cookie = node.cookie();
+    let (user, pass) = cookie.split_once(':').unwrap();
+    let auth = quarry::rpc::client::basic_auth(user, pass);
     write!(
         s,
-        "POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nAuthorization: Basic {auth}\r\n\r\n{body}",
+        "POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nAuthorization: {auth}\r\n\r\n{body}",
         body.len()
     )
     .unwrap();
@@ -148,18 +154,18 @@ fn review_signrawtransactionwithkey_keeps_tokio_workers_free() {
     let node = Node::start(dir.path(), "regtest", Some(free_port()), &["--mine-threads", "1"]);
     let keys: Vec<String> =
         (0..200_000u32).map(|i| hex::encode([&i.to_le_bytes()[..], &[0u8; 28]].concat())).collect();
-    let req =
-        json!({"jsonrpc": "2.0", "id": 1, "method": "signrawtransactionwithkey", "params": ["00", keys]})
-            .to_string();
-    let (addr, cookie) = (node.addr, node.cookie());
     let mut hs = Vec::new();
     for _ in 0..2 {
-        let (req, cookie) = (req.clone(), cookie.clone());
-        hs.push(std::thread::spawn(move || post(addr, Some(&cookie), &req)));
+        let (config, keys) = (node.config(), keys.clone());
+        hs.push(std::thread::spawn(move || {
+            let c = BlockingClient::new(&config).unwrap();
+            let _ = c.wait(c.signrawtransactionwithkey("00".into(), keys));
+        }));
     }
     std::thread::sleep(Duration::from_millis(500));
     let t = Instant::now();
-    node.rpc("getblockcount", json!([]));
+    let c = node.client();
+    c.wait(c.getblockcount()).unwrap();
     let waited = t.elapsed();
     for h in hs {
         let _ = h.join();

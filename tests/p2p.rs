@@ -204,13 +204,16 @@ fn a_peer_sending_garbage_and_an_invalid_block_is_banned_and_others_are_unaffect
     let bad = assemble(params, prev, time, params.genesis_bits, vec![cb]);
     assert_ne!(bad.hash(), prev);
 
+    // The harness's RPC client blocks: ask for A's address before entering the runtime.
+    let a_p2p: libp2p::Multiaddr = a.p2p_addr().parse().unwrap();
+    let a_id = a_peer(&a);
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
     let evil_id = rt.block_on(async {
         let key = libp2p::identity::Keypair::generate_ed25519();
         let settings = SwarmSettings { network: Network::Regtest, max_connections: 8, mdns: false };
         let mut swarm = build_swarm(key, &settings).unwrap();
         let me = *swarm.local_peer_id();
-        swarm.dial(a.p2p_addr().parse::<libp2p::Multiaddr>().unwrap()).unwrap();
+        swarm.dial(a_p2p.clone()).unwrap();
         let blocks = IdentTopic::new(Topic::Blocks.name(Network::Regtest));
         // Wait until A is subscribed to the block topic from our point of view.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
@@ -234,17 +237,17 @@ fn a_peer_sending_garbage_and_an_invalid_block_is_banned_and_others_are_unaffect
         swarm.behaviour_mut().gossipsub.publish(blocks, bad.encode()).unwrap();
         // Keep driving the swarm until A drops us.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-        while swarm.is_connected(&a_peer(&a)) {
+        while swarm.is_connected(&a_id) {
             assert!(tokio::time::Instant::now() < deadline, "A did not disconnect the misbehaving peer");
             let _ = tokio::time::timeout(Duration::from_millis(50), swarm.select_next_some()).await;
         }
         // Reconnecting is refused while banned.
-        let _ = swarm.dial(a.p2p_addr().parse::<libp2p::Multiaddr>().unwrap());
+        let _ = swarm.dial(a_p2p.clone());
         let end = tokio::time::Instant::now() + Duration::from_secs(2);
         while tokio::time::Instant::now() < end {
             let _ = tokio::time::timeout(Duration::from_millis(50), swarm.select_next_some()).await;
         }
-        assert!(!swarm.is_connected(&a_peer(&a)), "a banned peer got back in");
+        assert!(!swarm.is_connected(&a_id), "a banned peer got back in");
         me.to_string()
     });
     drop(rt);

@@ -240,12 +240,12 @@ fn send_wait_returns_once_confirmed() {
     node.rpc("generatetoaddress", json!([12, a0]));
     let b0 = common::address(quarry::consensus::Network::Regtest, 7);
     // Mine a block a moment after the send; `--wait 1` must return only after it.
-    let (addr, cookie) = (node.addr, node.cookie());
+    let config = node.config();
     let miner = std::thread::spawn(move || {
+        use quarry::rpc::api::QuarryApiClient;
         std::thread::sleep(std::time::Duration::from_millis(800));
-        let req =
-            json!({"jsonrpc": "2.0", "id": 1, "method": "generatetoaddress", "params": [1, a0]}).to_string();
-        common::post(addr, Some(&cookie), &req).unwrap();
+        let c = quarry::rpc::client::BlockingClient::new(&config).unwrap();
+        c.wait(c.generatetoaddress(1, a0)).unwrap();
     });
     let sent = a.json(&["send", &b0, "1", "--wait", "1"]);
     miner.join().unwrap();

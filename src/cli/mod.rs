@@ -7,6 +7,7 @@
 mod bench_hash;
 mod bench_p2p;
 mod node;
+mod rpc;
 mod testnet;
 mod wallet;
 
@@ -159,9 +160,16 @@ pub struct RpcArgs {
     /// Seconds to wait for the answer.
     #[arg(long, default_value_t = 600)]
     pub timeout: u64,
+    /// Named parameters: every parameter is NAME=VALUE and they are sent as a JSON object
+    /// (bitcoin-cli's `-named`, which is accepted too: `quarry rpc -named getblock ...`).
+    #[arg(long)]
+    pub named: bool,
     /// Method name, e.g. getblockcount.
+    #[arg(allow_hyphen_values = true)]
     pub method: String,
-    /// Parameters: JSON values, or plain words taken as strings.
+    /// Parameters: JSON values, or plain words taken as strings (`getblockhash -1` is a
+    /// parameter, not a flag); with --named, NAME=VALUE each.
+    #[arg(allow_negative_numbers = true)]
     pub params: Vec<String>,
 }
 
@@ -286,7 +294,7 @@ pub fn run(cli: Cli) -> Result<()> {
             println!("{}", serde_json::to_string_pretty(&v)?);
             Ok(())
         }
-        Command::Rpc(args) => node::run_rpc(args),
+        Command::Rpc(args) => rpc::run_rpc(args),
         Command::Wallet(args) => wallet::run(args),
         Command::Testnet(args) => testnet::run(args),
         Command::Chain(ChainCommand::ForkDemo) => fork_demo(),

@@ -1,11 +1,10 @@
-//! `quarry node` and `quarry rpc`.
+//! `quarry node`.
 
-use super::{default_threads, NodeArgs, RpcArgs};
+use super::{default_threads, NodeArgs};
 use crate::daemon::{run, NodeConfig};
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::time::Duration;
 
 /// `<datadir>/quarry.toml`: every key optional; command-line flags win.
 #[derive(Debug, Default, Deserialize)]
@@ -95,44 +94,4 @@ pub(super) fn run_node(args: NodeArgs) -> Result<()> {
         mine_threads,
         p2p,
     })
-}
-
-/// Prints a result line; a closed pipe (`quarry rpc ... | head`) ends quietly instead of
-/// panicking.
-fn print_out(text: &str) {
-    use std::io::Write;
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{text}").and_then(|()| out.flush());
-}
-
-pub(super) fn run_rpc(args: RpcArgs) -> Result<()> {
-    let datadir = args.data.base_dir()?;
-    let addr = args
-        .rpc_connect
-        .unwrap_or_else(|| SocketAddr::from((Ipv4Addr::LOCALHOST, args.data.network.default_rpc_port())));
-    let user = args.rpc_user.zip(args.rpc_password);
-    let params = crate::rpc::client::parse_params(&args.params);
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let result = runtime.block_on(crate::rpc::client::call(
-        addr,
-        &datadir,
-        user,
-        &args.method,
-        params,
-        Duration::from_secs(args.timeout),
-    ));
-    match result {
-        Ok(serde_json::Value::Null) => {}
-        Ok(serde_json::Value::String(s)) => print_out(&s),
-        Ok(v) => print_out(&serde_json::to_string_pretty(&v)?),
-        Err(e) => {
-            // Like bitcoin-cli: the exit status is the error code's magnitude.
-            if let Some(call) = e.downcast_ref::<crate::rpc::client::RpcCallError>() {
-                eprintln!("error: {call}");
-                std::process::exit(call.code.unsigned_abs().clamp(1, 255) as i32);
-            }
-            bail!("{e:#}")
-        }
-    }
-    Ok(())
 }

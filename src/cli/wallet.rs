@@ -3,9 +3,10 @@
 
 use super::DataArgs;
 use crate::primitives::{Address, Amount, Hash256};
+use crate::rpc::api::QuarryApiClient;
+use crate::rpc::client::{BlockingClient, RpcConfig};
 use crate::wallet::keystore::Wallet;
 use crate::wallet::ops::{self, WalletError};
-use crate::wallet::rpc::NodeRpc;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use serde_json::json;
@@ -179,7 +180,8 @@ pub fn run(args: WalletArgs) -> Result<()> {
         let addr = args
             .rpc_connect
             .unwrap_or_else(|| SocketAddr::from((Ipv4Addr::LOCALHOST, network.default_rpc_port())));
-        NodeRpc::new(addr, datadir.clone(), args.rpc_user.clone().zip(args.rpc_password.clone()))
+        let user = args.rpc_user.clone().zip(args.rpc_password.clone());
+        BlockingClient::new(&RpcConfig::new(addr, &datadir, user)).map_err(anyhow::Error::from)
     };
     let j = args.json;
     match &args.command {
@@ -286,10 +288,8 @@ pub fn run(args: WalletArgs) -> Result<()> {
             })?;
             let rate = ops::choose_fee_rate(&rpc, *fee_rate)?;
             let tx = ops::build_unlock(&w, rec, c, &to, rate)?;
-            let txid = rpc.call("sendrawtransaction", vec![json!(hex::encode(tx.encode()))])?;
-            print(j, json!({ "txid": txid, "lock_time": rec.height }), || {
-                txid.as_str().unwrap_or_default().to_string()
-            });
+            let txid = rpc.wait(rpc.sendrawtransaction(hex::encode(tx.encode())))?;
+            print(j, json!({ "txid": txid, "lock_time": rec.height }), || txid.to_string());
         }
         WalletCommand::Send { address, amount, fee_rate, wait, lock_until } => {
             let to = Address::decode(address, network.address_hrp()).map_err(WalletError::from)?;
@@ -332,9 +332,7 @@ pub fn run(args: WalletArgs) -> Result<()> {
                     );
                 }
             }
-            let txid = rpc.call("sendrawtransaction", vec![json!(hex::encode(signed.tx.encode()))])?;
-            let txid: Hash256 =
-                txid.as_str().unwrap_or("").parse().context("the node returned a malformed txid")?;
+            let txid = rpc.wait(rpc.sendrawtransaction(hex::encode(signed.tx.encode())))?;
             if let Some(n) = wait {
                 wait_confirmations(&rpc, &txid, *n)?;
             }
@@ -398,11 +396,11 @@ pub fn run(args: WalletArgs) -> Result<()> {
     Ok(())
 }
 
-fn wait_confirmations(rpc: &NodeRpc, txid: &Hash256, n: u32) -> Result<()> {
+fn wait_confirmations(rpc: &BlockingClient, txid: &Hash256, n: u32) -> Result<()> {
     let start = Instant::now();
     loop {
-        if let Ok(v) = rpc.call("getrawtransaction", vec![json!(txid.to_string()), json!(true)]) {
-            if v["confirmations"].as_u64().unwrap_or(0) >= n as u64 {
+        if let Ok(tx) = rpc.wait(rpc.transaction_info(txid)) {
+            if tx.confirmations.unwrap_or(0) >= n {
                 return Ok(());
             }
         }
@@ -418,7 +416,7 @@ fn multisig(
     cmd: &MultisigCommand,
     path: &std::path::Path,
     network: crate::consensus::Network,
-    rpc: &dyn Fn() -> Result<NodeRpc>,
+    rpc: &dyn Fn() -> Result<BlockingClient>,
 ) -> Result<()> {
     use crate::wallet::keystore::MultisigRecord;
     use crate::wallet::multisig::{escrow, parse_pubkey, Psbt};
@@ -517,15 +515,13 @@ fn multisig(
                     .map_err(|e| anyhow::anyhow!("the file's transaction does not decode: {e}"))?;
             let rpc = rpc()?;
             for (i, (input, claim)) in tx.inputs.iter().zip(&psbt.inputs).enumerate() {
-                let coin = rpc.call(
-                    "gettxout",
-                    vec![json!(input.prevout.txid.to_string()), json!(input.prevout.index), json!(true)],
-                )?;
-                let value = ops::coins_of_value(&coin["value"]).ok().map(Amount::to_sat);
-                if coin.is_null()
-                    || value != Some(claim.value)
-                    || coin["scriptPubKey"]["hex"].as_str() != Some(claim.lock.as_str())
-                {
+                let coin =
+                    rpc.wait(rpc.gettxout(input.prevout.txid.to_string(), input.prevout.index, Some(true)))?;
+                let matches = coin.is_some_and(|c| {
+                    crate::rpc::types::amount_of_coins(c.value).map(|a| a.to_sat()) == Some(claim.value)
+                        && c.script_pubkey.hex == claim.lock
+                });
+                if !matches {
                     bail!(
                         "input {i} ({}) is spent or differs from what the file claims: refusing to sign",
                         input.prevout
@@ -553,8 +549,9 @@ fn multisig(
         MultisigCommand::Finalize { file } => {
             let psbt = read_psbt(file)?;
             let tx = psbt.finalize(network.name())?;
-            let txid = rpc()?.call("sendrawtransaction", vec![json!(hex::encode(tx.encode()))])?;
-            print(j, json!({ "txid": txid }), || txid.as_str().unwrap_or_default().to_string());
+            let rpc = rpc()?;
+            let txid = rpc.wait(rpc.sendrawtransaction(hex::encode(tx.encode())))?;
+            print(j, json!({ "txid": txid }), || txid.to_string());
         }
     }
     Ok(())

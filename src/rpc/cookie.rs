@@ -37,16 +37,11 @@ pub fn write(datadir: &Path) -> Result<String> {
 }
 
 /// Reads `user:password` from a cookie file.
-pub fn read(datadir: &Path) -> Result<(String, String)> {
+pub fn read(datadir: &Path) -> Result<(String, String), super::client::RpcError> {
+    use super::client::RpcError;
     let p = path(datadir);
-    let text = std::fs::read_to_string(&p).with_context(|| {
-        format!(
-            "reading the RPC cookie {} (is the node running with this --datadir and --network?)",
-            p.display()
-        )
-    })?;
-    let (user, pass) =
-        text.trim().split_once(':').with_context(|| format!("malformed cookie file {}", p.display()))?;
+    let text = std::fs::read_to_string(&p).map_err(|source| RpcError::Cookie { path: p.clone(), source })?;
+    let (user, pass) = text.trim().split_once(':').ok_or(RpcError::MalformedCookie { path: p.clone() })?;
     Ok((user.to_string(), pass.to_string()))
 }
 

@@ -70,6 +70,16 @@ fn plain_decimal(text: &str) -> Option<String> {
     })
 }
 
+/// An amount in coins as a float (8 decimals, like Core).
+pub fn coins_f64(a: Amount) -> f64 {
+    a.to_sat() as f64 / 1e8
+}
+
+/// A fee rate in base units per 1000 bytes as coins per kB (Core's unit), as a float.
+pub fn rate_f64(per_kb: u64) -> f64 {
+    per_kb as f64 / 1e8
+}
+
 /// A fee rate in sat per 1000 bytes as coins per kB (Core's unit).
 pub fn rate_coins_per_kb(sat_per_kb: u64) -> Value {
     json!(sat_per_kb as f64 / 1e8)
@@ -88,7 +98,8 @@ pub fn difficulty(pow_limit: &U256, bits: u32) -> f64 {
     }
 }
 
-fn script_type(lock: &[u8]) -> &'static str {
+/// Core's name for an output script's template.
+pub fn script_type(lock: &[u8]) -> &'static str {
     match Template::classify(lock) {
         Template::P2pkh(_) => "pubkeyhash",
         Template::P2sh(_) => "scripthash",

@@ -1,13 +1,15 @@
 //! JSON-RPC 2.0 over HTTP (jsonrpsee): loopback by default, cookie authentication like
-//! bitcoind, Bitcoin Core method names and result fields. [`client`] is the typed client
-//! behind `quarry rpc`.
+//! bitcoind, Bitcoin Core method names and result fields. [`api`] defines every method once
+//! (parameters and [`types`] of the results); [`client`] is the one client everything that
+//! talks to a node uses.
 
+pub mod api;
 pub mod client;
 pub mod cookie;
 pub mod json;
-pub mod methods;
-pub mod net_methods;
 pub mod server;
+pub mod service;
+pub mod types;
 
 use jsonrpsee::types::ErrorObjectOwned;
 

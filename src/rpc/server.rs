@@ -1,11 +1,11 @@
 //! The HTTP server: authentication, size limits, method registration.
 
 use super::cookie::COOKIE_USER;
-use super::methods;
+use super::api::QuarryApiServer;
+use super::service::RpcService;
 use crate::node::NodeHandle;
 use base64::Engine;
 use jsonrpsee::server::{HttpBody, Server, ServerHandle};
-use jsonrpsee::RpcModule;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tower_http::validate_request::{ValidateRequest, ValidateRequestHeaderLayer};
@@ -81,8 +81,6 @@ pub async fn start_server(
         .http_only()
         .build(bind)
         .await?;
-    let mut module = RpcModule::new(methods::Ctx { node, net, stop });
-    methods::register(&mut module).expect("method names are unique");
-    super::net_methods::register(&mut module).expect("method names are unique");
+    let module = RpcService { node, net, stop }.into_rpc();
     Ok(server.start(module))
 }

@@ -18,11 +18,11 @@ pub use status::{status, status_table, NodeStatus};
 pub use up::{prefund, up, UpOptions, PREFUND_COINS};
 
 use crate::consensus::Network;
+use crate::rpc::api::QuarryApiClient;
+use crate::rpc::client::{BlockingClient, RpcConfig, RpcError};
 use crate::wallet::keystore::Wallet;
-use crate::wallet::rpc::NodeRpc;
 use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -230,14 +230,20 @@ impl Testnet {
     }
 
     /// An RPC client for a node.
-    pub fn rpc(&self, name: &str) -> Result<NodeRpc> {
-        let n = self.node(name)?;
-        NodeRpc::new(SocketAddr::from(([127, 0, 0, 1], n.rpc_port)), self.datadir(name), None)
+    pub fn rpc(&self, name: &str) -> Result<BlockingClient> {
+        BlockingClient::new(&self.rpc_config(name)?).with_context(|| format!("node {name}"))
     }
 
-    /// Calls a node's RPC.
-    pub fn call(&self, name: &str, method: &str, params: Vec<Value>) -> Result<Value> {
-        self.rpc(name)?.call(method, params).with_context(|| format!("{name}: {method}"))
+    /// Where a node's RPC is and how to authenticate (its cookie).
+    pub fn rpc_config(&self, name: &str) -> Result<RpcConfig> {
+        let n = self.node(name)?;
+        Ok(RpcConfig::new(SocketAddr::from(([127, 0, 0, 1], n.rpc_port)), &self.datadir(name), None))
+    }
+
+    /// Runs `f` with a client for node `name`: `t.ask(name, |c| c.wait(c.getblockcount()))`.
+    /// Errors name the node.
+    pub fn ask<T>(&self, name: &str, f: impl FnOnce(&BlockingClient) -> Result<T, RpcError>) -> Result<T> {
+        f(&self.rpc(name)?).with_context(|| format!("node {name}"))
     }
 
     /// A node's dialable multiaddr.
@@ -314,7 +320,7 @@ impl Testnet {
     pub fn wait_ready(&mut self, name: &str, timeout: Duration) -> Result<()> {
         let start = Instant::now();
         loop {
-            if self.call(name, "getblockcount", vec![]).is_ok() {
+            if self.ask(name, |c| c.wait(c.getblockcount())).is_ok() {
                 return Ok(());
             }
             if !self.is_running(name) {
@@ -337,7 +343,7 @@ impl Testnet {
             return self.save();
         }
         let pid = self.node(name)?.pid.expect("running nodes have a pid");
-        let _ = self.call(name, "stop", vec![]);
+        let _ = self.ask(name, |c| c.wait(c.stop()));
         let mut escalated = 0;
         let start = Instant::now();
         while self.is_running(name) {
@@ -432,8 +438,8 @@ impl Testnet {
     pub fn tips(&mut self) -> Result<Vec<(String, String)>> {
         let mut out = Vec::new();
         for n in self.running() {
-            let tip = self.call(&n, "getbestblockhash", vec![])?;
-            out.push((n, tip.as_str().unwrap_or_default().to_string()));
+            let tip = self.ask(&n, |c| c.wait(c.getbestblockhash()))?;
+            out.push((n, tip.to_string()));
         }
         Ok(out)
     }
@@ -449,16 +455,12 @@ impl Testnet {
     /// Mines `blocks` blocks on `name` paying its wallet; returns the hashes.
     pub fn mine(&self, name: &str, blocks: u32) -> Result<Vec<String>> {
         let address = self.wallet(name)?.address(0).encode();
-        let v = self.call(name, "generatetoaddress", vec![json!(blocks), json!(address)])?;
-        Ok(v.as_array()
-            .map(|a| a.iter().filter_map(|h| h.as_str().map(str::to_string)).collect())
-            .unwrap_or_default())
+        let hashes = self.ask(name, |c| c.wait(c.generatetoaddress(blocks.into(), address)))?;
+        Ok(hashes.iter().map(|h| h.to_string()).collect())
     }
 
     /// Number of peers of a node.
     pub fn peers(&self, name: &str) -> Result<u64> {
-        self.call(name, "getconnectioncount", vec![])?
-            .as_u64()
-            .ok_or_else(|| anyhow!("bad getconnectioncount answer"))
+        self.ask(name, |c| c.wait(c.getconnectioncount()))
     }
 }

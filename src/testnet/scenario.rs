@@ -9,12 +9,14 @@
 
 use super::topology::Topology;
 use super::{Testnet, UpOptions};
-use crate::primitives::{Amount, Transaction, TxIn, TxOut};
+use crate::primitives::{Amount, Hash256, Transaction, TxIn, TxOut};
+use crate::rpc::api::QuarryApiClient;
+use crate::rpc::codes;
+use crate::rpc::types::{GetRawMempool, GetRawTransaction, TipStatus};
 use crate::script::templates::address_lock;
 use crate::wallet::ops;
 use anyhow::{anyhow, bail, Context, Result};
 use serde::Deserialize;
-use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -187,6 +189,14 @@ fn describe(step: &Step) -> String {
     }
 }
 
+/// Txids in a node's mempool, as strings (the labels' form).
+fn mempool_txids(t: &Testnet, node: &str) -> Result<Vec<String>> {
+    match t.ask(node, |c| c.wait(c.getrawmempool(Some(false))))? {
+        GetRawMempool::Txids(ids) => Ok(ids.iter().map(|t| t.to_string()).collect()),
+        GetRawMempool::Verbose(_) => bail!("node {node}: getrawmempool false answered the verbose form"),
+    }
+}
+
 fn coins(s: &str) -> Result<Amount> {
     Amount::from_coins_str(s).map_err(|e| anyhow!("amount {s:?}: {e}"))
 }
@@ -197,12 +207,15 @@ impl Runner {
     }
 
     fn confirmed_on(&self, node: &str, txid: &str) -> Result<bool> {
-        match self.t.call(node, "getrawtransaction", vec![json!(txid), json!(true)]) {
-            Ok(v) => Ok(v.get("blockhash").is_some_and(|b| !b.is_null())),
-            Err(e) if format!("{e:#}").contains("No such") || format!("{e:#}").contains("not found") => {
-                Ok(false)
+        let c = self.t.rpc(node)?;
+        match c.wait(c.getrawtransaction(txid.to_string(), Some(true.into()))) {
+            Ok(GetRawTransaction::Info(tx)) => Ok(tx.blockhash.is_some()),
+            Ok(GetRawTransaction::Hex(_)) => {
+                bail!("node {node}: getrawtransaction answered hex to a verbose call")
             }
-            Err(e) => Err(e),
+            // -5: no such transaction (or its block is gone).
+            Err(e) if e.code() == Some(codes::INVALID_ADDRESS_OR_KEY) => Ok(false),
+            Err(e) => Err(anyhow!("node {node}: {e}")),
         }
     }
 
@@ -223,8 +236,8 @@ impl Runner {
                 Ok(String::new())
             }
             Step::Kill { node } => {
-                let height = t.call(node, "getblockcount", vec![])?.as_u64().unwrap_or(0);
-                let tip = t.call(node, "getbestblockhash", vec![])?.as_str().unwrap_or_default().to_string();
+                let height = t.ask(node, |c| c.wait(c.getblockcount()))? as u64;
+                let tip = t.ask(node, |c| c.wait(c.getbestblockhash()))?.to_string();
                 t.kill_node(node)?;
                 self.killed.insert(node.clone(), (height, tip));
                 Ok(format!("(was at height {height})"))
@@ -251,7 +264,7 @@ impl Runner {
                         .ok_or_else(|| anyhow!("no node {b}"))?
                         .peer_id
                         .clone();
-                    t.call(a, "setban", vec![json!(peer), json!("add"), json!(3_600)])?;
+                    t.ask(a, |c| c.wait(c.setban(peer, "add".into(), Some(3_600))))?;
                 }
                 // Wait until no cut link remains.
                 let check = pairs.clone();
@@ -264,8 +277,8 @@ impl Runner {
                             .find(|n| &n.name == b)
                             .map(|n| n.peer_id.clone())
                             .unwrap_or_default();
-                        let peers = t.call(a, "getpeerinfo", vec![])?;
-                        if peers.as_array().is_some_and(|p| p.iter().any(|x| x["peerid"] == json!(peer))) {
+                        let peers = t.ask(a, |c| c.wait(c.getpeerinfo()))?;
+                        if peers.iter().any(|x| x.peerid == peer) {
                             return Ok(false);
                         }
                     }
@@ -283,9 +296,9 @@ impl Runner {
                         .find(|n| n.name == b)
                         .map(|n| n.peer_id.clone())
                         .unwrap_or_default();
-                    let _ = t.call(&a, "setban", vec![json!(peer), json!("remove")]);
+                    let _ = t.ask(&a, |c| c.wait(c.setban(peer, "remove".into(), None)));
                     let addr = t.p2p_addr(&b)?;
-                    let _ = t.call(&a, "addnode", vec![json!(addr), json!("onetry")]);
+                    let _ = t.ask(&a, |c| c.wait(c.addnode(addr, "onetry".into())));
                 }
                 Ok(String::new())
             }
@@ -294,7 +307,7 @@ impl Runner {
                 if hashes.len() != *blocks as usize {
                     bail!("mined {} of {blocks} blocks", hashes.len());
                 }
-                let height = t.call(node, "getblockcount", vec![])?;
+                let height = t.ask(node, |c| c.wait(c.getblockcount()))?;
                 Ok(format!("(height {height})"))
             }
             Step::Send { from, to, amount, label, via } => {
@@ -307,8 +320,7 @@ impl Runner {
                 let rate = ops::choose_fee_rate(&rpc, None).map_err(|e| anyhow!("{e}"))?;
                 let signed = ops::build_send(&mut wallet, &coins, &address_lock(&to_addr), amount, rate)
                     .map_err(|e| anyhow!("{from}: {e}"))?;
-                let txid = t.call(via, "sendrawtransaction", vec![json!(hex::encode(signed.tx.encode()))])?;
-                let txid = txid.as_str().unwrap_or_default().to_string();
+                let txid = rpc.wait(rpc.sendrawtransaction(hex::encode(signed.tx.encode())))?.to_string();
                 self.labels.insert(label.clone(), txid.clone());
                 Ok(format!("({txid})"))
             }
@@ -335,8 +347,8 @@ impl Runner {
                     };
                     ops::sign_p2pkh_inputs(&wallet, &mut tx, std::slice::from_ref(&coin.out))
                         .map_err(|e| anyhow!("{e}"))?;
-                    let txid = t.call(node, "sendrawtransaction", vec![json!(hex::encode(tx.encode()))])?;
-                    let txid = txid.as_str().unwrap_or_default().to_string();
+                    let txid =
+                        t.ask(node, |c| c.wait(c.sendrawtransaction(hex::encode(tx.encode()))))?.to_string();
                     self.labels.insert(format!("{label}.{suffix}"), txid.clone());
                     ids.push(txid);
                 }
@@ -346,13 +358,13 @@ impl Runner {
                 let nodes = self.nodes_or_running(nodes);
                 let timeout = Duration::from_secs(timeout.unwrap_or(120));
                 self.t.wait_until("one tip", timeout, |t| t.same_tip(Some(&nodes)))?;
-                let h = self.t.call(&nodes[0], "getblockcount", vec![])?;
+                let h = self.t.ask(&nodes[0], |c| c.wait(c.getblockcount()))?;
                 Ok(format!("(height {h})"))
             }
             Step::WaitHeight { node, height, timeout } => {
                 let timeout = Duration::from_secs(timeout.unwrap_or(120));
                 t.wait_until(&format!("{node} at height {height}"), timeout, |t| {
-                    Ok(t.call(node, "getblockcount", vec![])?.as_u64().unwrap_or(0) >= *height)
+                    Ok(t.ask(node, |c| c.wait(c.getblockcount()))? as u64 >= *height)
                 })?;
                 Ok(String::new())
             }
@@ -360,8 +372,7 @@ impl Runner {
                 let txid = self.label(label)?.clone();
                 let timeout = Duration::from_secs(timeout.unwrap_or(60));
                 self.t.wait_until(&format!("{label} in {node}'s mempool"), timeout, |t| {
-                    let pool = t.call(node, "getrawmempool", vec![])?;
-                    Ok(pool.as_array().is_some_and(|p| p.contains(&json!(txid))))
+                    Ok(mempool_txids(t, node)?.contains(&txid))
                 })?;
                 Ok(String::new())
             }
@@ -382,9 +393,8 @@ impl Runner {
                 let nodes = self.nodes_or_running(nodes);
                 let mut digests = Vec::new();
                 for n in &nodes {
-                    let v = self.t.call(n, "gettxoutsetinfo", vec![])?;
-                    digests
-                        .push((n.clone(), v["hash_serialized_3"].as_str().unwrap_or_default().to_string()));
+                    let v = self.t.ask(n, |c| c.wait(c.gettxoutsetinfo()))?;
+                    digests.push((n.clone(), v.hash_serialized_3.to_string()));
                 }
                 if digests.windows(2).any(|w| w[0].1 != w[1].1) {
                     bail!("UTXO digests differ: {digests:?}");
@@ -392,17 +402,15 @@ impl Runner {
                 Ok(String::new())
             }
             Step::AssertReorg { node, min_depth } => {
-                let tips = t.call(node, "getchaintips", vec![])?;
+                let tips = t.ask(node, |c| c.wait(c.getchaintips()))?;
                 let deepest = tips
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter(|x| x["status"] == json!("valid-fork"))
-                    .filter_map(|x| x["branchlen"].as_u64())
+                    .iter()
+                    .filter(|x| x.status == TipStatus::ValidFork)
+                    .map(|x| x.branchlen as u64)
                     .max()
                     .unwrap_or(0);
                 if deepest < *min_depth {
-                    bail!("deepest abandoned branch on {node} is {deepest} blocks, expected >= {min_depth}: {tips}");
+                    bail!("deepest abandoned branch on {node} is {deepest} blocks, expected >= {min_depth}: {tips:?}");
                 }
                 Ok(format!("(depth {deepest})"))
             }
@@ -423,12 +431,9 @@ impl Runner {
             }
             Step::AssertInMempool { label, node } => {
                 let txid = self.label(label)?.clone();
-                let pool = self.t.call(node, "getrawmempool", vec![])?;
-                if !pool.as_array().is_some_and(|p| p.contains(&json!(txid))) {
-                    bail!(
-                        "{label} ({txid}) is not in {node}'s mempool ({} txs)",
-                        pool.as_array().map_or(0, Vec::len)
-                    );
+                let pool = mempool_txids(&self.t, node)?;
+                if !pool.contains(&txid) {
+                    bail!("{label} ({txid}) is not in {node}'s mempool ({} txs)", pool.len());
                 }
                 Ok(String::new())
             }
@@ -470,7 +475,7 @@ impl Runner {
                 Ok(format!("({got})"))
             }
             Step::AssertHeight { node, min } => {
-                let h = t.call(node, "getblockcount", vec![])?.as_u64().unwrap_or(0);
+                let h = t.ask(node, |c| c.wait(c.getblockcount()))? as u64;
                 if h < *min {
                     bail!("{node} is at height {h}, expected >= {min}");
                 }
@@ -482,18 +487,19 @@ impl Runner {
                     .get(node)
                     .cloned()
                     .ok_or_else(|| anyhow!("{node} was not killed in this scenario"))?;
-                let h = self.t.call(node, "getblockcount", vec![])?.as_u64().unwrap_or(0);
+                let h = self.t.ask(node, |c| c.wait(c.getblockcount()))? as u64;
                 if h < height {
                     bail!("{node} is at height {h}, below the {height} it had when killed");
                 }
-                let header: Value = self
+                let hash: Hash256 = tip.parse().map_err(|e| anyhow!("pre-crash tip {tip:?}: {e}"))?;
+                let header = self
                     .t
-                    .call(node, "getblockheader", vec![json!(tip), json!(true)])
+                    .ask(node, |c| c.wait(c.header_info(&hash)))
                     .with_context(|| format!("{node} no longer has its pre-crash tip {tip}"))?;
                 Ok(format!(
                     "(height {h}; pre-crash tip {}… still stored at {})",
-                    &tip[..12],
-                    header["height"]
+                    tip.get(..12).unwrap_or(&tip),
+                    header.height.map_or("an unknown height".to_string(), |h| h.to_string())
                 ))
             }
         }

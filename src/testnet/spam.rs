@@ -10,13 +10,12 @@
 
 use super::Testnet;
 use crate::primitives::{Amount, Hash256, OutPoint, Transaction, TxIn, TxOut};
+use crate::rpc::api::QuarryApiClient;
+use crate::rpc::client::{BlockingClient, RawParams, RpcConfig};
 use crate::script::templates::address_lock;
 use crate::wallet::ops;
 use anyhow::{anyhow, bail, Result};
-use serde_json::{json, Value};
 use std::collections::HashMap;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -67,42 +66,6 @@ const FANOUT: usize = 1_800;
 /// Transactions per JSON-RPC batch.
 const BATCH: usize = 100;
 
-struct Endpoint {
-    addr: SocketAddr,
-    auth: String,
-}
-
-fn endpoint(t: &Testnet, name: &str) -> Result<Endpoint> {
-    use base64::Engine;
-    let n = t.state.nodes.iter().find(|n| n.name == name).ok_or_else(|| anyhow!("no node {name}"))?;
-    let (u, p) = crate::rpc::cookie::read(&t.datadir(name))?;
-    Ok(Endpoint {
-        addr: SocketAddr::from(([127, 0, 0, 1], n.rpc_port)),
-        auth: base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}")),
-    })
-}
-
-/// One HTTP POST (connection closed after), returning the body.
-fn post(ep: &Endpoint, body: &str) -> Result<String> {
-    let mut s = TcpStream::connect_timeout(&ep.addr, Duration::from_secs(5))?;
-    s.set_read_timeout(Some(Duration::from_secs(60)))?;
-    write!(
-        s,
-        "POST / HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nAuthorization: Basic {}\r\nConnection: close\r\n\r\n",
-        ep.addr,
-        body.len(),
-        ep.auth
-    )?;
-    s.write_all(body.as_bytes())?;
-    let mut resp = String::new();
-    s.read_to_string(&mut resp)?;
-    let (head, body) = resp.split_once("\r\n\r\n").ok_or_else(|| anyhow!("malformed HTTP response"))?;
-    if !head.starts_with("HTTP/1.1 200") {
-        bail!("HTTP error: {}", head.lines().next().unwrap_or_default());
-    }
-    Ok(body.to_string())
-}
-
 /// Gives every running node `per_node` outputs of `value` (to its address 0), paid by fan-out
 /// transactions from any wallet's spendable coins (the miners' wallets hold most of them),
 /// then mines a block and waits for it everywhere.
@@ -149,7 +112,7 @@ fn prepare(t: &mut Testnet, nodes: &[String], per_node: usize, value: Amount, mi
     let names = nodes.to_vec();
     // Let the fan-out transactions reach the miner's mempool, then confirm them.
     std::thread::sleep(Duration::from_millis(500));
-    t.call(miner, "generatetoaddress", vec![json!(1), json!(address)])?;
+    t.ask(miner, |c| c.wait(c.generatetoaddress(1, address)))?;
     t.wait_until("the fan-out block everywhere", Duration::from_secs(120), |t| t.same_tip(Some(&names)))?;
     Ok(())
 }
@@ -184,10 +147,9 @@ fn split_large_coins(t: &mut Testnet, nodes: &[String], chunk: u64, miner: &str)
     let names = nodes.to_vec();
     std::thread::sleep(Duration::from_millis(500));
     for _ in 0..10 {
-        t.call(miner, "generatetoaddress", vec![json!(1), json!(address)])?;
+        t.ask(miner, |c| c.wait(c.generatetoaddress(1, address.clone())))?;
         t.wait_until("the split block everywhere", Duration::from_secs(120), |t| t.same_tip(Some(&names)))?;
-        let pool = t.call(miner, "getmempoolinfo", vec![])?;
-        if pool["size"].as_u64() == Some(0) {
+        if t.ask(miner, |c| c.wait(c.getmempoolinfo()))?.size == 0 {
             return Ok(());
         }
     }
@@ -209,7 +171,7 @@ fn spend_one(
         lock_time: 0,
     };
     ops::sign_p2pkh_inputs(wallet, &mut tx, std::slice::from_ref(&coin.out)).map_err(|e| anyhow!("{e}"))?;
-    t.call(node, "sendrawtransaction", vec![json!(hex::encode(tx.encode()))])?;
+    t.ask(node, |c| c.wait(c.sendrawtransaction(hex::encode(tx.encode()))))?;
     Ok(tx)
 }
 
@@ -270,8 +232,8 @@ pub fn run(t: &mut Testnet, opts: &SpamOptions) -> Result<SpamReport> {
         nodes.len()
     );
 
-    let endpoints: Vec<Endpoint> = nodes.iter().map(|n| endpoint(t, n)).collect::<Result<_>>()?;
-    let endpoints = Arc::new(endpoints);
+    let configs: Vec<RpcConfig> = nodes.iter().map(|n| t.rpc_config(n)).collect::<Result<_>>()?;
+    let configs = Arc::new(configs);
     let last_send: Arc<Mutex<Option<Instant>>> = Arc::new(Mutex::new(None));
     let sent_at: Arc<Mutex<HashMap<Hash256, Instant>>> =
         Arc::new(Mutex::new(HashMap::with_capacity(offered)));
@@ -283,10 +245,13 @@ pub fn run(t: &mut Testnet, opts: &SpamOptions) -> Result<SpamReport> {
     let batches = Arc::new(batches);
     let mut handles = Vec::new();
     for s in 0..senders {
-        let (batches, endpoints, sent_at, refused) =
-            (batches.clone(), endpoints.clone(), sent_at.clone(), refused.clone());
+        let (batches, configs, sent_at, refused) =
+            (batches.clone(), configs.clone(), sent_at.clone(), refused.clone());
         let last_send = last_send.clone();
         handles.push(std::thread::spawn(move || {
+            // One client (keep-alive connection) per node for this thread.
+            let clients: Vec<Result<BlockingClient, String>> =
+                configs.iter().map(|c| BlockingClient::new(c).map_err(|e| e.to_string())).collect();
             let mut k = s;
             while k < batches.len() {
                 let due = start + Duration::from_secs_f64(k as f64 * batch_interval);
@@ -294,11 +259,12 @@ pub fn run(t: &mut Testnet, opts: &SpamOptions) -> Result<SpamReport> {
                     std::thread::sleep(wait);
                 }
                 // Each batch goes to the node that owns most of it (round-robin otherwise).
-                let node = batches[k].first().map_or(0, |b| b.0) % endpoints.len();
-                let body: Vec<Value> = batches[k]
+                let node = batches[k].first().map_or(0, |b| b.0) % clients.len();
+                let calls: Vec<(&str, RawParams)> = batches[k]
                     .iter()
-                    .enumerate()
-                    .map(|(j, (_, _, hex))| json!({"jsonrpc": "2.0", "id": j, "method": "sendrawtransaction", "params": [hex]}))
+                    .map(|(_, _, hex)| {
+                        ("sendrawtransaction", RawParams::Positional(vec![hex.as_str().into()]))
+                    })
                     .collect();
                 // Recorded before posting, so a block the watcher reads while the answer is on
                 // its way still counts; refused transactions are taken out again below.
@@ -309,36 +275,29 @@ pub fn run(t: &mut Testnet, opts: &SpamOptions) -> Result<SpamReport> {
                         map.insert(*txid, now);
                     }
                 }
-                let answer = post(&endpoints[node], &Value::Array(body).to_string());
+                let answer = match &clients[node] {
+                    Ok(c) => c.wait(c.batch::<Hash256>(calls)).map_err(|e| e.to_string()),
+                    Err(e) => Err(e.clone()),
+                };
                 {
                     let mut l = last_send.lock().expect("lock");
                     let done = Instant::now();
                     *l = Some(l.map_or(done, |x| x.max(done)));
                 }
                 match answer {
-                    Ok(text) => {
-                        let answers: Vec<Value> = serde_json::from_str(&text).unwrap_or_default();
+                    Ok(answers) => {
                         let mut map = sent_at.lock().expect("lock");
-                        let mut answered = vec![false; batches[k].len()];
-                        for a in answers {
-                            let Some(j) = a["id"].as_u64() else { continue };
-                            let Some((_, txid, _)) = batches[k].get(j as usize) else { continue };
-                            answered[j as usize] = true;
-                            if a.get("error").is_some_and(|e| !e.is_null()) {
-                                map.remove(txid);
-                                let mut r = refused.lock().expect("lock");
-                                r.0 += 1;
-                                r.1.get_or_insert_with(|| a["error"].to_string());
-                            }
-                        }
-                        // No answer for it (an unreadable reply): counted as refused.
-                        for (j, ok) in answered.iter().enumerate() {
-                            if !ok {
-                                map.remove(&batches[k][j].1);
-                                let mut r = refused.lock().expect("lock");
-                                r.0 += 1;
-                                r.1.get_or_insert_with(|| "no answer in the batch reply".into());
-                            }
+                        // Answers come in call order; a missing one counts as refused.
+                        for (j, (_, txid, _)) in batches[k].iter().enumerate() {
+                            let error = match answers.get(j) {
+                                Some(Ok(_)) => continue,
+                                Some(Err(e)) => e.to_string(),
+                                None => "no answer in the batch reply".to_string(),
+                            };
+                            map.remove(txid);
+                            let mut r = refused.lock().expect("lock");
+                            r.0 += 1;
+                            r.1.get_or_insert(error);
                         }
                     }
                     Err(e) => {
@@ -348,7 +307,7 @@ pub fn run(t: &mut Testnet, opts: &SpamOptions) -> Result<SpamReport> {
                         }
                         let mut r = refused.lock().expect("lock");
                         r.0 += batches[k].len();
-                        r.1.get_or_insert_with(|| format!("{e:#}"));
+                        r.1.get_or_insert(e);
                     }
                 }
                 k += senders;
@@ -358,7 +317,8 @@ pub fn run(t: &mut Testnet, opts: &SpamOptions) -> Result<SpamReport> {
 
     // Follow the chain on the first node while sending, then drain.
     let watcher = &nodes[0];
-    let mut next_height = t.call(watcher, "getblockcount", vec![])?.as_u64().unwrap_or(0) + 1;
+    let watch = t.rpc(watcher)?;
+    let mut next_height = watch.wait(watch.getblockcount())? as u64 + 1;
     let mut latencies: Vec<f64> = Vec::new();
     // A transaction confirmed twice (its first block reorganised away) counts once.
     let mut counted: std::collections::HashSet<Hash256> = std::collections::HashSet::new();
@@ -372,19 +332,18 @@ pub fn run(t: &mut Testnet, opts: &SpamOptions) -> Result<SpamReport> {
             sending_done = true;
         }
         for n in &nodes {
-            if let Ok(v) = t.call(n, "getmempoolinfo", vec![]) {
-                max_mempool = max_mempool.max(v["size"].as_u64().unwrap_or(0));
+            if let Ok(v) = t.ask(n, |c| c.wait(c.getmempoolinfo())) {
+                max_mempool = max_mempool.max(v.size);
             }
         }
-        let height = t.call(watcher, "getblockcount", vec![])?.as_u64().unwrap_or(0);
+        let height = watch.wait(watch.getblockcount())? as u64;
         while next_height <= height {
-            let hash = t.call(watcher, "getblockhash", vec![json!(next_height)])?;
-            let block = t.call(watcher, "getblock", vec![hash, json!(1)])?;
+            let hash = watch.wait(watch.getblockhash(next_height as i64))?;
+            let block = watch.wait(watch.block_txids(&hash))?;
             let now = Instant::now();
             let map = sent_at.lock().expect("lock");
             let mut hit = false;
-            for txid in block["tx"].as_array().into_iter().flatten() {
-                let Some(id) = txid.as_str().and_then(|s| s.parse::<Hash256>().ok()) else { continue };
+            for id in block.tx {
                 if let (Some(t0), true) = (map.get(&id), counted.insert(id)) {
                     latencies.push(now.duration_since(*t0).as_secs_f64());
                     confirmed_at.push(now);

@@ -1,8 +1,9 @@
 //! The status table of `quarry testnet up|status`.
 
 use super::Testnet;
+use crate::rpc::api::QuarryApiClient;
+use crate::rpc::types::TipStatus;
 use serde::Serialize;
-use serde_json::json;
 
 /// One row of the status table.
 #[derive(Clone, Debug, Serialize)]
@@ -46,20 +47,18 @@ pub fn status(t: &mut Testnet) -> Vec<NodeStatus> {
                 hashrate: None,
                 last_fork: None,
             };
-            if running {
-                if let Ok(info) = t.call(&name, "getblockchaininfo", vec![]) {
-                    s.height = info["blocks"].as_u64();
-                    s.tip = info["bestblockhash"].as_str().map(str::to_string);
+            if let Some(c) = running.then(|| t.rpc(&name).ok()).flatten() {
+                if let Ok(info) = c.wait(c.getblockchaininfo()) {
+                    s.height = Some(info.blocks as u64);
+                    s.tip = Some(info.bestblockhash.to_string());
                 }
-                s.peers = t.peers(&name).ok();
-                s.mempool = t.call(&name, "getmempoolinfo", vec![]).ok().and_then(|v| v["size"].as_u64());
-                s.hashrate =
-                    t.call(&name, "getmininginfo", vec![]).ok().and_then(|v| v["hashespersec"].as_f64());
-                s.last_fork = t.call(&name, "getchaintips", vec![]).ok().and_then(|v| {
-                    v.as_array()?
-                        .iter()
-                        .filter(|tip| tip["status"] == json!("valid-fork"))
-                        .filter_map(|tip| Some((tip["height"].as_u64()?, tip["branchlen"].as_u64()?)))
+                s.peers = c.wait(c.getconnectioncount()).ok();
+                s.mempool = c.wait(c.getmempoolinfo()).ok().map(|m| m.size);
+                s.hashrate = c.wait(c.getmininginfo()).ok().map(|m| m.hashespersec);
+                s.last_fork = c.wait(c.getchaintips()).ok().and_then(|tips| {
+                    tips.iter()
+                        .filter(|tip| tip.status == TipStatus::ValidFork)
+                        .map(|tip| (tip.height as u64, tip.branchlen as u64))
                         .max()
                 });
             }

@@ -2,8 +2,8 @@
 
 use super::topology::Topology;
 use super::Testnet;
+use crate::rpc::api::QuarryApiClient;
 use anyhow::{anyhow, bail, Result};
-use serde_json::json;
 use std::path::Path;
 use std::time::Duration;
 
@@ -178,14 +178,13 @@ pub fn prefund(t: &mut Testnet, names: &[String], opts: &UpOptions) -> Result<()
     };
     let spent: Vec<TxOut> = inputs.iter().map(|c| c.out.clone()).collect();
     crate::wallet::ops::sign_p2pkh_inputs(&wallet, &mut tx, &spent).map_err(|e| anyhow!("{e}"))?;
-    let txid = t.call(&first, "sendrawtransaction", vec![json!(hex::encode(tx.encode()))])?;
-    let txid = txid.as_str().unwrap_or_default().to_string();
+    let txid = t.ask(&first, |c| c.wait(c.sendrawtransaction(hex::encode(tx.encode()))))?;
     let pb = bar(others.len() as u64, "paying the wallets", opts.progress);
     for _ in 0..20 {
         t.mine(&first, 1)?;
         t.wait_until("the nodes to agree on the tip", Duration::from_secs(60), |t| t.same_tip(Some(&all)))?;
-        let v = t.call(&first, "getrawtransaction", vec![json!(txid), json!(true)])?;
-        if v.get("blockhash").is_some_and(|b| !b.is_null()) {
+        let tx = t.ask(&first, |c| c.wait(c.transaction_info(&txid)))?;
+        if tx.blockhash.is_some() {
             pb.set_position(others.len() as u64);
             pb.finish();
             return Ok(());

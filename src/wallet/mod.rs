@@ -3,4 +3,3 @@
 pub mod keystore;
 pub mod multisig;
 pub mod ops;
-pub mod rpc;

@@ -1,15 +1,16 @@
 //! Wallet operations over a node's JSON-RPC: coins, balance, sending, proof checks.
 
 use super::keystore::{KeystoreError, Wallet};
-use super::rpc::NodeRpc;
 use crate::consensus::pow::check_proof_of_work;
 use crate::primitives::{
     Address, AddressError, Amount, AmountError, Hash256, OutPoint, Script, Transaction, TxIn, TxOut,
 };
+use crate::rpc::api::QuarryApiClient;
+use crate::rpc::client::{BlockingClient, RpcError};
+use crate::rpc::types::{amount_of_coins, AddressQuery, GetRawMempool, TxOutput};
 use crate::script::templates::{address_lock, p2pkh_unlock, Template};
 use crate::script::{sighash, SighashCache};
 use ed25519_dalek::Signer;
-use serde_json::{json, Value};
 use std::collections::HashMap;
 
 /// Change below this many base units is not worth an output: it goes to the fee instead.
@@ -38,19 +39,21 @@ pub enum WalletError {
     #[error("cannot send zero coins")]
     ZeroAmount,
     #[error("node: {0}")]
-    Node(String),
+    Node(#[from] RpcError),
     #[error("the node's answer is malformed: {0}")]
     Malformed(String),
     #[error("proof check failed: {0}")]
     Proof(String),
 }
 
-fn node<T>(r: anyhow::Result<T>) -> Result<T, WalletError> {
-    r.map_err(|e| WalletError::Node(format!("{e:#}")))
+/// The base units of an output in an answer.
+fn output_value(o: &TxOutput) -> Result<Amount, WalletError> {
+    amount_of_coins(o.value).ok_or_else(|| WalletError::Malformed(format!("output value {} coins", o.value)))
 }
 
-fn sat_of(v: &Value, what: &str) -> Result<u64, WalletError> {
-    v.as_u64().ok_or_else(|| WalletError::Malformed(format!("{what} is not a number: {v}")))
+/// The addresses in groups the node accepts in one call.
+fn address_queries(addrs: &[String]) -> impl Iterator<Item = AddressQuery> + '_ {
+    addrs.chunks(100).map(|c| AddressQuery::Many { addresses: c.to_vec() })
 }
 
 /// An unspent output the wallet can spend.
@@ -81,34 +84,28 @@ pub struct Balance {
 }
 
 /// Confirmed unspent outputs paying the wallet's addresses.
-pub fn utxos(wallet: &Wallet, rpc: &NodeRpc) -> Result<Vec<Utxo>, WalletError> {
+pub fn utxos(wallet: &Wallet, rpc: &BlockingClient) -> Result<Vec<Utxo>, WalletError> {
     let addrs: Vec<String> = wallet.addresses().into_iter().map(|(_, a)| a.encode()).collect();
     utxos_of(rpc, &addrs)
 }
 
 /// Confirmed unspent outputs paying any of `addrs`.
-pub fn utxos_of(rpc: &NodeRpc, addrs: &[String]) -> Result<Vec<Utxo>, WalletError> {
+pub fn utxos_of(rpc: &BlockingClient, addrs: &[String]) -> Result<Vec<Utxo>, WalletError> {
     let mut out = Vec::new();
-    for chunk in addrs.chunks(100) {
-        let v = node(rpc.call("getaddressutxos", vec![json!({ "addresses": chunk })]))?;
-        for u in v.as_array().ok_or_else(|| WalletError::Malformed("getaddressutxos is not a list".into()))? {
-            let txid: Hash256 = u["txid"]
-                .as_str()
-                .unwrap_or("")
-                .parse()
-                .map_err(|e| WalletError::Malformed(format!("txid: {e}")))?;
-            let lock = hex::decode(u["script"].as_str().unwrap_or(""))
-                .map_err(|e| WalletError::Malformed(e.to_string()))?;
+    for query in address_queries(addrs) {
+        for u in rpc.wait(rpc.getaddressutxos(query))? {
             out.push(Utxo {
-                outpoint: OutPoint { txid, index: sat_of(&u["outputIndex"], "outputIndex")? as u32 },
+                outpoint: OutPoint { txid: u.txid, index: u.output_index },
                 out: TxOut {
-                    value: Amount::from_sat(sat_of(&u["satoshis"], "satoshis")?)?,
-                    lock: Script(lock),
+                    value: Amount::from_sat(u.satoshis)?,
+                    lock: Script(
+                        hex::decode(&u.script).map_err(|e| WalletError::Malformed(format!("script: {e}")))?,
+                    ),
                 },
-                height: sat_of(&u["height"], "height")? as u32,
-                coinbase: u["coinbase"].as_bool().unwrap_or(false),
-                address: u["address"].as_str().unwrap_or("").to_string(),
-                spent_in_mempool: !u["spent_in_mempool"].is_null(),
+                height: u.height,
+                coinbase: u.coinbase,
+                address: u.address,
+                spent_in_mempool: u.spent_in_mempool.is_some(),
             });
         }
     }
@@ -116,8 +113,8 @@ pub fn utxos_of(rpc: &NodeRpc, addrs: &[String]) -> Result<Vec<Utxo>, WalletErro
 }
 
 /// The node's tip height.
-pub fn tip_height(rpc: &NodeRpc) -> Result<u32, WalletError> {
-    Ok(sat_of(&node(rpc.call("getblockcount", vec![]))?, "getblockcount")? as u32)
+pub fn tip_height(rpc: &BlockingClient) -> Result<u32, WalletError> {
+    Ok(rpc.wait(rpc.getblockcount())?)
 }
 
 /// True once a coin can be spent in the next block (coinbase maturity).
@@ -127,7 +124,7 @@ pub fn is_mature(u: &Utxo, tip: u32, maturity: u32) -> bool {
 }
 
 /// Coins spendable now: confirmed, mature, not spent by a mempool transaction.
-pub fn spendable(wallet: &Wallet, rpc: &NodeRpc) -> Result<Vec<Utxo>, WalletError> {
+pub fn spendable(wallet: &Wallet, rpc: &BlockingClient) -> Result<Vec<Utxo>, WalletError> {
     let tip = tip_height(rpc)?;
     let maturity = wallet.network().params().coinbase_maturity;
     Ok(utxos(wallet, rpc)?
@@ -137,7 +134,7 @@ pub fn spendable(wallet: &Wallet, rpc: &NodeRpc) -> Result<Vec<Utxo>, WalletErro
 }
 
 /// The balance, with mempool payments to the wallet counted as unconfirmed.
-pub fn balance(wallet: &Wallet, rpc: &NodeRpc) -> Result<Balance, WalletError> {
+pub fn balance(wallet: &Wallet, rpc: &BlockingClient) -> Result<Balance, WalletError> {
     let tip = tip_height(rpc)?;
     let maturity = wallet.network().params().coinbase_maturity;
     let mut b = Balance::default();
@@ -158,13 +155,15 @@ pub fn balance(wallet: &Wallet, rpc: &NodeRpc) -> Result<Balance, WalletError> {
         }
     }
     let ours: HashMap<String, ()> = wallet.addresses().into_iter().map(|(_, a)| (a.encode(), ())).collect();
-    let mempool = node(rpc.call("getrawmempool", vec![]))?;
-    for txid in mempool.as_array().into_iter().flatten().take(5_000) {
+    let GetRawMempool::Txids(mempool) = rpc.wait(rpc.getrawmempool(Some(false)))? else {
+        return Err(WalletError::Malformed("getrawmempool false answered the verbose form".into()));
+    };
+    for txid in mempool.iter().take(5_000) {
         // A transaction may leave the mempool between the two calls: skip it.
-        let Ok(tx) = rpc.call("getrawtransaction", vec![txid.clone(), json!(true)]) else { continue };
-        for o in tx["vout"].as_array().into_iter().flatten() {
-            if o["scriptPubKey"]["address"].as_str().is_some_and(|a| ours.contains_key(a)) {
-                b.unconfirmed = b.unconfirmed.checked_add(coins_of_value(&o["value"])?)?;
+        let Ok(tx) = rpc.wait(rpc.transaction_info(txid)) else { continue };
+        for o in &tx.vout {
+            if o.script_pubkey.address.as_deref().is_some_and(|a| ours.contains_key(a)) {
+                b.unconfirmed = b.unconfirmed.checked_add(output_value(o)?)?;
             }
         }
     }
@@ -172,16 +171,17 @@ pub fn balance(wallet: &Wallet, rpc: &NodeRpc) -> Result<Balance, WalletError> {
 }
 
 /// The node's minimum fee rate for admission now, sat/kB.
-pub fn node_min_fee_rate(rpc: &NodeRpc) -> Result<u64, WalletError> {
-    let info = node(rpc.call("getmempoolinfo", vec![]))?;
-    let coins_per_kb =
-        info["mempoolminfee"].as_f64().unwrap_or(0.0).max(info["minrelaytxfee"].as_f64().unwrap_or(0.0));
-    Ok((coins_per_kb * 1e8).round() as u64)
+pub fn node_min_fee_rate(rpc: &BlockingClient) -> Result<u64, WalletError> {
+    let info = rpc.wait(rpc.getmempoolinfo())?;
+    let coins_per_kb = info.mempoolminfee.max(info.minrelaytxfee);
+    amount_of_coins(coins_per_kb)
+        .map(|a| a.to_sat())
+        .ok_or_else(|| WalletError::Malformed(format!("minimum fee rate {coins_per_kb} coins/kB")))
 }
 
 /// The fee rate to use: `given`, or the node's minimum when `None`; below the minimum is an
 /// error (the node would refuse the transaction).
-pub fn choose_fee_rate(rpc: &NodeRpc, given: Option<u64>) -> Result<u64, WalletError> {
+pub fn choose_fee_rate(rpc: &BlockingClient, given: Option<u64>) -> Result<u64, WalletError> {
     let minimum = node_min_fee_rate(rpc)?;
     let rate = given.unwrap_or(minimum);
     if rate < minimum {
@@ -330,52 +330,48 @@ impl HistoryEntry {
     }
 }
 
-/// An amount the node reported in coins, parsed exactly (no float rounding).
-pub(crate) fn coins_of_value(v: &Value) -> Result<Amount, WalletError> {
-    crate::rpc::json::coins_from_json(v).map_err(WalletError::Malformed)
-}
-
 /// Confirmed transactions that paid or spent the wallet's addresses (and its height-locked
 /// addresses), oldest first, with what each received and sent. At most `limit`.
-pub fn history(wallet: &Wallet, rpc: &NodeRpc, limit: usize) -> Result<Vec<HistoryEntry>, WalletError> {
+pub fn history(
+    wallet: &Wallet,
+    rpc: &BlockingClient,
+    limit: usize,
+) -> Result<Vec<HistoryEntry>, WalletError> {
     let mut addrs: Vec<String> = wallet.addresses().into_iter().map(|(_, a)| a.encode()).collect();
     addrs.extend(wallet.locked().iter().map(|r| r.address.clone()));
     let ours: std::collections::HashSet<String> = addrs.iter().cloned().collect();
-    let mut txids: Vec<String> = Vec::new();
-    for chunk in addrs.chunks(100) {
-        let v = node(rpc.call("getaddresstxids", vec![json!({ "addresses": chunk })]))?;
-        for t in v.as_array().into_iter().flatten() {
-            if let Some(t) = t.as_str() {
-                if !txids.iter().any(|x| x == t) {
-                    txids.push(t.to_string());
-                }
+    let mut txids: Vec<Hash256> = Vec::new();
+    for query in address_queries(&addrs) {
+        for t in rpc.wait(rpc.getaddresstxids(query))? {
+            if !txids.contains(&t) {
+                txids.push(t);
             }
         }
     }
+    let pays_us = |o: &TxOutput| o.script_pubkey.address.as_deref().is_some_and(|a| ours.contains(a));
     let mut out = Vec::new();
-    let mut prev_cache: HashMap<String, Value> = HashMap::new();
-    for t in txids {
-        let tx = node(rpc.call("getrawtransaction", vec![json!(t), json!(true)]))?;
+    let mut prev_cache: HashMap<Hash256, Vec<TxOutput>> = HashMap::new();
+    for txid in txids {
+        let tx = rpc.wait(rpc.transaction_info(&txid))?;
         let mut received = Amount::ZERO;
-        for o in tx["vout"].as_array().into_iter().flatten() {
-            if o["scriptPubKey"]["address"].as_str().is_some_and(|a| ours.contains(a)) {
-                received = received.checked_add(coins_of_value(&o["value"])?)?;
-            }
+        for o in tx.vout.iter().filter(|o| pays_us(o)) {
+            received = received.checked_add(output_value(o)?)?;
         }
         let mut sent = Amount::ZERO;
-        for i in tx["vin"].as_array().into_iter().flatten() {
-            let (Some(ptxid), Some(n)) = (i["txid"].as_str(), i["vout"].as_u64()) else { continue };
+        for i in &tx.vin {
+            let crate::rpc::types::TxInput::Spend { txid: ptxid, vout: n, .. } = i else { continue };
             if !prev_cache.contains_key(ptxid) {
-                let p = node(rpc.call("getrawtransaction", vec![json!(ptxid), json!(true)]))?;
-                prev_cache.insert(ptxid.to_string(), p);
+                let p = rpc.wait(rpc.transaction_info(ptxid))?;
+                prev_cache.insert(*ptxid, p.vout);
             }
-            let o = &prev_cache[ptxid]["vout"][n as usize];
-            if o["scriptPubKey"]["address"].as_str().is_some_and(|a| ours.contains(a)) {
-                sent = sent.checked_add(coins_of_value(&o["value"])?)?;
+            let Some(o) = prev_cache.get(ptxid).and_then(|v| v.get(*n as usize)) else {
+                return Err(WalletError::Malformed(format!("transaction {ptxid} has no output {n}")));
+            };
+            if pays_us(o) {
+                sent = sent.checked_add(output_value(o)?)?;
             }
         }
-        let confirmations = tx["confirmations"].as_u64().unwrap_or(0);
-        let txid: Hash256 = t.parse().map_err(|e| WalletError::Malformed(format!("txid: {e}")))?;
+        let confirmations = tx.confirmations.unwrap_or(0) as u64;
         let height = (tip_height(rpc)? as u64 + 1).saturating_sub(confirmations.max(1));
         out.push(HistoryEntry { txid, height, confirmations, received, sent });
         if out.len() >= limit {
@@ -401,13 +397,12 @@ pub struct TxProof {
 /// that the header meets its proof of work and that the proof leads from the txid to the
 /// header's Merkle root (log2(n) hashes).
 pub fn verify_tx(
-    rpc: &NodeRpc,
+    rpc: &BlockingClient,
     wallet_network: crate::consensus::Network,
     txid: &Hash256,
 ) -> Result<TxProof, WalletError> {
-    let proof_hex = node(rpc.call("gettxoutproof", vec![json!([txid.to_string()])]))?;
-    let bytes =
-        hex::decode(proof_hex.as_str().unwrap_or("")).map_err(|e| WalletError::Malformed(e.to_string()))?;
+    let proof_hex = rpc.wait(rpc.gettxoutproof(vec![txid.to_string()], None))?;
+    let bytes = crate::rpc::client::hex_answer(&proof_hex, "gettxoutproof")?;
     let crate::primitives::TxProof { header, txid: proven, proof } = crate::primitives::TxProof::decode(&bytes)
         .map_err(|e| WalletError::Malformed(format!("proof does not decode: {e}")))?;
     if proven != *txid {
@@ -418,15 +413,15 @@ pub fn verify_tx(
     check_proof_of_work(&block, header.bits, &params.pow_limit)
         .map_err(|e| WalletError::Proof(e.to_string()))?;
     proof.verify(txid, &header.merkle_root).map_err(|e| WalletError::Proof(e.to_string()))?;
-    let h = node(rpc.call("getblockheader", vec![json!(block.to_string()), json!(true)]))?;
-    let confirmations = h["confirmations"].as_i64().unwrap_or(-1);
+    let h = rpc.wait(rpc.header_info(&block))?;
+    let confirmations = h.confirmations;
     if confirmations < 1 {
         return Err(WalletError::Proof(format!("block {block} is not on the node's active chain")));
     }
     Ok(TxProof {
         txid: *txid,
         block,
-        height: h["height"].as_u64().unwrap_or(0),
+        height: h.height.unwrap_or(0) as u64,
         confirmations: confirmations as u64,
         leaf_count: proof.leaf_count,
         proof_hashes: proof.siblings.len(),

@@ -3,6 +3,8 @@
 
 use quarry::consensus::Network;
 use quarry::primitives::{Address, AddressKind};
+use quarry::rpc::api::QuarryApiClient;
+use quarry::rpc::client::{basic_auth, BlockingClient, RawParams, RpcConfig, RpcError};
 use quarry::script::templates::pubkey_hash;
 use quarry::testkit::key;
 use serde_json::{json, Value};
@@ -30,13 +32,17 @@ pub struct Node {
     pub addr: SocketAddr,
 }
 
-/// Raw HTTP POST of `body` with optional Basic `user:password`; returns (status, body).
+/// Raw HTTP POST of `body` with optional Basic `user:password`; returns (status, body). Only
+/// for requests the client cannot make on purpose (malformed JSON, no credentials); every
+/// other call goes through [`Node::client`].
 pub fn post(addr: SocketAddr, auth: Option<&str>, body: &str) -> std::io::Result<(u16, String)> {
-    use base64::Engine;
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
     s.set_read_timeout(Some(Duration::from_secs(600)))?;
     let auth = auth
-        .map(|a| format!("Authorization: Basic {}\r\n", base64::engine::general_purpose::STANDARD.encode(a)))
+        .map(|a| {
+            let (user, pass) = a.split_once(':').unwrap_or((a, ""));
+            format!("Authorization: {}\r\n", basic_auth(user, pass))
+        })
         .unwrap_or_default();
     write!(
         s,
@@ -84,9 +90,9 @@ impl Node {
     pub fn wait_height(&self, h: u64) -> u64 {
         let start = Instant::now();
         loop {
-            if let Ok(n) = self.try_rpc("getblockcount", json!([])) {
-                if n.as_u64().unwrap() >= h {
-                    return n.as_u64().unwrap();
+            if let Ok(n) = self.try_client().and_then(|c| c.wait(c.getblockcount())) {
+                if n as u64 >= h {
+                    return n as u64;
                 }
             }
             assert!(start.elapsed() < Duration::from_secs(30), "node did not reach height {h}");
@@ -98,32 +104,45 @@ impl Node {
         std::fs::read_to_string(self.datadir.join(".cookie")).unwrap_or_default()
     }
 
-    /// POST with the node's cookie.
-    pub fn post(&self, body: &str) -> std::io::Result<(u16, String)> {
-        post(self.addr, Some(&self.cookie()), body)
+    /// Where the node's RPC is, authenticating with its cookie.
+    pub fn config(&self) -> RpcConfig {
+        RpcConfig::new(self.addr, &self.datadir, None).timeout(Duration::from_secs(600))
     }
 
-    pub fn try_rpc(&self, method: &str, params: Value) -> Result<Value, String> {
-        if self.cookie().is_empty() {
-            return Err("no cookie yet".into());
-        }
-        let req = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).to_string();
-        let (status, body) = self.post(&req).map_err(|e| e.to_string())?;
-        let v: Value = serde_json::from_str(&body).map_err(|e| format!("HTTP {status}: {e}: {body}"))?;
-        match v.get("error") {
-            Some(e) if !e.is_null() => Err(e.to_string()),
-            _ => Ok(v["result"].clone()),
-        }
+    /// The library's client for this node (reads the cookie now, so a restarted node's new
+    /// cookie is picked up).
+    pub fn try_client(&self) -> Result<BlockingClient, RpcError> {
+        BlockingClient::new(&self.config())
+    }
+
+    /// [`Node::try_client`] that must succeed.
+    pub fn client(&self) -> BlockingClient {
+        self.try_client().unwrap_or_else(|e| panic!("RPC client: {e}"))
+    }
+
+    /// A raw call: `params` is an array (positional) or an object (named). For tests that
+    /// check the JSON itself or send parameters the typed methods cannot express.
+    pub fn try_rpc(&self, method: &str, params: Value) -> Result<Value, RpcError> {
+        let params = match params {
+            Value::Object(m) => RawParams::Named(m),
+            Value::Array(a) => RawParams::Positional(a),
+            other => RawParams::Positional(vec![other]),
+        };
+        let c = self.try_client()?;
+        c.wait(c.call_raw(method, params))
     }
 
     pub fn rpc(&self, method: &str, params: Value) -> Value {
         self.try_rpc(method, params).unwrap_or_else(|e| panic!("{method}: {e}"))
     }
 
-    /// The error object of a call that must fail.
+    /// The error object (`code`, `message`) of a call that must fail.
     pub fn rpc_err(&self, method: &str, params: Value) -> Value {
-        let e = self.try_rpc(method, params).expect_err("expected an error");
-        serde_json::from_str(&e).unwrap()
+        match self.try_rpc(method, params) {
+            Err(RpcError::Call { code, message }) => json!({ "code": code, "message": message }),
+            Err(e) => panic!("{method}: expected an error object, got {e}"),
+            Ok(v) => panic!("{method}: expected an error, got {v}"),
+        }
     }
 
     pub fn signal(&self, sig: &str) {
@@ -143,19 +162,21 @@ impl Node {
 
     /// The node's first listen multiaddr (with `/p2p/<peer id>`), for `--bootnode`/`addnode`.
     pub fn p2p_addr(&self) -> String {
-        let info = self.rpc("getnetworkinfo", json!([]));
-        info["listenaddrs"][0].as_str().expect("a listen address").to_string()
+        let c = self.client();
+        let info = c.wait(c.getnetworkinfo()).expect("getnetworkinfo");
+        info.listenaddrs.first().expect("a listen address").clone()
     }
 
     /// Peer ids of connected peers.
     pub fn peer_ids(&self) -> Vec<String> {
-        let peers = self.rpc("getpeerinfo", json!([]));
-        peers.as_array().unwrap().iter().map(|p| p["peerid"].as_str().unwrap().to_string()).collect()
+        let c = self.client();
+        c.wait(c.getpeerinfo()).expect("getpeerinfo").into_iter().map(|p| p.peerid).collect()
     }
 
     /// Sends `stop`, expects exit code 0 and the cookie removed.
     pub fn stop(mut self) {
-        self.rpc("stop", json!([]));
+        let c = self.client();
+        c.wait(c.stop()).expect("stop");
         let status = self.wait_exit(20);
         assert!(status.success(), "node exited with {status}");
         assert!(!self.datadir.join(".cookie").exists(), "cookie removed at shutdown");

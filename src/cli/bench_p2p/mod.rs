@@ -15,11 +15,12 @@
 
 use crate::consensus::Network;
 use crate::primitives::{Address, AddressKind, OutPoint, TxOut};
+use crate::rpc::api::QuarryApiClient;
+use crate::rpc::client::RpcConfig;
 use crate::script::templates::pubkey_hash;
 use crate::testkit::key;
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use serde_json::{json, Value};
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -179,14 +180,10 @@ impl Cluster {
                     tail(&node.datadir.join("node.log"), 2000)
                 );
             }
-            if let Ok((user, password)) = crate::rpc::cookie::read(&node.datadir) {
-                use base64::Engine;
-                let auth = format!(
-                    "Basic {}",
-                    base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
-                );
-                let mut rpc = Rpc::new(RpcTarget { name: node.name, addr: node.rpc, auth });
-                if rpc.u64("getblockcount").is_ok() {
+            // Fails until the node has written its cookie.
+            let config = RpcConfig::new(node.rpc, &node.datadir, None).timeout(Duration::from_secs(600));
+            if let Ok(rpc) = Rpc::new(RpcTarget { name: node.name, config }) {
+                if rpc.wait(rpc.getblockcount()).is_ok() {
                     return Ok(rpc);
                 }
             }
@@ -220,12 +217,12 @@ impl Cluster {
 fn listen_addr(rpc: &mut Rpc) -> Result<String> {
     let start = Instant::now();
     loop {
-        let info = rpc.call("getnetworkinfo", json!([]))?;
-        if let Some(a) = info["listenaddrs"].get(0).and_then(Value::as_str) {
-            return Ok(a.to_string());
+        let info = rpc.wait(rpc.getnetworkinfo())?;
+        if let Some(a) = info.listenaddrs.first() {
+            return Ok(a.clone());
         }
         if start.elapsed() > Duration::from_secs(20) {
-            bail!("node {} reports no listen address after 20 s: {info}", rpc.target.name);
+            bail!("node {} reports no listen address after 20 s: {info:?}", rpc.target.name);
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -249,7 +246,7 @@ fn wait_height(
     let mut first = None;
     let (mut last, mut last_change) = (0u64, Instant::now());
     loop {
-        let h = rpc.u64("getblockcount")?;
+        let h = rpc.wait(rpc.getblockcount())? as u64;
         if h > 0 && first.is_none() {
             first = Some(t0.elapsed());
         }

@@ -5,10 +5,11 @@ use super::{
     CHILD_FEE, FAN_FEE, FAN_OUTPUTS, FAN_VALUE, PROPAGATION_TIMEOUT, SEND_BATCH,
 };
 use crate::primitives::{Amount, Hash256, OutPoint, Transaction, TxOut};
+use crate::rpc::api::QuarryApiClient;
 use crate::testkit::{key, p2pkh_lock, spend_p2pkh};
 use anyhow::{anyhow, bail, Result};
 use rayon::prelude::*;
-use serde_json::{json, Value};
+use serde_json::json;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -64,8 +65,10 @@ fn child(input: &(OutPoint, TxOut)) -> Transaction {
 /// Sends `txs` to the node in batches; fails on the first rejection.
 fn send_all(rpc: &mut Rpc, txs: &[Transaction]) -> Result<()> {
     for chunk in txs.chunks(SEND_BATCH) {
-        let results = rpc
-            .batch("sendrawtransaction", chunk.iter().map(|t| json!([hex::encode(t.encode())])).collect())?;
+        let results = rpc.batch::<Hash256>(
+            "sendrawtransaction",
+            chunk.iter().map(|t| vec![json!(hex::encode(t.encode()))]).collect(),
+        )?;
         for (tx, r) in chunk.iter().zip(results) {
             if let Err(e) = r {
                 bail!("node {} refused transaction {}: {e}", rpc.target.name, tx.txid());
@@ -76,8 +79,16 @@ fn send_all(rpc: &mut Rpc, txs: &[Transaction]) -> Result<()> {
 }
 
 fn mempool_size(rpc: &mut Rpc) -> Result<u64> {
-    let v = rpc.call("getmempoolinfo", json!([]))?;
-    v["size"].as_u64().ok_or_else(|| anyhow!("node {} getmempoolinfo: no size in {v}", rpc.target.name))
+    Ok(rpc.wait(rpc.getmempoolinfo())?.size)
+}
+
+/// Mines one block on the node; returns its id.
+fn mine_one(rpc: &Rpc, address: &str) -> Result<String> {
+    let hashes = rpc.wait(rpc.generatetoaddress(1, address.to_string()))?;
+    let first = hashes
+        .first()
+        .ok_or_else(|| anyhow!("node {}: generatetoaddress 1 returned no block", rpc.target.name))?;
+    Ok(first.to_string())
 }
 
 /// Waits until every node's tip is `hash`.
@@ -85,7 +96,7 @@ fn wait_tip(rpcs: &mut [Rpc], hash: &str) -> Result<()> {
     let start = Instant::now();
     for rpc in rpcs.iter_mut() {
         loop {
-            if rpc.string("getbestblockhash", json!([]))? == hash {
+            if rpc.wait(rpc.getbestblockhash())?.to_string() == hash {
                 break;
             }
             if start.elapsed() > PROPAGATION_TIMEOUT {
@@ -110,8 +121,14 @@ fn watch_tip(
     ready: mpsc::Sender<Result<(), String>>,
     stop: &AtomicBool,
 ) -> Result<(String, Instant)> {
-    let mut rpc = Rpc::new(target);
-    match rpc.string("getbestblockhash", json!([])) {
+    let rpc = match Rpc::new(target) {
+        Ok(rpc) => rpc,
+        Err(e) => {
+            let _ = ready.send(Err(format!("{e:#}")));
+            return Err(e);
+        }
+    };
+    match rpc.wait(rpc.getbestblockhash()).map(|h| h.to_string()) {
         Ok(t) if t == prev => {
             let _ = ready.send(Ok(()));
         }
@@ -127,7 +144,7 @@ fn watch_tip(
     }
     let start = Instant::now();
     loop {
-        let tip = rpc.string("getbestblockhash", json!([]))?;
+        let tip = rpc.wait(rpc.getbestblockhash())?.to_string();
         if tip != prev {
             return Ok((tip, Instant::now()));
         }
@@ -169,7 +186,7 @@ pub(super) fn propagation_bench(
     // Nodes a and b are running (indices 0 and 1).
     let mut rpcs: Vec<Rpc> = vec![rpc_a, rpc_b];
     let b_addr = listen_addr(&mut rpcs[1])?;
-    let height = rpcs[0].u64("getblockcount")?;
+    let height = rpcs[0].wait(rpcs[0].getblockcount())? as u64;
     // D starts once C has synced: a node syncing from a peer that is itself still syncing
     // learns only the height that peer had when they connected (see BENCHMARKS.md).
     let t0 = Instant::now();
@@ -190,7 +207,7 @@ pub(super) fn propagation_bench(
     let check_line = |rpcs: &mut [Rpc]| -> Result<()> {
         let want = [1u64, 2, 2, 1];
         for (rpc, w) in rpcs.iter_mut().zip(want) {
-            let got = rpc.u64("getconnectioncount")?;
+            let got = rpc.wait(rpc.getconnectioncount())?;
             if got != w {
                 bail!("node {} has {got} connections, the line A-B-C-D needs {w}", rpc.target.name);
             }
@@ -227,12 +244,7 @@ pub(super) fn propagation_bench(
         // Setup block: confirms this round's fan-out transactions.
         let (fans, outputs) = fan_out(&mut coins, children)?;
         send_all(&mut rpcs[0], &fans)?;
-        let setup = rpcs[0].call("generatetoaddress", json!([1, miner_address]))?;
-        let setup = setup
-            .get(0)
-            .and_then(Value::as_str)
-            .ok_or_else(|| anyhow!("generatetoaddress: no block hash in {setup}"))?
-            .to_string();
+        let setup = mine_one(&rpcs[0], &miner_address)?;
         wait_tip(&mut rpcs, &setup)?;
         // Fill A's mempool; gossip relays to B, C, D.
         let txs: Vec<Transaction> = outputs.par_iter().map(child).collect();
@@ -277,11 +289,7 @@ pub(super) fn propagation_bench(
                         Err(_) => bail!("tip watchers did not start within 20 s"),
                     }
                 }
-                let v = rpcs[0].call("generatetoaddress", json!([1, miner_address]))?;
-                v.get(0)
-                    .and_then(Value::as_str)
-                    .map(str::to_string)
-                    .ok_or_else(|| anyhow!("generatetoaddress: no block hash in {v}"))
+                mine_one(&rpcs[0], &miner_address)
             })();
             if result.is_err() {
                 stop.store(true, Ordering::SeqCst);
@@ -310,9 +318,9 @@ pub(super) fn propagation_bench(
                 bail!("node {name} moved to {tip}, not the mined block {mined}");
             }
         }
-        let info = rpcs[0].call("getblock", json!([mined, 1]))?;
-        let size = info["size"].as_u64().ok_or_else(|| anyhow!("getblock: no size in {info:.200}"))?;
-        let ntx = info["tx"].as_array().map_or(0, |a| a.len() as u64);
+        let mined_hash: Hash256 = mined.parse().map_err(|e| anyhow!("mined block id {mined:?}: {e}"))?;
+        let info = rpcs[0].wait(rpcs[0].block_txids(&mined_hash))?;
+        let (size, ntx) = (info.size, info.tx.len() as u64);
         let base = seen[0].1;
         let at = |i: usize| seen[i].1.saturating_duration_since(base).as_secs_f64() * 1e3;
         let r = Round { size, txs: ntx, pools, seen: [0.0, at(1), at(2), at(3)] };

@@ -6,9 +6,11 @@ use super::{
 };
 use crate::chain::{Chain, ProcessOutcome};
 use crate::consensus::Network;
+use crate::primitives::Hash256;
 use crate::primitives::{Block, OutPoint};
+use crate::rpc::api::QuarryApiClient;
 use anyhow::{anyhow, bail, Context, Result};
-use serde_json::{json, Value};
+use serde_json::json;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 /// Part 1. Leaves nodes A (index 0) and B (index 1) running at height N; returns key 0's
@@ -24,10 +26,10 @@ pub(super) fn sync_bench(cluster: &mut Cluster, args: &BenchP2pArgs) -> Result<(
     let mut made = 0;
     while made < n {
         let k = GENERATE_BATCH.min(n - made);
-        rpc_a.call("generatetoaddress", json!([k, address]))?;
+        rpc_a.wait(rpc_a.generatetoaddress(k as i64, address.clone()))?;
         made += k;
     }
-    let tip = rpc_a.u64("getblockcount")?;
+    let tip = rpc_a.wait(rpc_a.getblockcount())? as u64;
     if tip != n as u64 {
         bail!("node a is at height {tip} after generating {n} blocks");
     }
@@ -39,27 +41,19 @@ pub(super) fn sync_bench(cluster: &mut Cluster, args: &BenchP2pArgs) -> Result<(
     let mut bytes = 0usize;
     for start in (1..=n).step_by(GENERATE_BATCH as usize) {
         let end = (start + GENERATE_BATCH - 1).min(n);
-        let hashes = rpc_a.batch("getblockhash", (start..=end).map(|h| json!([h])).collect())?;
-        let hashes: Vec<String> = hashes
-            .into_iter()
-            .map(|r| match r {
-                Ok(Value::String(s)) => Ok(s),
-                Ok(v) => Err(anyhow!("getblockhash: expected a string, got {v}")),
-                Err(e) => Err(anyhow!("getblockhash: {e}")),
-            })
-            .collect::<Result<_>>()?;
-        let raw = rpc_a.batch("getblock", hashes.iter().map(|h| json!([h, 0])).collect())?;
+        let hashes =
+            rpc_a.batch::<Hash256>("getblockhash", (start..=end).map(|h| vec![json!(h)]).collect())?;
+        let hashes: Vec<Hash256> =
+            hashes.into_iter().map(|r| r.map_err(|e| anyhow!("getblockhash: {e}"))).collect::<Result<_>>()?;
+        let raw =
+            rpc_a.batch::<String>("getblock", hashes.iter().map(|h| vec![json!(h), json!(0)]).collect())?;
         for (hash, r) in hashes.iter().zip(raw) {
-            let hexstr = match r {
-                Ok(Value::String(s)) => s,
-                Ok(v) => bail!("getblock {hash}: expected hex, got {v:.100}"),
-                Err(e) => bail!("getblock {hash}: {e}"),
-            };
+            let hexstr = r.map_err(|e| anyhow!("getblock {hash}: {e}"))?;
             let bin = hex::decode(&hexstr).with_context(|| format!("getblock {hash}: not hex"))?;
             bytes += bin.len();
             let block = Block::decode(&bin, params.max_block_size)
                 .map_err(|e| anyhow!("getblock {hash}: block does not decode: {e}"))?;
-            if block.hash().to_string() != *hash {
+            if block.hash() != *hash {
                 bail!("getblock {hash}: the block hashes to {}", block.hash());
             }
             blocks.push(block);
@@ -116,8 +110,8 @@ pub(super) fn sync_bench(cluster: &mut Cluster, args: &BenchP2pArgs) -> Result<(
     let (b, mut rpc_b) = cluster.start("b", &["--bootnode", &a_addr, "--max-peers", "2"])?;
     let rpc_up = t0.elapsed();
     let (first, done) = wait_height(cluster, b, &mut rpc_b, n as u64, t0)?;
-    let tip_a = rpc_a.string("getbestblockhash", json!([]))?;
-    let tip_b = rpc_b.string("getbestblockhash", json!([]))?;
+    let tip_a = rpc_a.wait(rpc_a.getbestblockhash())?;
+    let tip_b = rpc_b.wait(rpc_b.getbestblockhash())?;
     if tip_a != tip_b {
         bail!("node b synced to {tip_b}, node a's tip is {tip_a}");
     }
