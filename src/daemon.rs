@@ -115,7 +115,7 @@ pub fn run(config: NodeConfig) -> Result<()> {
             Ok(c) => c,
             Err(e) => {
                 life.shutdown.store(true, Ordering::SeqCst);
-                return Err(e);
+                bail!("cannot write the RPC cookie: {e} (is the data directory writable?)");
             }
         };
         let stop = life.stop.clone();

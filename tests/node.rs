@@ -322,3 +322,42 @@ fn createrawtransaction_refuses_over_precise_amounts() {
     }
     node.stop();
 }
+
+/// The server takes Core's named parameters (a JSON object) as well as positional ones, and
+/// answers JSON-RPC batches; `quarry rpc -named` sends the object form.
+#[test]
+fn named_parameters_and_batches_are_served() {
+    let d = tempfile::tempdir().unwrap();
+    let n = Node::start(d.path(), "regtest", Some(free_port()), &["--no-p2p"]);
+    let cookie = n.cookie();
+    let call = |body: Value| -> Value {
+        let (status, resp) = common::post(n.addr, Some(&cookie), &body.to_string()).unwrap();
+        assert_eq!(status, 200, "{resp}");
+        serde_json::from_str(&resp).unwrap()
+    };
+    let genesis = n.rpc("getblockhash", json!([0]));
+    let named = call(json!({"jsonrpc": "2.0", "id": 1, "method": "getblock",
+        "params": {"blockhash": genesis, "verbosity": 2}}));
+    assert_eq!(named["result"]["height"], json!(0), "{named}");
+    assert!(named["result"]["tx"][0]["vin"].is_array(), "verbosity 2 by name: {named}");
+    let wrong = call(json!({"jsonrpc": "2.0", "id": 2, "method": "getblockhash", "params": {"heigth": 0}}));
+    assert_eq!(wrong["error"]["code"], json!(-32602), "a misspelt name is refused: {wrong}");
+    let batch = call(json!([
+        {"jsonrpc": "2.0", "id": 7, "method": "getblockcount", "params": []},
+        {"jsonrpc": "2.0", "id": 8, "method": "getbestblockhash", "params": []},
+        {"jsonrpc": "2.0", "id": 9, "method": "nosuchmethod", "params": []},
+    ]));
+    let by_id = |id: u64| batch.as_array().unwrap().iter().find(|r| r["id"] == json!(id)).cloned().unwrap();
+    assert_eq!(by_id(7)["result"], json!(0));
+    assert_eq!(by_id(8)["result"], genesis);
+    assert_eq!(by_id(9)["error"]["code"], json!(-32601));
+    let out = Command::new(env!("CARGO_BIN_EXE_quarry"))
+        .args(["rpc", "--network", "regtest", "--datadir"])
+        .arg(d.path())
+        .args(["--rpc-connect", &n.addr.to_string(), "-named", "getblockhash", "height=0"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim().trim_matches('"'), genesis.as_str().unwrap());
+    n.stop();
+}

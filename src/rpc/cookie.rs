@@ -2,7 +2,6 @@
 //! removed at shutdown, like bitcoind's. Clients on the same machine read it to authenticate
 //! as user `__cookie__`.
 
-use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
 
 /// The cookie's user name.
@@ -13,8 +12,12 @@ pub fn path(datadir: &Path) -> PathBuf {
     datadir.join(".cookie")
 }
 
+fn writing(p: &Path, e: std::io::Error) -> std::io::Error {
+    std::io::Error::new(e.kind(), format!("writing {}: {e}", p.display()))
+}
+
 /// Writes a fresh cookie; returns the password.
-pub fn write(datadir: &Path) -> Result<String> {
+pub fn write(datadir: &Path) -> std::io::Result<String> {
     let password = hex::encode(rand::random::<[u8; 32]>());
     let p = path(datadir);
     let tmp = datadir.join(".cookie.tmp");
@@ -29,10 +32,10 @@ pub fn write(datadir: &Path) -> Result<String> {
             use std::os::unix::fs::OpenOptionsExt;
             opts.mode(0o600);
         }
-        let mut f = opts.open(&tmp).with_context(|| format!("writing {}", tmp.display()))?;
-        write!(f, "{COOKIE_USER}:{password}")?;
+        let mut f = opts.open(&tmp).map_err(|e| writing(&tmp, e))?;
+        write!(f, "{COOKIE_USER}:{password}").map_err(|e| writing(&tmp, e))?;
     }
-    std::fs::rename(&tmp, &p).with_context(|| format!("writing {}", p.display()))?;
+    std::fs::rename(&tmp, &p).map_err(|e| writing(&p, e))?;
     Ok(password)
 }
 
