@@ -275,7 +275,7 @@ impl RpcClient {
     /// `getblock` verbosity 1: header fields and txids.
     pub async fn block_txids(&self, hash: &Hash256) -> Result<BlockInfo<Hash256>, RpcError> {
         match self.getblock(hash.to_string(), Some(1.into())).await? {
-            GetBlock::Txids(b) => Ok(b),
+            GetBlock::Txids(b) => Ok(*b),
             _ => Err(RpcError::Shape { method: "getblock", expected: "verbosity 1 (txids)" }),
         }
     }
