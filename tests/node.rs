@@ -3,9 +3,10 @@
 //! proofs, bad input, authentication, graceful stop and mempool persistence across restart.
 
 use quarry::consensus::Network;
-use quarry::primitives::{Amount, Hash256, OutPoint, Script, Transaction, TxOut};
+use quarry::primitives::{Amount, OutPoint, Script, Transaction, TxOut};
 use quarry::rpc::api::QuarryApiClient;
 use quarry::rpc::client::{BlockingClient, RpcConfig, RpcError};
+use quarry::rpc::types::AddressQuery;
 use quarry::testkit::{key, p2pkh_lock, spend_p2pkh};
 use serde_json::{json, Value};
 use std::path::Path;
@@ -24,24 +25,15 @@ fn start(dir: &Path, port: Option<u16>) -> Node {
 }
 
 fn spend_utxo(node: &Node, from: u8, to: u8, fee: u64) -> Transaction {
-    let utxos = node.rpc("getaddressutxos", json!([address(from)]));
+    let c = node.client();
+    let utxos = c.wait(c.getaddressutxos(AddressQuery::One(address(from)))).unwrap();
     let u = utxos
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|u| {
-            u["spent_in_mempool"].is_null()
-                && u["coinbase"] == json!(true)
-                && u["height"].as_u64().unwrap() <= 2
-        })
-        .expect("a mature coinbase utxo")
-        .clone();
-    let op = OutPoint {
-        txid: u["txid"].as_str().unwrap().parse::<Hash256>().unwrap(),
-        index: u["outputIndex"].as_u64().unwrap() as u32,
-    };
-    let value = Amount::from_sat(u["satoshis"].as_u64().unwrap()).unwrap();
-    let lock = Script(hex::decode(u["script"].as_str().unwrap()).unwrap());
+        .into_iter()
+        .find(|u| u.spent_in_mempool.is_none() && u.coinbase && u.height <= 2)
+        .expect("a mature coinbase utxo");
+    let op = OutPoint { txid: u.txid, index: u.output_index };
+    let value = Amount::from_sat(u.satoshis).unwrap();
+    let lock = Script(hex::decode(&u.script).unwrap());
     let out = TxOut { value: Amount::from_sat(value.to_sat() - fee).unwrap(), lock: p2pkh_lock(&key(to)) };
     spend_p2pkh(&key(from), &[(op, TxOut { value, lock })], vec![out], 0)
 }
@@ -201,6 +193,38 @@ fn readme_walkthrough_with_quarry_rpc() {
         "{}",
         String::from_utf8_lossy(&bad.stderr)
     );
+    node.stop();
+}
+
+/// `quarry rpc` argument forms: a negative number is a parameter (the node answers -8, out of
+/// range, and the exit status is 8), and `-named` sends NAME=VALUE pairs as an object.
+#[test]
+fn quarry_rpc_takes_negative_numbers_and_named_parameters() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let node = start(dir.path(), Some(port));
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_quarry"))
+            .args(["rpc", "--datadir"])
+            .arg(dir.path())
+            .args(["--rpc-connect", &format!("127.0.0.1:{port}")])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = run(&["getblockhash", "-1"]);
+    assert_eq!(out.status.code(), Some(8), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("out of range"));
+    assert_eq!(quarry(dir.path(), port, &["--timeout", "30", "getblockhash", "0"]).len(), 64);
+    // Named parameters reach the server as an object (whether it decodes them is the
+    // server's side); no parameters at all is a plain call either way.
+    assert_eq!(quarry(dir.path(), port, &["-named", "getblockcount"]), "0");
+    let out = run(&["-named", "getblockhash", "height=0"]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() || text.contains("-32602"), "{text}");
+    let out = run(&["-named", "getblockhash", "0"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("NAME=VALUE"));
     node.stop();
 }
 

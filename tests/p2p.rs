@@ -5,8 +5,10 @@ mod common;
 use common::{address, free_port, Node};
 use quarry::consensus::Network;
 use quarry::primitives::{Amount, Hash256, OutPoint, Script, Transaction, TxOut};
+use quarry::rpc::api::QuarryApiClient;
+use quarry::rpc::types::{AddressQuery, GetRawMempool};
 use quarry::testkit::{assemble, coinbase, key, p2pkh_lock, spend_p2pkh};
-use serde_json::{json, Value};
+use serde_json::json;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -29,7 +31,8 @@ fn wait_for(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
 }
 
 fn tip(n: &Node) -> String {
-    n.rpc("getbestblockhash", json!([])).as_str().unwrap().to_string()
+    let c = n.client();
+    c.wait(c.getbestblockhash()).unwrap().to_string()
 }
 
 fn same_tip(nodes: &[&Node]) -> bool {
@@ -38,44 +41,42 @@ fn same_tip(nodes: &[&Node]) -> bool {
 }
 
 fn mempool(n: &Node) -> Vec<String> {
-    n.rpc("getrawmempool", json!([]))
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_str().unwrap().to_string())
-        .collect()
+    let c = n.client();
+    match c.wait(c.getrawmempool(None)).unwrap() {
+        GetRawMempool::Txids(ids) => ids.iter().map(|t| t.to_string()).collect(),
+        GetRawMempool::Verbose(_) => panic!("getrawmempool answered the verbose form"),
+    }
 }
 
-fn generate(n: &Node, count: u32, to: u8) -> Vec<Value> {
-    n.rpc("generatetoaddress", json!([count, address(Network::Regtest, to)])).as_array().unwrap().clone()
+fn generate(n: &Node, count: u32, to: u8) -> Vec<String> {
+    let c = n.client();
+    let hashes = c.wait(c.generatetoaddress(count.into(), address(Network::Regtest, to))).unwrap();
+    hashes.iter().map(|h| h.to_string()).collect()
 }
 
 /// A spend of a mature coinbase of testkit key `from` (the one at `height`) to key `to`.
 fn spend_coinbase_at(n: &Node, from: u8, to: u8, height: u64) -> Transaction {
-    let utxos = n.rpc("getaddressutxos", json!([address(Network::Regtest, from)]));
+    let c = n.client();
+    let utxos = c.wait(c.getaddressutxos(AddressQuery::One(address(Network::Regtest, from)))).unwrap();
     let u = utxos
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|u| u["height"].as_u64() == Some(height) && u["coinbase"] == json!(true))
-        .unwrap_or_else(|| panic!("no coinbase at height {height}"))
-        .clone();
-    let op = OutPoint {
-        txid: u["txid"].as_str().unwrap().parse::<Hash256>().unwrap(),
-        index: u["outputIndex"].as_u64().unwrap() as u32,
-    };
-    let value = Amount::from_sat(u["satoshis"].as_u64().unwrap()).unwrap();
-    let lock = Script(hex::decode(u["script"].as_str().unwrap()).unwrap());
+        .into_iter()
+        .find(|u| u.height as u64 == height && u.coinbase)
+        .unwrap_or_else(|| panic!("no coinbase at height {height}"));
+    let op = OutPoint { txid: u.txid, index: u.output_index };
+    let value = Amount::from_sat(u.satoshis).unwrap();
+    let lock = Script(hex::decode(&u.script).unwrap());
     let out = TxOut { value: Amount::from_sat(value.to_sat() - 10_000).unwrap(), lock: p2pkh_lock(&key(to)) };
     spend_p2pkh(&key(from), &[(op, TxOut { value, lock })], vec![out], 0)
 }
 
 fn send(n: &Node, tx: &Transaction) -> String {
-    n.rpc("sendrawtransaction", json!([hex::encode(tx.encode())])).as_str().unwrap().to_string()
+    let c = n.client();
+    c.wait(c.sendrawtransaction(hex::encode(tx.encode()))).unwrap().to_string()
 }
 
 fn connected(n: &Node, others: usize) -> bool {
-    n.rpc("getconnectioncount", json!([])).as_u64().unwrap() as usize >= others
+    let c = n.client();
+    c.wait(c.getconnectioncount()).unwrap() as usize >= others
 }
 
 #[test]
@@ -93,7 +94,7 @@ fn three_nodes_relay_transactions_and_blocks() {
     wait_for(30, "the tx in every mempool", || [&a, &b, &c].iter().all(|n| mempool(n).contains(&txid)));
 
     // A block mined on B reaches every node, and confirms the tx everywhere.
-    let mined = generate(&b, 1, 2)[0].as_str().unwrap().to_string();
+    let mined = generate(&b, 1, 2)[0].clone();
     wait_for(30, "B's block everywhere", || [&a, &b, &c].iter().all(|n| tip(n) == mined));
     wait_for(10, "empty mempools", || [&a, &b, &c].iter().all(|n| mempool(n).is_empty()));
     let block = c.rpc("getblock", json!([mined, 1]));
@@ -265,7 +266,7 @@ fn a_peer_sending_garbage_and_an_invalid_block_is_banned_and_others_are_unaffect
         a.peer_ids(),
         vec![b.rpc("getnetworkinfo", json!([]))["peerid"].as_str().unwrap().to_string()]
     );
-    let mined = generate(&b, 1, 1)[0].as_str().unwrap().to_string();
+    let mined = generate(&b, 1, 1)[0].clone();
     wait_for(20, "A follows B", || tip(&a) == mined);
     // The ban survives a restart (persisted).
     a.stop();

@@ -275,7 +275,7 @@ impl RpcClient {
     /// `getblock` verbosity 1: header fields and txids.
     pub async fn block_txids(&self, hash: &Hash256) -> Result<BlockInfo<Hash256>, RpcError> {
         match self.getblock(hash.to_string(), Some(1.into())).await? {
-            GetBlock::Txids(b) => Ok(b),
+            GetBlock::Txids(b) => Ok(*b),
             _ => Err(RpcError::Shape { method: "getblock", expected: "verbosity 1 (txids)" }),
         }
     }
@@ -386,7 +386,8 @@ impl ClientT for RpcClient {
 /// Dereferences to the client, so `rpc.wait(rpc.getblockcount())`.
 pub struct BlockingClient {
     client: RpcClient,
-    runtime: tokio::runtime::Runtime,
+    /// Always `Some` until dropped.
+    runtime: Option<tokio::runtime::Runtime>,
 }
 
 impl BlockingClient {
@@ -400,16 +401,40 @@ impl BlockingClient {
             let _guard = runtime.enter();
             RpcClient::new(config)?
         };
-        Ok(BlockingClient { client, runtime })
+        Ok(BlockingClient { client, runtime: Some(runtime) })
     }
 
     /// Runs one call (any future of the client: a typed method, [`RpcClient::call_raw`],
-    /// [`RpcClient::batch`], ...) to completion.
-    pub fn wait<T, E: Into<RpcError>>(
+    /// [`RpcClient::batch`], ...) to completion. Called from inside an async context (a test
+    /// driving a libp2p swarm in `block_on`, say), it runs the call on a helper thread, since
+    /// one thread cannot block on two runtimes.
+    pub fn wait<T, E>(
         &self,
-        call: impl std::future::Future<Output = Result<T, E>>,
-    ) -> Result<T, RpcError> {
-        self.runtime.block_on(call).map_err(Into::into)
+        call: impl std::future::Future<Output = Result<T, E>> + Send,
+    ) -> Result<T, RpcError>
+    where
+        T: Send,
+        E: Into<RpcError> + Send,
+    {
+        let Some(runtime) = &self.runtime else { unreachable!("the runtime lives until drop") };
+        let run = || runtime.block_on(call);
+        let out = if tokio::runtime::Handle::try_current().is_ok() {
+            std::thread::scope(|s| s.spawn(run).join())
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        } else {
+            run()
+        };
+        out.map_err(Into::into)
+    }
+}
+
+impl Drop for BlockingClient {
+    /// Without waiting for the runtime's idle connection tasks, which also makes dropping the
+    /// client inside an async context legal.
+    fn drop(&mut self) {
+        if let Some(r) = self.runtime.take() {
+            r.shutdown_background();
+        }
     }
 }
 

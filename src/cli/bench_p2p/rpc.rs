@@ -26,9 +26,9 @@ impl Rpc {
     }
 
     /// Runs one call of the client (`rpc.wait(rpc.getblockcount())`); errors name the node.
-    pub(super) fn wait<T, E: Into<RpcError>>(
+    pub(super) fn wait<T: Send, E: Into<RpcError> + Send>(
         &self,
-        call: impl std::future::Future<Output = Result<T, E>>,
+        call: impl std::future::Future<Output = Result<T, E>> + Send,
     ) -> Result<T> {
         self.client.wait(call).with_context(|| format!("node {}", self.target.name))
     }
@@ -37,7 +37,7 @@ impl Rpc {
     /// in order, each a value or the node's error.
     pub(super) fn batch<R>(&self, method: &str, params: Vec<Vec<Value>>) -> Result<Vec<Result<R, RpcError>>>
     where
-        R: serde::de::DeserializeOwned + std::fmt::Debug,
+        R: serde::de::DeserializeOwned + std::fmt::Debug + Send,
     {
         let calls = params.into_iter().map(|p| (method, RawParams::Positional(p))).collect();
         self.wait(self.client.batch::<R>(calls)).with_context(|| format!("{method} batch"))

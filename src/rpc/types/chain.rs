@@ -92,7 +92,7 @@ pub enum GetBlock {
     /// Verbosity 0: the block's bytes as hex.
     Hex(String),
     /// Verbosity 1: header fields and txids.
-    Txids(BlockInfo<Hash256>),
+    Txids(Box<BlockInfo<Hash256>>),
     /// Verbosity 2: header fields and full transactions.
     Full(Box<BlockInfo<TxInfo>>),
 }

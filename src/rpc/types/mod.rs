@@ -122,7 +122,7 @@ impl<'de, V: Deserialize<'de>> Deserialize<'de> for OrderedMap<V> {
 /// not finite or beyond the money supply.
 pub fn amount_of_coins(coins: f64) -> Option<crate::primitives::Amount> {
     let sat = (coins * 1e8).round();
-    if !(sat.is_finite() && sat >= 0.0 && sat <= 21e14) {
+    if !(sat.is_finite() && (0.0..=21e14).contains(&sat)) {
         return None;
     }
     crate::primitives::Amount::from_sat(sat as u64).ok()
