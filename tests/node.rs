@@ -3,7 +3,7 @@
 //! proofs, bad input, authentication, graceful stop and mempool persistence across restart.
 
 use quarry::consensus::Network;
-use quarry::primitives::{Amount, OutPoint, Script, Transaction, TxOut};
+use quarry::primitives::{Amount, Hash256, OutPoint, Script, Transaction, TxOut};
 use quarry::rpc::api::QuarryApiClient;
 use quarry::rpc::client::{BlockingClient, RpcConfig, RpcError};
 use quarry::rpc::types::AddressQuery;
@@ -216,12 +216,11 @@ fn quarry_rpc_takes_negative_numbers_and_named_parameters() {
     assert_eq!(out.status.code(), Some(8), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stderr).contains("out of range"));
     assert_eq!(quarry(dir.path(), port, &["--timeout", "30", "getblockhash", "0"]).len(), 64);
-    // Named parameters reach the server as an object (whether it decodes them is the
-    // server's side); no parameters at all is a plain call either way.
+    // Named parameters reach the server as an object, which it decodes by Core's names.
     assert_eq!(quarry(dir.path(), port, &["-named", "getblockcount"]), "0");
     let out = run(&["-named", "getblockhash", "height=0"]);
     let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success() || text.contains("-32602"), "{text}");
+    assert!(out.status.success() && text.trim().trim_matches('"').len() == 64, "{text}");
     let out = run(&["-named", "getblockhash", "0"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("NAME=VALUE"));
@@ -384,4 +383,31 @@ fn named_parameters_and_batches_are_served() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim().trim_matches('"'), genesis.as_str().unwrap());
     n.stop();
+}
+
+/// A node whose log goes to a file (not a terminal) writes plain text: no ANSI colour codes.
+#[test]
+fn logs_to_a_file_carry_no_colour_codes() {
+    let d = tempfile::tempdir().unwrap();
+    let log = d.path().join("node.log");
+    let port = free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_quarry"))
+        .args(["node", "--network", "regtest", "--no-p2p", "--rpc-bind", &format!("127.0.0.1:{port}"), "--datadir"])
+        .arg(d.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    let text = loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if text.contains("JSON-RPC listening") || start.elapsed() > std::time::Duration::from_secs(30) {
+            break text;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(text.contains("JSON-RPC listening"), "the node started and logged: {text}");
+    assert!(!text.contains('\u{1b}'), "no escape codes in a log file: {text:?}");
 }

@@ -312,7 +312,7 @@ fn a_sync_peer_is_served_while_a_10000_block_generate_runs() {
     assert!(h > 300 && h < 10_300, "A is mid-generate at {h}");
     let (status, body) = long.join().unwrap().unwrap();
     assert_eq!(status, 200, "{body}");
-    let v: Value = serde_json::from_str(&body).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["result"].as_array().map(Vec::len), Some(10_000), "{body}");
     wait_for(120, "B to reach A's tip", || same_tip(&[&a, &b]));
 }

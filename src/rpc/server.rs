@@ -4,7 +4,6 @@ use super::cookie::COOKIE_USER;
 use super::api::QuarryApiServer;
 use super::service::RpcService;
 use crate::node::NodeHandle;
-use base64::Engine;
 use jsonrpsee::server::{HttpBody, Server, ServerHandle};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -27,10 +26,6 @@ pub struct RpcAuth {
 #[derive(Clone)]
 struct AuthCheck {
     accepted: Arc<Vec<String>>,
-}
-
-fn basic(user: &str, pass: &str) -> String {
-    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}")))
 }
 
 /// Compares without an early exit on the first differing byte.
@@ -67,9 +62,9 @@ pub async fn start_server(
     net: Option<crate::p2p::P2pHandle>,
     stop: Arc<tokio::sync::Notify>,
 ) -> std::io::Result<ServerHandle> {
-    let mut accepted = vec![basic(COOKIE_USER, &auth.cookie)];
+    let mut accepted = vec![super::client::basic_auth(COOKIE_USER, &auth.cookie)];
     if let Some((u, p)) = &auth.user {
-        accepted.push(basic(u, p));
+        accepted.push(super::client::basic_auth(u, p));
     }
     let middleware = tower::ServiceBuilder::new()
         .layer(ValidateRequestHeaderLayer::custom(AuthCheck { accepted: Arc::new(accepted) }));

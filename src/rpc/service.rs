@@ -212,7 +212,7 @@ impl QuarryApiServer for RpcService {
             let tx = block.txs.iter().map(|t| self.tx_info(t)).collect();
             GetBlock::Full(Box::new(BlockInfo { header, size, n_tx, tx }))
         } else {
-            GetBlock::Txids(BlockInfo { header, size, n_tx, tx: view.block.txids().to_vec() })
+            GetBlock::Txids(Box::new(BlockInfo { header, size, n_tx, tx: view.block.txids().to_vec() }))
         })
     }
 
