@@ -126,14 +126,14 @@ pub struct BanInfo {
 /// Requests to the network service.
 pub(crate) enum Command {
     Publish { topic: Topic, data: Vec<u8> },
-    AddNode { addr: Multiaddr, mode: AddNodeMode, reply: oneshot::Sender<Result<(), String>> },
-    Disconnect { target: String, reply: oneshot::Sender<Result<(), String>> },
+    AddNode { addr: Multiaddr, mode: AddNodeMode, reply: oneshot::Sender<Result<(), P2pError>> },
+    Disconnect { target: String, reply: oneshot::Sender<Result<(), P2pError>> },
     SetActive { active: bool, reply: oneshot::Sender<bool> },
     PeerInfo { reply: oneshot::Sender<Vec<PeerInfo>> },
     NetworkInfo { reply: oneshot::Sender<NetworkInfo> },
     ListBanned { reply: oneshot::Sender<Vec<BanInfo>> },
     ClearBanned { reply: oneshot::Sender<usize> },
-    SetBan { peer: PeerId, add: bool, seconds: u64, reply: oneshot::Sender<Result<(), String>> },
+    SetBan { peer: PeerId, add: bool, seconds: u64, reply: oneshot::Sender<Result<(), P2pError>> },
 }
 
 /// Why a network request failed.
@@ -145,9 +145,18 @@ pub enum P2pError {
     /// The service is not running (stopped, or the node runs without networking).
     #[error("network service is not running")]
     Stopped,
-    /// The request was refused.
-    #[error("{0}")]
-    Refused(String),
+    /// `addnode add` of an address already added.
+    #[error("node {0} already added")]
+    AlreadyAdded(Multiaddr),
+    /// `addnode remove` of an address never added.
+    #[error("node {0} has not been added")]
+    NotAdded(Multiaddr),
+    /// `disconnectnode` of a peer that is not connected.
+    #[error("node {0} is not connected (give a peer id, address or numeric id from getpeerinfo)")]
+    NotConnected(String),
+    /// `setban remove` of a peer that is not banned.
+    #[error("peer {0} is not banned")]
+    NotBanned(PeerId),
 }
 
 /// A cloneable handle to the network service. Never blocks: a full queue is an error.
@@ -181,12 +190,12 @@ impl P2pHandle {
 
     /// `addnode`.
     pub async fn add_node(&self, addr: Multiaddr, mode: AddNodeMode) -> Result<(), P2pError> {
-        self.ask(|reply| Command::AddNode { addr, mode, reply }).await?.map_err(P2pError::Refused)
+        self.ask(|reply| Command::AddNode { addr, mode, reply }).await?
     }
 
     /// `disconnectnode` by peer id or address.
     pub async fn disconnect(&self, target: String) -> Result<(), P2pError> {
-        self.ask(|reply| Command::Disconnect { target, reply }).await?.map_err(P2pError::Refused)
+        self.ask(|reply| Command::Disconnect { target, reply }).await?
     }
 
     /// `setnetworkactive`; returns the new state.
@@ -211,7 +220,7 @@ impl P2pHandle {
 
     /// `setban PEERID add|remove [seconds]`: ban (disconnecting it) or unban a peer by hand.
     pub async fn set_ban(&self, peer: PeerId, add: bool, seconds: u64) -> Result<(), P2pError> {
-        self.ask(|reply| Command::SetBan { peer, add, seconds, reply }).await?.map_err(P2pError::Refused)
+        self.ask(|reply| Command::SetBan { peer, add, seconds, reply }).await?
     }
 
     /// `clearbanned`; returns how many bans were lifted.

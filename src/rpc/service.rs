@@ -43,11 +43,17 @@ fn hex_param(s: &str, what: &str) -> Result<Vec<u8>, ErrorObjectOwned> {
     hex::decode(s.trim()).map_err(|e| err(codes::DESERIALIZATION_ERROR, format!("{what} is not valid hex: {e}")))
 }
 
-fn p2p_err(e: P2pError, code: i32) -> ErrorObjectOwned {
-    match e {
-        P2pError::Refused(m) => err(code, m),
-        other => err(codes::IN_WARMUP, other.to_string()),
-    }
+/// Core's codes for network refusals: -23 already added, -24 not added, -29 not
+/// connected, -30 not banned, -28 busy or stopped.
+fn p2p_err(e: P2pError) -> ErrorObjectOwned {
+    let code = match &e {
+        P2pError::AlreadyAdded(_) => codes::CLIENT_NODE_ALREADY_ADDED,
+        P2pError::NotAdded(_) => codes::CLIENT_NODE_NOT_ADDED,
+        P2pError::NotConnected(_) => codes::CLIENT_NODE_NOT_CONNECTED,
+        P2pError::NotBanned(_) => codes::CLIENT_INVALID_IP_OR_SUBNET,
+        P2pError::Busy | P2pError::Stopped => codes::IN_WARMUP,
+    };
+    err(code, e.to_string())
 }
 
 impl RpcService {
@@ -491,16 +497,16 @@ impl QuarryApiServer for RpcService {
     }
 
     async fn getpeerinfo(&self) -> RpcResult<Vec<PeerInfo>> {
-        let peers = self.net()?.peer_info().await.map_err(|e| p2p_err(e, codes::MISC))?;
+        let peers = self.net()?.peer_info().await.map_err(p2p_err)?;
         Ok(peers.into_iter().map(PeerInfo::from).collect())
     }
 
     async fn getconnectioncount(&self) -> RpcResult<u64> {
-        Ok(self.net()?.network_info().await.map_err(|e| p2p_err(e, codes::MISC))?.connections as u64)
+        Ok(self.net()?.network_info().await.map_err(p2p_err)?.connections as u64)
     }
 
     async fn getnetworkinfo(&self) -> RpcResult<NetworkInfo> {
-        let info = self.net()?.network_info().await.map_err(|e| p2p_err(e, codes::MISC))?;
+        let info = self.net()?.network_info().await.map_err(p2p_err)?;
         Ok(NetworkInfo::new(info, self.node.network().name()))
     }
 
@@ -519,20 +525,19 @@ impl QuarryApiServer for RpcService {
                 format!("node {node:?} is not a multiaddr ({e}); e.g. /ip4/127.0.0.1/tcp/19444/p2p/<peer id>"),
             )
         })?;
-        let code = if mode == AddNodeMode::Add { codes::CLIENT_NODE_ALREADY_ADDED } else { codes::CLIENT_NODE_NOT_ADDED };
-        self.net()?.add_node(addr, mode).await.map_err(|e| p2p_err(e, code))
+        self.net()?.add_node(addr, mode).await.map_err(p2p_err)
     }
 
     async fn disconnectnode(&self, address: String) -> RpcResult<()> {
-        self.net()?.disconnect(address).await.map_err(|e| p2p_err(e, codes::CLIENT_NODE_NOT_CONNECTED))
+        self.net()?.disconnect(address).await.map_err(p2p_err)
     }
 
     async fn setnetworkactive(&self, state: bool) -> RpcResult<bool> {
-        self.net()?.set_active(state).await.map_err(|e| p2p_err(e, codes::MISC))
+        self.net()?.set_active(state).await.map_err(p2p_err)
     }
 
     async fn listbanned(&self) -> RpcResult<Vec<BanInfo>> {
-        let bans = self.net()?.list_banned().await.map_err(|e| p2p_err(e, codes::MISC))?;
+        let bans = self.net()?.list_banned().await.map_err(p2p_err)?;
         Ok(bans.into_iter().map(BanInfo::from).collect())
     }
 
@@ -546,11 +551,11 @@ impl QuarryApiServer for RpcService {
             other => return Err(err(codes::INVALID_PARAMETER, format!("command must be add or remove, got {other:?}"))),
         };
         let seconds = bantime.unwrap_or(crate::p2p::peers::BAN_SECONDS);
-        self.net()?.set_ban(peer, add, seconds).await.map_err(|e| p2p_err(e, codes::CLIENT_INVALID_IP_OR_SUBNET))
+        self.net()?.set_ban(peer, add, seconds).await.map_err(p2p_err)
     }
 
     async fn clearbanned(&self) -> RpcResult<()> {
-        self.net()?.clear_banned().await.map(drop).map_err(|e| p2p_err(e, codes::MISC))
+        self.net()?.clear_banned().await.map(drop).map_err(p2p_err)
     }
 }
 

@@ -19,7 +19,7 @@ impl Service {
             Command::AddNode { addr, mode, reply } => {
                 let result = match mode {
                     AddNodeMode::Add if self.added.contains(&addr) => {
-                        Err(format!("node {addr} already added"))
+                        Err(P2pError::AlreadyAdded(addr))
                     }
                     AddNodeMode::Add => {
                         self.added.push(addr.clone());
@@ -33,7 +33,7 @@ impl Service {
                             self.added.remove(i);
                             Ok(())
                         }
-                        None => Err(format!("node {addr} has not been added")),
+                        None => Err(P2pError::NotAdded(addr)),
                     },
                     AddNodeMode::OneTry => {
                         self.dial(addr);
@@ -55,7 +55,7 @@ impl Service {
                         let _ = self.swarm.disconnect_peer_id(id);
                         Ok(())
                     }
-                    None => Err(format!("node {target} is not connected (give a peer id, address or numeric id from getpeerinfo)")),
+                    None => Err(P2pError::NotConnected(target)),
                 };
                 let _ = reply.send(result);
             }
@@ -146,7 +146,7 @@ impl Service {
                     self.swarm.behaviour_mut().blocked.unblock_peer(peer);
                     Ok(())
                 } else {
-                    Err(format!("peer {peer} is not banned"))
+                    Err(P2pError::NotBanned(peer))
                 };
                 let _ = reply.send(result);
             }

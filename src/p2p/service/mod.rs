@@ -11,7 +11,7 @@ use super::link::{Acceptance, CoreLink, NetDone, NetJob, NetOutcome, NetWork, Sy
 use super::peers::{BanList, Misbehaviour, Scores, BAN_SECONDS};
 use super::sync::{Action, Failure, ReqId};
 use super::wire::{self, GossipMessage, Request, Response, Topic};
-use super::{AddNodeMode, BanInfo, Command, NetworkInfo, P2pConfig, PeerInfo};
+use super::{AddNodeMode, BanInfo, Command, NetworkInfo, P2pConfig, P2pError, PeerInfo};
 use crate::clock::{unix_ms, unix_secs as now};
 use crate::consensus::Network;
 use futures::StreamExt;
