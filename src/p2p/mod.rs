@@ -24,6 +24,8 @@ pub mod wire;
 use libp2p::{Multiaddr, PeerId};
 use serde::Serialize;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 use wire::Topic;
 
@@ -125,7 +127,7 @@ pub struct BanInfo {
 
 /// Requests to the network service.
 pub(crate) enum Command {
-    Publish { topic: Topic, data: Vec<u8> },
+    Publish { topic: Topic, data: Vec<u8>, _held: Held },
     AddNode { addr: Multiaddr, mode: AddNodeMode, reply: oneshot::Sender<Result<(), P2pError>> },
     Disconnect { target: String, reply: oneshot::Sender<Result<(), P2pError>> },
     SetActive { active: bool, reply: oneshot::Sender<bool> },
@@ -163,18 +165,43 @@ pub enum P2pError {
 #[derive(Clone)]
 pub struct P2pHandle {
     tx: mpsc::Sender<Command>,
+    /// Bytes of publications queued for the service (bounded by [`MAX_PUBLISH_BYTES`]).
+    queued: Arc<AtomicUsize>,
+}
+
+/// Bytes of our own publications queued for the service at most; beyond, one is dropped with
+/// a warning (peers still get the block by sync).
+pub const MAX_PUBLISH_BYTES: usize = 64 << 20;
+
+/// Bytes a queued publication holds; released when the service is done with it.
+pub(crate) struct Held {
+    queued: Arc<AtomicUsize>,
+    bytes: usize,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.queued.fetch_sub(self.bytes, Ordering::SeqCst);
+    }
 }
 
 impl P2pHandle {
     /// A handle and the receiving end for [`service::run`].
     pub(crate) fn channel() -> (P2pHandle, mpsc::Receiver<Command>) {
         let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
-        (P2pHandle { tx }, rx)
+        (P2pHandle { tx, queued: Arc::new(AtomicUsize::new(0)) }, rx)
     }
 
     /// Publishes on a gossip topic (dropped with a warning if the queue is full).
     pub fn publish(&self, topic: Topic, data: Vec<u8>) {
-        if let Err(e) = self.tx.try_send(Command::Publish { topic, data }) {
+        let bytes = data.len();
+        let before = self.queued.fetch_add(bytes, Ordering::SeqCst);
+        let held = Held { queued: self.queued.clone(), bytes };
+        if before > 0 && before + bytes > MAX_PUBLISH_BYTES {
+            tracing::warn!(target: "p2p::gossip", ?topic, queued = before, "publication queue full ({MAX_PUBLISH_BYTES} bytes); dropped one");
+            return; // `held` releases the bytes
+        }
+        if let Err(e) = self.tx.try_send(Command::Publish { topic, data, _held: held }) {
             tracing::warn!(target: "p2p::gossip", ?topic, error = %e, "could not queue a publication");
         }
     }
@@ -235,4 +262,24 @@ pub fn peer_of(addr: &Multiaddr) -> Option<PeerId> {
         libp2p::multiaddr::Protocol::P2p(id) => Some(id),
         _ => None,
     })
+}
+
+#[cfg(test)]
+mod publish_tests {
+    use super::*;
+
+    #[test]
+    fn publications_are_bounded_in_bytes_and_released_when_handled() {
+        let (handle, mut rx) = P2pHandle::channel();
+        let big = || vec![0u8; 40 << 20];
+        handle.publish(Topic::Blocks, big());
+        handle.publish(Topic::Blocks, big()); // 80 MiB > 64 MiB: dropped
+        assert_eq!(handle.queued.load(Ordering::SeqCst), 40 << 20);
+        let first = rx.try_recv().expect("the first is queued");
+        assert!(rx.try_recv().is_err(), "the second was dropped");
+        drop(first); // handled: its bytes are released
+        assert_eq!(handle.queued.load(Ordering::SeqCst), 0);
+        handle.publish(Topic::Blocks, big());
+        assert!(rx.try_recv().is_ok(), "room again after the first was handled");
+    }
 }

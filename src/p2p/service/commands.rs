@@ -6,7 +6,7 @@ use super::*;
 impl Service {
     pub(super) fn on_command(&mut self, cmd: Command) {
         match cmd {
-            Command::Publish { topic, data } => {
+            Command::Publish { topic, data, _held } => {
                 if !self.active {
                     return;
                 }
