@@ -71,6 +71,9 @@ pub fn run(config: NodeConfig) -> Result<()> {
     })?;
     let tip = chain.tip();
     info!(target: "node", network = %config.network, height = tip.height, tip = %tip.hash, "chainstate opened");
+    if let Some(warning) = crate::node::tipmark::check(&chain_dir, &tip) {
+        tracing::warn!(target: "node", height = tip.height, "{warning}");
+    }
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -93,6 +96,7 @@ pub fn run(config: NodeConfig) -> Result<()> {
     let core_config = CoreConfig {
         network: config.network,
         datadir: config.datadir.clone(),
+        chain_dir: chain_dir.clone(),
         mining,
         generate_threads: config.mine_threads,
         mempool: MempoolConfig::default(),
