@@ -9,7 +9,7 @@ use crate::consensus::Network;
 use crate::mempool::MempoolConfig;
 use crate::node::{CoreConfig, CoreNet, Lifecycle, MiningConfig};
 use crate::primitives::Address;
-use crate::rpc::server::{start_server, RpcAuth};
+use crate::rpc::server::{start_server, RpcAuth, ServerLimits};
 use crate::script::templates::address_lock;
 use anyhow::{bail, Context, Result};
 use std::net::SocketAddr;
@@ -34,6 +34,8 @@ pub struct NodeConfig {
     pub rpc_bind: SocketAddr,
     /// Optional user/password accepted besides the cookie.
     pub rpc_user: Option<(String, String)>,
+    /// RPC connection and request timeouts (`--rpc-server-timeout`).
+    pub rpc_limits: ServerLimits,
     /// Mine continuously, paying this address.
     pub mine_to: Option<String>,
     /// Miner threads (also used by generatetoaddress).
@@ -44,6 +46,7 @@ pub struct NodeConfig {
 
 /// Runs the node until it is asked to stop.
 pub fn run(config: NodeConfig) -> Result<()> {
+    raise_open_file_limit();
     std::fs::create_dir_all(&config.datadir)
         .with_context(|| format!("creating the data directory {}", config.datadir.display()))?;
     let params = config.network.params();
@@ -68,6 +71,9 @@ pub fn run(config: NodeConfig) -> Result<()> {
     })?;
     let tip = chain.tip();
     info!(target: "node", network = %config.network, height = tip.height, tip = %tip.hash, "chainstate opened");
+    if let Some(warning) = crate::node::tipmark::check(&chain_dir, &tip) {
+        tracing::warn!(target: "node", height = tip.height, "{warning}");
+    }
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -90,6 +96,7 @@ pub fn run(config: NodeConfig) -> Result<()> {
     let core_config = CoreConfig {
         network: config.network,
         datadir: config.datadir.clone(),
+        chain_dir: chain_dir.clone(),
         mining,
         generate_threads: config.mine_threads,
         mempool: MempoolConfig::default(),
@@ -121,7 +128,7 @@ pub fn run(config: NodeConfig) -> Result<()> {
         let stop = life.stop.clone();
         let auth = RpcAuth { cookie: cookie.clone(), user: config.rpc_user.clone() };
         let rpc_net = config.p2p.is_some().then(|| net_handle.clone());
-        let server = match start_server(config.rpc_bind, auth, handle.clone(), rpc_net, stop.clone()).await {
+        let server = match start_server(config.rpc_bind, auth, config.rpc_limits, handle.clone(), rpc_net, stop.clone()).await {
             Ok(s) => s,
             Err(e) => {
                 crate::rpc::cookie::remove(&config.datadir);
@@ -153,6 +160,35 @@ pub fn run(config: NodeConfig) -> Result<()> {
     info!(target: "node", "stopped");
     result
 }
+
+/// Raises the soft limit on open files to the hard limit, as bitcoind does: RocksDB keeps up
+/// to 256 files open, each peer and RPC connection takes one, and the common default soft
+/// limit of 1,024 is easily reached.
+#[cfg(unix)]
+fn raise_open_file_limit() {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit only writes the struct we pass, which lives across the call.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        tracing::warn!(target: "node", error = %std::io::Error::last_os_error(), "cannot read the open-file limit");
+        return;
+    }
+    if limit.rlim_cur >= limit.rlim_max {
+        info!(target: "node", limit = limit.rlim_cur, "open-file limit");
+        return;
+    }
+    let from = limit.rlim_cur;
+    let raised = libc::rlimit { rlim_cur: limit.rlim_max, rlim_max: limit.rlim_max };
+    // SAFETY: setrlimit only reads the struct we pass.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } != 0 {
+        tracing::warn!(target: "node", from, to = limit.rlim_max, error = %std::io::Error::last_os_error(),
+            "cannot raise the open-file limit; raise it with `ulimit -n` if RPC or peers run out of files");
+        return;
+    }
+    info!(target: "node", from, to = limit.rlim_max, "raised the open-file limit (soft to hard)");
+}
+
+#[cfg(not(unix))]
+fn raise_open_file_limit() {}
 
 async fn wait_for_shutdown(stop: &tokio::sync::Notify) {
     #[cfg(unix)]

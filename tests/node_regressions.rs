@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 mod common;
 use common::{address, free_port, Node};
 use quarry::rpc::api::QuarryApiClient;
-use quarry::rpc::client::BlockingClient;
+use quarry::rpc::client::{BlockingClient, RpcConfig};
 use quarry::rpc::types::AddressQuery;
 
 /// Issue 4: "a tx that fails any rule: each gets a JSON-RPC error ... and nothing in the
@@ -179,4 +179,154 @@ fn review_signrawtransactionwithkey_uses_the_matching_key_among_1000_and_refuses
     assert_eq!(e["code"], json!(-8), "{e}");
     assert!(e["message"].as_str().unwrap().contains("at most 1000 keys, got 1001"), "{e}");
     node.stop();
+}
+
+/// `getblockcount` with a short client timeout, retried until it answers or `deadline`
+/// passes: the wait, or the last error.
+fn answers_before(node: &Node, deadline: Duration) -> Result<Duration, String> {
+    let start = Instant::now();
+    let mut last = String::from("no attempt");
+    while start.elapsed() < deadline {
+        let config = RpcConfig::new(node.addr, &node.datadir, None).timeout(Duration::from_secs(5));
+        match BlockingClient::new(&config).and_then(|c| c.wait(c.getblockcount())) {
+            Ok(_) => return Ok(start.elapsed()),
+            Err(e) => last = e.to_string(),
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    Err(last)
+}
+
+/// Opens a connection and sends an authenticated POST's headers (`framing` is the
+/// Content-Length or Transfer-Encoding line) and the first `body` bytes.
+fn begin_post(node: &Node, framing: &str, body: &str) -> TcpStream {
+    let mut s = TcpStream::connect(node.addr).unwrap();
+    let cookie = node.cookie();
+    let (user, pass) = cookie.split_once(':').unwrap();
+    let auth = quarry::rpc::client::basic_auth(user, pass);
+    write!(
+        s,
+        "POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n{framing}\r\nAuthorization: {auth}\r\n\r\n{body}"
+    )
+    .unwrap();
+    s
+}
+
+/// An authenticated POST whose headers promise 1,000 body bytes, of which only a few come.
+fn stalled_request(node: &Node) -> TcpStream {
+    begin_post(node, "Content-Length: 1000", r#"{"jsonrpc""#)
+}
+
+/// Hardening: the RPC server never closed idle connections and had no cap below the
+/// open-file limit. With 1,024 files, 1,100 silent connections made it answer 0 of 20 calls
+/// (a tokio worker spun on accept4 = EMFILE) for as long as they stayed open. Now at most 128
+/// connections are open, a new one closes the one idle the longest, and an ordinary call
+/// answers while the silent ones are still held open by the attacker.
+#[test]
+fn hardening_silent_connections_past_the_file_limit_do_not_stop_rpc() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::spawn_via(
+        &["prlimit", "--nofile=1024:1024"],
+        dir.path(),
+        "regtest",
+        Some(free_port()),
+        &["--mine-threads", "1"],
+    );
+    node.wait_height(0);
+    let silent: Vec<TcpStream> = (0..1100)
+        .filter_map(|_| TcpStream::connect_timeout(&node.addr, Duration::from_secs(2)).ok())
+        .collect();
+    assert!(silent.len() > 1024, "only {} connections made", silent.len());
+    let answered = answers_before(&node, Duration::from_secs(60));
+    assert!(answered.is_ok(), "no answer while {} silent connections were open: {answered:?}", silent.len());
+    // The server closed all but the newest 128 silent connections.
+    std::thread::sleep(Duration::from_secs(1));
+    let open = silent
+        .into_iter()
+        .filter(|mut s| {
+            s.set_nonblocking(true).unwrap();
+            matches!(s.read(&mut [0u8; 64]), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+        })
+        .count();
+    assert!(open <= 128, "{open} silent connections still open");
+}
+
+/// Hardening: jsonrpsee holds one of its 64 in-flight slots while it reads a request's body,
+/// with no deadline: 80 authenticated requests that send headers and stall gave every other
+/// client HTTP 429 for as long as they stalled. Now the body is read (with a deadline)
+/// before a slot is taken: other calls answer at once, the stalled requests get 408 after
+/// --rpc-server-timeout, and a connection that sends nothing is closed after it too.
+#[test]
+fn hardening_stalled_request_bodies_do_not_starve_rpc() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(
+        dir.path(),
+        "regtest",
+        Some(free_port()),
+        &["--mine-threads", "1", "--rpc-server-timeout", "5"],
+    );
+    let silent = TcpStream::connect(node.addr).unwrap();
+    let stalled: Vec<TcpStream> = (0..80).map(|_| stalled_request(&node)).collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let answered = answers_before(&node, Duration::from_secs(4));
+    assert!(answered.is_ok(), "no answer while 80 request bodies stalled: {answered:?}");
+    let mut s = &stalled[0];
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut resp = String::new();
+    let _ = s.read_to_string(&mut resp);
+    assert!(resp.starts_with("HTTP/1.1 408") && resp.contains("within 5 s"), "{resp}");
+    let mut s = &silent;
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    assert!(matches!(s.read(&mut [0u8; 64]), Ok(0)), "a silent connection was not closed after the timeout");
+}
+
+/// Hardening: a 20 MB chunked body (no Content-Length) was answered HTTP 500; it is
+/// 413 naming the limit, and the connection closes.
+#[test]
+fn hardening_chunked_body_over_the_limit_gets_413() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path(), "regtest", Some(free_port()), &["--mine-threads", "1"]);
+    let mut s = begin_post(&node, "Transfer-Encoding: chunked", "");
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let mut reader = s.try_clone().unwrap();
+    let read = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = reader.read_to_end(&mut buf); // a reset after the answer is fine
+        String::from_utf8_lossy(&buf).into_owned()
+    });
+    let mut chunk = vec![b' '; 64 << 10];
+    chunk[..6].copy_from_slice(br#"{"a":""#);
+    for i in 0..(20 << 20) / chunk.len() {
+        if i == 1 {
+            chunk[..6].fill(b'x');
+        }
+        let sent = write!(s, "{:x}\r\n", chunk.len())
+            .and_then(|_| s.write_all(&chunk))
+            .and_then(|_| s.write_all(b"\r\n"));
+        if sent.is_err() {
+            break; // the server answered and closed
+        }
+    }
+    let _ = s.write_all(b"0\r\n\r\n");
+    let resp = read.join().unwrap();
+    assert!(resp.starts_with("HTTP/1.1 413") && resp.contains("the limit is 16777216 bytes"), "{resp:.300}");
+}
+
+/// Hardening: the node raises its soft open-file limit to the hard limit at start, as
+/// bitcoind does (a 1,024 soft limit is easily reached by RocksDB, peers and RPC).
+#[test]
+fn hardening_node_raises_the_open_file_soft_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::spawn_via(
+        &["prlimit", "--nofile=256:4096"],
+        dir.path(),
+        "regtest",
+        Some(free_port()),
+        &["--mine-threads", "1"],
+    );
+    node.wait_height(0);
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", node.child.id())).unwrap();
+    let line = limits.lines().find(|l| l.starts_with("Max open files")).unwrap();
+    let soft: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(soft[3..5], ["4096", "4096"], "{line}");
 }

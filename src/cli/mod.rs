@@ -115,6 +115,10 @@ pub struct RpcServerArgs {
     /// The password for --rpc-user.
     #[arg(long, requires = "rpc_user")]
     pub rpc_password: Option<String>,
+    /// Seconds a connection may stay silent or take to send a request's headers, and a
+    /// request may take to send its body, before the server closes it [default: 30].
+    #[arg(long, value_name = "SECONDS")]
+    pub rpc_server_timeout: Option<u64>,
 }
 
 /// Mining settings.

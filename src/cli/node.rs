@@ -2,6 +2,7 @@
 
 use super::{default_threads, NodeArgs};
 use crate::daemon::{run, NodeConfig};
+use crate::rpc::server::{ServerLimits, DEFAULT_SERVER_TIMEOUT};
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -13,6 +14,7 @@ struct ConfigFile {
     rpc_bind: Option<SocketAddr>,
     rpc_user: Option<String>,
     rpc_password: Option<String>,
+    rpc_server_timeout: Option<u64>,
     mine: Option<bool>,
     miner_address: Option<String>,
     mine_threads: Option<usize>,
@@ -45,6 +47,15 @@ pub(super) fn run_node(args: NodeArgs) -> Result<()> {
         (None, None) => None,
         _ => bail!("rpc_user and rpc_password go together (flags or quarry.toml)"),
     };
+    let timeout =
+        args.rpc.rpc_server_timeout.or(file.rpc_server_timeout).unwrap_or(DEFAULT_SERVER_TIMEOUT.as_secs());
+    if timeout == 0 {
+        bail!(
+            "--rpc-server-timeout 0: pass a number of seconds of at least 1 (default {})",
+            DEFAULT_SERVER_TIMEOUT.as_secs()
+        );
+    }
+    let rpc_limits = ServerLimits { timeout: std::time::Duration::from_secs(timeout) };
     let mine = args.mining.mine || file.mine.unwrap_or(false);
     let address = args.mining.miner_address.or(file.miner_address);
     if mine && address.is_none() {
@@ -90,6 +101,7 @@ pub(super) fn run_node(args: NodeArgs) -> Result<()> {
         datadir,
         rpc_bind,
         rpc_user,
+        rpc_limits,
         mine_to: if mine { address } else { None },
         mine_threads,
         p2p,

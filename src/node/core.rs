@@ -76,6 +76,9 @@ pub(crate) struct Core {
     tip_logged_at: Instant,
     tips_unlogged: u32,
     mempool_path: PathBuf,
+    chain_dir: PathBuf,
+    /// The tip last written to the tip marker, and when.
+    marked: Option<(Hash256, Instant)>,
 }
 
 /// Flags shared between the runtime and the core thread.
@@ -110,6 +113,8 @@ pub struct CoreConfig {
     pub network: Network,
     /// Data directory (mempool.dat).
     pub datadir: PathBuf,
+    /// The chainstate directory (its tip marker, [`super::tipmark`]).
+    pub chain_dir: PathBuf,
     /// Continuous mining, if asked for.
     pub mining: Option<MiningConfig>,
     /// Threads for `generatetoaddress`.
@@ -272,6 +277,12 @@ impl Core {
     }
 
     fn tick(&mut self) {
+        let tip = self.chain.tip();
+        let due = |(hash, at): (Hash256, Instant)| hash != tip.hash && at.elapsed() >= super::tipmark::MARK_EVERY;
+        if self.marked.map_or(true, due) {
+            super::tipmark::write(&self.chain_dir, &tip);
+            self.marked = Some((tip.hash, Instant::now()));
+        }
         let found = self.miner.as_ref().and_then(|(m, _)| m.take_found(Duration::ZERO));
         if let Some(block) = found {
             let hash = block.hash();
@@ -327,6 +338,7 @@ impl Core {
         for job in self.generating.drain(..) {
             let _ = job.reply.send(Ok(job.hashes)); // stopped early: what was mined
         }
+        super::tipmark::write(&self.chain_dir, &self.chain.tip());
         match self.mempool.save(&self.mempool_path) {
             Ok(n) => info!(target: "mempool", txs = n, path = %self.mempool_path.display(), "mempool saved"),
             Err(e) => warn!(target: "mempool", error = %e, "could not save the mempool"),
@@ -372,6 +384,8 @@ pub fn start(chain: Chain, config: CoreConfig, life: Lifecycle, net: Option<Core
             tip_logged_at: Instant::now() - Duration::from_secs(2),
             tips_unlogged: 0,
             mempool_path,
+            chain_dir: config.chain_dir,
+            marked: None,
         };
         core.refresh_template();
         run_loop(&mut core, &inbox, &life);

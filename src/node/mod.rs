@@ -12,6 +12,7 @@ pub mod core;
 mod net;
 mod queries;
 mod queue;
+pub mod tipmark;
 
 pub use self::api::{
     AddressCoin, BlockView, ChainInfo, ChainTipView, HeaderView, MiningInfo, NodeError, NodeHandle, SubmitOutcome,

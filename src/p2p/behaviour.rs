@@ -175,8 +175,19 @@ pub fn listen(swarm: &mut Swarm<Behaviour>, addrs: &[Multiaddr]) -> Result<(), S
 /// 0600 on first start, so the peer id is stable across restarts.
 pub fn load_or_create_key(path: &std::path::Path) -> Result<identity::Keypair, String> {
     match std::fs::read(path) {
-        Ok(bytes) => identity::Keypair::from_protobuf_encoding(&bytes).map_err(|e| {
-            format!("{} is not a valid node key ({e}); move it away to make a new one", path.display())
+        // libp2p reads an empty or cut-short file as an RSA key and answers "cargo feature
+        // `rsa` is not enabled", which says nothing about the file: name the problem instead.
+        Ok(bytes) => identity::Keypair::from_protobuf_encoding(&bytes).map_err(|_| {
+            let what = if bytes.is_empty() {
+                "is empty".to_string()
+            } else {
+                format!("is corrupt ({} bytes that are not a protobuf-encoded ed25519 keypair)", bytes.len())
+            };
+            format!(
+                "the node key {} {what}: move it away (e.g. `mv {0} {0}.bad`) and restart to make a new one \
+                 (the node's peer id changes), or restore it from a backup",
+                path.display()
+            )
         }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let key = identity::Keypair::generate_ed25519();
@@ -197,5 +208,25 @@ pub fn load_or_create_key(path: &std::path::Path) -> Result<identity::Keypair, S
             Ok(key)
         }
         Err(e) => Err(format!("reading the node key {}: {e}", path.display())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_or_corrupt_node_key_is_named_with_its_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("node_key");
+        let made = load_or_create_key(&path).unwrap();
+        assert_eq!(load_or_create_key(&path).unwrap().public(), made.public(), "the same key on restart");
+        let good = std::fs::read(&path).unwrap();
+        for (bytes, what) in [(&[][..], "is empty"), (&good[..good.len() / 2], "is corrupt (34 bytes")] {
+            std::fs::write(&path, bytes).unwrap();
+            let e = load_or_create_key(&path).unwrap_err();
+            assert!(e.contains(what) && e.contains(&path.display().to_string()), "{e}");
+            assert!(e.contains("move it away") && !e.contains("rsa"), "{e}");
+        }
     }
 }

@@ -140,30 +140,81 @@ pub struct Ban {
 const MAX_BANS: usize = 10_000;
 /// The ban file is never read past this size.
 const MAX_BAN_FILE: u64 = 4 << 20;
+/// Bad entries of a ban file logged one by one (the rest as a count).
+const MAX_LOGGED_PROBLEMS: usize = 10;
+
+/// The bans in a `banned.json` file (`{"bans": {"<peer id>": {"until": N, "reason": "…"}}}`),
+/// and one line per entry that was skipped, naming the entry and what is wrong with it.
+fn parse_bans(bytes: &[u8]) -> (HashMap<String, Ban>, Vec<String>) {
+    let mut bans = HashMap::new();
+    let value: serde_json::Value = match serde_json::from_slice(bytes) {
+        Ok(v) => v,
+        Err(e) => return (bans, vec![format!("not JSON ({e}); starting empty")]),
+    };
+    let Some(entries) = value.get("bans").and_then(|b| b.as_object()) else {
+        return (bans, vec!["no \"bans\" object at the top level; starting empty".to_string()]);
+    };
+    let mut problems = Vec::new();
+    for (peer, entry) in entries {
+        if peer.is_empty() {
+            problems.push("entry with an empty peer id skipped".to_string());
+            continue;
+        }
+        match Ban::deserialize(entry) {
+            Ok(ban) => {
+                bans.insert(peer.clone(), ban);
+            }
+            Err(e) => problems.push(format!(
+                "entry {peer:?} skipped: {e} (expected {{\"until\": <unix time>, \"reason\": \"...\"}})"
+            )),
+        }
+    }
+    (bans, problems)
+}
 
 impl BanList {
-    /// Loads `path` (a missing file is an empty list; an unreadable one is logged and
-    /// replaced), dropping expired bans.
+    /// Loads `path` (a missing file is an empty list; a file that is not a JSON ban list is
+    /// logged and replaced), dropping expired bans. A bad entry is logged with its reason and
+    /// skipped, never taking the good ones with it; past [`MAX_BANS`] the longest-lasting
+    /// bans are kept.
     pub fn load(path: &Path, now: u64) -> BanList {
-        let mut list = match std::fs::metadata(path) {
+        let mut list = BanList::default();
+        match std::fs::metadata(path) {
             Ok(m) if m.len() > MAX_BAN_FILE => {
-                tracing::warn!(target: "p2p", path = %path.display(), bytes = m.len(), "ban list too large; starting empty");
-                BanList::default()
+                tracing::warn!(target: "p2p", path = %path.display(), bytes = m.len(), limit = MAX_BAN_FILE,
+                    "ban list larger than the limit; starting empty (move the file away to keep it)");
             }
-            Ok(_) => match std::fs::read(path)
-                .map_err(|e| e.to_string())
-                .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
-            {
-                Ok(l) => l,
+            Ok(_) => match std::fs::read(path) {
+                Ok(bytes) => {
+                    let (bans, problems) = parse_bans(&bytes);
+                    for p in problems.iter().take(MAX_LOGGED_PROBLEMS) {
+                        tracing::warn!(target: "p2p", path = %path.display(), "ban list: {p}");
+                    }
+                    if problems.len() > MAX_LOGGED_PROBLEMS {
+                        tracing::warn!(target: "p2p", path = %path.display(), skipped = problems.len(),
+                            "ban list: {} more bad entries skipped", problems.len() - MAX_LOGGED_PROBLEMS);
+                    }
+                    list.bans = bans;
+                }
                 Err(e) => {
                     tracing::warn!(target: "p2p", path = %path.display(), error = %e, "ban list unreadable; starting empty");
-                    BanList::default()
                 }
             },
-            Err(_) => BanList::default(),
-        };
+            Err(_) => {}
+        }
         list.path = Some(path.to_path_buf());
         list.expire(now);
+        let over = list.bans.len().saturating_sub(MAX_BANS);
+        if over > 0 {
+            let mut by_end: Vec<(String, u64)> =
+                list.bans.iter().map(|(k, b)| (k.clone(), b.until)).collect();
+            by_end.sort_unstable_by_key(|(_, until)| *until);
+            for (k, _) in by_end.into_iter().take(over) {
+                list.bans.remove(&k);
+            }
+            tracing::warn!(target: "p2p", path = %path.display(), dropped = over, limit = MAX_BANS,
+                "ban list has more bans than the limit; kept the {MAX_BANS} that last longest");
+        }
         list
     }
 
@@ -318,5 +369,46 @@ mod tests {
         assert!(list.is_banned("peerB", 200));
         std::fs::write(&path, b"not json").unwrap();
         assert_eq!(BanList::load(&path, 0).entries().count(), 0);
+    }
+
+    #[test]
+    fn a_bad_ban_entry_is_skipped_and_the_good_ones_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("banned.json");
+        let file = r#"{"bans": {
+            "peerA": {"until": 500, "reason": "invalid block"},
+            "peerB": {"until": "soon", "reason": "x"},
+            "peerC": {"reason": "no end"},
+            "peerD": {"until": 900, "reason": "garbage"}
+        }}"#;
+        std::fs::write(&path, file).unwrap();
+        let list = BanList::load(&path, 100);
+        let mut kept: Vec<&String> = list.entries().map(|(k, _)| k).collect();
+        kept.sort();
+        assert_eq!(kept, ["peerA", "peerD"]);
+        let (_, problems) = parse_bans(file.as_bytes());
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(
+            problems.iter().any(|p| p.contains("\"peerB\"") && p.contains("invalid type")),
+            "{problems:?}"
+        );
+        assert!(
+            problems.iter().any(|p| p.contains("\"peerC\"") && p.contains("missing field `until`")),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn loading_more_bans_than_the_cap_keeps_the_longest_lasting() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("banned.json");
+        let bans: serde_json::Map<String, serde_json::Value> = (0..2 * MAX_BANS as u64)
+            .map(|i| (format!("peer{i}"), serde_json::json!({"until": 1_000 + i, "reason": "r"})))
+            .collect();
+        std::fs::write(&path, serde_json::to_vec(&serde_json::json!({ "bans": bans })).unwrap()).unwrap();
+        let list = BanList::load(&path, 0);
+        assert_eq!(list.entries().count(), MAX_BANS);
+        let shortest = list.entries().map(|(_, b)| b.until).min().unwrap();
+        assert_eq!(shortest, 1_000 + MAX_BANS as u64, "the shortest bans are the ones dropped");
     }
 }

@@ -1,18 +1,46 @@
-//! The HTTP server: authentication, size limits, method registration.
+//! The HTTP server: our own accept loop and HTTP/1.1 connections (hyper) around jsonrpsee's
+//! service, so that every resource a client can hold is bounded: connections (a cap, idle and
+//! header timeouts), request bodies (a size limit, a deadline, a byte budget across
+//! connections, read before a request takes one of the in-flight slots), and authentication
+//! before any body is read.
 
-use super::cookie::COOKIE_USER;
 use super::api::QuarryApiServer;
+use super::cookie::COOKIE_USER;
 use super::service::RpcService;
 use crate::node::NodeHandle;
-use jsonrpsee::server::{HttpBody, Server, ServerHandle};
+use http_body_util::BodyExt;
+use hyper::body::Bytes;
+use jsonrpsee::server::{stop_channel, HttpBody, Methods, Server, ServerHandle, StopHandle};
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 use tower_http::validate_request::{ValidateRequest, ValidateRequestHeaderLayer};
+use tracing::{debug, warn};
 
 /// Largest request body (a 4 MB block as hex is 8 MB).
 pub const MAX_REQUEST_BYTES: u32 = 16 << 20;
 /// Largest response body (getblock verbosity 2 of a full block).
 pub const MAX_RESPONSE_BYTES: u32 = 64 << 20;
+/// Connections open at once, well below the usual 1,024 open-file limit, beside RocksDB's
+/// 256 files and the peers. At the cap a new connection closes the one idle the longest;
+/// when every connection is in a request it is answered 503 and closed.
+pub const MAX_CONNECTIONS: usize = 128;
+/// Requests being executed at once (their bodies already read); one more is answered 429.
+pub const MAX_IN_FLIGHT: u32 = 64;
+/// Request-body bytes buffered at once across all connections; a body that would go past it
+/// is answered 503.
+pub const BODY_BUDGET_BYTES: usize = 256 << 20;
+/// Default of `--rpc-server-timeout` (bitcoind's `-rpcservertimeout` is 30 s too).
+pub const DEFAULT_SERVER_TIMEOUT: Duration = Duration::from_secs(30);
+/// Pause after an accept error that is not the client's (EMFILE and the like), so a full
+/// file table does not spin a worker at 100%.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// At most one warning per this interval for refused connections and accept errors.
+const WARN_EVERY: Duration = Duration::from_secs(10);
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Credentials the server accepts.
 #[derive(Clone, Debug)]
@@ -53,11 +81,28 @@ impl<B> ValidateRequest<B> for AuthCheck {
     }
 }
 
+/// Server settings a user may change.
+#[derive(Clone, Copy, Debug)]
+pub struct ServerLimits {
+    /// How long a connection may stay silent (before its first request or between
+    /// keep-alive requests) or take to send a request's headers, and how long a request may
+    /// take to send its body (`--rpc-server-timeout`).
+    pub timeout: Duration,
+}
+
+impl Default for ServerLimits {
+    fn default() -> Self {
+        ServerLimits { timeout: DEFAULT_SERVER_TIMEOUT }
+    }
+}
+
 /// Starts the server on `bind` with every method registered. `stop` is notified by the
-/// `stop` method.
+/// `stop` method. [`ServerHandle::stopped`] resolves when every connection has closed
+/// (in-flight requests answered).
 pub async fn start_server(
     bind: SocketAddr,
     auth: RpcAuth,
+    limits: ServerLimits,
     node: NodeHandle,
     net: Option<crate::p2p::P2pHandle>,
     stop: Arc<tokio::sync::Notify>,
@@ -66,16 +111,407 @@ pub async fn start_server(
     if let Some((u, p)) = &auth.user {
         accepted.push(super::client::basic_auth(u, p));
     }
+    let budget = Arc::new(Budget { used: AtomicUsize::new(0), limit: BODY_BUDGET_BYTES });
+    // Outermost first: authenticate from the headers, then read the body (bounded), and only
+    // then enter jsonrpsee, whose in-flight slot is held while the method runs.
     let middleware = tower::ServiceBuilder::new()
-        .layer(ValidateRequestHeaderLayer::custom(AuthCheck { accepted: Arc::new(accepted) }));
-    let server = Server::builder()
+        .layer(ValidateRequestHeaderLayer::custom(AuthCheck { accepted: Arc::new(accepted) }))
+        .layer(tower::layer::layer_fn(move |inner| ReadBody {
+            inner,
+            budget: budget.clone(),
+            deadline: limits.timeout,
+        }));
+    let services = Server::builder()
         .max_request_body_size(MAX_REQUEST_BYTES)
         .max_response_body_size(MAX_RESPONSE_BYTES)
-        .max_connections(64)
+        .max_connections(MAX_IN_FLIGHT)
         .set_http_middleware(middleware)
         .http_only()
-        .build(bind)
-        .await?;
-    let module = RpcService { node, net, stop }.into_rpc();
-    Ok(server.start(module))
+        .to_service_builder();
+    let listener = tokio::net::TcpListener::bind(bind).await?;
+    let methods: Methods = RpcService { node, net, stop }.into_rpc().into();
+    let (stop_handle, server_handle) = stop_channel();
+    tokio::spawn(async move {
+        let conns = Arc::new(Connections::default());
+        let stopped = stop_handle.clone().shutdown();
+        tokio::pin!(stopped);
+        let mut last_warning: Option<Instant> = None;
+        let mut should_warn = move || {
+            let now = Instant::now();
+            let due = last_warning.map_or(true, |t| now.duration_since(t) >= WARN_EVERY);
+            if due {
+                last_warning = Some(now);
+            }
+            due
+        };
+        loop {
+            let accepted = tokio::select! {
+                r = listener.accept() => r,
+                _ = &mut stopped => break,
+            };
+            match accepted {
+                Ok((socket, peer)) => match conns.admit() {
+                    Some((id, conn)) => {
+                        let service = services.clone().build(methods.clone(), stop_handle.clone());
+                        tokio::spawn(serve(
+                            socket,
+                            service,
+                            stop_handle.clone(),
+                            limits,
+                            conns.clone(),
+                            id,
+                            conn,
+                        ));
+                    }
+                    None => {
+                        if should_warn() {
+                            warn!(target: "rpc", %peer, limit = MAX_CONNECTIONS, "RPC connection refused: {MAX_CONNECTIONS} connections are open (the limit), all of them in a request");
+                        }
+                        refuse(socket);
+                    }
+                },
+                // The client's failure, not ours: the next accept may succeed at once.
+                Err(e) if is_connection_error(&e) => debug!(target: "rpc", error = %e, "accept"),
+                Err(e) => {
+                    if should_warn() {
+                        warn!(target: "rpc", error = %e, "cannot accept RPC connections (too many open files? raise `ulimit -n`); retrying");
+                    }
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                }
+            }
+        }
+    });
+    Ok(server_handle)
+}
+
+fn is_connection_error(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind as K;
+    matches!(e.kind(), K::ConnectionRefused | K::ConnectionAborted | K::ConnectionReset | K::Interrupted)
+}
+
+/// Answers a connection over the cap with a 503 that names the limit (best effort: the
+/// socket is new, so its send buffer takes this at once) and closes it.
+fn refuse(socket: tokio::net::TcpStream) {
+    let body = format!(
+        "503: the RPC server has {MAX_CONNECTIONS} connections open (its limit), all of them in a request; retry\n"
+    );
+    let response = format!(
+        "HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = socket.try_write(response.as_bytes());
+}
+
+/// One open connection, as the accept loop sees it.
+struct Conn {
+    /// Requests being served (read, executed, answered); HTTP/1.1 serves one at a time.
+    busy: AtomicUsize,
+    /// Since when no request has been served (the connection's start, or its last answer).
+    idle_since: std::sync::Mutex<Instant>,
+    /// Asks the connection to close (it was evicted while idle).
+    close: tokio::sync::Notify,
+}
+
+impl Conn {
+    fn is_idle(&self) -> bool {
+        self.busy.load(Ordering::SeqCst) == 0
+    }
+
+    fn idle_since(&self) -> Instant {
+        *self.idle_since.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The open connections, at most [`MAX_CONNECTIONS`].
+#[derive(Default)]
+struct Connections {
+    open: std::sync::Mutex<(u64, std::collections::HashMap<u64, Arc<Conn>>)>,
+}
+
+impl Connections {
+    /// Registers a new connection. At the cap, the connection idle the longest (silent since
+    /// it connected, or between keep-alive requests) is closed to make room, so silent
+    /// connections cannot lock clients out; when every connection is in a request, `None`.
+    fn admit(&self) -> Option<(u64, Arc<Conn>)> {
+        let mut guard = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let (next, open) = &mut *guard;
+        if open.len() >= MAX_CONNECTIONS {
+            let victim = open
+                .iter()
+                .filter(|(_, c)| c.is_idle())
+                .min_by_key(|(_, c)| c.idle_since())
+                .map(|(id, _)| *id)?;
+            if let Some(c) = open.remove(&victim) {
+                debug!(target: "rpc", conn = victim, "closing the longest-idle RPC connection to admit a new one");
+                c.close.notify_one();
+            }
+        }
+        let conn = Arc::new(Conn {
+            busy: AtomicUsize::new(0),
+            idle_since: std::sync::Mutex::new(Instant::now()),
+            close: tokio::sync::Notify::new(),
+        });
+        *next += 1;
+        open.insert(*next, conn.clone());
+        Some((*next, conn))
+    }
+
+    fn remove(&self, id: u64) {
+        self.open.lock().unwrap_or_else(|e| e.into_inner()).1.remove(&id);
+    }
+}
+
+/// Marks its connection busy from a request's start to its answer.
+struct Busy(Arc<Conn>);
+
+impl Busy {
+    fn start(conn: &Arc<Conn>) -> Busy {
+        conn.busy.fetch_add(1, Ordering::SeqCst);
+        Busy(conn.clone())
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        *self.0.idle_since.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+        self.0.busy.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// The hyper service of one connection: jsonrpsee's, with the connection marked busy while
+/// a request is served.
+struct Tracked<S> {
+    inner: S,
+    conn: Arc<Conn>,
+}
+
+impl<S, R> hyper::service::Service<R> for Tracked<S>
+where
+    S: hyper::service::Service<R>,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn std::future::Future<Output = Result<S::Response, S::Error>> + Send>>;
+
+    fn call(&self, request: R) -> Self::Future {
+        let busy = Busy::start(&self.conn);
+        let answer = self.inner.call(request);
+        Box::pin(async move {
+            let response = answer.await;
+            drop(busy);
+            response
+        })
+    }
+}
+
+/// Serves one connection over HTTP/1.1 until the client closes it, it stays silent past the
+/// timeout, it is evicted while idle, or the server stops (an idle connection closes at once,
+/// a request in progress is answered first).
+async fn serve<S>(
+    socket: tokio::net::TcpStream,
+    service: S,
+    stop: StopHandle,
+    limits: ServerLimits,
+    conns: Arc<Connections>,
+    id: u64,
+    conn: Arc<Conn>,
+) where
+    S: tower::Service<
+            http::Request<hyper::body::Incoming>,
+            Response = http::Response<HttpBody>,
+            Error = BoxError,
+        > + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let _ = socket.set_nodelay(true);
+    let mut http = hyper::server::conn::http1::Builder::new();
+    // hyper restarts the header timer whenever it waits for a request head: on a new
+    // connection and between keep-alive requests, so it bounds silent connections too.
+    http.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(limits.timeout).keep_alive(true);
+    let service =
+        Tracked { inner: hyper_util::service::TowerToHyperService::new(service), conn: conn.clone() };
+    let http_conn = http.serve_connection(hyper_util::rt::TokioIo::new(socket), service);
+    tokio::pin!(http_conn);
+    let stopped = stop.shutdown();
+    tokio::pin!(stopped);
+    let result = tokio::select! {
+        r = http_conn.as_mut() => Some(r),
+        _ = conn.close.notified() => None,
+        _ = &mut stopped => None,
+    };
+    let result = match result {
+        Some(r) => r,
+        // Evicted or stopping: drop an idle connection, finish a request in progress.
+        None if conn.is_idle() => Ok(()),
+        None => {
+            http_conn.as_mut().graceful_shutdown();
+            http_conn.await
+        }
+    };
+    if let Err(e) = result {
+        debug!(target: "rpc", error = %e, "RPC connection closed");
+    }
+    conns.remove(id);
+}
+
+/// Request-body bytes buffered across connections.
+struct Budget {
+    used: AtomicUsize,
+    limit: usize,
+}
+
+/// Bytes of a [`Budget`] held by one request until it is answered.
+struct Held {
+    budget: Arc<Budget>,
+    bytes: usize,
+}
+
+impl Held {
+    /// Takes `n` more bytes, or answers how many are in use by all requests.
+    fn take(&mut self, n: usize) -> Result<(), usize> {
+        let before = self.budget.used.fetch_add(n, Ordering::SeqCst);
+        if before + n > self.budget.limit {
+            self.budget.used.fetch_sub(n, Ordering::SeqCst);
+            return Err(before);
+        }
+        self.bytes += n;
+        Ok(())
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.budget.used.fetch_sub(self.bytes, Ordering::SeqCst);
+    }
+}
+
+/// Why a request body was not read to the end: an HTTP answer, not an error of this module.
+#[derive(Debug)]
+enum BodyRefusal {
+    TooLarge { got: u64, limit: u32 },
+    Timeout { secs: u64 },
+    Busy { in_use: usize, limit: usize },
+    Read(String),
+}
+
+impl BodyRefusal {
+    fn message(&self) -> String {
+        match self {
+            BodyRefusal::TooLarge { got, limit } => {
+                format!("413 request body too large: {got} bytes or more, the limit is {limit} bytes")
+            }
+            BodyRefusal::Timeout { secs } => {
+                format!("408 request body not received within {secs} s (--rpc-server-timeout)")
+            }
+            BodyRefusal::Busy { in_use, limit } => format!(
+                "503 server busy: {in_use} bytes of request bodies are being read, the limit is {limit} bytes; retry"
+            ),
+            BodyRefusal::Read(e) => format!("400 cannot read the request body: {e}"),
+        }
+    }
+
+    fn response(&self) -> http::Response<HttpBody> {
+        let status = match self {
+            BodyRefusal::TooLarge { .. } => http::StatusCode::PAYLOAD_TOO_LARGE,
+            BodyRefusal::Timeout { .. } => http::StatusCode::REQUEST_TIMEOUT,
+            BodyRefusal::Busy { .. } => http::StatusCode::SERVICE_UNAVAILABLE,
+            BodyRefusal::Read(_) => http::StatusCode::BAD_REQUEST,
+        };
+        http::Response::builder()
+            .status(status)
+            // The rest of the body is never read: the connection cannot carry another request.
+            .header(http::header::CONNECTION, "close")
+            .header(http::header::CONTENT_TYPE, "text/plain")
+            .body(HttpBody::from(format!("{}\n", self.message())))
+            .expect("static response")
+    }
+}
+
+/// Reads `body` to the end: at most `limit` bytes, each taken from the budget.
+async fn read_body<B>(
+    headers: &http::HeaderMap,
+    body: B,
+    limit: u32,
+    held: &mut Held,
+) -> Result<Vec<u8>, BodyRefusal>
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: std::fmt::Display,
+{
+    let declared = headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if let Some(len) = declared.filter(|&len| len > u64::from(limit)) {
+        return Err(BodyRefusal::TooLarge { got: len, limit });
+    }
+    let mut body = std::pin::pin!(body);
+    let mut data = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| BodyRefusal::Read(e.to_string()))?;
+        let Ok(chunk) = frame.into_data() else { continue };
+        let got = data.len() + chunk.len();
+        if got > limit as usize {
+            return Err(BodyRefusal::TooLarge { got: got as u64, limit });
+        }
+        held.take(chunk.len()).map_err(|in_use| BodyRefusal::Busy { in_use, limit: held.budget.limit })?;
+        data.extend_from_slice(&chunk);
+    }
+    Ok(data)
+}
+
+/// Tower middleware that reads the whole request body, within [`MAX_REQUEST_BYTES`], the
+/// deadline and the byte budget, before the request reaches jsonrpsee. jsonrpsee takes its
+/// in-flight slot before reading the body and reads it with no deadline, so without this
+/// 64 clients that send headers and then stall hold every slot (everyone else gets 429), and
+/// a chunked body over the limit is answered 500.
+#[derive(Clone)]
+struct ReadBody<S> {
+    inner: S,
+    budget: Arc<Budget>,
+    deadline: Duration,
+}
+
+impl<S, B> tower::Service<http::Request<B>> for ReadBody<S>
+where
+    S: tower::Service<http::Request<HttpBody>, Response = http::Response<HttpBody>, Error = BoxError>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: std::fmt::Display,
+{
+    type Response = http::Response<HttpBody>;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn std::future::Future<Output = Result<Self::Response, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        // The clone that was polled ready serves this request (tower's clone-and-swap).
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let budget = self.budget.clone();
+        let deadline = self.deadline;
+        Box::pin(async move {
+            let (parts, body) = request.into_parts();
+            let mut held = Held { budget, bytes: 0 };
+            let read =
+                tokio::time::timeout(deadline, read_body(&parts.headers, body, MAX_REQUEST_BYTES, &mut held));
+            let data = match read.await {
+                Ok(Ok(data)) => data,
+                Ok(Err(refusal)) => return Ok(refusal.response()),
+                Err(_) => return Ok(BodyRefusal::Timeout { secs: deadline.as_secs() }.response()),
+            };
+            let response = inner.call(http::Request::from_parts(parts, HttpBody::from(data))).await;
+            drop(held);
+            response
+        })
+    }
 }

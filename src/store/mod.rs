@@ -152,6 +152,12 @@ impl Store {
         opts.create_missing_column_families(true);
         opts.set_max_open_files(256);
         opts.set_keep_log_file_num(3);
+        // Replay the write-ahead log up to its first damaged record and stop there (the
+        // default, set here on purpose): every block connect is one batch, so the store opens
+        // at a block boundary after a torn or cut-short log. AbsoluteConsistency would refuse
+        // to open after an ordinary power cut. The lost blocks go unnoticed by RocksDB; the
+        // node compares with its tip marker (node::tipmark) and warns.
+        opts.set_wal_recovery_mode(rocksdb::DBRecoveryMode::PointInTime);
         let cache = Cache::new_lru_cache(16 << 20);
         let cfs = ColumnFamily::ALL.iter().map(|cf| {
             let mut table = BlockBasedOptions::default();

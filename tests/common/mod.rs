@@ -61,7 +61,26 @@ impl Node {
     /// Spawns `quarry node --network NETWORK [--rpc-bind 127.0.0.1:PORT] EXTRA..` without
     /// waiting; `port: None` keeps the default bind.
     pub fn spawn(datadir: &Path, network: &str, port: Option<u16>, extra: &[&str]) -> Node {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_quarry"));
+        Node::spawn_via(&[], datadir, network, port, extra)
+    }
+
+    /// [`Node::spawn`] through a launcher that execs the node in its own process (e.g.
+    /// `["prlimit", "--nofile=1024:1024"]`), so the pid is still the node's.
+    pub fn spawn_via(
+        launcher: &[&str],
+        datadir: &Path,
+        network: &str,
+        port: Option<u16>,
+        extra: &[&str],
+    ) -> Node {
+        let mut cmd = match launcher.split_first() {
+            None => Command::new(env!("CARGO_BIN_EXE_quarry")),
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(env!("CARGO_BIN_EXE_quarry"));
+                c
+            }
+        };
         cmd.args(["node", "--network", network]).args(extra);
         // Parallel tests must not share the default peer port: any free port unless chosen.
         if !extra.iter().any(|a| matches!(*a, "--listen" | "--p2p-port" | "--no-p2p")) {
