@@ -36,6 +36,9 @@ pub struct NodeConfig {
     pub rpc_user: Option<(String, String)>,
     /// RPC connection and request timeouts (`--rpc-server-timeout`).
     pub rpc_limits: ServerLimits,
+    /// Free disk space, MB, below which the node refuses to start or stops before a block
+    /// connect (`store::MIN_FREE_MB` unless overridden for tests).
+    pub min_free_mb: u64,
     /// Mine continuously, paying this address.
     pub mine_to: Option<String>,
     /// Miner threads (also used by generatetoaddress).
@@ -65,6 +68,8 @@ pub fn run(config: NodeConfig) -> Result<()> {
             crate::miner::Miner::MAX_THREADS
         );
     }
+    // RocksDB aborts the process when a write finds the disk full: refuse to start before.
+    crate::store::check_disk_space(&config.datadir, config.min_free_mb)?;
     let chain_dir = config.datadir.join("chainstate");
     let chain = Chain::open(&chain_dir, params).with_context(|| {
         format!("opening the chainstate at {} (is another node using this --datadir?)", chain_dir.display())
@@ -97,6 +102,7 @@ pub fn run(config: NodeConfig) -> Result<()> {
         network: config.network,
         datadir: config.datadir.clone(),
         chain_dir: chain_dir.clone(),
+        min_free_mb: config.min_free_mb,
         mining,
         generate_threads: config.mine_threads,
         mempool: MempoolConfig::default(),
@@ -154,6 +160,9 @@ pub fn run(config: NodeConfig) -> Result<()> {
     drop(handle);
     runtime.shutdown_timeout(Duration::from_secs(2));
     let joined = started.thread.join();
+    if let Some(why) = life.fatal.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        bail!("{why}");
+    }
     if joined.is_err() || life.crashed.load(Ordering::SeqCst) {
         bail!("the node core stopped after an internal error (see the log above); the chainstate is consistent, restart the node");
     }

@@ -95,26 +95,26 @@ fn review_rpc_port_in_use_fails_cleanly() {
     let busy = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = busy.local_addr().unwrap().port();
     let start = Instant::now();
-    let out = Command::new(env!("CARGO_BIN_EXE_quarry"))
-        .args([
-            "node",
-            "--network",
-            "regtest",
-            "--listen",
-            "/ip4/127.0.0.1/tcp/0",
-            "--rpc-bind",
-            &format!("127.0.0.1:{port}"),
-            "--datadir",
-        ])
-        .arg(dir.path())
-        .output()
-        .unwrap();
+    let out = run_node_until_exit(dir.path(), port, &[]);
     assert!(start.elapsed() < Duration::from_secs(20));
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--rpc-bind"), "{err}");
     assert!(!dir.path().join(".cookie").exists());
     drop(busy);
+}
+
+/// Runs `quarry node` on regtest (RPC on `port`) and waits for it to exit, for nodes that
+/// must refuse to start.
+fn run_node_until_exit(datadir: &std::path::Path, port: u16, extra: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_quarry"))
+        .args(["node", "--network", "regtest", "--listen", "/ip4/127.0.0.1/tcp/0"])
+        .args(["--rpc-bind", &format!("127.0.0.1:{port}")])
+        .args(extra)
+        .arg("--datadir")
+        .arg(datadir)
+        .output()
+        .unwrap()
 }
 
 /// SIGINT with an idle keep-alive connection open: exit 0, cookie removed, mempool saved.
@@ -329,4 +329,43 @@ fn hardening_node_raises_the_open_file_soft_limit() {
     let line = limits.lines().find(|l| l.starts_with("Max open files")).unwrap();
     let soft: Vec<&str> = line.split_whitespace().collect();
     assert_eq!(soft[3..5], ["4096", "4096"], "{line}");
+}
+
+/// Hardening: a full disk aborted the node with a RocksDB assertion (SIGABRT, no quarry
+/// message). The node refuses to start, and stops before connecting a block, when the disk
+/// holding the datadir has less than 50 MB free (here a higher threshold and a ballast file
+/// stand in for a full disk), naming the free space, the directory and the threshold.
+#[test]
+fn hardening_low_disk_space_stops_the_node_with_a_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run_node_until_exit(dir.path(), free_port(), &["--min-free-mb", "1000000000"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    let expected = format!("MB free in {}, need at least 1000000000 MB", dir.path().display());
+    assert!(err.contains("disk space is too low: ") && err.contains(&expected), "{err}");
+
+    let free_mb = quarry::store::free_bytes(dir.path()).unwrap() >> 20;
+    if free_mb < 10_000 {
+        eprintln!("skipping the block-connect half: {free_mb} MB free, it needs 10,000");
+        return;
+    }
+    let threshold = (free_mb - 2_048).to_string();
+    let mut node = Node::start(
+        dir.path(),
+        "regtest",
+        Some(free_port()),
+        &["--mine-threads", "1", "--min-free-mb", &threshold],
+    );
+    let ballast = dir.path().join("ballast");
+    assert!(Command::new("fallocate").args(["-l", "6G"]).arg(&ballast).status().unwrap().success());
+    let c = node.client();
+    let r = c.wait(c.generatetoaddress(1, address(Network::Regtest, 1)));
+    let _ = std::fs::remove_file(&ballast);
+    let e = r.expect_err("a block connected with too little disk space").to_string();
+    assert!(
+        e.contains("disk space is too low") && e.contains(&format!("need at least {threshold} MB")),
+        "{e}"
+    );
+    let status = node.wait_exit(20);
+    assert!(!status.success(), "{status}");
 }

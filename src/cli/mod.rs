@@ -72,6 +72,10 @@ pub struct NodeArgs {
     pub mining: MiningArgs,
     #[command(flatten)]
     pub p2p: P2pArgs,
+    /// Free disk space, MB, below which the node stops (tests set it high to check the
+    /// refusal without filling a disk).
+    #[arg(long, hide = true, default_value_t = crate::store::MIN_FREE_MB)]
+    pub min_free_mb: u64,
 }
 
 /// Peer-to-peer settings.

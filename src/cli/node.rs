@@ -102,6 +102,7 @@ pub(super) fn run_node(args: NodeArgs) -> Result<()> {
         rpc_bind,
         rpc_user,
         rpc_limits,
+        min_free_mb: args.min_free_mb,
         mine_to: if mine { address } else { None },
         mine_threads,
         p2p,

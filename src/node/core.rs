@@ -79,6 +79,9 @@ pub(crate) struct Core {
     chain_dir: PathBuf,
     /// The tip last written to the tip marker, and when.
     marked: Option<(Hash256, Instant)>,
+    min_free_mb: u64,
+    /// Set when the node must stop with this error (disk space too low).
+    fatal: Option<String>,
 }
 
 /// Flags shared between the runtime and the core thread.
@@ -90,6 +93,8 @@ pub struct Lifecycle {
     pub crashed: Arc<AtomicBool>,
     /// Notified when the core wants the whole node to stop (after a panic).
     pub stop: Arc<tokio::sync::Notify>,
+    /// Why the core stopped the node, when a user can fix it (disk space too low).
+    pub fatal: Arc<std::sync::Mutex<Option<String>>>,
 }
 
 /// The network service's way into the core (the service sees only [`CoreLink`]).
@@ -113,8 +118,10 @@ pub struct CoreConfig {
     pub network: Network,
     /// Data directory (mempool.dat).
     pub datadir: PathBuf,
-    /// The chainstate directory (its tip marker, [`super::tipmark`]).
+    /// The chainstate directory (its tip marker, [`super::tipmark`]; its free space).
     pub chain_dir: PathBuf,
+    /// Free space, MB, below which the node stops instead of connecting a block.
+    pub min_free_mb: u64,
     /// Continuous mining, if asked for.
     pub mining: Option<MiningConfig>,
     /// Threads for `generatetoaddress`.
@@ -148,6 +155,14 @@ impl Core {
     /// rule (the chain events it caused are applied all the same).
     pub(super) fn process_block(&mut self, block: Block) -> Result<ProcessOutcome, ChainError> {
         let hash = block.hash();
+        // RocksDB aborts the process when a write finds the disk full: stop before.
+        if let Err(e) = crate::store::check_disk_space(&self.chain_dir, self.min_free_mb) {
+            if self.fatal.is_none() {
+                tracing::error!(target: "node", %hash, "{e}; stopping the node");
+                self.fatal = Some(e.to_string());
+            }
+            return Err(e.into());
+        }
         let outcome = self.chain.process_block(block, unix_secs())?;
         if let ProcessOutcome::Accepted { events, failed } = &outcome {
             self.on_events(events);
@@ -386,6 +401,8 @@ pub fn start(chain: Chain, config: CoreConfig, life: Lifecycle, net: Option<Core
             mempool_path,
             chain_dir: config.chain_dir,
             marked: None,
+            min_free_mb: config.min_free_mb,
+            fatal: None,
         };
         core.refresh_template();
         run_loop(&mut core, &inbox, &life);
@@ -418,6 +435,11 @@ fn run_loop(core: &mut Core, inbox: &Inbox<Request>, life: &Lifecycle) {
             }
             core.tick();
         }));
+        if let Some(why) = core.fatal.take() {
+            *life.fatal.lock().unwrap_or_else(|e| e.into_inner()) = Some(why);
+            life.stop.notify_one();
+            break;
+        }
         if ran.is_err() {
             tracing::error!(target: "node", "a request panicked on the core thread; stopping the node");
             life.crashed.store(true, Ordering::SeqCst);

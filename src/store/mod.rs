@@ -89,6 +89,47 @@ pub enum StoreError {
     /// A record that must exist is missing.
     #[error("missing {what} for block {hash}")]
     Missing { what: &'static str, hash: Hash256 },
+    /// Too little free disk space to write safely (RocksDB aborts the process when a write
+    /// fails for lack of space, so the node stops before that).
+    #[error(
+        "disk space is too low: {free_mb} MB free in {dir}, need at least {need_mb} MB \
+         (free some space or move --datadir to a bigger disk, then restart)"
+    )]
+    DiskSpaceLow { free_mb: u64, dir: String, need_mb: u64 },
+}
+
+/// Free space below which the node stops rather than writing (Bitcoin Core's 50 MB).
+pub const MIN_FREE_MB: u64 = 50;
+
+/// Bytes available to this user on the file system holding `dir`, or `None` when unknown
+/// (then nothing is refused).
+#[cfg(unix)]
+pub fn free_bytes(dir: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    // SAFETY: an all-zero statvfs is a valid value of this plain C struct.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `path` is NUL-terminated and `st` is ours; statvfs writes only `st`.
+    if unsafe { libc::statvfs(path.as_ptr(), &mut st) } != 0 {
+        return None;
+    }
+    Some((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
+}
+
+/// Bytes available on the file system holding `dir` (unknown on this platform).
+#[cfg(not(unix))]
+pub fn free_bytes(_dir: &Path) -> Option<u64> {
+    None
+}
+
+/// Refuses when the file system holding `dir` has less than `need_mb` MB free.
+pub fn check_disk_space(dir: &Path, need_mb: u64) -> Result<(), StoreError> {
+    match free_bytes(dir) {
+        Some(free) if free < need_mb.saturating_mul(1 << 20) => {
+            Err(StoreError::DiskSpaceLow { free_mb: free >> 20, dir: dir.display().to_string(), need_mb })
+        }
+        _ => Ok(()),
+    }
 }
 
 fn corrupt(cf: ColumnFamily) -> impl Fn(CodecError) -> StoreError {
@@ -467,4 +508,21 @@ fn address_key(lock: &[u8], op: &OutPoint) -> [u8; 68] {
 
 fn encode<T: bincode::Encode>(v: &T) -> Vec<u8> {
     codec::encode(v).expect("store records are far below the codec limit")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn disk_space_below_the_threshold_is_refused_naming_both_figures() {
+        let dir = tempfile::tempdir().unwrap();
+        let free_mb = free_bytes(dir.path()).expect("statvfs works here") >> 20;
+        assert!(check_disk_space(dir.path(), 0).is_ok());
+        let need = free_mb + 1_000_000;
+        let e = check_disk_space(dir.path(), need).unwrap_err().to_string();
+        assert!(e.starts_with("disk space is too low: "), "{e}");
+        assert!(e.contains(&format!("MB free in {}", dir.path().display())), "{e}");
+        assert!(e.contains(&format!("need at least {need} MB")), "{e}");
+    }
 }
