@@ -49,7 +49,16 @@ pub struct NodeConfig {
 
 /// Runs the node until it is asked to stop.
 pub fn run(config: NodeConfig) -> Result<()> {
-    raise_open_file_limit();
+    if let Some(limit) = raise_open_file_limit() {
+        // RocksDB's files, the RPC connections, the peers, and some slack for the rest.
+        let peers = config.p2p.as_ref().map_or(0, |p| p.max_connections as u64);
+        let wanted =
+            crate::store::MAX_OPEN_FILES as u64 + crate::rpc::server::MAX_CONNECTIONS as u64 + peers + 64;
+        if limit < wanted {
+            tracing::warn!(target: "node", limit, wanted,
+                "the open-file limit is below what the node may use (RocksDB, RPC connections, peers): raise it with `ulimit -n {wanted}`");
+        }
+    }
     std::fs::create_dir_all(&config.datadir)
         .with_context(|| format!("creating the data directory {}", config.datadir.display()))?;
     let params = config.network.params();
@@ -173,17 +182,19 @@ pub fn run(config: NodeConfig) -> Result<()> {
 /// Raises the soft limit on open files to the hard limit, as bitcoind does: RocksDB keeps up
 /// to 256 files open, each peer and RPC connection takes one, and the common default soft
 /// limit of 1,024 is easily reached.
+/// Returns the limit in force afterwards, if it could be read.
 #[cfg(unix)]
-fn raise_open_file_limit() {
+#[allow(clippy::unnecessary_cast)] // rlim_t is u64 on most targets but not all (32-bit Linux)
+fn raise_open_file_limit() -> Option<u64> {
     let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: getrlimit only writes the struct we pass, which lives across the call.
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
         tracing::warn!(target: "node", error = %std::io::Error::last_os_error(), "cannot read the open-file limit");
-        return;
+        return None;
     }
     if limit.rlim_cur >= limit.rlim_max {
         info!(target: "node", limit = limit.rlim_cur, "open-file limit");
-        return;
+        return Some(limit.rlim_cur as u64);
     }
     let from = limit.rlim_cur;
     let raised = libc::rlimit { rlim_cur: limit.rlim_max, rlim_max: limit.rlim_max };
@@ -191,13 +202,16 @@ fn raise_open_file_limit() {
     if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } != 0 {
         tracing::warn!(target: "node", from, to = limit.rlim_max, error = %std::io::Error::last_os_error(),
             "cannot raise the open-file limit; raise it with `ulimit -n` if RPC or peers run out of files");
-        return;
+        return Some(from as u64);
     }
     info!(target: "node", from, to = limit.rlim_max, "raised the open-file limit (soft to hard)");
+    Some(limit.rlim_max as u64)
 }
 
 #[cfg(not(unix))]
-fn raise_open_file_limit() {}
+fn raise_open_file_limit() -> Option<u64> {
+    None
+}
 
 async fn wait_for_shutdown(stop: &tokio::sync::Notify) {
     #[cfg(unix)]

@@ -98,6 +98,9 @@ pub enum StoreError {
     DiskSpaceLow { free_mb: u64, dir: String, need_mb: u64 },
 }
 
+/// Files RocksDB keeps open at most.
+pub const MAX_OPEN_FILES: u32 = 256;
+
 /// Free space below which the node stops rather than writing (Bitcoin Core's 50 MB).
 pub const MIN_FREE_MB: u64 = 50;
 
@@ -191,7 +194,7 @@ impl Store {
         let mut opts = Options::default();
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
-        opts.set_max_open_files(256);
+        opts.set_max_open_files(MAX_OPEN_FILES as i32);
         opts.set_keep_log_file_num(3);
         // Replay the write-ahead log up to its first damaged record and stop there (the
         // default, set here on purpose): every block connect is one batch, so the store opens
