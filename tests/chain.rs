@@ -281,7 +281,11 @@ fn contextual_rejections_name_the_rule() {
     let future = assemble(params, g, (NOW + 7201) as u32, ctx.expected_bits, vec![cb]);
     let err = b.chain.process_block(future.clone(), NOW).unwrap_err();
     assert!(err.to_string().contains("more than 7200 s ahead"), "{err}");
-    assert_eq!(err.fault(), quarry::consensus::Fault::Transient, "a block too new for our clock is not the sender's fault");
+    assert_eq!(
+        err.fault(),
+        quarry::consensus::Fault::Transient,
+        "a block too new for our clock is not the sender's fault"
+    );
     // Too new is not permanent: the same block is accepted once the clock catches up.
     assert!(b.chain.process_block(future, NOW + 10).is_ok());
 }

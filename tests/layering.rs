@@ -59,7 +59,9 @@ fn rule_broken(from: &str, to: &Target, sub: Option<&str>) -> Option<&'static st
         return Some("(f) rpc is below daemon, cli, testnet and wallet");
     }
     if from == "p2p" && module(&["node", "rpc", "cli", "daemon"]) {
-        return Some("(e) p2p is below node, rpc, daemon and cli: it reaches the core through link::CoreLink");
+        return Some(
+            "(e) p2p is below node, rpc, daemon and cli: it reaches the core through link::CoreLink",
+        );
     }
     None
 }
@@ -137,7 +139,10 @@ fn the_scanner_finds_the_real_module_graph() {
         ("main", Target::Module("cli".into())),
         ("cli", Target::Module("wallet".into())),
     ] {
-        assert!(graph.contains_key(&(from.to_string(), to.clone())), "no edge {from} -> {to:?} in {edges:#?}");
+        assert!(
+            graph.contains_key(&(from.to_string(), to.clone())),
+            "no edge {from} -> {to:?} in {edges:#?}"
+        );
     }
     // src/script/tests.rs and the mempool's tests/ are test code (they use testkit).
     let from_tests = |file: &str| graph.values().flatten().any(|u| u.0.starts_with(file));

@@ -392,7 +392,15 @@ fn logs_to_a_file_carry_no_colour_codes() {
     let log = d.path().join("node.log");
     let port = free_port();
     let mut child = Command::new(env!("CARGO_BIN_EXE_quarry"))
-        .args(["node", "--network", "regtest", "--no-p2p", "--rpc-bind", &format!("127.0.0.1:{port}"), "--datadir"])
+        .args([
+            "node",
+            "--network",
+            "regtest",
+            "--no-p2p",
+            "--rpc-bind",
+            &format!("127.0.0.1:{port}"),
+            "--datadir",
+        ])
         .arg(d.path())
         .stdout(std::process::Stdio::null())
         .stderr(std::fs::File::create(&log).unwrap())

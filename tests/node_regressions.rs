@@ -155,7 +155,8 @@ fn review_signrawtransactionwithkey_uses_the_matching_key_among_1000_and_refuses
     let node = Node::start(dir.path(), "regtest", Some(free_port()), &["--no-p2p"]);
     let to = address(Network::Regtest, 0);
     node.rpc("generatetoaddress", json!([11, to]));
-    let coinbase = node.rpc("getaddressutxos", json!([to]))
+    let coinbase = node
+        .rpc("getaddressutxos", json!([to]))
         .as_array()
         .unwrap()
         .iter()

@@ -53,7 +53,9 @@ impl ChainError {
     pub fn fault(&self) -> crate::consensus::Fault {
         use crate::consensus::Fault;
         match self {
-            ChainError::Invalid { error, .. } if matches!(error.root(), ConsensusError::TimeTooNew { .. }) => {
+            ChainError::Invalid { error, .. }
+                if matches!(error.root(), ConsensusError::TimeTooNew { .. }) =>
+            {
                 Fault::Transient
             }
             ChainError::Invalid { .. } => Fault::Sender,
@@ -413,7 +415,10 @@ impl Chain {
     /// equal work the tip held on entry wins, then the first received: so an equal-work rival
     /// never takes over, and a reorganisation that fails half-way returns to the old tip
     /// unless something valid with more work remains.
-    fn activate_best_chain(&mut self, failed: &mut Vec<(Hash256, ConsensusError)>) -> Result<Vec<ChainEvent>, ChainError> {
+    fn activate_best_chain(
+        &mut self,
+        failed: &mut Vec<(Hash256, ConsensusError)>,
+    ) -> Result<Vec<ChainEvent>, ChainError> {
         let mut events = Vec::new();
         let start = self.tip();
         loop {

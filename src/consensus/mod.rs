@@ -20,7 +20,8 @@ pub use connect::{
 pub use headers::HeaderState;
 pub use params::{Network, Params};
 pub use validation::{
-    block_subsidy, check_block, check_header_context, check_transaction, CheckedBlock, HeaderContext, TipContext,
+    block_subsidy, check_block, check_header_context, check_transaction, CheckedBlock, HeaderContext,
+    TipContext,
 };
 
 use crate::primitives::{DecodeError, Hash256, OutPoint};

@@ -4,8 +4,8 @@
 
 use super::graph::{Entry, FeeRate, Totals};
 use super::Mempool;
-use crate::consensus::TipContext;
 use crate::consensus::validation::block_subsidy;
+use crate::consensus::TipContext;
 use crate::miner::{BlockTemplate, TemplateSource};
 use crate::primitives::header::HEADER_SIZE;
 use crate::primitives::tx::MIN_TX_SIZE;
@@ -103,6 +103,14 @@ impl TemplateSource for MempoolTemplates<'_> {
         let (txs, fees) = self.pool.select(params.max_block_size, params.max_block_sigops);
         let subsidy = block_subsidy(params, ctx.height);
         let value = subsidy.checked_add(fees).unwrap_or(subsidy);
-        BlockTemplate::new(tip.prev, ctx.height, BlockTemplate::time_for(tip), ctx.expected_bits, self.lock.clone(), value, txs)
+        BlockTemplate::new(
+            tip.prev,
+            ctx.height,
+            BlockTemplate::time_for(tip),
+            ctx.expected_bits,
+            self.lock.clone(),
+            value,
+            txs,
+        )
     }
 }

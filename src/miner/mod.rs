@@ -104,7 +104,10 @@ impl Miner {
         if threads > Self::MAX_THREADS {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::InvalidInput,
-                format!("{threads} miner threads asked for, at most {} (pass fewer with --mine-threads)", Self::MAX_THREADS),
+                format!(
+                    "{threads} miner threads asked for, at most {} (pass fewer with --mine-threads)",
+                    Self::MAX_THREADS
+                ),
             ));
         }
         let shared = Arc::new(Shared {
@@ -120,12 +123,16 @@ impl Miner {
         let mut miner = Miner { shared: shared.clone(), found: rx, workers: Vec::with_capacity(threads) };
         for t in 0..threads {
             let (shared, tx) = (shared.clone(), tx.clone());
-            let spawned = std::thread::Builder::new().name(format!("miner-{t}")).spawn(move || worker(t, &shared, &tx));
+            let spawned =
+                std::thread::Builder::new().name(format!("miner-{t}")).spawn(move || worker(t, &shared, &tx));
             match spawned {
                 Ok(h) => miner.workers.push(h),
                 // Dropping `miner` stops and joins the threads already running.
                 Err(e) => {
-                    return Err(std::io::Error::new(e.kind(), format!("cannot start miner thread {t} of {threads}: {e}")))
+                    return Err(std::io::Error::new(
+                        e.kind(),
+                        format!("cannot start miner thread {t} of {threads}: {e}"),
+                    ))
                 }
             }
         }

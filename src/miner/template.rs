@@ -1,8 +1,8 @@
 //! Block templates: what the miner searches over, and the source it gets them from.
 
-use crate::consensus::TipContext;
 use crate::consensus::pow::target_from_compact;
 use crate::consensus::validation::block_subsidy;
+use crate::consensus::TipContext;
 use crate::primitives::merkle::MerkleProof;
 use crate::primitives::{
     sha256d, Amount, Block, BlockHeader, Hash256, OutPoint, Script, Transaction, TxIn, TxOut, U256,
@@ -84,7 +84,15 @@ impl BlockTemplate {
     pub fn coinbase_only(tip: &TipContext, coinbase_lock: Script) -> BlockTemplate {
         let ctx = &tip.next;
         let value = block_subsidy(tip.params, ctx.height);
-        BlockTemplate::new(tip.prev, ctx.height, Self::time_for(tip), ctx.expected_bits, coinbase_lock, value, Vec::new())
+        BlockTemplate::new(
+            tip.prev,
+            ctx.height,
+            Self::time_for(tip),
+            ctx.expected_bits,
+            coinbase_lock,
+            value,
+            Vec::new(),
+        )
     }
 
     /// The target the header must meet (zero if the bits are invalid: nothing meets it).

@@ -8,7 +8,7 @@ use crate::chain::{ChainError, Tip};
 use crate::consensus::{CheckedBlock, Coin, Network};
 use crate::mempool::{EntryInfo, MempoolError, MempoolInfo};
 use crate::miner::HashRate;
-use crate::primitives::{TxProof, Block, BlockHeader, Hash256, OutPoint, Script, Transaction, TxOut, U256};
+use crate::primitives::{Block, BlockHeader, Hash256, OutPoint, Script, Transaction, TxOut, TxProof, U256};
 use crate::store::StoreError;
 use std::sync::Arc;
 use tokio::sync::oneshot;
@@ -329,7 +329,11 @@ impl NodeHandle {
 
     /// An unspent output (None if spent or unknown; a mempool spend counts as spent when
     /// `include_mempool`).
-    pub async fn tx_out(&self, outpoint: OutPoint, include_mempool: bool) -> Result<Option<TxOutView>, NodeError> {
+    pub async fn tx_out(
+        &self,
+        outpoint: OutPoint,
+        include_mempool: bool,
+    ) -> Result<Option<TxOutView>, NodeError> {
         self.ask(|reply| Request::TxOut { outpoint, include_mempool, reply }).await?
     }
 
@@ -365,12 +369,20 @@ impl NodeHandle {
 
     /// Unspent outputs paying any of `locks`, at most `limit` (more is an error, never a
     /// silent truncation).
-    pub async fn address_coins(&self, locks: Vec<Script>, limit: usize) -> Result<Vec<AddressCoin>, NodeError> {
+    pub async fn address_coins(
+        &self,
+        locks: Vec<Script>,
+        limit: usize,
+    ) -> Result<Vec<AddressCoin>, NodeError> {
         self.ask(|reply| Request::AddressCoins { locks, limit, reply }).await?
     }
 
     /// (height, txid) of every confirmed transaction touching any of `locks`, at most `limit`.
-    pub async fn address_history(&self, locks: Vec<Script>, limit: usize) -> Result<Vec<(u32, Hash256)>, NodeError> {
+    pub async fn address_history(
+        &self,
+        locks: Vec<Script>,
+        limit: usize,
+    ) -> Result<Vec<(u32, Hash256)>, NodeError> {
         self.ask(|reply| Request::AddressHistory { locks, limit, reply }).await?
     }
 

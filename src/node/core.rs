@@ -220,7 +220,12 @@ impl Core {
     }
 
     /// Queues a `generatetoaddress`; it runs one block per step of the loop.
-    pub(super) fn start_generate(&mut self, n: u32, lock: Script, reply: Reply<Result<Vec<Hash256>, NodeError>>) {
+    pub(super) fn start_generate(
+        &mut self,
+        n: u32,
+        lock: Script,
+        reply: Reply<Result<Vec<Hash256>, NodeError>>,
+    ) {
         self.generating.push_back(Generate {
             remaining: n,
             lock,
@@ -293,7 +298,8 @@ impl Core {
 
     fn tick(&mut self) {
         let tip = self.chain.tip();
-        let due = |(hash, at): (Hash256, Instant)| hash != tip.hash && at.elapsed() >= super::tipmark::MARK_EVERY;
+        let due =
+            |(hash, at): (Hash256, Instant)| hash != tip.hash && at.elapsed() >= super::tipmark::MARK_EVERY;
         if self.marked.map_or(true, due) {
             super::tipmark::write(&self.chain_dir, &tip);
             self.marked = Some((tip.hash, Instant::now()));
@@ -362,8 +368,17 @@ impl Core {
 }
 
 /// Starts the core thread.
-pub fn start(chain: Chain, config: CoreConfig, life: Lifecycle, net: Option<CoreNet>) -> std::io::Result<Started> {
-    let inbox = Arc::new(Inbox::new(Limits { api_count: API_QUEUE, net_count: NET_QUEUE, net_bytes: NET_QUEUE_BYTES }));
+pub fn start(
+    chain: Chain,
+    config: CoreConfig,
+    life: Lifecycle,
+    net: Option<CoreNet>,
+) -> std::io::Result<Started> {
+    let inbox = Arc::new(Inbox::new(Limits {
+        api_count: API_QUEUE,
+        net_count: NET_QUEUE,
+        net_bytes: NET_QUEUE_BYTES,
+    }));
     let handle = NodeHandle { inbox: inbox.clone(), network: config.network, api_limit: API_QUEUE };
     let link = NetLink { inbox: inbox.clone() };
     let thread = std::thread::Builder::new().name("node-core".into()).spawn(move || {

@@ -15,7 +15,7 @@ mod queue;
 pub mod tipmark;
 
 pub use self::api::{
-    AddressCoin, BlockView, ChainInfo, ChainTipView, HeaderView, MiningInfo, NodeError, NodeHandle, SubmitOutcome,
-    TxLocation, TxOutView, TxView, UtxoSetInfo,
+    AddressCoin, BlockView, ChainInfo, ChainTipView, HeaderView, MiningInfo, NodeError, NodeHandle,
+    SubmitOutcome, TxLocation, TxOutView, TxView, UtxoSetInfo,
 };
 pub use self::core::{CoreConfig, CoreNet, Lifecycle, MiningConfig, NetLink, Started};

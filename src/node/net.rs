@@ -36,7 +36,9 @@ impl Core {
             SyncEvent::Response { peer, id, response } => {
                 self.drive_sync(|m, c| m.on_response(peer, id, response, now, c))
             }
-            SyncEvent::Failure { peer, id, failure } => self.drive_sync(|m, c| m.on_failure(peer, id, failure, now, c)),
+            SyncEvent::Failure { peer, id, failure } => {
+                self.drive_sync(|m, c| m.on_failure(peer, id, failure, now, c))
+            }
             SyncEvent::Tick { connected, queued_ms } => self.drive_sync(|m, c| {
                 m.reconcile(&connected, queued_ms, c);
                 m.tick(queued_ms, c)
@@ -47,7 +49,10 @@ impl Core {
     /// Runs `f` on the sync machine, then hands every block it releases to the chain (in
     /// order, reporting each result back) until it releases no more. Returns the network
     /// actions for the service.
-    fn drive_sync(&mut self, f: impl FnOnce(&mut SyncMachine<PeerId>, &crate::chain::Chain)) -> Vec<Action<PeerId>> {
+    fn drive_sync(
+        &mut self,
+        f: impl FnOnce(&mut SyncMachine<PeerId>, &crate::chain::Chain),
+    ) -> Vec<Action<PeerId>> {
         f(&mut self.sync, &self.chain);
         let mut out = Vec::new();
         loop {

@@ -27,8 +27,12 @@ impl Core {
             Request::MempoolInfo(r) => drop(r.send(self.mempool.info(unix_secs()))),
             Request::MempoolTxids(r) => drop(r.send(self.mempool.txids())),
             Request::MempoolEntries { reply } => {
-                let entries =
-                    self.mempool.txids().into_iter().filter_map(|t| self.mempool.entry(&t).map(|e| (t, e))).collect();
+                let entries = self
+                    .mempool
+                    .txids()
+                    .into_iter()
+                    .filter_map(|t| self.mempool.entry(&t).map(|e| (t, e)))
+                    .collect();
                 drop(reply.send(entries))
             }
             Request::MiningInfo(r) => drop(r.send(self.mining_info())),
@@ -48,7 +52,9 @@ impl Core {
             }
             Request::TxProof { txid, block, reply } => drop(reply.send(self.tx_proof(txid, block))),
             Request::IsActive { hash, reply } => drop(reply.send(self.chain.is_active(&hash))),
-            Request::AddressCoins { locks, limit, reply } => drop(reply.send(self.address_coins(&locks, limit))),
+            Request::AddressCoins { locks, limit, reply } => {
+                drop(reply.send(self.address_coins(&locks, limit)))
+            }
             Request::AddressHistory { locks, limit, reply } => {
                 drop(reply.send(self.address_history(&locks, limit)))
             }
@@ -58,7 +64,11 @@ impl Core {
 
     fn chain_info(&self) -> ChainInfo {
         let tip = self.chain.tip();
-        let tip_header = self.chain.record(&tip.hash).map(|r| r.header).unwrap_or_else(|| self.chain.params().genesis.header);
+        let tip_header = self
+            .chain
+            .record(&tip.hash)
+            .map(|r| r.header)
+            .unwrap_or_else(|| self.chain.params().genesis.header);
         let (best_work, best_header, headers) = self.sync.best_header(&self.chain);
         let (headers, best_header) =
             if best_work > tip.chain_work { (headers, best_header) } else { (tip.height, tip.hash) };
@@ -241,8 +251,13 @@ impl Core {
             None => self.chain.store().tx_block(&txid)?.ok_or(NodeError::TxNotConfirmed(txid))?,
         };
         let block = self.stored_block(&bh)?;
-        let i = block.txids().iter().position(|t| *t == txid).ok_or(NodeError::TxNotInBlock { txid, block: bh })?;
-        let proof = MerkleProof::build(block.txids(), i).ok_or(NodeError::TxNotInBlock { txid, block: bh })?;
+        let i = block
+            .txids()
+            .iter()
+            .position(|t| *t == txid)
+            .ok_or(NodeError::TxNotInBlock { txid, block: bh })?;
+        let proof =
+            MerkleProof::build(block.txids(), i).ok_or(NodeError::TxNotInBlock { txid, block: bh })?;
         Ok(TxProof { header: *block.header(), txid, proof })
     }
 

@@ -196,7 +196,8 @@ mod tests {
     #[test]
     fn network_lane_is_bounded_in_bytes() {
         let q: Inbox<u32> = Inbox::new(Limits { api_count: 1, net_count: 100, net_bytes: 600 });
-        let big = || NetJob { token: 0, work: NetWork::Sync(SyncEvent::Tick { connected: vec![], queued_ms: 0 }) };
+        let big =
+            || NetJob { token: 0, work: NetWork::Sync(SyncEvent::Tick { connected: vec![], queued_ms: 0 }) };
         // A tick costs 0 bytes of peers; use Serve-sized items (256 bytes each).
         let serve = |t| NetJob {
             token: t,

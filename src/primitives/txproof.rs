@@ -49,7 +49,11 @@ impl TxProof {
         let leaf_count = r.u32("proof leaf count")?;
         let n = r.count("proof siblings", 32)?;
         if n > MAX_PROOF_SIBLINGS {
-            return Err(DecodeError::TooLarge { what: "proof sibling list", got: n, max: MAX_PROOF_SIBLINGS });
+            return Err(DecodeError::TooLarge {
+                what: "proof sibling list",
+                got: n,
+                max: MAX_PROOF_SIBLINGS,
+            });
         }
         let mut siblings = Vec::with_capacity(n);
         for _ in 0..n {
@@ -73,7 +77,14 @@ mod tests {
     fn sample() -> TxProof {
         let leaves: Vec<Hash256> = (0u8..5).map(|i| sha256d(&[i])).collect();
         let (root, _) = crate::primitives::merkle::merkle_root(&leaves);
-        let header = BlockHeader { version: 1, prev: Hash256::ZERO, merkle_root: root, time: 7, bits: 0x207fffff, nonce: 9 };
+        let header = BlockHeader {
+            version: 1,
+            prev: Hash256::ZERO,
+            merkle_root: root,
+            time: 7,
+            bits: 0x207fffff,
+            nonce: 9,
+        };
         TxProof { header, txid: leaves[3], proof: MerkleProof::build(&leaves, 3).unwrap() }
     }
 

@@ -1,7 +1,7 @@
 //! Bitcoin Core-shaped JSON for blocks, headers and transactions.
 
-use crate::node::HeaderView;
 use crate::consensus::pow::target_from_compact;
+use crate::node::HeaderView;
 use crate::primitives::{Amount, AmountError, Transaction, U256};
 use crate::script::templates::{lock_address, Template};
 use serde_json::{json, Value};

@@ -36,11 +36,14 @@ pub struct RpcService {
 }
 
 fn hash_param(s: &str, what: &str) -> Result<Hash256, ErrorObjectOwned> {
-    s.parse().map_err(|e| err(codes::INVALID_PARAMETER, format!("{what} must be a 64-hex-digit hash, got {s:?}: {e}")))
+    s.parse().map_err(|e| {
+        err(codes::INVALID_PARAMETER, format!("{what} must be a 64-hex-digit hash, got {s:?}: {e}"))
+    })
 }
 
 fn hex_param(s: &str, what: &str) -> Result<Vec<u8>, ErrorObjectOwned> {
-    hex::decode(s.trim()).map_err(|e| err(codes::DESERIALIZATION_ERROR, format!("{what} is not valid hex: {e}")))
+    hex::decode(s.trim())
+        .map_err(|e| err(codes::DESERIALIZATION_ERROR, format!("{what} is not valid hex: {e}")))
 }
 
 /// Core's codes for network refusals: -23 already added, -24 not added, -29 not
@@ -71,9 +74,9 @@ impl RpcService {
     }
 
     fn net(&self) -> Result<&P2pHandle, ErrorObjectOwned> {
-        self.net
-            .as_ref()
-            .ok_or_else(|| err(codes::CLIENT_P2P_DISABLED, "Error: Peer-to-peer functionality missing or disabled"))
+        self.net.as_ref().ok_or_else(|| {
+            err(codes::CLIENT_P2P_DISABLED, "Error: Peer-to-peer functionality missing or disabled")
+        })
     }
 
     /// The query's addresses, deduplicated (first occurrence kept), at most 100, and their
@@ -88,7 +91,10 @@ impl RpcService {
                 format!("at most {MAX_ADDRESSES} addresses per call, got {}", addrs.len()),
             ));
         }
-        let locks = addrs.iter().map(|a| self.address(a).map(|addr| address_lock(&addr))).collect::<Result<_, _>>()?;
+        let locks = addrs
+            .iter()
+            .map(|a| self.address(a).map(|addr| address_lock(&addr)))
+            .collect::<Result<_, _>>()?;
         Ok((addrs, locks))
     }
 
@@ -232,7 +238,11 @@ impl QuarryApiServer for RpcService {
         })
     }
 
-    async fn getrawtransaction(&self, txid: String, verbose: Option<Verbosity>) -> RpcResult<GetRawTransaction> {
+    async fn getrawtransaction(
+        &self,
+        txid: String,
+        verbose: Option<Verbosity>,
+    ) -> RpcResult<GetRawTransaction> {
         let txid = hash_param(&txid, "txid")?;
         let verbose = verbose.and_then(|v| v.level()).unwrap_or(0) > 0;
         let view = self.node.transaction(txid).await?;
@@ -265,7 +275,9 @@ impl QuarryApiServer for RpcService {
         Ok(match self.node.submit_block(block).await? {
             SubmitOutcome::Accepted => None,
             SubmitOutcome::Duplicate => Some("duplicate".into()),
-            SubmitOutcome::Orphan { missing } => Some(format!("inconclusive: parent unknown (missing {missing})")),
+            SubmitOutcome::Orphan { missing } => {
+                Some(format!("inconclusive: parent unknown (missing {missing})"))
+            }
             SubmitOutcome::Invalid(e) => Some(format!("invalid: {e}")),
         })
     }
@@ -340,13 +352,21 @@ impl QuarryApiServer for RpcService {
 
     async fn generatetoaddress(&self, nblocks: i64, address: String) -> RpcResult<Vec<Hash256>> {
         if !(1..=MAX_GENERATE).contains(&nblocks) {
-            return Err(err(codes::INVALID_PARAMETER, format!("nblocks must be in 1..={MAX_GENERATE}, got {nblocks}")));
+            return Err(err(
+                codes::INVALID_PARAMETER,
+                format!("nblocks must be in 1..={MAX_GENERATE}, got {nblocks}"),
+            ));
         }
         let lock = address_lock(&self.address(&address)?);
         Ok(self.node.generate(nblocks as u32, lock).await?)
     }
 
-    async fn gettxout(&self, txid: String, n: u32, include_mempool: Option<bool>) -> RpcResult<Option<TxOutInfo>> {
+    async fn gettxout(
+        &self,
+        txid: String,
+        n: u32,
+        include_mempool: Option<bool>,
+    ) -> RpcResult<Option<TxOutInfo>> {
         let txid = hash_param(&txid, "txid")?;
         let found = self.node.tx_out(OutPoint { txid, index: n }, include_mempool.unwrap_or(true)).await?;
         Ok(found.map(|v| TxOutInfo {
@@ -412,7 +432,10 @@ impl QuarryApiServer for RpcService {
             .map_err(|e| err(codes::DESERIALIZATION_ERROR, format!("proof does not decode: {e}")))?;
         let hash = proof.header.hash();
         if !self.node.is_active(hash).await? {
-            return Err(err(codes::INVALID_ADDRESS_OR_KEY, format!("Block {hash} not found in the active chain")));
+            return Err(err(
+                codes::INVALID_ADDRESS_OR_KEY,
+                format!("Block {hash} not found in the active chain"),
+            ));
         }
         Ok(if proof.verifies() { vec![proof.txid] } else { Vec::new() })
     }
@@ -447,7 +470,12 @@ impl QuarryApiServer for RpcService {
         outputs: serde_json::Map<String, serde_json::Value>,
         locktime: Option<u32>,
     ) -> RpcResult<String> {
-        let mut tx = Transaction { version: 1, inputs: Vec::new(), outputs: Vec::new(), lock_time: locktime.unwrap_or(0) };
+        let mut tx = Transaction {
+            version: 1,
+            inputs: Vec::new(),
+            outputs: Vec::new(),
+            lock_time: locktime.unwrap_or(0),
+        };
         for i in &inputs {
             let txid = hash_param(&i.txid, "inputs[].txid")?;
             tx.inputs.push(TxIn { prevout: OutPoint { txid, index: i.vout }, unlock: Script::default() });
@@ -466,7 +494,11 @@ impl QuarryApiServer for RpcService {
         Ok(hex::encode(tx.encode()))
     }
 
-    async fn signrawtransactionwithkey(&self, hexstring: String, privkeys: Vec<String>) -> RpcResult<SignResult> {
+    async fn signrawtransactionwithkey(
+        &self,
+        hexstring: String,
+        privkeys: Vec<String>,
+    ) -> RpcResult<SignResult> {
         let bytes = hex_param(&hexstring, "hexstring")?;
         if privkeys.len() > MAX_SIGNING_KEYS {
             return Err(err(
@@ -516,13 +548,18 @@ impl QuarryApiServer for RpcService {
             "remove" => AddNodeMode::Remove,
             "onetry" => AddNodeMode::OneTry,
             other => {
-                return Err(err(codes::INVALID_PARAMETER, format!("command must be add, remove or onetry, got {other:?}")))
+                return Err(err(
+                    codes::INVALID_PARAMETER,
+                    format!("command must be add, remove or onetry, got {other:?}"),
+                ))
             }
         };
         let addr = node.parse().map_err(|e| {
             err(
                 codes::INVALID_PARAMETER,
-                format!("node {node:?} is not a multiaddr ({e}); e.g. /ip4/127.0.0.1/tcp/19444/p2p/<peer id>"),
+                format!(
+                    "node {node:?} is not a multiaddr ({e}); e.g. /ip4/127.0.0.1/tcp/19444/p2p/<peer id>"
+                ),
             )
         })?;
         self.net()?.add_node(addr, mode).await.map_err(p2p_err)
@@ -548,7 +585,12 @@ impl QuarryApiServer for RpcService {
         let add = match command.as_str() {
             "add" => true,
             "remove" => false,
-            other => return Err(err(codes::INVALID_PARAMETER, format!("command must be add or remove, got {other:?}"))),
+            other => {
+                return Err(err(
+                    codes::INVALID_PARAMETER,
+                    format!("command must be add or remove, got {other:?}"),
+                ))
+            }
         };
         let seconds = bantime.unwrap_or(crate::p2p::peers::BAN_SECONDS);
         self.net()?.set_ban(peer, add, seconds).await.map_err(p2p_err)

@@ -79,7 +79,19 @@ pub fn default_dir() -> Result<PathBuf> {
     Ok(PathBuf::from(home).join(".quarry").join("testnet"))
 }
 
-fn free_port() -> Result<u16> {
+/// A loopback port nobody listens on now. Chosen at random below Linux's ephemeral range
+/// (32768-60999), where the kernel never hands out ports by itself: a port found by binding
+/// port 0 and released could be taken by any outgoing connection's source port or another
+/// bind before the node binds it.
+pub fn free_port() -> Result<u16> {
+    use rand::Rng;
+    let mut rng = rand::thread_rng();
+    for _ in 0..200 {
+        let port = rng.gen_range(20_000..32_000);
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
     Ok(TcpListener::bind("127.0.0.1:0").context("finding a free port")?.local_addr()?.port())
 }
 

@@ -403,8 +403,9 @@ pub fn verify_tx(
 ) -> Result<TxProof, WalletError> {
     let proof_hex = rpc.wait(rpc.gettxoutproof(vec![txid.to_string()], None))?;
     let bytes = crate::rpc::client::hex_answer(&proof_hex, "gettxoutproof")?;
-    let crate::primitives::TxProof { header, txid: proven, proof } = crate::primitives::TxProof::decode(&bytes)
-        .map_err(|e| WalletError::Malformed(format!("proof does not decode: {e}")))?;
+    let crate::primitives::TxProof { header, txid: proven, proof } =
+        crate::primitives::TxProof::decode(&bytes)
+            .map_err(|e| WalletError::Malformed(format!("proof does not decode: {e}")))?;
     if proven != *txid {
         return Err(WalletError::Proof(format!("the node proved {proven}, not {txid}")));
     }

@@ -9,14 +9,14 @@ use quarry::script::templates::pubkey_hash;
 use quarry::testkit::key;
 use serde_json::{json, Value};
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 /// A loopback port nobody listens on right now.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    quarry::testnet::free_port().unwrap()
 }
 
 /// The P2PKH address of testkit key `i` on `network`.

@@ -21,7 +21,7 @@ use crate::script::templates::pubkey_hash;
 use crate::testkit::key;
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -112,8 +112,7 @@ impl Drop for Cluster {
 }
 
 fn free_port() -> Result<u16> {
-    let l = TcpListener::bind("127.0.0.1:0").context("finding a free loopback port")?;
-    Ok(l.local_addr()?.port())
+    crate::testnet::free_port()
 }
 
 /// The last `n` bytes of a file, for error messages.

@@ -18,9 +18,7 @@ impl Service {
             }
             Command::AddNode { addr, mode, reply } => {
                 let result = match mode {
-                    AddNodeMode::Add if self.added.contains(&addr) => {
-                        Err(P2pError::AlreadyAdded(addr))
-                    }
+                    AddNodeMode::Add if self.added.contains(&addr) => Err(P2pError::AlreadyAdded(addr)),
                     AddNodeMode::Add => {
                         self.added.push(addr.clone());
                         if self.active {

@@ -252,7 +252,10 @@ impl Service {
                     Acceptance::Reject => MessageAcceptance::Reject,
                     Acceptance::Ignore => MessageAcceptance::Ignore,
                 };
-                self.swarm.behaviour_mut().gossipsub.report_message_validation_result(&id, &source, acceptance);
+                self.swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .report_message_validation_result(&id, &source, acceptance);
                 if let (Some(h), Some(p)) = (verdict.height, self.peers.get_mut(&source)) {
                     p.tip_height = Some(p.tip_height.unwrap_or(0).max(h));
                 }
