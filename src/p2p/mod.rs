@@ -60,8 +60,8 @@ pub enum AddNodeMode {
     OneTry,
 }
 
-/// One connected peer, for `getpeerinfo`.
-#[derive(Clone, Debug, Serialize)]
+/// One connected peer, for `getpeerinfo` (also the RPC result type).
+#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
 pub struct PeerInfo {
     /// Local numeric id.
     pub id: u64,
@@ -72,7 +72,7 @@ pub struct PeerInfo {
     /// True if the peer connected to us.
     pub inbound: bool,
     /// "inbound" or "outbound".
-    pub direction: &'static str,
+    pub direction: String,
     /// Misbehaviour score (0 neutral, at or below -100 banned).
     pub score: i32,
     /// Height in the peer's status when it connected.
@@ -114,8 +114,8 @@ pub struct NetworkInfo {
     pub banned: usize,
 }
 
-/// A banned peer, for `listbanned`.
-#[derive(Clone, Debug, Serialize)]
+/// A banned peer, for `listbanned` (also the RPC result type).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct BanInfo {
     /// Peer id.
     pub peerid: String,

@@ -530,7 +530,7 @@ impl QuarryApiServer for RpcService {
 
     async fn getpeerinfo(&self) -> RpcResult<Vec<PeerInfo>> {
         let peers = self.net()?.peer_info().await.map_err(p2p_err)?;
-        Ok(peers.into_iter().map(PeerInfo::from).collect())
+        Ok(peers)
     }
 
     async fn getconnectioncount(&self) -> RpcResult<u64> {
@@ -575,7 +575,7 @@ impl QuarryApiServer for RpcService {
 
     async fn listbanned(&self) -> RpcResult<Vec<BanInfo>> {
         let bans = self.net()?.list_banned().await.map_err(p2p_err)?;
-        Ok(bans.into_iter().map(BanInfo::from).collect())
+        Ok(bans)
     }
 
     async fn setban(&self, subnet: String, command: String, bantime: Option<u64>) -> RpcResult<()> {

@@ -82,7 +82,7 @@ impl Service {
                         peerid: pid.to_string(),
                         addr: p.addr.to_string(),
                         inbound: p.inbound,
-                        direction: if p.inbound { "inbound" } else { "outbound" },
+                        direction: if p.inbound { "inbound" } else { "outbound" }.to_string(),
                         score: self.scores.score(pid),
                         startingheight: p.starting_height,
                         tipheight: p.tip_height,

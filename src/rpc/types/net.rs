@@ -2,56 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-/// One connected peer, for `getpeerinfo`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct PeerInfo {
-    /// Local numeric id.
-    pub id: u64,
-    /// libp2p peer id.
-    pub peerid: String,
-    /// Remote address (a multiaddr).
-    pub addr: String,
-    /// True if the peer connected to us.
-    pub inbound: bool,
-    /// `inbound` or `outbound`.
-    pub direction: String,
-    /// Misbehaviour score (0 neutral, at or below -100 banned).
-    pub score: i32,
-    /// Height in the peer's status when it connected.
-    pub startingheight: Option<u32>,
-    /// Best height the peer has shown since.
-    pub tipheight: Option<u32>,
-    /// Sync and gossip payload bytes sent to the peer.
-    pub bytessent: u64,
-    /// Sync and gossip payload bytes received from it.
-    pub bytesrecv: u64,
-    /// Last ping round trip, seconds.
-    pub pingtime: Option<f64>,
-    /// Unix time of connection.
-    pub conntime: u64,
-    /// The peer's agent string (identify).
-    pub subver: Option<String>,
-}
-
-impl From<crate::p2p::PeerInfo> for PeerInfo {
-    fn from(p: crate::p2p::PeerInfo) -> Self {
-        PeerInfo {
-            id: p.id,
-            peerid: p.peerid,
-            addr: p.addr,
-            inbound: p.inbound,
-            direction: p.direction.to_string(),
-            score: p.score,
-            startingheight: p.startingheight,
-            tipheight: p.tipheight,
-            bytessent: p.bytessent,
-            bytesrecv: p.bytesrecv,
-            pingtime: p.pingtime,
-            conntime: p.conntime,
-            subver: p.subver,
-        }
-    }
-}
+pub use crate::p2p::{BanInfo, PeerInfo};
 
 /// `getnetworkinfo`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -99,22 +50,5 @@ impl NetworkInfo {
             subversion: crate::p2p::behaviour::AGENT.to_string(),
             network: network.to_string(),
         }
-    }
-}
-
-/// A banned peer, for `listbanned`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct BanInfo {
-    /// Peer id.
-    pub peerid: String,
-    /// Unix time the ban ends.
-    pub banned_until: u64,
-    /// Why.
-    pub ban_reason: String,
-}
-
-impl From<crate::p2p::BanInfo> for BanInfo {
-    fn from(b: crate::p2p::BanInfo) -> Self {
-        BanInfo { peerid: b.peerid, banned_until: b.banned_until, ban_reason: b.ban_reason }
     }
 }
