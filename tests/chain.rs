@@ -231,6 +231,41 @@ fn orphans_wait_for_their_parent() {
     assert_eq!(other.chain.orphan_count(), 0);
 }
 
+/// One peer flooding orphans (valid proof of work, unknown parents) only cycles its own
+/// share of the pool: it keeps at most MAX_ORPHANS_PER_SOURCE, and an orphan another peer
+/// sent before the flood is still there to connect when its parent arrives.
+#[test]
+fn one_source_flooding_orphans_cannot_push_out_another_sources_orphan() {
+    use quarry::chain::{MAX_ORPHANS, MAX_ORPHANS_PER_SOURCE};
+    let mut b = Builder::new(Network::Regtest.params());
+    let g = b.chain.params().genesis_hash;
+    let p = b.child(&g, 5, vec![], b"p");
+    b.submit(p.clone());
+    let c = b.child(&p.hash(), 5, vec![], b"c");
+    let mut other = Builder::new(Network::Regtest.params());
+    let (honest, flooder) = (7, 8);
+    assert!(matches!(
+        other.chain.process_block_from(c.clone(), NOW, honest),
+        Ok(ProcessOutcome::Orphan { .. })
+    ));
+    for i in 0..(MAX_ORPHANS as u32 + 40) {
+        // Children of blocks nobody has: orphans forever.
+        let mut fake_parent = [0xee; 32];
+        fake_parent[..4].copy_from_slice(&i.to_le_bytes());
+        let fake_parent = Hash256(fake_parent);
+        let cb = coinbase(2, Amount::from_sat(1).unwrap(), p2pkh_lock(&key(2)), &i.to_le_bytes());
+        let params = other.params;
+        let orphan = assemble(params, fake_parent, 1_000 + i, params.genesis_bits, vec![cb]);
+        let out = other.chain.process_block_from(orphan, NOW, flooder).unwrap();
+        assert!(matches!(out, ProcessOutcome::Orphan { .. }), "{out:?}");
+        assert!(other.chain.orphans_from(flooder).0 <= MAX_ORPHANS_PER_SOURCE);
+    }
+    assert_eq!(other.chain.orphans_from(flooder).0, MAX_ORPHANS_PER_SOURCE);
+    assert_eq!(other.chain.orphans_from(honest).0, 1, "the honest peer's orphan survived the flood");
+    other.submit(p);
+    assert_eq!(other.chain.tip().hash, c.hash(), "and connected when its parent came");
+}
+
 #[test]
 fn invalid_block_on_a_heavier_branch_is_marked_with_its_descendants() {
     let params = Network::Regtest.params();

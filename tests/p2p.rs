@@ -277,6 +277,65 @@ fn a_peer_sending_garbage_and_an_invalid_block_is_banned_and_others_are_unaffect
     b.stop();
 }
 
+/// One host holding inbound handshakes open (TCP connected, never a byte of Noise) cannot
+/// keep a new honest peer out: its source address gets at most
+/// `inbound::MAX_PENDING_PER_SOURCE` of the pending slots, and each half-open socket is
+/// closed after `behaviour::HANDSHAKE_TIMEOUT`. The attacker uses 127.0.0.2 and re-opens
+/// every socket the node closes, 64 at a time (twice the old global limit of 32).
+#[test]
+fn half_open_sockets_from_one_host_do_not_keep_new_peers_out() {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::Arc;
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = start(da.path(), &[]);
+    let a_p2p: std::net::SocketAddr = {
+        let m = a.p2p_addr();
+        let parts: Vec<&str> = m.split('/').collect();
+        format!("{}:{}", parts[2], parts[4]).parse().unwrap()
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let (opened, closed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    for _ in 0..64 {
+        let (stop, opened, closed) = (stop.clone(), opened.clone(), closed.clone());
+        rt.spawn(async move {
+            use tokio::io::AsyncReadExt;
+            while !stop.load(Ordering::Relaxed) {
+                let sock = tokio::net::TcpSocket::new_v4().unwrap();
+                sock.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+                let Ok(mut conn) = sock.connect(a_p2p).await else {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                };
+                opened.fetch_add(1, Ordering::Relaxed);
+                // Silent until the node gives up on us (EOF or reset), then again.
+                let mut buf = [0u8; 256];
+                while let Ok(n) = conn.read(&mut buf).await {
+                    if n == 0 || stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                }
+                closed.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+    }
+    wait_for(10, "64 half-open sockets", || opened.load(Ordering::Relaxed) >= 64);
+    // The node times the half-open sockets out (5 s, not libp2p's 10 s) and the attacker
+    // re-opens them at once.
+    wait_for(15, "the node to close half-open sockets", || closed.load(Ordering::Relaxed) >= 8);
+    let b = start(db.path(), &[a.p2p_addr()]);
+    let b_id = b.rpc("getnetworkinfo", json!([]))["peerid"].as_str().unwrap().to_string();
+    wait_for(30, "the honest peer to connect during the attack", || a.peer_ids().contains(&b_id));
+    assert!(opened.load(Ordering::Relaxed) > 64, "the attack kept re-opening sockets");
+    stop.store(true, Ordering::Relaxed);
+    rt.shutdown_timeout(Duration::from_secs(2));
+    // Still serving: B follows A's blocks.
+    let mined = generate(&a, 1, 1)[0].clone();
+    wait_for(20, "B follows A", || tip(&b) == mined);
+    a.stop();
+    b.stop();
+}
+
 /// Fair scheduling: a 10,000-block `generatetoaddress` runs on A one block per core step,
 /// so a peer joining meanwhile is served the earlier blocks by A's core (headers and bodies
 /// through sync requests, which only the core can answer) and A's other RPC calls answer,

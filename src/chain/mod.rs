@@ -20,6 +20,10 @@ use crate::consensus::{
 use crate::primitives::{Block, Hash256, OutPoint, U256};
 use crate::store::{BlockStatus, IndexRecord, Store, StoreError, UtxoDigest};
 use orphans::OrphanPool;
+pub use orphans::{
+    Source as OrphanSource, MAX_ORPHANS, MAX_ORPHANS_PER_SOURCE, MAX_ORPHAN_BYTES,
+    MAX_ORPHAN_BYTES_PER_SOURCE,
+};
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::Path;
@@ -261,6 +265,16 @@ impl Chain {
         self.orphans.len()
     }
 
+    /// Bytes of orphan blocks held.
+    pub fn orphan_bytes(&self) -> usize {
+        self.orphans.bytes()
+    }
+
+    /// Count and bytes of orphans held from `source`.
+    pub fn orphans_from(&self, source: OrphanSource) -> (usize, usize) {
+        self.orphans.held_from(source)
+    }
+
     /// The ancestor of `hash` at `height` (which must not exceed the block's height).
     fn ancestor(&self, hash: &Hash256, height: u32) -> Option<Hash256> {
         let mut cur = *hash;
@@ -321,6 +335,18 @@ impl Chain {
     /// Blocks whose parent is unknown wait (bounded) in the orphan pool; when a block is
     /// accepted, its waiting descendants are processed too.
     pub fn process_block(&mut self, block: Block, now: u64) -> Result<ProcessOutcome, ChainError> {
+        self.process_block_from(block, now, 0)
+    }
+
+    /// [`Chain::process_block`] for a block sent by `source` (an opaque key, e.g. a hash of
+    /// the peer id): its orphans count against that source's share of the orphan pool
+    /// ([`MAX_ORPHANS_PER_SOURCE`], [`MAX_ORPHAN_BYTES_PER_SOURCE`]).
+    pub fn process_block_from(
+        &mut self,
+        block: Block,
+        now: u64,
+        source: OrphanSource,
+    ) -> Result<ProcessOutcome, ChainError> {
         let hash = block.hash();
         if let Some(e) = self.index.get(&hash) {
             return match e.rec.status {
@@ -338,7 +364,7 @@ impl Chain {
         let prev = checked.header().prev;
         if !self.index.contains_key(&prev) {
             debug!(target: "chain", %hash, missing = %prev, "orphan block");
-            self.orphans.insert(checked, seq);
+            self.orphans.insert(checked, seq, source);
             return Ok(ProcessOutcome::Orphan { missing: self.orphans.missing_root(&prev) });
         }
         let mut accepted = vec![hash];

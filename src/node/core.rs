@@ -75,6 +75,8 @@ pub(crate) struct Core {
     /// When a new tip was last logged at info level, and tips connected since.
     tip_logged_at: Instant,
     tips_unlogged: u32,
+    /// Log lines that peers can cause, rate-limited.
+    pub(super) log_throttle: crate::p2p::throttle::LogThrottle,
     mempool_path: PathBuf,
     chain_dir: PathBuf,
     /// The tip last written to the tip marker, and when.
@@ -154,6 +156,15 @@ impl Core {
     /// A block that was stored but failed to connect is returned as the error naming the
     /// rule (the chain events it caused are applied all the same).
     pub(super) fn process_block(&mut self, block: Block) -> Result<ProcessOutcome, ChainError> {
+        self.process_block_from(block, 0)
+    }
+
+    /// [`Core::process_block`] for a block from `source` (see [`crate::chain::OrphanSource`]).
+    pub(super) fn process_block_from(
+        &mut self,
+        block: Block,
+        source: crate::chain::OrphanSource,
+    ) -> Result<ProcessOutcome, ChainError> {
         let hash = block.hash();
         // RocksDB aborts the process when a write finds the disk full: stop before.
         if let Err(e) = crate::store::check_disk_space(&self.chain_dir, self.min_free_mb) {
@@ -163,7 +174,7 @@ impl Core {
             }
             return Err(e.into());
         }
-        let outcome = self.chain.process_block(block, unix_secs())?;
+        let outcome = self.chain.process_block_from(block, unix_secs(), source)?;
         if let ProcessOutcome::Accepted { events, failed } = &outcome {
             self.on_events(events);
             if let Some((_, error)) = failed.iter().find(|(h, _)| *h == hash) {
@@ -413,6 +424,7 @@ pub fn start(
             template_at: Instant::now(),
             tip_logged_at: Instant::now() - Duration::from_secs(2),
             tips_unlogged: 0,
+            log_throttle: Default::default(),
             mempool_path,
             chain_dir: config.chain_dir,
             marked: None,

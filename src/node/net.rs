@@ -12,6 +12,14 @@ use crate::p2p::wire::{Request, Response, MAX_RESPONSE_BYTES};
 use crate::primitives::{Block, Transaction};
 use libp2p::PeerId;
 
+/// The orphan-pool key of a peer: a hash of its id (never 0, which is the node itself).
+fn orphan_source(peer: &PeerId) -> crate::chain::OrphanSource {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    peer.hash(&mut h);
+    h.finish().max(1)
+}
+
 impl Core {
     /// Runs one network item.
     pub(super) fn on_net(&mut self, work: NetWork) -> NetOutcome {
@@ -63,13 +71,13 @@ impl Core {
             let mut processed = false;
             for action in actions {
                 match action {
-                    Action::Process { block, .. } => {
+                    Action::Process { block, peer } => {
                         if !processed {
                             self.sync.begin_batch();
                             processed = true;
                         }
                         let hash = block.hash();
-                        let result = match self.process_block(block) {
+                        let result = match self.process_block_from(block, orphan_source(&peer)) {
                             Ok(_) => Ok(()),
                             Err(e) => Err((matches!(Blame::for_block(&e), Blame::Peer(_)), e.to_string())),
                         };
@@ -90,7 +98,7 @@ impl Core {
     /// fetched from the sender) and our own failures.
     fn on_gossip_block(&mut self, peer: PeerId, block: Block) -> Verdict {
         let hash = block.hash();
-        match self.process_block(block) {
+        match self.process_block_from(block, orphan_source(&peer)) {
             Ok(ProcessOutcome::Accepted { .. }) => {
                 let mut verdict = Verdict { acceptance: Acceptance::Accept, ..Verdict::ignore() };
                 if let Some(rec) = self.chain.record(&hash) {
@@ -113,8 +121,14 @@ impl Core {
                     tracing::debug!(target: "p2p::gossip", %hash, error = %e, "known invalid block");
                     Verdict { acceptance: Acceptance::Reject, ..Verdict::ignore() }
                 }
-                Blame::Ours | Blame::Transient => {
-                    tracing::warn!(target: "p2p::gossip", %hash, error = %e, "gossiped block not processed");
+                blame @ (Blame::Ours | Blame::Transient) => {
+                    // A peer can send these (future-dated blocks) as fast as it likes: one
+                    // line per interval for each.
+                    let kind =
+                        if matches!(blame, Blame::Transient) { "block transient" } else { "block ours" };
+                    if let Some(held) = self.log_throttle.allow(kind, std::time::Instant::now()) {
+                        tracing::warn!(target: "p2p::gossip", %hash, %peer, error = %e, suppressed = held, "gossiped block not processed");
+                    }
                     Verdict::ignore()
                 }
             },

@@ -17,12 +17,19 @@ use std::time::Duration;
 
 /// Agent string announced by identify.
 pub const AGENT: &str = concat!("quarry/", env!("CARGO_PKG_VERSION"));
+/// A connection whose TCP connect, Noise handshake and Yamux negotiation take longer than
+/// this fails (libp2p's default is 10 s; a handshake on loopback takes milliseconds, across
+/// the world a few round trips).
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 /// A sync request unanswered after this long fails with a timeout.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Every protocol the node speaks, composed.
 #[derive(NetworkBehaviour)]
 pub struct Behaviour {
+    /// Inbound handshakes in progress per source address (first: it refuses before the
+    /// global caps count the connection).
+    pub inbound: super::inbound::InboundGuard,
     /// Connection caps.
     pub limits: connection_limits::Behaviour,
     /// Banned peers (refused at connection time).
@@ -101,11 +108,13 @@ pub fn build_swarm(key: identity::Keypair, settings: &SwarmSettings) -> Result<S
                 None
             };
             Ok(Behaviour {
+                inbound: Default::default(),
                 limits: connection_limits::Behaviour::new(
                     connection_limits::ConnectionLimits::default()
                         .with_max_established(Some(settings.max_connections))
+                        .with_max_established_incoming(Some(max_inbound(settings.max_connections)))
                         .with_max_established_per_peer(Some(2))
-                        .with_max_pending_incoming(Some(32)),
+                        .with_max_pending_incoming(Some(super::inbound::MAX_PENDING_INBOUND)),
                 ),
                 blocked: Default::default(),
                 identify: identify::Behaviour::new(
@@ -121,8 +130,20 @@ pub fn build_swarm(key: identity::Keypair, settings: &SwarmSettings) -> Result<S
         })
         .map_err(|e| format!("building the network behaviour: {e}"))?
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(300)))
+        .with_connection_timeout(HANDSHAKE_TIMEOUT)
         .build();
     Ok(swarm)
+}
+
+/// Established inbound connections allowed out of `max_connections`: an eighth of the
+/// slots (at most 8) stay free for our own dials (bootnodes, `addnode`), so inbound peers
+/// alone can never fill the node. Below 8 connections every slot may be inbound.
+pub fn max_inbound(max_connections: u32) -> u32 {
+    if max_connections < 8 {
+        max_connections
+    } else {
+        max_connections - (max_connections / 8).min(8)
+    }
 }
 
 /// The TCP socket address of a `/ip4|ip6/../tcp/PORT` listen address, if it is one.

@@ -13,12 +13,14 @@
 //! node.
 
 pub mod behaviour;
+pub mod inbound;
 pub mod link;
 pub mod peers;
 pub mod service;
 pub mod sync;
 #[cfg(test)]
 mod sync_tests;
+pub mod throttle;
 pub mod wire;
 
 use libp2p::{Multiaddr, PeerId};

@@ -87,6 +87,8 @@ struct Service {
     tick_in_flight: bool,
     last_redial: Instant,
     last_kad: Instant,
+    /// Log lines that peers can cause, rate-limited.
+    log_throttle: super::throttle::LogThrottle,
 }
 
 /// A bound swarm, ready for [`run`].
@@ -142,6 +144,7 @@ pub(crate) async fn run(
         tick_in_flight: false,
         last_redial: Instant::now(),
         last_kad: Instant::now(),
+        log_throttle: Default::default(),
     };
     for addr in config.bootnodes.clone() {
         service.dial(addr);
@@ -375,6 +378,23 @@ impl Service {
                     info!(target: "p2p", peer = %peer_id, cause = ?cause.map(|c| c.to_string()), "peer disconnected");
                     self.scores.remove(&peer_id);
                     self.sync_step(SyncEvent::Disconnected(peer_id));
+                }
+            }
+            SwarmEvent::IncomingConnectionError { send_back_addr, error, .. } => {
+                // A refusal by our own limits is worth a (rate-limited) line: it is the only
+                // trace of a host holding handshakes open. Failed handshakes are the peer's
+                // business.
+                if let libp2p::swarm::ListenError::Denied { cause } = &error {
+                    if let Some(held) = self.log_throttle.allow("inbound refused", Instant::now()) {
+                        let suppressed = if held > 0 {
+                            format!(" ({held} similar lines suppressed)")
+                        } else {
+                            String::new()
+                        };
+                        warn!(target: "p2p", addr = %send_back_addr, "inbound connection refused: {cause}{suppressed}");
+                    }
+                } else {
+                    debug!(target: "p2p", addr = %send_back_addr, %error, "inbound connection failed");
                 }
             }
             SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
