@@ -39,6 +39,8 @@ pub struct NodeConfig {
     /// Free disk space, MB, below which the node refuses to start or stops before a block
     /// connect (`store::MIN_FREE_MB` unless overridden for tests).
     pub min_free_mb: u64,
+    /// Bound of the UTXO cache, MiB.
+    pub dbcache_mib: usize,
     /// Mine continuously, paying this address.
     pub mine_to: Option<String>,
     /// Miner threads (also used by generatetoaddress).
@@ -80,7 +82,11 @@ pub fn run(config: NodeConfig) -> Result<()> {
     // RocksDB aborts the process when a write finds the disk full: refuse to start before.
     crate::store::check_disk_space(&config.datadir, config.min_free_mb)?;
     let chain_dir = config.datadir.join("chainstate");
-    let chain = Chain::open(&chain_dir, params).with_context(|| {
+    let cache = crate::chain::coins::CacheConfig {
+        limit_bytes: config.dbcache_mib << 20,
+        ..crate::chain::coins::CacheConfig::default()
+    };
+    let chain = Chain::open_with(&chain_dir, params, cache).with_context(|| {
         format!("opening the chainstate at {} (is another node using this --datadir?)", chain_dir.display())
     })?;
     let tip = chain.tip();

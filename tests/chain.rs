@@ -120,21 +120,21 @@ fn most_work_wins_over_more_blocks_and_reorg_matches_a_fresh_chainstate() {
     assert!(branch_a.len() < branch_b.len());
     assert!(wa > wb, "the fast branch carries more work: {wa:?} vs {wb:?}");
     assert_eq!(b.chain.tip().hash, *branch_a.last().unwrap(), "most work, not most blocks");
-    assert!(b.chain.store().get_coin(&OutPoint { txid: spend_a.txid(), index: 0 }).unwrap().is_some());
-    assert!(b.chain.store().get_coin(&OutPoint { txid: spend_b.txid(), index: 0 }).unwrap().is_none());
+    assert!(b.chain.coin(&OutPoint { txid: spend_a.txid(), index: 0 }).unwrap().is_some());
+    assert!(b.chain.coin(&OutPoint { txid: spend_b.txid(), index: 0 }).unwrap().is_none());
     // The tx index and the address index follow the active chain through the reorg.
     let store = b.chain.store();
     assert_eq!(store.tx_block(&spend_a.txid()).unwrap(), Some(branch_a[0]));
     assert_eq!(store.tx_block(&spend_b.txid()).unwrap(), None);
-    let to_2 = store.coins_by_lock(&p2pkh_lock(&key(2)).0, 100).unwrap();
+    let to_2 = b.chain.coins_by_lock(&p2pkh_lock(&key(2)).0, 100).unwrap();
     assert_eq!(to_2.iter().map(|(op, _)| op.txid).collect::<Vec<_>>(), vec![spend_a.txid()]);
-    assert!(store.coins_by_lock(&p2pkh_lock(&key(3)).0, 100).unwrap().is_empty());
+    assert!(b.chain.coins_by_lock(&p2pkh_lock(&key(3)).0, 100).unwrap().is_empty());
     assert_eq!(store.history_by_lock(&p2pkh_lock(&key(2)).0, 100).unwrap(), vec![(13, spend_a.txid())]);
     assert!(store.history_by_lock(&p2pkh_lock(&key(3)).0, 100).unwrap().is_empty());
     // Key 1's history: its 12 + 5 coinbases and the spend of one of them.
     assert_eq!(store.history_by_lock(&p2pkh_lock(&key(1)).0, 100).unwrap().len(), 12 + 5 + 1);
     assert_eq!(
-        store.coins_by_lock(&p2pkh_lock(&key(1)).0, 100).unwrap().len(),
+        b.chain.coins_by_lock(&p2pkh_lock(&key(1)).0, 100).unwrap().len(),
         12 + 5 - 1,
         "coinbases, minus the spent one"
     );
@@ -167,12 +167,12 @@ fn most_work_wins_over_more_blocks_and_reorg_matches_a_fresh_chainstate() {
         fresh_b.submit(blk.clone());
     }
     assert_eq!(fresh_b.chain.utxo_digest().unwrap(), b.chain.utxo_digest().unwrap());
-    assert!(b.chain.store().get_coin(&OutPoint { txid: spend_b.txid(), index: 0 }).unwrap().is_some());
+    assert!(b.chain.coin(&OutPoint { txid: spend_b.txid(), index: 0 }).unwrap().is_some());
     let store = b.chain.store();
     assert_eq!(store.tx_block(&spend_b.txid()).unwrap(), Some(branch_b[0]));
     assert_eq!(store.tx_block(&spend_a.txid()).unwrap(), None);
-    assert!(store.coins_by_lock(&p2pkh_lock(&key(2)).0, 100).unwrap().is_empty());
-    assert_eq!(store.coins_by_lock(&p2pkh_lock(&key(3)).0, 100).unwrap().len(), 1);
+    assert!(b.chain.coins_by_lock(&p2pkh_lock(&key(2)).0, 100).unwrap().is_empty());
+    assert_eq!(b.chain.coins_by_lock(&p2pkh_lock(&key(3)).0, 100).unwrap().len(), 1);
     assert_eq!(store.history_by_lock(&p2pkh_lock(&key(3)).0, 100).unwrap(), vec![(13, spend_b.txid())]);
     assert!(store.history_by_lock(&p2pkh_lock(&key(2)).0, 100).unwrap().is_empty());
 }

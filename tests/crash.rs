@@ -1,12 +1,17 @@
 //! Crash consistency: a child process connecting blocks is killed with SIGKILL at random
 //! moments; on reopen the tip is a block boundary and the UTXO set equals a rebuild from the
-//! stored blocks.
+//! stored blocks. The child's coins cache is small (64 KiB: a flush every ~10 blocks, on its
+//! background thread) and its blocks include a 50-block reorganisation, so kills land during
+//! flushes and during the reorg too.
 
+use quarry::chain::coins::CacheConfig;
 use quarry::chain::Chain;
 use quarry::consensus::validation::block_subsidy;
 use quarry::consensus::{Network, Params};
+use quarry::primitives::Hash256;
 use quarry::primitives::{Amount, Block, OutPoint, TxOut};
 use quarry::testkit::{assemble, coinbase, key, p2pkh_lock, spend_p2pkh};
+use std::collections::HashMap;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -18,43 +23,50 @@ fn params() -> &'static Params {
     Network::Regtest.params()
 }
 
-/// A linear chain of `n` blocks; from height 12 each block fans a matured coinbase out to 20
-/// outputs and spends the previous fan-out's 20 outputs one by one (21 signatures a block).
-fn build_blocks(n: u32) -> Vec<Block> {
+/// Extends `prefix` (a branch from genesis, heights 1..=len) by `n` blocks tagged `tag`;
+/// from height 12 each block fans a matured coinbase out to 20 outputs and spends the
+/// previous block's fan-out one by one (21 signatures a block). Returns the new blocks.
+fn build_blocks(prefix: &[Block], n: u32, tag: &[u8]) -> Vec<Block> {
     let p = params();
     let dir = tempfile::tempdir().unwrap();
     let mut chain = Chain::open(dir.path(), p).unwrap();
+    for b in prefix {
+        chain.process_block(b.clone(), NOW).unwrap();
+    }
     let k = key(1);
-    let mut blocks: Vec<Block> = Vec::new();
-    let mut prev_fan: Vec<(OutPoint, TxOut)> = Vec::new();
-    for height in 1..=n {
+    let mut branch: Vec<Block> = prefix.to_vec();
+    let start = prefix.len() as u32 + 1;
+    for height in start..start + n {
         let tip = chain.tip().hash;
         let ctx = chain.header_context(&tip, NOW).unwrap();
-        let mut txs = vec![coinbase(height, block_subsidy(p, height), p2pkh_lock(&k), b"crash")];
-        let mut fan = Vec::new();
+        let mut txs = vec![coinbase(height, block_subsidy(p, height), p2pkh_lock(&k), tag)];
         if height >= 12 {
-            let cb = &blocks[(height - 11 - 1) as usize].txs[0];
+            let cb = &branch[(height - 11 - 1) as usize].txs[0];
             let coin = (OutPoint { txid: cb.txid(), index: 0 }, cb.outputs[0].clone());
             let each = Amount::from_sat(coin.1.value.to_sat() / 20 - 100).unwrap();
             let outs = (0..20).map(|_| TxOut { value: each, lock: p2pkh_lock(&k) }).collect();
-            let fan_tx = spend_p2pkh(&k, &[coin], outs, 0);
-            for (i, o) in fan_tx.outputs.iter().enumerate() {
-                fan.push((OutPoint { txid: fan_tx.txid(), index: i as u32 }, o.clone()));
-            }
-            txs.push(fan_tx);
-            for (op, out) in prev_fan.drain(..) {
+            txs.push(spend_p2pkh(&k, &[coin], outs, 0));
+        }
+        if height >= 13 {
+            let fan_tx = &branch[(height - 2) as usize].txs[1];
+            for (i, out) in fan_tx.outputs.iter().enumerate() {
+                let op = OutPoint { txid: fan_tx.txid(), index: i as u32 };
                 let v = Amount::from_sat(out.value.to_sat() - 10).unwrap();
-                txs.push(spend_p2pkh(&k, &[(op, out)], vec![TxOut { value: v, lock: p2pkh_lock(&k) }], 0));
+                txs.push(spend_p2pkh(
+                    &k,
+                    &[(op, out.clone())],
+                    vec![TxOut { value: v, lock: p2pkh_lock(&k) }],
+                    0,
+                ));
             }
         }
-        prev_fan = fan;
         let time = chain.record(&tip).unwrap().header.time + 5;
         let block = assemble(p, tip, time, ctx.expected_bits, txs);
         chain.process_block(block.clone(), NOW).unwrap();
         assert_eq!(chain.tip().hash, block.hash(), "test blocks must be valid");
-        blocks.push(block);
+        branch.push(block);
     }
-    blocks
+    branch.split_off(prefix.len())
 }
 
 fn write_blocks(path: &Path, blocks: &[Block]) {
@@ -86,7 +98,8 @@ fn crash_child() {
     let Ok(dir) = std::env::var(CHILD_ENV) else { return };
     let dir = Path::new(&dir);
     let blocks = read_blocks(&dir.join("blocks.bin"));
-    let mut chain = Chain::open(&dir.join("chain"), params()).unwrap();
+    let cache = CacheConfig { limit_bytes: 64 << 10, ..CacheConfig::default() };
+    let mut chain = Chain::open_with(&dir.join("chain"), params(), cache).unwrap();
     for b in blocks {
         chain.process_block(b, NOW).unwrap();
     }
@@ -94,7 +107,18 @@ fn crash_child() {
 
 #[test]
 fn sigkill_at_random_moments_leaves_a_block_boundary() {
-    let blocks = build_blocks(400);
+    // Branch A to height 300, then branch B from A's block 250 to height 330: B's block 301
+    // makes B the most-work branch (50 blocks disconnected, 51 connected).
+    let a = build_blocks(&[], 300, b"a");
+    let b = build_blocks(&a[..250], 80, b"b");
+    let height_of: HashMap<Hash256, u32> = a
+        .iter()
+        .enumerate()
+        .chain(b.iter().enumerate().map(|(i, x)| (i + 250, x)))
+        .map(|(i, x)| (x.hash(), i as u32 + 1))
+        .collect();
+    let blocks: Vec<Block> = a.iter().chain(&b).cloned().collect();
+    let final_tip = b.last().unwrap().hash();
     let work = tempfile::tempdir().unwrap();
     write_blocks(&work.path().join("blocks.bin"), &blocks);
     let exe = std::env::current_exe().unwrap();
@@ -102,7 +126,8 @@ fn sigkill_at_random_moments_leaves_a_block_boundary() {
     let mut last_height = 0;
     let mut kills = 0;
     let mut killed_mid_run = 0;
-    for round in 0..12 {
+    let mut reorged = false;
+    for round in 0..24 {
         let mut child = Command::new(&exe)
             .args(["crash_child", "--exact", "--nocapture", "--test-threads", "1"])
             .env(CHILD_ENV, work.path())
@@ -111,7 +136,7 @@ fn sigkill_at_random_moments_leaves_a_block_boundary() {
             .spawn()
             .unwrap();
         seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        let delay = Duration::from_millis(5 + (seed >> 33) % 120);
+        let delay = Duration::from_millis(5 + (seed >> 33) % 300);
         let started = Instant::now();
         while started.elapsed() < delay {
             if child.try_wait().unwrap().is_some() {
@@ -133,16 +158,13 @@ fn sigkill_at_random_moments_leaves_a_block_boundary() {
         assert!(tip.height >= last_height, "round {round}: the tip went backwards");
         last_height = tip.height;
         eprintln!("round {round}: killed {killed}, reopened at height {}", tip.height);
-        if killed && tip.height > 0 && (tip.height as usize) < blocks.len() {
+        if killed && tip.height > 0 && tip.hash != final_tip {
             killed_mid_run += 1;
         }
         if tip.height > 0 {
-            assert_eq!(
-                tip.hash,
-                blocks[tip.height as usize - 1].hash(),
-                "round {round}: tip is a block boundary"
-            );
+            assert_eq!(height_of.get(&tip.hash), Some(&tip.height), "round {round}: tip is a block boundary");
         }
+        reorged |= tip.height > 300;
         // Rebuild from the stored blocks alone and compare UTXO sets.
         let fresh_dir = tempfile::tempdir().unwrap();
         let mut fresh = Chain::open(fresh_dir.path(), params()).unwrap();
@@ -152,11 +174,12 @@ fn sigkill_at_random_moments_leaves_a_block_boundary() {
         }
         assert_eq!(fresh.tip(), tip);
         assert_eq!(fresh.utxo_digest().unwrap(), chain.utxo_digest().unwrap(), "round {round}");
-        if tip.height as usize == blocks.len() {
+        if tip.hash == final_tip {
             break;
         }
     }
     assert!(kills > 0 && killed_mid_run > 0, "at least one child must have been killed mid-run");
+    eprintln!("{kills} kills, {killed_mid_run} mid-run, reorg reached: {reorged}");
     // Finally let the child finish: everything connects.
     let status = Command::new(&exe)
         .args(["crash_child", "--exact", "--test-threads", "1"])
@@ -166,5 +189,5 @@ fn sigkill_at_random_moments_leaves_a_block_boundary() {
         .unwrap();
     assert!(status.success());
     let chain = Chain::open(&work.path().join("chain"), params()).unwrap();
-    assert_eq!(chain.tip().hash, blocks.last().unwrap().hash());
+    assert_eq!(chain.tip().hash, final_tip);
 }

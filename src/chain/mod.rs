@@ -7,18 +7,24 @@
 //! disconnects blocks down to the fork point using their undo data and connects the new
 //! branch; a block that fails to connect is marked invalid with all its descendants, and the
 //! choice is made again (which may lead back to the old branch).
+//!
+//! Coins live in a cache ([`coins`]) over the store's UTXO column family, flushed when full,
+//! every few minutes and on close; on open the chain replays the blocks between the flushed
+//! UTXO state and the tip.
 
+pub mod coins;
 mod orphans;
 mod sync_view;
 
 use crate::consensus::pow::{block_work, next_bits, target_from_compact, ASERT_ANCHOR_HEIGHT};
 use crate::consensus::validation::median_time;
 use crate::consensus::{
-    check_block, check_header_context, connect_block_cached, CheckedBlock, ConsensusError, HeaderContext,
-    Params, ScriptCache,
+    check_block, check_header_context, connect_block_cached, utxo_effect, CheckedBlock, Coin, ConsensusError,
+    HeaderContext, Params, ScriptCache,
 };
 use crate::primitives::{Block, Hash256, OutPoint, U256};
 use crate::store::{BlockStatus, IndexRecord, Store, StoreError, UtxoDigest};
+use coins::{CacheConfig, CacheStats, CoinsCache};
 use orphans::OrphanPool;
 pub use orphans::{
     Source as OrphanSource, MAX_ORPHANS, MAX_ORPHANS_PER_SOURCE, MAX_ORPHAN_BYTES,
@@ -111,7 +117,9 @@ type CandidateKey = (Reverse<U256>, u64, Hash256);
 /// The chain: block index in memory, chainstate in the [`Store`].
 pub struct Chain {
     params: &'static Params,
-    store: Store,
+    store: Arc<Store>,
+    /// The UTXO set's recent changes, over the store's.
+    coins: CoinsCache,
     index: HashMap<Hash256, Entry>,
     /// Active chain by height.
     active: Vec<Hash256>,
@@ -123,6 +131,15 @@ pub struct Chain {
     /// Txids whose scripts the mempool already verified; connecting skips them.
     script_cache: Arc<ScriptCache>,
     next_seq: u64,
+}
+
+impl Drop for Chain {
+    /// Flushes the coins cache (a node stopping cleanly starts without a replay).
+    fn drop(&mut self) {
+        if let Err(e) = self.flush() {
+            warn!(target: "chain", error = %e, "flushing the UTXO cache on close failed; the next start replays");
+        }
+    }
 }
 
 /// Txids remembered as script-verified (about 40 bytes each with the map overhead).
@@ -143,10 +160,16 @@ impl Chain {
     /// Opens the chainstate in `dir`, creating it with the genesis block if empty, and
     /// finishes any work a crash interrupted (blocks stored but not yet connected).
     pub fn open(dir: &Path, params: &'static Params) -> Result<Chain, ChainError> {
-        let store = Store::open(dir)?;
+        Chain::open_with(dir, params, CacheConfig::default())
+    }
+
+    /// [`Chain::open`] with the coins cache configured.
+    pub fn open_with(dir: &Path, params: &'static Params, cache: CacheConfig) -> Result<Chain, ChainError> {
+        let store = Arc::new(Store::open(dir)?);
         let mut chain = Chain {
             params,
             store,
+            coins: CoinsCache::new(cache),
             index: HashMap::new(),
             active: Vec::new(),
             candidates: BTreeSet::new(),
@@ -211,6 +234,7 @@ impl Chain {
             }
             .into());
         }
+        chain.replay_utxos()?;
         let events = chain.activate_best_chain(&mut Vec::new())?;
         if !events.is_empty() {
             info!(target: "chain", blocks = events.len(), "resumed connecting stored blocks after restart");
@@ -255,9 +279,92 @@ impl Chain {
         self.record(hash).is_some_and(|r| self.hash_at(r.height) == Some(*hash))
     }
 
-    /// A summary of the UTXO set.
+    /// A summary of the UTXO set (the cache's changes included).
     pub fn utxo_digest(&self) -> Result<UtxoDigest, ChainError> {
-        Ok(self.store.utxo_digest()?)
+        Ok(self.store.utxo_digest(&self.coins.overlay())?)
+    }
+
+    /// The unspent coins among `outpoints`.
+    pub fn coins(&self, outpoints: &[OutPoint]) -> Result<HashMap<OutPoint, Coin>, ChainError> {
+        Ok(self.coins.coins(&self.store, outpoints)?)
+    }
+
+    /// One unspent coin.
+    pub fn coin(&self, outpoint: &OutPoint) -> Result<Option<Coin>, ChainError> {
+        Ok(self.coins.coin(&self.store, outpoint)?)
+    }
+
+    /// The unspent coins locked by exactly `lock` (an address's script), at most `limit`,
+    /// oldest first.
+    pub fn coins_by_lock(&self, lock: &[u8], limit: usize) -> Result<Vec<(OutPoint, Coin)>, ChainError> {
+        let ops = self.store.outpoints_by_lock(lock, limit)?;
+        let mut out: Vec<(OutPoint, Coin)> = self.coins(&ops)?.into_iter().collect();
+        out.sort_unstable_by(|a, b| (a.1.height, a.0).cmp(&(b.1.height, b.0)));
+        Ok(out)
+    }
+
+    /// What the coins cache holds.
+    pub fn cache_stats(&self) -> CacheStats {
+        self.coins.stats()
+    }
+
+    /// Writes the coins cache to the store and waits for it (at shutdown; the chain stays
+    /// usable).
+    pub fn flush(&mut self) -> Result<(), ChainError> {
+        let tip = self.tip().hash;
+        Ok(self.coins.flush(&self.store, tip, true)?)
+    }
+
+    /// After a connect or disconnect: collects a finished background flush and starts one if
+    /// due.
+    fn after_utxo_change(&mut self) -> Result<(), ChainError> {
+        self.coins.poll()?;
+        if self.coins.flush_due() {
+            let tip = self.tip().hash;
+            self.coins.flush(&self.store, tip, false)?;
+        }
+        Ok(())
+    }
+
+    /// Brings the coins from the block the flushed UTXO set corresponds to (`utxo_best`) to the
+    /// tip: back to the fork point with undo data, then forward along the active chain with
+    /// the stored blocks (their scripts were verified when they first connected). Then flushes.
+    fn replay_utxos(&mut self) -> Result<(), ChainError> {
+        let tip = self.tip().hash;
+        let best = self.store.utxo_best()?.unwrap_or(tip);
+        if best == tip {
+            return Ok(());
+        }
+        if !self.index.contains_key(&best) {
+            return Err(
+                StoreError::Missing { what: "index record of the UTXO set's block", hash: best }.into()
+            );
+        }
+        let (mut cur, mut undone) = (best, 0u32);
+        while !self.is_active(&cur) {
+            let block =
+                self.store.get_block(&cur)?.ok_or(StoreError::Missing { what: "block body", hash: cur })?;
+            let undo =
+                self.store.get_undo(&cur)?.ok_or(StoreError::Missing { what: "undo data", hash: cur })?;
+            self.coins.disconnect(&block, &undo);
+            cur = block.header().prev;
+            undone += 1;
+        }
+        let fork = self.index[&cur].rec.height;
+        let height = self.tip().height;
+        for h in fork + 1..=height {
+            let hash = self.active[h as usize];
+            let block =
+                self.store.get_block(&hash)?.ok_or(StoreError::Missing { what: "block body", hash })?;
+            let prevouts: Vec<OutPoint> =
+                block.block().txs.iter().skip(1).flat_map(|tx| tx.inputs.iter().map(|i| i.prevout)).collect();
+            let view = self.coins.coins(&self.store, &prevouts)?;
+            let effect = utxo_effect(&block, h, self.params, &view)
+                .map_err(|error| ChainError::Invalid { hash, error })?;
+            self.coins.connect(&effect);
+        }
+        info!(target: "chain", from = %best, to = %tip, disconnected = undone, connected = height - fork, "UTXO set replayed to the tip");
+        self.flush()
     }
 
     /// Number of blocks waiting for their parent.
@@ -491,11 +598,13 @@ impl Chain {
             let height = self.index[&hash].rec.height;
             let prevouts: Vec<OutPoint> =
                 block.block().txs.iter().skip(1).flat_map(|tx| tx.inputs.iter().map(|i| i.prevout)).collect();
-            let view = self.store.get_coins(&prevouts)?;
+            let view = self.coins.coins(&self.store, &prevouts)?;
             match connect_block_cached(&block, height, self.params, &view, &self.script_cache) {
                 Ok(effect) => {
                     self.store.connect_block(&block, height, &effect)?;
+                    self.coins.connect(&effect);
                     self.active.push(hash);
+                    self.after_utxo_change()?;
                     debug!(target: "chain", %hash, height, txs = block.block().txs.len(), "connected");
                     events.push(ChainEvent::Connected { block: Arc::new(block), height });
                 }
@@ -517,8 +626,10 @@ impl Chain {
             .store
             .get_block(&tip.hash)?
             .ok_or(StoreError::Missing { what: "block body", hash: tip.hash })?;
-        self.store.disconnect_block(&block, tip.height)?;
+        let spent = self.store.disconnect_block(&block, tip.height)?;
+        self.coins.disconnect(&block, &spent);
         self.active.pop();
+        self.after_utxo_change()?;
         events.push(ChainEvent::Disconnected { block: Arc::new(block), height: tip.height });
         Ok(())
     }

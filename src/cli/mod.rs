@@ -72,6 +72,11 @@ pub struct NodeArgs {
     pub mining: MiningArgs,
     #[command(flatten)]
     pub p2p: P2pArgs,
+    /// Memory for the UTXO cache, MiB: coin changes are kept in memory and written to the
+    /// chainstate when the cache is full, every 5 minutes and at shutdown (like bitcoind's
+    /// -dbcache). Default 100.
+    #[arg(long, value_name = "MiB")]
+    pub dbcache: Option<usize>,
     /// Free disk space, MB, below which the node stops (tests set it high to check the
     /// refusal without filling a disk).
     #[arg(long, hide = true, default_value_t = crate::store::MIN_FREE_MB)]

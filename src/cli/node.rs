@@ -21,6 +21,7 @@ struct ConfigFile {
     listen: Option<Vec<String>>,
     bootnodes: Option<Vec<String>>,
     mdns: Option<bool>,
+    dbcache: Option<usize>,
 }
 
 fn read_config(path: &std::path::Path) -> Result<ConfigFile> {
@@ -96,9 +97,18 @@ pub(super) fn run_node(args: NodeArgs) -> Result<()> {
             ban_path: datadir.join("banned.json"),
         })
     };
+    let dbcache_mib = args.dbcache.or(file.dbcache).unwrap_or(crate::chain::coins::DEFAULT_DBCACHE_MIB);
+    if dbcache_mib == 0 || dbcache_mib > crate::chain::coins::MAX_DBCACHE_MIB {
+        bail!(
+            "--dbcache {dbcache_mib}: pass a size in MiB from 1 to {} (default {})",
+            crate::chain::coins::MAX_DBCACHE_MIB,
+            crate::chain::coins::DEFAULT_DBCACHE_MIB
+        );
+    }
     run(NodeConfig {
         network,
         datadir,
+        dbcache_mib,
         rpc_bind,
         rpc_user,
         rpc_limits,

@@ -94,6 +94,18 @@ pub fn connect_block_cached(
     Ok(effect)
 }
 
+/// The UTXO effect of a block that already passed [`connect_block`] once (replaying stored
+/// blocks onto a UTXO set that lags the tip, at start): the UTXO-set rules only, no script
+/// checks.
+pub fn utxo_effect(
+    block: &CheckedBlock,
+    height: u32,
+    params: &Params,
+    view: &dyn CoinLookup,
+) -> Result<BlockConnect, ConsensusError> {
+    utxo_rules(block, height, params, view)
+}
+
 /// The sequential UTXO-set rules, in block order.
 fn utxo_rules(
     block: &CheckedBlock,

@@ -60,7 +60,7 @@ pub trait UtxoSource {
 
 impl UtxoSource for Chain {
     fn coins(&self, outpoints: &[OutPoint]) -> Result<HashMap<OutPoint, Coin>, String> {
-        self.store().get_coins(outpoints).map_err(|e| e.to_string())
+        Chain::coins(self, outpoints).map_err(|e| e.to_string())
     }
     fn tip_height(&self) -> u32 {
         self.tip().height

@@ -358,7 +358,8 @@ impl Core {
         }
     }
 
-    /// Stops the miners, answers what is left, saves the mempool; called once at the end.
+    /// Stops the miners, answers what is left, writes the UTXO cache, saves the mempool;
+    /// called once at the end.
     fn flush(&mut self, inbox: &Inbox<Request>) {
         self.miner = None;
         let (net, _api) = inbox.close(); // dropped API replies read as "shutting down"
@@ -369,6 +370,15 @@ impl Core {
         }
         for job in self.generating.drain(..) {
             let _ = job.reply.send(Ok(job.hashes)); // stopped early: what was mined
+        }
+        let stats = self.chain.cache_stats();
+        match self.chain.flush() {
+            Ok(()) => {
+                info!(target: "chain", coins = stats.entries, mib = stats.bytes >> 20, "UTXO cache written")
+            }
+            Err(e) => {
+                warn!(target: "chain", error = %e, "could not write the UTXO cache; the next start replays the blocks since the last write")
+            }
         }
         super::tipmark::write(&self.chain_dir, &self.chain.tip());
         match self.mempool.save(&self.mempool_path) {

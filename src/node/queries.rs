@@ -198,7 +198,7 @@ impl Core {
         if include_mempool && self.mempool.spender(&op).is_some() {
             return Ok(None);
         }
-        if let Some(coin) = self.chain.store().get_coin(&op)? {
+        if let Some(coin) = self.chain.coin(&op)? {
             let confirmations = tip.height.saturating_sub(coin.height) + 1;
             return Ok(Some(TxOutView { tip, confirmations, out: coin.out, coinbase: coin.is_coinbase }));
         }
@@ -265,7 +265,7 @@ impl Core {
         let mut out = Vec::new();
         for (lock_index, lock) in locks.iter().enumerate() {
             let left = limit.saturating_sub(out.len());
-            let coins = self.chain.store().coins_by_lock(&lock.0, left + 1)?;
+            let coins = self.chain.coins_by_lock(&lock.0, left + 1)?;
             if coins.len() > left {
                 return Err(NodeError::TooMany { what: "unspent outputs", limit });
             }
@@ -295,7 +295,7 @@ impl Core {
     fn spent_outputs(&self, outpoints: &[OutPoint]) -> Result<Vec<TxOut>, NodeError> {
         let mut spent = Vec::with_capacity(outpoints.len());
         for op in outpoints {
-            let out = match self.chain.store().get_coin(op)? {
+            let out = match self.chain.coin(op)? {
                 Some(c) => c.out,
                 None => self
                     .mempool

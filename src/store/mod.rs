@@ -1,6 +1,9 @@
 //! RocksDB storage. Every column family is declared in [`ColumnFamily`]; each block connect
-//! and disconnect is one `WriteBatch` (UTXO changes + undo + active-chain height + tip), so a
-//! crash at any instant leaves the chainstate at the old tip or the new one, never between.
+//! and disconnect is one `WriteBatch` (undo + indexes + active-chain height + tip), so a
+//! crash at any instant leaves the chain at the old tip or the new one, never between. The
+//! UTXO column family is written by flushes of the chain's coins cache
+//! ([`Store::write_coins`]), each recording the block it corresponds to (`utxo_best`); the
+//! chain replays the blocks between that and the tip on open.
 //!
 //! Writes go through RocksDB's write-ahead log without fsync: a killed process loses nothing
 //! acknowledged (the OS holds the log); a power cut may lose the last blocks, never atomicity.
@@ -10,11 +13,13 @@ use crate::consensus::{BlockConnect, CheckedBlock, Coin};
 use crate::primitives::{Block, BlockHeader, DecodeError, Hash256, OutPoint, U256};
 use rocksdb::{BlockBasedOptions, Cache, ColumnFamilyDescriptor, IteratorMode, Options, WriteBatch, DB};
 use sha2::{Digest, Sha256};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 /// Version of the on-disk layout; a store with another version is refused.
-pub const SCHEMA_VERSION: u32 = 3;
+pub const SCHEMA_VERSION: u32 = 4;
+/// The previous layout, upgraded in place on open (its UTXO set always matched the tip).
+const SCHEMA_V3: u32 = 3;
 
 /// Every column family, with what it maps.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -25,11 +30,13 @@ pub enum ColumnFamily {
     Blocks,
     /// 36-byte outpoint -> [`Coin`]
     Utxo,
-    /// block hash -> undo data: the coins the block spent, `Vec<(OutPoint, Coin)>`
+    /// block hash -> undo data: the coins the block spent, `Vec<(OutPoint, Coin)>` (kept when
+    /// the block is disconnected: a UTXO set flushed while it was connected may need it)
     Undo,
     /// height (u32 big-endian, so keys sort by height) -> block hash, for the active chain
     Active,
-    /// fixed keys: `tip` -> block hash, `schema` -> u32 LE
+    /// fixed keys: `tip` -> block hash, `utxo_best` -> block hash (the block the UTXO column
+    /// family corresponds to), `schema` -> u32 LE
     Meta,
     /// txid -> hash of the active-chain block holding it (for getrawtransaction)
     TxIndex,
@@ -72,6 +79,7 @@ impl ColumnFamily {
 }
 
 const META_TIP: &[u8] = b"tip";
+const META_UTXO_BEST: &[u8] = b"utxo_best";
 const META_SCHEMA: &[u8] = b"schema";
 
 /// Errors from the store.
@@ -222,7 +230,16 @@ impl Store {
             }
             Some(v) => {
                 let got = v.as_slice().try_into().map(u32::from_le_bytes).unwrap_or(u32::MAX);
-                if got != SCHEMA_VERSION {
+                if got == SCHEMA_V3 {
+                    // Version 3 wrote the UTXO set in every connect's batch: it is at the tip.
+                    let meta = store.cf(ColumnFamily::Meta);
+                    let mut batch = WriteBatch::default();
+                    if let Some(tip) = store.db.get_cf(meta, META_TIP)? {
+                        batch.put_cf(meta, META_UTXO_BEST, tip);
+                    }
+                    batch.put_cf(meta, META_SCHEMA, SCHEMA_VERSION.to_le_bytes());
+                    store.db.write(batch)?;
+                } else if got != SCHEMA_VERSION {
                     return Err(StoreError::Schema { got, expected: SCHEMA_VERSION });
                 }
             }
@@ -301,12 +318,48 @@ impl Store {
 
     /// The tip recorded by the last connect or disconnect.
     pub fn tip(&self) -> Result<Option<Hash256>, StoreError> {
-        let Some(v) = self.db.get_cf(self.cf(ColumnFamily::Meta), META_TIP)? else { return Ok(None) };
-        let h = v
-            .as_slice()
-            .try_into()
-            .map_err(|_| StoreError::Corrupt { cf: "meta", detail: format!("tip of {} bytes", v.len()) })?;
+        self.meta_hash(META_TIP)
+    }
+
+    /// The block the UTXO column family corresponds to (written by each flush).
+    pub fn utxo_best(&self) -> Result<Option<Hash256>, StoreError> {
+        self.meta_hash(META_UTXO_BEST)
+    }
+
+    fn meta_hash(&self, key: &[u8]) -> Result<Option<Hash256>, StoreError> {
+        let Some(v) = self.db.get_cf(self.cf(ColumnFamily::Meta), key)? else { return Ok(None) };
+        let h = v.as_slice().try_into().map_err(|_| StoreError::Corrupt {
+            cf: "meta",
+            detail: format!("{} of {} bytes", String::from_utf8_lossy(key), v.len()),
+        })?;
         Ok(Some(Hash256(h)))
+    }
+
+    /// Writes a flush of the coins cache in one batch: each change (`Some` a coin to put,
+    /// `None` a coin to delete) and `best`, the block the UTXO set then corresponds to.
+    pub fn write_coins<'a>(
+        &self,
+        changes: impl Iterator<Item = (&'a OutPoint, &'a Option<Coin>)>,
+        best: &Hash256,
+    ) -> Result<(), StoreError> {
+        let utxo = self.cf(ColumnFamily::Utxo);
+        let mut batch = WriteBatch::default();
+        for (op, coin) in changes {
+            match coin {
+                Some(c) => batch.put_cf(utxo, op.to_bytes(), encode(c)),
+                None => batch.delete_cf(utxo, op.to_bytes()),
+            }
+        }
+        batch.put_cf(self.cf(ColumnFamily::Meta), META_UTXO_BEST, best.0);
+        Ok(self.db.write(batch)?)
+    }
+
+    /// The undo data of a block (the coins it spent), if stored.
+    pub fn get_undo(&self, hash: &Hash256) -> Result<Option<Vec<(OutPoint, Coin)>>, StoreError> {
+        match self.db.get_pinned_cf(self.cf(ColumnFamily::Undo), hash.0)? {
+            None => Ok(None),
+            Some(bytes) => Ok(Some(codec::decode(&bytes).map_err(corrupt(ColumnFamily::Undo))?)),
+        }
     }
 
     /// The active-chain block at `height`.
@@ -322,12 +375,13 @@ impl Store {
         batch.put_cf(self.cf(ColumnFamily::Index), genesis.hash().0, encode(rec));
         batch.put_cf(self.cf(ColumnFamily::Active), 0u32.to_be_bytes(), genesis.hash().0);
         batch.put_cf(self.cf(ColumnFamily::Meta), META_TIP, genesis.hash().0);
+        batch.put_cf(self.cf(ColumnFamily::Meta), META_UTXO_BEST, genesis.hash().0);
         Ok(self.db.write(batch)?)
     }
 
-    /// Connects a block: spends and creates coins (and their address-index entries), indexes
-    /// its txids, stores its undo data, records it at `height` in the active chain and makes it
-    /// the tip. One atomic batch.
+    /// Connects a block: updates the address index for the coins it spends and creates,
+    /// indexes its txids, stores its undo data, records it at `height` in the active chain and
+    /// makes it the tip. One atomic batch. (The coins themselves change in the chain's cache.)
     pub fn connect_block(
         &self,
         block: &CheckedBlock,
@@ -335,15 +389,12 @@ impl Store {
         effect: &BlockConnect,
     ) -> Result<(), StoreError> {
         let hash = block.hash();
-        let (utxo, undo, addr) =
-            (self.cf(ColumnFamily::Utxo), self.cf(ColumnFamily::Undo), self.cf(ColumnFamily::Address));
+        let (undo, addr) = (self.cf(ColumnFamily::Undo), self.cf(ColumnFamily::Address));
         let mut batch = WriteBatch::default();
         for (op, coin) in &effect.spent {
-            batch.delete_cf(utxo, op.to_bytes());
             batch.delete_cf(addr, address_key(&coin.out.lock.0, op));
         }
         for (op, coin) in &effect.created {
-            batch.put_cf(utxo, op.to_bytes(), encode(coin));
             batch.put_cf(addr, address_key(&coin.out.lock.0, op), []);
         }
         let txindex = self.cf(ColumnFamily::TxIndex);
@@ -360,38 +411,33 @@ impl Store {
         Ok(self.db.write(batch)?)
     }
 
-    /// Disconnects the tip block at `height`: removes the coins it created, restores the
-    /// coins it spent from its undo data (address index alike), unindexes its txids, and makes
-    /// its parent the tip. One atomic batch.
+    /// Disconnects the tip block at `height`: in the address index, removes the coins it
+    /// created and restores the coins it spent (from its undo data, which is returned and
+    /// kept); unindexes its txids, and makes its parent the tip. One atomic batch.
     pub fn disconnect_block(
         &self,
         block: &CheckedBlock,
         height: u32,
     ) -> Result<Vec<(OutPoint, Coin)>, StoreError> {
         let hash = block.hash();
-        let (utxo, undo, addr) =
-            (self.cf(ColumnFamily::Utxo), self.cf(ColumnFamily::Undo), self.cf(ColumnFamily::Address));
-        let bytes = self.db.get_cf(undo, hash.0)?.ok_or(StoreError::Missing { what: "undo data", hash })?;
-        let spent: Vec<(OutPoint, Coin)> = codec::decode(&bytes).map_err(corrupt(ColumnFamily::Undo))?;
+        let addr = self.cf(ColumnFamily::Address);
+        let spent = self.get_undo(&hash)?.ok_or(StoreError::Missing { what: "undo data", hash })?;
         let mut batch = WriteBatch::default();
         let txindex = self.cf(ColumnFamily::TxIndex);
         for (tx, txid) in block.block().txs.iter().zip(block.txids()) {
             for (index, out) in tx.outputs.iter().enumerate() {
                 let op = OutPoint { txid: *txid, index: index as u32 };
-                batch.delete_cf(utxo, op.to_bytes());
                 batch.delete_cf(addr, address_key(&out.lock.0, &op));
             }
             batch.delete_cf(txindex, txid.0);
         }
         for (op, coin) in &spent {
-            batch.put_cf(utxo, op.to_bytes(), encode(coin));
             batch.put_cf(addr, address_key(&coin.out.lock.0, op), []);
         }
         let history = self.cf(ColumnFamily::AddressHistory);
         for key in history_keys(block, height, &spent) {
             batch.delete_cf(history, key);
         }
-        batch.delete_cf(undo, hash.0);
         batch.delete_cf(self.cf(ColumnFamily::Active), height.to_be_bytes());
         batch.put_cf(self.cf(ColumnFamily::Meta), META_TIP, block.header().prev.0);
         self.db.write(batch)?;
@@ -427,8 +473,9 @@ impl Store {
         Ok(v.and_then(|v| v.as_slice().try_into().ok()).map(Hash256))
     }
 
-    /// The unspent coins locked by exactly `lock` (an address's script), at most `limit`.
-    pub fn coins_by_lock(&self, lock: &[u8], limit: usize) -> Result<Vec<(OutPoint, Coin)>, StoreError> {
+    /// The outpoints of unspent coins locked by exactly `lock` (an address's script), at most
+    /// `limit`, from the address index (the coins themselves: the chain's cache).
+    pub fn outpoints_by_lock(&self, lock: &[u8], limit: usize) -> Result<Vec<OutPoint>, StoreError> {
         let prefix = Sha256::digest(lock);
         let mut ops = Vec::new();
         let mode = IteratorMode::From(prefix.as_slice(), rocksdb::Direction::Forward);
@@ -442,27 +489,43 @@ impl Store {
                     .map_err(|e| StoreError::Corrupt { cf: "address", detail: e.to_string() })?,
             );
         }
-        let coins = self.get_coins(&ops)?;
-        let mut out: Vec<(OutPoint, Coin)> = coins.into_iter().collect();
-        out.sort_unstable_by(|a, b| (a.1.height, a.0).cmp(&(b.1.height, b.0)));
-        Ok(out)
+        Ok(ops)
     }
 
     /// Hashes the whole UTXO set in key order: two chainstates with equal digests hold the
-    /// same coins. O(set size).
-    pub fn utxo_digest(&self) -> Result<UtxoDigest, StoreError> {
+    /// same coins. `overlay` (in key order) holds changes not yet written, which win over the
+    /// column family (`None`: spent). O(set size).
+    pub fn utxo_digest(&self, overlay: &BTreeMap<[u8; 36], Option<&Coin>>) -> Result<UtxoDigest, StoreError> {
         let mut h = Sha256::new();
         let (mut count, mut total) = (0u64, 0u64);
-        for item in self.db.iterator_cf(self.cf(ColumnFamily::Utxo), IteratorMode::Start) {
-            let (k, v) = item?;
-            let coin: Coin = codec::decode(&v).map_err(corrupt(ColumnFamily::Utxo))?;
+        let mut add = |k: &[u8], v: &[u8], coin: &Coin| {
             h.update((k.len() as u32).to_le_bytes());
-            h.update(&k);
+            h.update(k);
             h.update((v.len() as u32).to_le_bytes());
-            h.update(&v);
+            h.update(v);
             count += 1;
             total += coin.out.value.to_sat();
+        };
+        let mut pending = overlay.iter().peekable();
+        let mut emit_overlay_below = |limit: Option<&[u8]>, add: &mut dyn FnMut(&[u8], &[u8], &Coin)| {
+            while let Some((k, c)) = pending.next_if(|(k, _)| limit.is_none_or(|l| k.as_slice() < l)) {
+                if let Some(c) = c {
+                    add(k, &encode(*c), c);
+                }
+            }
+        };
+        for item in self.db.iterator_cf(self.cf(ColumnFamily::Utxo), IteratorMode::Start) {
+            let (k, v) = item?;
+            emit_overlay_below(Some(&k), &mut add);
+            if overlay.contains_key(k.as_ref()) {
+                // Changed in memory: the overlay's entry (if a coin) is emitted in its turn,
+                // before the next stored key.
+                continue;
+            }
+            let coin: Coin = codec::decode(&v).map_err(corrupt(ColumnFamily::Utxo))?;
+            add(&k, &v, &coin);
         }
+        emit_overlay_below(None, &mut add);
         Ok(UtxoDigest { hash: Hash256(Sha256::digest(h.finalize()).into()), count, total })
     }
 }

@@ -81,7 +81,7 @@ fn mined_template_carries_pool_transactions_and_connecting_it_empties_the_pool()
     assert_eq!(update.included, vec![a.txid(), b.txid()]);
     assert!(node.pool.is_empty());
     assert_eq!(node.chain.tip().height, 12);
-    assert!(node.chain.store().get_coin(&out(&b, 0).0).unwrap().is_some());
+    assert!(node.chain.coin(&out(&b, 0).0).unwrap().is_some());
 }
 
 #[test]
