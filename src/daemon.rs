@@ -41,6 +41,8 @@ pub struct NodeConfig {
     pub min_free_mb: u64,
     /// Bound of the UTXO cache, MiB.
     pub dbcache_mib: usize,
+    /// Which indexes to keep.
+    pub indexes: crate::store::IndexSet,
     /// Mine continuously, paying this address.
     pub mine_to: Option<String>,
     /// Miner threads (also used by generatetoaddress).
@@ -121,6 +123,8 @@ pub fn run(config: NodeConfig) -> Result<()> {
         mining,
         generate_threads: config.mine_threads,
         mempool: MempoolConfig::default(),
+        index: crate::index::Indexer::start(chain.shared_store(), config.indexes)
+            .context("starting the indexer")?,
     };
     let started = crate::node::core::start(chain, core_config, life.clone(), core_net)
         .context("starting the node core thread")?;

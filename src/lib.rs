@@ -6,7 +6,10 @@
 //! - [`consensus`]: network parameters, proof of work, block and transaction rules. Pure.
 //! - [`codec`]: the one place bincode is configured (storage and wire records).
 //! - [`store`]: RocksDB column families and their readers/writers.
-//! - [`chain`]: block index, most-work fork choice, reorgs, orphans, chain events.
+//! - [`chain`]: block index, most-work fork choice, reorgs, orphans, the UTXO cache, chain
+//!   events.
+//! - [`index`]: the tx and address indexes, built by a background thread that follows the
+//!   chain.
 //!
 //! `primitives`, `script` and `consensus` never import tokio, libp2p or rocksdb.
 
@@ -16,6 +19,7 @@ pub mod clock;
 pub mod codec;
 pub mod consensus;
 pub mod daemon;
+pub mod index;
 pub mod mempool;
 pub mod miner;
 pub mod node;

@@ -6,7 +6,9 @@ use quarry::chain::{Chain, ChainError, ChainEvent, ProcessOutcome};
 use quarry::consensus::pow::target_to_compact;
 use quarry::consensus::validation::block_subsidy;
 use quarry::consensus::{ConsensusError, Network, Params};
+use quarry::index::Indexer;
 use quarry::primitives::{Amount, Block, Hash256, OutPoint, Transaction, TxOut, U256};
+use quarry::store::IndexSet;
 use quarry::testkit::{assemble, coinbase, key, p2pkh_lock, spend_p2pkh};
 use std::collections::HashMap;
 
@@ -70,10 +72,26 @@ fn work(chain: &Chain, h: &Hash256) -> U256 {
     chain.record(h).unwrap().chain_work
 }
 
+/// Waits (bounded) until the background indexer has caught up with the chain's tip.
+fn wait_indexed(index: &Indexer, chain: &Chain) {
+    let start = std::time::Instant::now();
+    index.notify();
+    while index.status().best != chain.tip().hash {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(20),
+            "the indexer did not catch up: {:?}",
+            index.status()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
 #[test]
 fn most_work_wins_over_more_blocks_and_reorg_matches_a_fresh_chainstate() {
     let params = retarget_params();
     let mut b = Builder::new(params);
+    // The indexes are built beside the chain, by the background indexer, as on a node.
+    let index = Indexer::start(b.chain.shared_store(), IndexSet { tx: true, address: true }).unwrap();
     let genesis = params.genesis_hash;
     let common = b.extend(genesis, 12, 5, b"common");
     let fork = *common.last().unwrap();
@@ -123,6 +141,7 @@ fn most_work_wins_over_more_blocks_and_reorg_matches_a_fresh_chainstate() {
     assert!(b.chain.coin(&OutPoint { txid: spend_a.txid(), index: 0 }).unwrap().is_some());
     assert!(b.chain.coin(&OutPoint { txid: spend_b.txid(), index: 0 }).unwrap().is_none());
     // The tx index and the address index follow the active chain through the reorg.
+    wait_indexed(&index, &b.chain);
     let store = b.chain.store();
     assert_eq!(store.tx_block(&spend_a.txid()).unwrap(), Some(branch_a[0]));
     assert_eq!(store.tx_block(&spend_b.txid()).unwrap(), None);
@@ -168,6 +187,7 @@ fn most_work_wins_over_more_blocks_and_reorg_matches_a_fresh_chainstate() {
     }
     assert_eq!(fresh_b.chain.utxo_digest().unwrap(), b.chain.utxo_digest().unwrap());
     assert!(b.chain.coin(&OutPoint { txid: spend_b.txid(), index: 0 }).unwrap().is_some());
+    wait_indexed(&index, &b.chain);
     let store = b.chain.store();
     assert_eq!(store.tx_block(&spend_b.txid()).unwrap(), Some(branch_b[0]));
     assert_eq!(store.tx_block(&spend_a.txid()).unwrap(), None);

@@ -419,3 +419,33 @@ fn logs_to_a_file_carry_no_colour_codes() {
     assert!(text.contains("JSON-RPC listening"), "the node started and logged: {text}");
     assert!(!text.contains('\u{1b}'), "no escape codes in a log file: {text:?}");
 }
+
+/// The indexes can be switched off, and are rebuilt from genesis when switched back on: with
+/// `--txindex false` a confirmed transaction is "switched off" (-5), the address index still
+/// answers; restarted with the default, the rebuilt tx index finds it, and an address index
+/// switched off says so.
+#[test]
+fn indexes_switch_off_and_rebuild_when_switched_back_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path(), "regtest", Some(free_port()), &["--txindex", "false"]);
+    node.rpc("generatetoaddress", json!([11, address(1)]));
+    let tx = spend_utxo(&node, 1, 2, 10_000);
+    node.rpc("sendrawtransaction", json!([hex::encode(tx.encode())]));
+    node.rpc("generatetoaddress", json!([1, address(1)]));
+    let txid = tx.txid().to_string();
+    let e = node.rpc_err("getrawtransaction", json!([txid, true]));
+    assert_eq!(e["code"], json!(-5), "{e}");
+    let msg = e["message"].as_str().unwrap();
+    assert!(msg.contains("transaction index is switched off") && msg.contains("--txindex true"), "{msg}");
+    let c = node.client();
+    let coins = c.wait(c.getaddressutxos(AddressQuery::One(address(2)))).unwrap();
+    assert_eq!(coins.len(), 1, "the address index is on");
+    node.stop();
+
+    let node = Node::start(dir.path(), "regtest", Some(free_port()), &["--addressindex", "false"]);
+    let found = node.rpc("getrawtransaction", json!([txid, true]));
+    assert_eq!(found["confirmations"], json!(1), "{found}");
+    let e = node.rpc_err("getaddressutxos", json!([address(2)]));
+    assert!(e["message"].as_str().unwrap().contains("address index is switched off"), "{e}");
+    node.stop();
+}

@@ -257,6 +257,11 @@ impl Chain {
         &self.store
     }
 
+    /// The store, shared (the indexer reads it from its own thread).
+    pub fn shared_store(&self) -> Arc<Store> {
+        self.store.clone()
+    }
+
     /// The active tip.
     pub fn tip(&self) -> Tip {
         let hash = *self.active.last().expect("the active chain holds at least genesis");

@@ -77,6 +77,15 @@ pub struct NodeArgs {
     /// -dbcache). Default 100.
     #[arg(long, value_name = "MiB")]
     pub dbcache: Option<usize>,
+    /// Keep the transaction index (txid -> block), which getrawtransaction and gettxoutproof
+    /// need for confirmed transactions. Built in the background; switching it back on
+    /// rebuilds the indexes from genesis.
+    #[arg(long, value_name = "BOOL", action = clap::ArgAction::Set)]
+    pub txindex: Option<bool>,
+    /// Keep the address indexes (unspent outputs and history by address), which
+    /// getaddressutxos, getaddresstxids and the wallet need. Built in the background.
+    #[arg(long, value_name = "BOOL", action = clap::ArgAction::Set)]
+    pub addressindex: Option<bool>,
     /// Free disk space, MB, below which the node stops (tests set it high to check the
     /// refusal without filling a disk).
     #[arg(long, hide = true, default_value_t = crate::store::MIN_FREE_MB)]

@@ -22,6 +22,8 @@ struct ConfigFile {
     bootnodes: Option<Vec<String>>,
     mdns: Option<bool>,
     dbcache: Option<usize>,
+    txindex: Option<bool>,
+    addressindex: Option<bool>,
 }
 
 fn read_config(path: &std::path::Path) -> Result<ConfigFile> {
@@ -109,6 +111,10 @@ pub(super) fn run_node(args: NodeArgs) -> Result<()> {
         network,
         datadir,
         dbcache_mib,
+        indexes: crate::store::IndexSet {
+            tx: args.txindex.or(file.txindex).unwrap_or(true),
+            address: args.addressindex.or(file.addressindex).unwrap_or(true),
+        },
         rpc_bind,
         rpc_user,
         rpc_limits,

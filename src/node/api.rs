@@ -62,6 +62,13 @@ pub enum NodeError {
     /// The miner could not start (e.g. too many threads).
     #[error("cannot mine: {0}")]
     Miner(String),
+    /// The index this answer needs is behind the chain (catching up after a start, or many
+    /// blocks arrived at once).
+    #[error("the {index} is still being built: indexed to height {indexed} of {tip}; retry shortly")]
+    IndexSyncing { index: &'static str, indexed: u32, tip: u32 },
+    /// The index this answer needs is switched off.
+    #[error("the {index} is switched off: restart the node with {flag} true")]
+    IndexDisabled { index: &'static str, flag: &'static str },
 }
 
 /// `getblockchaininfo`'s facts.

@@ -13,6 +13,7 @@ use super::queue::{Inbox, Job, Limits, Refused};
 use crate::chain::{Chain, ChainError, ChainEvent, ProcessOutcome};
 use crate::clock::unix_secs;
 use crate::consensus::Network;
+use crate::index::Indexer;
 use crate::mempool::{Mempool, MempoolConfig, MempoolTemplates};
 use crate::miner::{HashRateMeter, Miner, MinerConfig, TemplateSource};
 use crate::p2p::link::{CoreLink, LinkError, NetDone, NetJob, NetOutcome};
@@ -77,6 +78,10 @@ pub(crate) struct Core {
     tips_unlogged: u32,
     /// Log lines that peers can cause, rate-limited.
     pub(super) log_throttle: crate::p2p::throttle::LogThrottle,
+    /// The background indexer; `None` once stopped at shutdown.
+    pub(super) index: Option<Indexer>,
+    /// Requests that need an index which is behind the tip, with when they arrived.
+    pub(super) parked: VecDeque<(Instant, Request)>,
     mempool_path: PathBuf,
     chain_dir: PathBuf,
     /// The tip last written to the tip marker, and when.
@@ -130,7 +135,13 @@ pub struct CoreConfig {
     pub generate_threads: usize,
     /// Mempool policy.
     pub mempool: MempoolConfig,
+    /// The background indexer (tx index, address indexes), started on the chain's store.
+    pub index: Indexer,
 }
+
+/// How long a request that needs an index waits for it to catch up before it is answered
+/// "still being built".
+pub const INDEX_WAIT: Duration = Duration::from_secs(5);
 
 /// The network side of the core: where to publish, where results go.
 pub struct CoreNet {
@@ -188,6 +199,9 @@ impl Core {
     pub(super) fn on_events(&mut self, events: &[ChainEvent]) {
         if events.is_empty() {
             return;
+        }
+        if let Some(index) = &self.index {
+            index.notify();
         }
         let update = self.mempool.apply_events(events, &self.chain, unix_secs());
         tracing::debug!(target: "mempool", ?update, "chain events applied");
@@ -308,6 +322,7 @@ impl Core {
     }
 
     fn tick(&mut self) {
+        self.serve_parked();
         let tip = self.chain.tip();
         let due =
             |(hash, at): (Hash256, Instant)| hash != tip.hash && at.elapsed() >= super::tipmark::MARK_EVERY;
@@ -371,6 +386,10 @@ impl Core {
         for job in self.generating.drain(..) {
             let _ = job.reply.send(Ok(job.hashes)); // stopped early: what was mined
         }
+        // Parked requests: the index gets no further now.
+        for (_, req) in std::mem::take(&mut self.parked) {
+            self.handle_now(req);
+        }
         let stats = self.chain.cache_stats();
         match self.chain.flush() {
             Ok(()) => {
@@ -380,6 +399,8 @@ impl Core {
                 warn!(target: "chain", error = %e, "could not write the UTXO cache; the next start replays the blocks since the last write")
             }
         }
+        // Stopping the indexer lets it catch up with the tip first.
+        self.index = None;
         super::tipmark::write(&self.chain_dir, &self.chain.tip());
         match self.mempool.save(&self.mempool_path) {
             Ok(n) => info!(target: "mempool", txs = n, path = %self.mempool_path.display(), "mempool saved"),
@@ -435,6 +456,8 @@ pub fn start(
             tip_logged_at: Instant::now() - Duration::from_secs(2),
             tips_unlogged: 0,
             log_throttle: Default::default(),
+            index: Some(config.index),
+            parked: VecDeque::new(),
             mempool_path,
             chain_dir: config.chain_dir,
             marked: None,
@@ -453,7 +476,14 @@ fn run_loop(core: &mut Core, inbox: &Inbox<Request>, life: &Lifecycle) {
     let mut last_expiry = Instant::now();
     while !life.shutdown.load(Ordering::SeqCst) {
         let generating = !core.generating.is_empty();
-        let wait = if generating { Duration::ZERO } else { Duration::from_millis(20) };
+        let wait = if generating {
+            Duration::ZERO
+        } else if !core.parked.is_empty() {
+            // Requests wait for the indexer: look again soon.
+            Duration::from_millis(2)
+        } else {
+            Duration::from_millis(20)
+        };
         let job = inbox.pop(wait);
         let had_job = job.is_some();
         // A panicking job must not leave a zombie node answering "shutting down": stop

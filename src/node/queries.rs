@@ -11,9 +11,80 @@ use crate::primitives::{Hash256, MerkleProof, OutPoint, Script, TxOut, TxProof};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// The indexes a request may need.
+#[derive(Clone, Copy)]
+enum Needs {
+    Tx,
+    Address,
+}
+
 impl Core {
-    /// Runs one API request.
+    /// Runs one API request, or parks it while an index it needs is behind the tip (until
+    /// the index catches up or [`super::core::INDEX_WAIT`] passes).
     pub(super) fn handle(&mut self, req: Request) {
+        if self.waits_for_index(&req) && !self.index_synced() {
+            self.parked.push_back((std::time::Instant::now(), req));
+            return;
+        }
+        self.handle_now(req)
+    }
+
+    fn waits_for_index(&self, req: &Request) -> bool {
+        match req {
+            Request::Transaction { txid, .. } => !self.mempool.contains(txid),
+            Request::SendTransaction { .. }
+            | Request::TxProof { block: None, .. }
+            | Request::AddressCoins { .. }
+            | Request::AddressHistory { .. } => true,
+            _ => false,
+        }
+    }
+
+    /// Whether the indexes match the active tip.
+    pub(super) fn index_synced(&self) -> bool {
+        self.index.as_ref().is_none_or(|i| i.status().best == self.chain.tip().hash)
+    }
+
+    /// Answers parked requests whose index caught up or whose wait is over.
+    pub(super) fn serve_parked(&mut self) {
+        if self.parked.is_empty() {
+            return;
+        }
+        let synced = self.index_synced();
+        while let Some((at, _)) = self.parked.front() {
+            if !synced && at.elapsed() < super::core::INDEX_WAIT {
+                break;
+            }
+            let (_, req) = self.parked.pop_front().expect("front exists");
+            self.handle_now(req);
+        }
+    }
+
+    /// Whether an index can answer now: off, or behind the tip, is an error naming it.
+    fn need_index(&self, needs: Needs) -> Result<(), NodeError> {
+        let (index, flag) = match needs {
+            Needs::Tx => ("transaction index", "--txindex"),
+            Needs::Address => ("address index", "--addressindex"),
+        };
+        let Some(status) = self.index.as_ref().map(|i| i.status()) else {
+            return Err(NodeError::IndexDisabled { index, flag });
+        };
+        let on = match needs {
+            Needs::Tx => status.which.tx,
+            Needs::Address => status.which.address,
+        };
+        if !on {
+            return Err(NodeError::IndexDisabled { index, flag });
+        }
+        let tip = self.chain.tip();
+        if status.best != tip.hash {
+            return Err(NodeError::IndexSyncing { index, indexed: status.height, tip: tip.height });
+        }
+        Ok(())
+    }
+
+    /// Runs one API request now.
+    pub(super) fn handle_now(&mut self, req: Request) {
         match req {
             Request::ChainInfo(r) => drop(r.send(self.chain_info())),
             Request::BlockHash { height, reply } => drop(reply.send(self.block_hash(height))),
@@ -123,6 +194,7 @@ impl Core {
         if let Some(tx) = self.mempool.get(txid) {
             return Ok(TxView { tx: tx.clone(), location: None });
         }
+        self.need_index(Needs::Tx)?;
         let block_hash = self.chain.store().tx_block(txid)?.ok_or(NodeError::TxNotFound(*txid))?;
         let block = self.stored_block(&block_hash)?;
         let i = block.txids().iter().position(|t| t == txid).ok_or(NodeError::TxNotFound(*txid))?;
@@ -137,7 +209,9 @@ impl Core {
 
     fn send_tx(&mut self, tx: crate::primitives::Transaction) -> Result<Hash256, NodeError> {
         let txid = tx.txid();
-        if self.chain.store().tx_block(&txid)?.is_some() {
+        // With the tx index usable, a confirmed transaction is named as such; without it the
+        // mempool still refuses it (its outputs are in the UTXO set, or its inputs spent).
+        if self.need_index(Needs::Tx).is_ok() && self.chain.store().tx_block(&txid)?.is_some() {
             return Err(NodeError::AlreadyInChain(txid));
         }
         if self.mempool.contains(&txid) {
@@ -248,7 +322,10 @@ impl Core {
     fn tx_proof(&self, txid: Hash256, block: Option<Hash256>) -> Result<TxProof, NodeError> {
         let bh = match block {
             Some(b) => b,
-            None => self.chain.store().tx_block(&txid)?.ok_or(NodeError::TxNotConfirmed(txid))?,
+            None => {
+                self.need_index(Needs::Tx)?;
+                self.chain.store().tx_block(&txid)?.ok_or(NodeError::TxNotConfirmed(txid))?
+            }
         };
         let block = self.stored_block(&bh)?;
         let i = block
@@ -262,6 +339,7 @@ impl Core {
     }
 
     fn address_coins(&self, locks: &[Script], limit: usize) -> Result<Vec<AddressCoin>, NodeError> {
+        self.need_index(Needs::Address)?;
         let mut out = Vec::new();
         for (lock_index, lock) in locks.iter().enumerate() {
             let left = limit.saturating_sub(out.len());
@@ -278,6 +356,7 @@ impl Core {
     }
 
     fn address_history(&self, locks: &[Script], limit: usize) -> Result<Vec<(u32, Hash256)>, NodeError> {
+        self.need_index(Needs::Address)?;
         let mut all: Vec<(u32, Hash256)> = Vec::new();
         for lock in locks {
             let left = limit.saturating_sub(all.len());

@@ -63,6 +63,8 @@ impl From<crate::node::NodeError> for ErrorObjectOwned {
                 codes::INVALID_ADDRESS_OR_KEY
             }
             N::HeightOutOfRange { .. } | N::TooMany { .. } => codes::INVALID_PARAMETER,
+            // Core answers -5 for a transaction while -txindex is still syncing or is off.
+            N::IndexSyncing { .. } | N::IndexDisabled { .. } => codes::INVALID_ADDRESS_OR_KEY,
             N::AlreadyInChain(_) => codes::VERIFY_ALREADY_IN_CHAIN,
             N::MissingInput(_) => codes::VERIFY_ERROR,
             N::Chain(ChainError::UnknownBlock { .. }) => codes::INVALID_ADDRESS_OR_KEY,

@@ -11,6 +11,7 @@
 use crate::codec::{self, CodecError};
 use crate::consensus::{BlockConnect, CheckedBlock, Coin};
 use crate::primitives::{Block, BlockHeader, DecodeError, Hash256, OutPoint, U256};
+use crate::script::templates::is_unspendable;
 use rocksdb::{BlockBasedOptions, Cache, ColumnFamilyDescriptor, IteratorMode, Options, WriteBatch, DB};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap};
@@ -36,12 +37,14 @@ pub enum ColumnFamily {
     /// height (u32 big-endian, so keys sort by height) -> block hash, for the active chain
     Active,
     /// fixed keys: `tip` -> block hash, `utxo_best` -> block hash (the block the UTXO column
-    /// family corresponds to), `schema` -> u32 LE
+    /// family corresponds to), `index_best` -> block hash (the block the three indexes match),
+    /// `index_set` -> 2 bytes (tx index on, address indexes on), `schema` -> u32 LE
     Meta,
-    /// txid -> hash of the active-chain block holding it (for getrawtransaction)
+    /// txid -> hash of the active-chain block holding it (for getrawtransaction), written by
+    /// the indexer
     TxIndex,
     /// SHA-256(locking script) ++ 36-byte outpoint -> empty: unspent outputs by address
-    /// (getaddressutxos), kept in the same batch as the UTXO set
+    /// (getaddressutxos), written by the indexer
     Address,
     /// SHA-256(locking script) ++ height (u32 BE) ++ txid -> empty: every active-chain
     /// transaction paying or spending a script (getaddresstxids, wallet history)
@@ -80,6 +83,29 @@ impl ColumnFamily {
 
 const META_TIP: &[u8] = b"tip";
 const META_UTXO_BEST: &[u8] = b"utxo_best";
+const META_INDEX_BEST: &[u8] = b"index_best";
+const META_INDEX_SET: &[u8] = b"index_set";
+
+/// One block's change to the indexes (see [`Store::write_indexes`]).
+pub struct IndexStep<'a> {
+    /// The block.
+    pub block: &'a CheckedBlock,
+    /// Its height.
+    pub height: u32,
+    /// The coins it spent (its undo data).
+    pub spent: &'a [(OutPoint, Coin)],
+    /// Index it (true) or unindex it (false).
+    pub connect: bool,
+}
+
+/// Which indexes are kept.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IndexSet {
+    /// txid -> block (`--txindex`).
+    pub tx: bool,
+    /// Unspent outputs and history by address (`--addressindex`).
+    pub address: bool,
+}
 const META_SCHEMA: &[u8] = b"schema";
 
 /// Errors from the store.
@@ -235,7 +261,9 @@ impl Store {
                     let meta = store.cf(ColumnFamily::Meta);
                     let mut batch = WriteBatch::default();
                     if let Some(tip) = store.db.get_cf(meta, META_TIP)? {
-                        batch.put_cf(meta, META_UTXO_BEST, tip);
+                        // Version 3 also wrote the indexes in that batch.
+                        batch.put_cf(meta, META_UTXO_BEST, &tip);
+                        batch.put_cf(meta, META_INDEX_BEST, tip);
                     }
                     batch.put_cf(meta, META_SCHEMA, SCHEMA_VERSION.to_le_bytes());
                     store.db.write(batch)?;
@@ -376,12 +404,13 @@ impl Store {
         batch.put_cf(self.cf(ColumnFamily::Active), 0u32.to_be_bytes(), genesis.hash().0);
         batch.put_cf(self.cf(ColumnFamily::Meta), META_TIP, genesis.hash().0);
         batch.put_cf(self.cf(ColumnFamily::Meta), META_UTXO_BEST, genesis.hash().0);
+        batch.put_cf(self.cf(ColumnFamily::Meta), META_INDEX_BEST, genesis.hash().0);
         Ok(self.db.write(batch)?)
     }
 
-    /// Connects a block: updates the address index for the coins it spends and creates,
-    /// indexes its txids, stores its undo data, records it at `height` in the active chain and
-    /// makes it the tip. One atomic batch. (The coins themselves change in the chain's cache.)
+    /// Connects a block: stores its undo data, records it at `height` in the active chain and
+    /// makes it the tip. One atomic batch. (Its coins change in the chain's cache; the
+    /// indexes follow in [`Store::write_indexes`].)
     pub fn connect_block(
         &self,
         block: &CheckedBlock,
@@ -389,59 +418,148 @@ impl Store {
         effect: &BlockConnect,
     ) -> Result<(), StoreError> {
         let hash = block.hash();
-        let (undo, addr) = (self.cf(ColumnFamily::Undo), self.cf(ColumnFamily::Address));
         let mut batch = WriteBatch::default();
-        for (op, coin) in &effect.spent {
-            batch.delete_cf(addr, address_key(&coin.out.lock.0, op));
-        }
-        for (op, coin) in &effect.created {
-            batch.put_cf(addr, address_key(&coin.out.lock.0, op), []);
-        }
-        let txindex = self.cf(ColumnFamily::TxIndex);
-        for txid in block.txids() {
-            batch.put_cf(txindex, txid.0, hash.0);
-        }
-        let history = self.cf(ColumnFamily::AddressHistory);
-        for key in history_keys(block, height, &effect.spent) {
-            batch.put_cf(history, key, []);
-        }
-        batch.put_cf(undo, hash.0, encode(&effect.spent));
+        batch.put_cf(self.cf(ColumnFamily::Undo), hash.0, encode(&effect.spent));
         batch.put_cf(self.cf(ColumnFamily::Active), height.to_be_bytes(), hash.0);
         batch.put_cf(self.cf(ColumnFamily::Meta), META_TIP, hash.0);
         Ok(self.db.write(batch)?)
     }
 
-    /// Disconnects the tip block at `height`: in the address index, removes the coins it
-    /// created and restores the coins it spent (from its undo data, which is returned and
-    /// kept); unindexes its txids, and makes its parent the tip. One atomic batch.
+    /// Disconnects the tip block at `height`: removes it from the active chain and makes its
+    /// parent the tip. One atomic batch. Returns its undo data (the coins it spent), which is
+    /// kept.
     pub fn disconnect_block(
         &self,
         block: &CheckedBlock,
         height: u32,
     ) -> Result<Vec<(OutPoint, Coin)>, StoreError> {
         let hash = block.hash();
-        let addr = self.cf(ColumnFamily::Address);
         let spent = self.get_undo(&hash)?.ok_or(StoreError::Missing { what: "undo data", hash })?;
         let mut batch = WriteBatch::default();
-        let txindex = self.cf(ColumnFamily::TxIndex);
-        for (tx, txid) in block.block().txs.iter().zip(block.txids()) {
-            for (index, out) in tx.outputs.iter().enumerate() {
-                let op = OutPoint { txid: *txid, index: index as u32 };
-                batch.delete_cf(addr, address_key(&out.lock.0, &op));
-            }
-            batch.delete_cf(txindex, txid.0);
-        }
-        for (op, coin) in &spent {
-            batch.put_cf(addr, address_key(&coin.out.lock.0, op), []);
-        }
-        let history = self.cf(ColumnFamily::AddressHistory);
-        for key in history_keys(block, height, &spent) {
-            batch.delete_cf(history, key);
-        }
         batch.delete_cf(self.cf(ColumnFamily::Active), height.to_be_bytes());
         batch.put_cf(self.cf(ColumnFamily::Meta), META_TIP, block.header().prev.0);
         self.db.write(batch)?;
         Ok(spent)
+    }
+
+    /// The block the indexes (tx index, address index, address history) were last brought
+    /// to, written with their data.
+    pub fn index_best(&self) -> Result<Option<Hash256>, StoreError> {
+        self.meta_hash(META_INDEX_BEST)
+    }
+
+    /// Applies index changes in one batch with `best`, the block the indexes then match:
+    /// for each step, a block at `height` with the coins it spent (its undo data), indexed
+    /// (`connect`) or unindexed. `txindex` and `addressindex` choose which indexes are
+    /// written.
+    pub fn write_indexes(
+        &self,
+        steps: &[IndexStep<'_>],
+        best: &Hash256,
+        which: IndexSet,
+    ) -> Result<(), StoreError> {
+        let (addr, txindex, history) = (
+            self.cf(ColumnFamily::Address),
+            self.cf(ColumnFamily::TxIndex),
+            self.cf(ColumnFamily::AddressHistory),
+        );
+        let mut batch = WriteBatch::default();
+        for step in steps {
+            let (block, height, spent) = (step.block, step.height, step.spent);
+            let hash = block.hash();
+            if which.tx {
+                for txid in block.txids() {
+                    if step.connect {
+                        batch.put_cf(txindex, txid.0, hash.0);
+                    } else {
+                        batch.delete_cf(txindex, txid.0);
+                    }
+                }
+            }
+            if which.address {
+                let inner: std::collections::HashSet<&OutPoint> = block
+                    .block()
+                    .txs
+                    .iter()
+                    .skip(1)
+                    .flat_map(|t| t.inputs.iter().map(|i| &i.prevout))
+                    .collect();
+                for (tx, txid) in block.block().txs.iter().zip(block.txids()) {
+                    for (index, out) in tx.outputs.iter().enumerate() {
+                        let op = OutPoint { txid: *txid, index: index as u32 };
+                        if inner.contains(&op) || is_unspendable(&out.lock.0) {
+                            continue;
+                        }
+                        let key = address_key(&out.lock.0, &op);
+                        if step.connect {
+                            batch.put_cf(addr, key, []);
+                        } else {
+                            batch.delete_cf(addr, key);
+                        }
+                    }
+                }
+                for (op, coin) in spent {
+                    let key = address_key(&coin.out.lock.0, op);
+                    if step.connect {
+                        batch.delete_cf(addr, key);
+                    } else {
+                        batch.put_cf(addr, key, []);
+                    }
+                }
+                for key in history_keys(block, height, spent) {
+                    if step.connect {
+                        batch.put_cf(history, key, []);
+                    } else {
+                        batch.delete_cf(history, key);
+                    }
+                }
+            }
+        }
+        batch.put_cf(self.cf(ColumnFamily::Meta), META_INDEX_BEST, best.0);
+        Ok(self.db.write(batch)?)
+    }
+
+    /// Makes the stored indexes match `which`: an index switched off since the last start is
+    /// deleted; one switched on is cleared and every index rebuilt from genesis (its data
+    /// would be stale). Returns whether a rebuild was set up.
+    pub fn prepare_indexes(&self, which: IndexSet) -> Result<bool, StoreError> {
+        let meta = self.cf(ColumnFamily::Meta);
+        let was = match self.db.get_cf(meta, META_INDEX_SET)? {
+            Some(v) if v.len() == 2 => IndexSet { tx: v[0] == 1, address: v[1] == 1 },
+            // Older stores kept both.
+            _ => IndexSet { tx: true, address: true },
+        };
+        let mut batch = WriteBatch::default();
+        let clear = |batch: &mut WriteBatch, cf: ColumnFamily| {
+            batch.delete_range_cf(self.cf(cf), &[][..], &[0xffu8; 80][..]);
+        };
+        if was.tx && !which.tx {
+            clear(&mut batch, ColumnFamily::TxIndex);
+        }
+        if was.address && !which.address {
+            clear(&mut batch, ColumnFamily::Address);
+            clear(&mut batch, ColumnFamily::AddressHistory);
+        }
+        let rebuild = (which.tx && !was.tx) || (which.address && !was.address);
+        if rebuild {
+            for cf in [ColumnFamily::TxIndex, ColumnFamily::Address, ColumnFamily::AddressHistory] {
+                clear(&mut batch, cf);
+            }
+            let genesis =
+                self.hash_at(0)?.ok_or(StoreError::Missing { what: "genesis", hash: Hash256::ZERO })?;
+            batch.put_cf(meta, META_INDEX_BEST, genesis.0);
+        }
+        batch.put_cf(meta, META_INDEX_SET, [which.tx as u8, which.address as u8]);
+        self.db.write(batch)?;
+        Ok(rebuild)
+    }
+
+    /// The index record of one block.
+    pub fn get_index(&self, hash: &Hash256) -> Result<Option<IndexRecord>, StoreError> {
+        match self.db.get_pinned_cf(self.cf(ColumnFamily::Index), hash.0)? {
+            None => Ok(None),
+            Some(v) => Ok(Some(codec::decode(&v).map_err(corrupt(ColumnFamily::Index))?)),
+        }
     }
 
     /// Active-chain transactions paying or spending exactly `lock`, oldest first, as (height,
