@@ -1,16 +1,16 @@
 //! `quarry wallet ...`: keys, balance, sending and proof checks, talking to a node only
 //! through its JSON-RPC.
 
+use super::connect::{ConnectArgs, Target};
 use super::DataArgs;
 use crate::primitives::{Address, Amount, Hash256};
 use crate::rpc::api::QuarryApiClient;
-use crate::rpc::client::{BlockingClient, RpcConfig};
+use crate::rpc::client::BlockingClient;
 use crate::wallet::keystore::Wallet;
 use crate::wallet::ops::{self, WalletError};
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use serde_json::json;
-use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -19,26 +19,26 @@ use std::time::{Duration, Instant};
 pub struct WalletArgs {
     #[command(flatten)]
     pub data: DataArgs,
+    #[command(flatten)]
+    pub conn: ConnectArgs,
+    #[command(flatten)]
+    pub opts: WalletOpts,
+    #[command(subcommand)]
+    pub command: WalletCommand,
+}
+
+/// The wallet's own options (shared by `quarry wallet` and `quarry testnet wallet NODE`).
+#[derive(Args, Debug, Clone)]
+pub struct WalletOpts {
     /// Wallet file [default: <datadir>/wallet.json].
     #[arg(long, global = true)]
     pub wallet: Option<PathBuf>,
-    /// Node RPC address [default: this network's RPC port on 127.0.0.1].
-    #[arg(long, global = true)]
-    pub rpc_connect: Option<SocketAddr>,
-    /// RPC user instead of the node's cookie.
-    #[arg(long, global = true, requires = "rpc_password")]
-    pub rpc_user: Option<String>,
-    /// Password for --rpc-user.
-    #[arg(long, global = true, requires = "rpc_user")]
-    pub rpc_password: Option<String>,
     /// Passphrase of an encrypted wallet.
     #[arg(long, global = true, env = "QUARRY_WALLET_PASSPHRASE", hide_env_values = true)]
     pub passphrase: Option<String>,
     /// Print JSON instead of text.
     #[arg(long, global = true)]
     pub json: bool,
-    #[command(subcommand)]
-    pub command: WalletCommand,
 }
 
 /// Wallet commands.
@@ -172,19 +172,19 @@ fn print(json_mode: bool, v: serde_json::Value, text: impl FnOnce() -> String) {
 
 /// Runs a wallet command.
 pub fn run(args: WalletArgs) -> Result<()> {
-    let network = args.data.network;
-    let datadir = args.data.base_dir()?;
-    let path = args.wallet.clone().unwrap_or_else(|| datadir.join("wallet.json"));
-    let pass = args.passphrase.as_deref();
-    let rpc = || {
-        let addr = args
-            .rpc_connect
-            .unwrap_or_else(|| SocketAddr::from((Ipv4Addr::LOCALHOST, network.default_rpc_port())));
-        let user = args.rpc_user.clone().zip(args.rpc_password.clone());
-        BlockingClient::new(&RpcConfig::new(addr, &datadir, user)).map_err(anyhow::Error::from)
-    };
-    let j = args.json;
-    match &args.command {
+    run_on(&Target::from_args(&args.data, &args.conn)?, &args.opts, &args.command)
+}
+
+/// Runs a wallet command against `target`'s node, with the wallet in its data directory
+/// unless `--wallet` names another.
+pub(super) fn run_on(target: &Target, opts: &WalletOpts, command: &WalletCommand) -> Result<()> {
+    let network = target.network;
+    let datadir = target.datadir().to_path_buf();
+    let path = opts.wallet.clone().unwrap_or_else(|| datadir.join("wallet.json"));
+    let pass = opts.passphrase.as_deref();
+    let rpc = || target.client(crate::rpc::client::DEFAULT_TIMEOUT);
+    let j = opts.json;
+    match command {
         WalletCommand::Create { import_seed, encrypt } => {
             if *encrypt && pass.is_none() {
                 bail!("--encrypt needs --passphrase (or QUARRY_WALLET_PASSPHRASE)");
@@ -344,7 +344,7 @@ pub fn run(args: WalletArgs) -> Result<()> {
                 || txid.to_string(),
             );
         }
-        WalletCommand::Multisig(m) => multisig(&args, m, &path, network, &rpc)?,
+        WalletCommand::Multisig(m) => multisig(opts, m, &path, network, &rpc)?,
         WalletCommand::History { limit } => {
             let w = Wallet::open(&path, network, pass)?;
             let h = ops::history(&w, &rpc()?, *limit)?;
@@ -412,7 +412,7 @@ fn wait_confirmations(rpc: &BlockingClient, txid: &Hash256, n: u32) -> Result<()
 }
 
 fn multisig(
-    args: &WalletArgs,
+    args: &WalletOpts,
     cmd: &MultisigCommand,
     path: &std::path::Path,
     network: crate::consensus::Network,

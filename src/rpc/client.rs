@@ -100,6 +100,15 @@ pub enum RpcError {
     /// The client could not be built or a request not encoded.
     #[error("RPC client: {0}")]
     Client(String),
+    /// The parameters do not fit the method (found before sending, from
+    /// [`super::methods::METHODS`]).
+    #[error("{method}: {problem} (see `quarry rpc help {method}`)")]
+    Params {
+        /// The method.
+        method: String,
+        /// Which parameter, what it expects and what was given.
+        problem: String,
+    },
 }
 
 impl RpcError {
