@@ -56,7 +56,10 @@ fn rpc_and_wallet_find_the_node_from_its_datadir_and_rpc_waits_for_it() {
     assert_eq!(ok(&quarry(&["rpc", "--datadir", d, "getblockcount"])).trim(), "0");
     // --rpc-connect forms; --datadir after the method.
     for form in [port.to_string(), format!("localhost:{port}"), format!("http://127.0.0.1:{port}/")] {
-        assert_eq!(ok(&quarry(&["rpc", "--rpc-connect", &form, "getblockcount", "--datadir", d])).trim(), "0");
+        assert_eq!(
+            ok(&quarry(&["rpc", "--rpc-connect", &form, "getblockcount", "--datadir", d])).trim(),
+            "0"
+        );
     }
     let e = fails(&quarry(&["rpc", "--rpc-connect", "localhost", "getblockcount"]));
     assert!(e.contains("PORT, HOST:PORT or http://HOST:PORT"), "{e}");
@@ -76,7 +79,17 @@ fn rpc_wait_gives_up_after_its_timeout() {
     let tmp = tempfile::tempdir().unwrap();
     let port = free_port().to_string();
     let d = s(tmp.path());
-    let out = quarry(&["rpc", "--datadir", d, "--rpc-connect", &port, "--wait", "--wait-timeout", "1", "getblockcount"]);
+    let out = quarry(&[
+        "rpc",
+        "--datadir",
+        d,
+        "--rpc-connect",
+        &port,
+        "--wait",
+        "--wait-timeout",
+        "1",
+        "getblockcount",
+    ]);
     let e = fails(&out);
     assert!(e.contains("did not come up within 1 s"), "{e}");
 }
@@ -85,7 +98,9 @@ fn rpc_wait_gives_up_after_its_timeout() {
 #[test]
 fn rpc_help_parameter_errors_and_wallet_pointers_need_no_node() {
     let out = ok(&quarry(&["rpc", "help"]));
-    assert!(out.contains("getblock blockhash [verbosity]") && out.contains("gettxout txid n [include_mempool]"));
+    assert!(
+        out.contains("getblock blockhash [verbosity]") && out.contains("gettxout txid n [include_mempool]")
+    );
     let out = ok(&quarry(&["rpc", "help", "createrawtransaction"]));
     assert!(out.contains("1. inputs") && out.contains("3. locktime, optional"), "{out}");
     let e = fails(&quarry(&["rpc", "help", "getblok"]));
@@ -106,5 +121,8 @@ fn rpc_help_parameter_errors_and_wallet_pointers_need_no_node() {
     assert!(e.contains("quarry wallet new-address"), "{e}");
     // The wallet's help shows the data options on every subcommand.
     let help = ok(&quarry(&["wallet", "send", "--help"]));
-    assert!(help.contains("--network") && help.contains("--datadir") && help.contains("--rpc-connect"), "{help}");
+    assert!(
+        help.contains("--network") && help.contains("--datadir") && help.contains("--rpc-connect"),
+        "{help}"
+    );
 }

@@ -179,7 +179,7 @@ fn spend_one(
 pub fn run(t: &mut Testnet, opts: &SpamOptions) -> Result<SpamReport> {
     let nodes = t.running();
     if nodes.is_empty() {
-        bail!("no node is running: start the testnet with `quarry testnet up`");
+        bail!("no node is running: start the testnet with `{}`", super::hint(&t.dir, "up"));
     }
     if !(opts.tps.is_finite() && opts.tps > 0.0 && opts.seconds.is_finite() && opts.seconds > 0.0) {
         bail!("--tps and --seconds must be positive numbers");
