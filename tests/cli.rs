@@ -70,6 +70,12 @@ fn rpc_and_wallet_find_the_node_from_its_datadir_and_rpc_waits_for_it() {
     // Unknown methods: did-you-mean from the node's -32601.
     let e = fails(&quarry(&["rpc", "--datadir", d, "getblokcount"]));
     assert!(e.contains("did you mean getblockcount?"), "{e}");
+    // Wrong credentials are named as such, not as a node that is not running.
+    let e =
+        fails(&quarry(&["rpc", "--datadir", d, "--rpc-user", "x", "--rpc-password", "y", "getblockcount"]));
+    assert!(e.contains("authentication failed") && !e.contains("running"), "{e}");
+    let e = fails(&quarry(&["wallet", "--datadir", d, "--rpc-user", "x", "--rpc-password", "y", "balance"]));
+    assert!(e.contains("authentication failed") && !e.contains("running"), "{e}");
     node.stop();
     assert!(!dir.join(".rpcaddr").exists(), "the address file is removed at shutdown");
 }

@@ -225,6 +225,9 @@ fn spam_confirms_transactions() {
     assert_eq!(report["refused"], Value::from(0), "{report}");
     assert_eq!(report["confirmed"], report["submitted"], "{report}");
     assert!(report["latency"][0].as_f64().unwrap() > 0.0, "{report}");
+    // 200 transactions at 100 tx/s: a 2-second window (10 per batch), not one burst.
+    assert!(report["submit_seconds"].as_f64().unwrap() >= 1.99, "{report}");
+    assert!(report["submitted_tps"].as_f64().unwrap() <= 100.5, "{report}");
 }
 
 /// One node at a time: `stop NODE`, `start NODE`, `restart NODE`; `up` restarts a crashed node
@@ -278,6 +281,11 @@ fn single_node_lifecycle_testnet_rpc_and_wallet_and_hints() {
     assert_eq!(now.len(), 2);
     assert_eq!(now[0], n1, "n1 kept running");
     assert!(alive(now[1]) && now[1] != n2);
+
+    // No node mines: spam refuses at once instead of reporting NaN latencies.
+    let spam = quarry(&["testnet", "--dir", d, "spam", "--tps", "5", "--seconds", "1"]);
+    let stderr = String::from_utf8_lossy(&spam.stderr);
+    assert!(!spam.status.success() && stderr.contains("no running node mines"), "{stderr}");
 
     // stop / start / restart one node.
     let out = ok(&quarry(&["testnet", "--dir", d, "stop", "n2"]));

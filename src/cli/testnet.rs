@@ -336,7 +336,7 @@ pub fn run(args: TestnetArgs) -> Result<()> {
             } else {
                 print!("{}", spam::report_text(&report));
             }
-            Ok(())
+            spam::check_complete(&report, drain)
         }
     }
 }

@@ -74,7 +74,8 @@ pub enum WalletCommand {
         /// Amount in coins, e.g. 1.5 (at most 8 decimals).
         #[arg(allow_hyphen_values = true)]
         amount: String,
-        /// Fee rate in base units per 1000 bytes [default: the node's minimum].
+        /// Fee rate in sat per 1000 bytes (sat/kB; 1 coin = 100000000 sat) [default: the node's
+        /// minimum].
         #[arg(long)]
         fee_rate: Option<u64>,
         /// Wait until the transaction has this many confirmations.
@@ -92,7 +93,7 @@ pub enum WalletCommand {
         coin: String,
         /// Where to send it.
         address: String,
-        /// Fee rate, base units per 1000 bytes [default: the node's minimum].
+        /// Fee rate in sat/kB (1 coin = 100000000 sat) [default: the node's minimum].
         #[arg(long)]
         fee_rate: Option<u64>,
     },
@@ -115,7 +116,9 @@ pub enum MultisigCommand {
     /// Make a THRESHOLD-of-N escrow from N public keys (hex, from `list-addresses`): prints
     /// its P2SH address and redeem script, and remembers it if one key is this wallet's.
     Create {
+        /// How many of the keys must sign a spend (1 to the number of keys).
         threshold: usize,
+        /// The members' public keys, 64 hex digits each (`list-addresses` shows them), 1 to 20.
         #[arg(required = true, num_args = 1..=20)]
         pubkeys: Vec<String>,
     },
@@ -132,20 +135,25 @@ pub enum MultisigCommand {
         /// Where to write the file.
         #[arg(long)]
         out: PathBuf,
-        /// Fee rate, base units per 1000 bytes [default: the node's minimum].
+        /// Fee rate in sat/kB (1 coin = 100000000 sat) [default: the node's minimum].
         #[arg(long)]
         fee_rate: Option<u64>,
     },
     /// Add this wallet's signatures to a partially signed file (in place). Checks every input
-    /// against the node and shows the outputs and fee; signs only with --yes.
+    /// against the node and shows the outputs and fee; signs only with --yes (without it,
+    /// it shows them, changes nothing and exits 0).
     Sign {
+        /// The partially signed file (from `spend`).
         file: PathBuf,
         /// Sign after reviewing the outputs and fee shown.
         #[arg(long)]
         yes: bool,
     },
     /// Check the threshold is met, assemble the transaction and broadcast it.
-    Finalize { file: PathBuf },
+    Finalize {
+        /// The partially signed file, signed by at least THRESHOLD members.
+        file: PathBuf,
+    },
 }
 
 fn read_psbt(file: &std::path::Path) -> Result<crate::wallet::multisig::Psbt> {
@@ -160,6 +168,15 @@ fn write_psbt(file: &std::path::Path, p: &crate::wallet::multisig::Psbt) -> Resu
         .with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, file).with_context(|| format!("writing {}", file.display()))?;
     Ok(())
+}
+
+/// `1 input`, `2 inputs`; `hash` takes `es`.
+pub(super) fn plural(n: u64, one: &str) -> String {
+    match (n, one.ends_with('h') || one.ends_with('s')) {
+        (1, _) => format!("1 {one}"),
+        (_, true) => format!("{n} {one}es"),
+        _ => format!("{n} {one}s"),
+    }
 }
 
 fn print(json_mode: bool, v: serde_json::Value, text: impl FnOnce() -> String) {
@@ -361,11 +378,11 @@ pub(super) fn run_on(target: &Target, opts: &WalletOpts, command: &WalletCommand
                 h.iter()
                     .map(|e| {
                         format!(
-                            "height {:<7} {:>20}  {}  ({} confirmations)",
+                            "height {:<7} {:>20}  {}  ({})",
                             e.height,
                             signed(e.net()),
                             e.txid,
-                            e.confirmations
+                            plural(e.confirmations as u64, "confirmation")
                         )
                     })
                     .collect::<Vec<_>>()
@@ -386,8 +403,8 @@ pub(super) fn run_on(target: &Target, opts: &WalletOpts, command: &WalletCommand
                         "confirmations": p.confirmations, "transactions_in_block": p.leaf_count, "proof_hashes": p.proof_hashes, "verified": true }),
                 || {
                     format!(
-                        "verified: {txid} is in block {} (height {}), {} confirmations\nproof: {} hashes for a block of {} transactions, checked locally against the header's Merkle root and proof of work",
-                        p.block, p.height, p.confirmations, p.proof_hashes, p.leaf_count
+                        "verified: {txid} is in block {} (height {}), {}\nproof: {} for a block of {}, checked locally against the header's Merkle root and proof of work",
+                        p.block, p.height, plural(p.confirmations as u64, "confirmation"), plural(p.proof_hashes as u64, "hash"), plural(p.leaf_count as u64, "transaction")
                     )
                 },
             );
@@ -485,9 +502,9 @@ fn multisig(
             write_psbt(out, &psbt)?;
             print(j, json!({ "file": out.display().to_string(), "inputs": psbt.inputs.len() }), || {
                 format!(
-                    "wrote {} ({} inputs): each cosigner runs `quarry wallet multisig sign {}`",
+                    "wrote {} ({}): each cosigner runs `quarry wallet multisig sign {}`",
                     out.display(),
-                    psbt.inputs.len(),
+                    plural(psbt.inputs.len() as u64, "input"),
                     out.display()
                 )
             });
@@ -530,11 +547,23 @@ fn multisig(
             }
             let (outs, fee) = psbt.describe(network.address_hrp())?;
             if !yes {
-                for (who, v) in &outs {
-                    eprintln!("  pays {v} to {who}");
-                }
-                eprintln!("  fee  {fee}");
-                bail!("not signed: review the outputs above and re-run with --yes");
+                let have = psbt.signature_count();
+                print(
+                    j,
+                    json!({ "signed": false, "signatures": have, "threshold": psbt.threshold, "fee": fee.to_string(),
+                            "outputs": outs.iter().map(|(a, v)| json!({ "address": a, "amount": v.to_string() })).collect::<Vec<_>>() }),
+                    || {
+                        let mut text: Vec<String> =
+                            outs.iter().map(|(who, v)| format!("  pays {v} to {who}")).collect();
+                        text.push(format!("  fee  {fee}"));
+                        text.push(format!(
+                            "not signed yet ({have} of {} signatures): if the outputs and fee above are right, re-run with --yes",
+                            psbt.threshold
+                        ));
+                        text.join("\n")
+                    },
+                );
+                return Ok(());
             }
             let added = psbt.sign(&w)?;
             write_psbt(file, &psbt)?;
