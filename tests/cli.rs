@@ -70,6 +70,16 @@ fn rpc_and_wallet_find_the_node_from_its_datadir_and_rpc_waits_for_it() {
     // Unknown methods: did-you-mean from the node's -32601.
     let e = fails(&quarry(&["rpc", "--datadir", d, "getblokcount"]));
     assert!(e.contains("did you mean getblockcount?"), "{e}");
+    // The server's -32602 says the same in words (for clients other than `quarry rpc`).
+    let e = node.rpc_err("getblockhash", serde_json::json!(["abc"]));
+    let m = e["message"].as_str().unwrap();
+    assert_eq!(e["code"], serde_json::json!(-32602));
+    assert!(m.contains("parameter 1 (height) must be an integer") && m.contains("\"abc\""), "{m}");
+    assert!(!m.contains("line 1 column") && !m.contains("invalid type"), "{m}");
+    let e = node.rpc_err("getblock", serde_json::json!({ "hash": "00" }));
+    assert!(e["message"].as_str().unwrap().contains("no parameter named \"hash\""), "{e}");
+    let e = node.rpc_err("getblockhash", serde_json::json!([]));
+    assert!(e["message"].as_str().unwrap().contains("missing parameter 1 (height)"), "{e}");
     // Wrong credentials are named as such, not as a node that is not running.
     let e =
         fails(&quarry(&["rpc", "--datadir", d, "--rpc-user", "x", "--rpc-password", "y", "getblockcount"]));

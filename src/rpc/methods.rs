@@ -441,6 +441,54 @@ pub fn check(method: &str, params: &RawParams) -> Result<(), RpcError> {
     Ok(())
 }
 
+/// The parameters of a request as [`check`] takes them: an array, an object, or none.
+fn raw_params(json: Option<&str>) -> Option<RawParams> {
+    match json.map(serde_json::from_str::<Value>) {
+        None => Some(RawParams::Positional(Vec::new())),
+        Some(Ok(Value::Array(a))) => Some(RawParams::Positional(a)),
+        Some(Ok(Value::Object(m))) => Some(RawParams::Named(m)),
+        // Anything else is jsonrpsee's to refuse.
+        _ => None,
+    }
+}
+
+/// Server middleware: a call whose parameters do not fit [`METHODS`] is answered -32602 with
+/// [`check`]'s words (`getblockhash: parameter 1 (height) must be an integer ..., got "abc"`)
+/// before jsonrpsee's own decoding would answer `invalid type: string "abc", expected i64
+/// at line 1 column 6`.
+#[derive(Clone, Debug)]
+pub struct ParamCheck<S> {
+    /// The next service.
+    pub inner: S,
+}
+
+impl<'a, S> jsonrpsee::server::middleware::rpc::RpcServiceT<'a> for ParamCheck<S>
+where
+    S: jsonrpsee::server::middleware::rpc::RpcServiceT<'a> + Send + Sync,
+    S::Future: 'a,
+{
+    type Future = futures::future::Either<futures::future::Ready<jsonrpsee::MethodResponse>, S::Future>;
+
+    fn call(&self, request: jsonrpsee::types::Request<'a>) -> Self::Future {
+        let params = request.params();
+        let problem = raw_params(params.as_str()).and_then(|p| check(request.method_name(), &p).err());
+        match problem {
+            Some(RpcError::Params { method, problem }) => {
+                let err = jsonrpsee::types::ErrorObjectOwned::owned(
+                    jsonrpsee::types::error::INVALID_PARAMS_CODE,
+                    format!("{method}: {problem}"),
+                    None::<()>,
+                );
+                futures::future::Either::Left(futures::future::ready(jsonrpsee::MethodResponse::error(
+                    request.id(),
+                    err,
+                )))
+            }
+            _ => futures::future::Either::Right(self.inner.call(request)),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
