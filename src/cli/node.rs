@@ -117,3 +117,26 @@ pub(super) fn run_node(args: NodeArgs) -> Result<()> {
         p2p,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quarry_toml_takes_every_node_flag() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("quarry.toml");
+        std::fs::write(
+            &path,
+            "rpc_bind = \"127.0.0.1:1\"\nrpc_user = \"u\"\nrpc_password = \"p\"\nrpc_server_timeout = 5\n\
+             mine = false\nminer_address = \"x\"\nmine_threads = 1\nlisten = []\np2p_port = 2\nbootnodes = []\n\
+             mdns = false\nmax_peers = 8\nno_p2p = true\n",
+        )
+        .unwrap();
+        let c = read_config(&path).unwrap();
+        assert_eq!((c.p2p_port, c.max_peers, c.no_p2p), (Some(2), Some(8), Some(true)));
+        assert_eq!(config_rpc_bind(dir.path()).unwrap(), Some("127.0.0.1:1".parse().unwrap()));
+        std::fs::write(&path, "maxpeers = 8\n").unwrap();
+        assert!(format!("{:#}", read_config(&path).unwrap_err()).contains("maxpeers"));
+    }
+}

@@ -255,8 +255,8 @@ pub fn run(args: TestnetArgs) -> Result<()> {
             let running = t.running();
             t.down()?;
             println!(
-                "stopped {} node(s): {}",
-                running.len(),
+                "stopped {}: {}",
+                super::wallet::plural(running.len() as u64, "node"),
                 if running.is_empty() { "-".into() } else { running.join(", ") }
             );
             if clean {
