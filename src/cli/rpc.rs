@@ -38,23 +38,33 @@ pub struct CallArgs {
 }
 
 /// One command-line word as JSON: a word that parses as JSON is taken as JSON (numbers,
-/// booleans, arrays, objects, quoted strings), anything else as a string, like bitcoin-cli.
-fn word_value(w: &str) -> Value {
-    serde_json::from_str(w).unwrap_or_else(|_| Value::String(w.to_string()))
+/// booleans, arrays, objects, quoted strings), anything else as a string, like bitcoin-cli;
+/// but a word that opens an array or object and does not parse is refused (`which` names the
+/// parameter), since sending it as a string only hides the typo.
+fn word_value(w: &str, which: &str) -> Result<Value> {
+    match serde_json::from_str(w) {
+        Ok(v) => Ok(v),
+        Err(e) if w.trim_start().starts_with(['[', '{']) => {
+            bail!("{which}: {w:?} opens a JSON array or object but is not valid JSON ({e}); quote it for the shell, e.g. '[\"<txid>\"]'")
+        }
+        Err(_) => Ok(Value::String(w.to_string())),
+    }
 }
 
 /// The parameters of `quarry rpc`: positional words, or with `named` NAME=VALUE words sent
 /// as an object.
 pub(super) fn parse_params(words: &[String], named: bool) -> Result<RawParams> {
     if !named {
-        return Ok(RawParams::Positional(words.iter().map(|w| word_value(w)).collect()));
+        let values: Result<Vec<Value>> =
+            words.iter().enumerate().map(|(i, w)| word_value(w, &format!("parameter {}", i + 1))).collect();
+        return Ok(RawParams::Positional(values?));
     }
     let mut map = serde_json::Map::new();
     for w in words {
         let Some((name, value)) = w.split_once('=').filter(|(n, _)| !n.is_empty()) else {
             bail!("with -named every parameter is NAME=VALUE, got {w:?} (e.g. verbosity=2)");
         };
-        if map.insert(name.to_string(), word_value(value)).is_some() {
+        if map.insert(name.to_string(), word_value(value, name)?).is_some() {
             bail!("parameter {name} given twice");
         }
     }
@@ -152,6 +162,15 @@ mod tests {
             p,
             RawParams::Positional(vec![json!(-1), json!(true), json!("abc"), json!([1]), json!("2")])
         );
+    }
+
+    #[test]
+    fn a_word_that_opens_json_but_does_not_parse_is_refused() {
+        let e = parse_params(&words(&["[{\"txid\":\"00\",\"vout\":0}"]), false).unwrap_err().to_string();
+        assert!(e.contains("parameter 1") && e.contains("not valid JSON"), "{e}");
+        let e = parse_params(&words(&["outputs={\"a\": 1"]), true).unwrap_err().to_string();
+        assert!(e.contains("outputs:") && e.contains("not valid JSON"), "{e}");
+        assert!(parse_params(&words(&["[1]", "x[1"]), false).is_ok());
     }
 
     #[test]
