@@ -260,6 +260,10 @@ fn single_node_lifecycle_testnet_rpc_and_wallet_and_hints() {
         serde_json::from_str(&ok(&quarry(&["testnet", "--dir", d, "wallet", "n2", "balance", "--json"])))
             .unwrap();
     assert_eq!(bal["confirmed"], Value::from("200.00000000"), "{bal}");
+    // --json and --dir before or after the subcommand.
+    let rows: Value =
+        serde_json::from_str(&ok(&quarry(&["testnet", "--json", "status", "--dir", d]))).unwrap();
+    assert_eq!(rows.as_array().unwrap().len(), 2);
     let e = quarry(&["testnet", "--dir", d, "rpc", "n9", "getblockcount"]);
     assert!(String::from_utf8_lossy(&e.stderr).contains("no node named \"n9\" (nodes: n1, n2)"));
     // A second `up` while everything runs: refused, with hints that keep --dir.
@@ -291,6 +295,12 @@ fn single_node_lifecycle_testnet_rpc_and_wallet_and_hints() {
     let out = ok(&quarry(&["testnet", "--dir", d, "stop", "n2"]));
     assert!(out.contains(&format!("quarry testnet --dir {d} start n2")), "{out}");
     assert_eq!(pids(&dir), vec![n1]);
+    let e = quarry(&["testnet", "--dir", d, "rpc", "n2", "getblockcount"]);
+    let stderr = String::from_utf8_lossy(&e.stderr);
+    assert!(
+        stderr.contains(&format!("n2 is not running: start it with `quarry testnet --dir {d} start n2`")),
+        "{stderr}"
+    );
     ok(&quarry(&["testnet", "--dir", d, "start", "n2"]));
     assert_eq!(pids(&dir).len(), 2);
     ok(&quarry(&["testnet", "--dir", d, "restart", "n1"]));

@@ -18,6 +18,9 @@ pub struct TestnetArgs {
     /// Directory of the testnet (state, one data directory per node) [default: ~/.quarry/testnet].
     #[arg(long, global = true)]
     pub dir: Option<PathBuf>,
+    /// Print JSON (status, spam, wallet).
+    #[arg(long, global = true)]
+    pub json: bool,
     #[command(subcommand)]
     pub command: TestnetCommand,
 }
@@ -51,12 +54,9 @@ pub enum TestnetCommand {
     },
     /// Show each node's height, tip, peers, mempool, hash rate and last fork.
     Status {
-        /// Refresh every 2 seconds until Ctrl-C.
+        /// Refresh every 2 seconds until Ctrl-C (with --json: one JSON line per refresh).
         #[arg(long)]
         watch: bool,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
     },
     /// Stop every node gracefully (RPC stop, then SIGTERM, then SIGKILL) and check none is left.
     Down {
@@ -120,9 +120,6 @@ pub enum TestnetCommand {
         /// Seconds to wait for the last confirmations.
         #[arg(long, default_value_t = 60.0)]
         drain: f64,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
     },
 }
 
@@ -164,15 +161,23 @@ fn tries(t: &Testnet) -> String {
     )
 }
 
-/// Where `node` of `t` is: its recorded RPC port, its data directory and cookie.
-fn node_target(t: &Testnet, node: &str) -> Result<Target> {
+/// Where `node` of `t` is: its recorded RPC port, its data directory and cookie. A stopped
+/// node is refused with the command that starts it.
+fn node_target(t: &mut Testnet, node: &str) -> Result<Target> {
     let config = t.rpc_config(node)?;
+    if !t.is_running(node) {
+        bail!(
+            "node {node} is not running: start it with `{}`",
+            testnet::hint(&t.dir, &format!("start {node}"))
+        );
+    }
     Ok(Target { network: t.network, datadir: t.datadir(node), fixed: Some(config.addr), user: None })
 }
 
 /// Runs a testnet command.
 pub fn run(args: TestnetArgs) -> Result<()> {
     let explicit_dir = args.dir.clone();
+    let json = args.json;
     let dir = match args.dir {
         Some(d) => d,
         None => testnet::default_dir()?,
@@ -194,7 +199,7 @@ pub fn run(args: TestnetArgs) -> Result<()> {
             }
             Ok(())
         }
-        TestnetCommand::Status { watch: w, json } => {
+        TestnetCommand::Status { watch: w } => {
             let mut t = Testnet::open(&dir)?;
             if w {
                 watch(&mut t, json);
@@ -239,12 +244,12 @@ pub fn run(args: TestnetArgs) -> Result<()> {
             Ok(())
         }
         TestnetCommand::Rpc { node, call } => {
-            let t = Testnet::open(&dir)?;
-            super::rpc::call(&node_target(&t, &node)?, &call)
+            let mut t = Testnet::open(&dir)?;
+            super::rpc::call(&node_target(&mut t, &node)?, &call)
         }
         TestnetCommand::Wallet { node, opts, command } => {
-            let t = Testnet::open(&dir)?;
-            super::wallet::run_on(&node_target(&t, &node)?, &opts, &command)
+            let mut t = Testnet::open(&dir)?;
+            super::wallet::run_on(&node_target(&mut t, &node)?, &opts, json, &command)
         }
         TestnetCommand::Down { clean } => {
             if clean {
@@ -328,7 +333,7 @@ pub fn run(args: TestnetArgs) -> Result<()> {
             );
             Ok(())
         }
-        TestnetCommand::Spam { tps, seconds, drain, json } => {
+        TestnetCommand::Spam { tps, seconds, drain } => {
             let mut t = Testnet::open(&dir)?;
             let report = spam::run(&mut t, &SpamOptions { tps, seconds, drain_seconds: drain, miner: None })?;
             if json {

@@ -23,6 +23,9 @@ pub struct WalletArgs {
     pub conn: ConnectArgs,
     #[command(flatten)]
     pub opts: WalletOpts,
+    /// Print JSON instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
     #[command(subcommand)]
     pub command: WalletCommand,
 }
@@ -36,9 +39,6 @@ pub struct WalletOpts {
     /// Passphrase of an encrypted wallet.
     #[arg(long, global = true, env = "QUARRY_WALLET_PASSPHRASE", hide_env_values = true)]
     pub passphrase: Option<String>,
-    /// Print JSON instead of text.
-    #[arg(long, global = true)]
-    pub json: bool,
 }
 
 /// Wallet commands.
@@ -189,18 +189,18 @@ fn print(json_mode: bool, v: serde_json::Value, text: impl FnOnce() -> String) {
 
 /// Runs a wallet command.
 pub fn run(args: WalletArgs) -> Result<()> {
-    run_on(&Target::from_args(&args.data, &args.conn)?, &args.opts, &args.command)
+    run_on(&Target::from_args(&args.data, &args.conn)?, &args.opts, args.json, &args.command)
 }
 
 /// Runs a wallet command against `target`'s node, with the wallet in its data directory
 /// unless `--wallet` names another.
-pub(super) fn run_on(target: &Target, opts: &WalletOpts, command: &WalletCommand) -> Result<()> {
+pub(super) fn run_on(target: &Target, opts: &WalletOpts, json: bool, command: &WalletCommand) -> Result<()> {
     let network = target.network;
     let datadir = target.datadir().to_path_buf();
     let path = opts.wallet.clone().unwrap_or_else(|| datadir.join("wallet.json"));
     let pass = opts.passphrase.as_deref();
     let rpc = || target.client(crate::rpc::client::DEFAULT_TIMEOUT);
-    let j = opts.json;
+    let j = json;
     match command {
         WalletCommand::Create { import_seed, encrypt } => {
             if *encrypt && pass.is_none() {
@@ -361,7 +361,7 @@ pub(super) fn run_on(target: &Target, opts: &WalletOpts, command: &WalletCommand
                 || txid.to_string(),
             );
         }
-        WalletCommand::Multisig(m) => multisig(opts, m, &path, network, &rpc)?,
+        WalletCommand::Multisig(m) => multisig(opts, j, m, &path, network, &rpc)?,
         WalletCommand::History { limit } => {
             let w = Wallet::open(&path, network, pass)?;
             let h = ops::history(&w, &rpc()?, *limit)?;
@@ -430,6 +430,7 @@ fn wait_confirmations(rpc: &BlockingClient, txid: &Hash256, n: u32) -> Result<()
 
 fn multisig(
     args: &WalletOpts,
+    j: bool,
     cmd: &MultisigCommand,
     path: &std::path::Path,
     network: crate::consensus::Network,
@@ -438,7 +439,6 @@ fn multisig(
     use crate::wallet::keystore::MultisigRecord;
     use crate::wallet::multisig::{escrow, parse_pubkey, Psbt};
     let pass = args.passphrase.as_deref();
-    let j = args.json;
     match cmd {
         MultisigCommand::Create { threshold, pubkeys } => {
             let keys: Vec<[u8; 32]> = pubkeys.iter().map(|k| parse_pubkey(k)).collect::<Result<_, _>>()?;

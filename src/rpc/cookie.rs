@@ -49,7 +49,7 @@ pub fn write(datadir: &Path) -> std::io::Result<String> {
 pub fn read(datadir: &Path) -> Result<(String, String), super::client::RpcError> {
     use super::client::RpcError;
     let p = path(datadir);
-    let text = std::fs::read_to_string(&p).map_err(|source| RpcError::Cookie { path: p.clone(), source })?;
+    let text = std::fs::read_to_string(&p).map_err(|error| RpcError::Cookie { path: p.clone(), error })?;
     let (user, pass) = text.trim().split_once(':').ok_or(RpcError::MalformedCookie { path: p.clone() })?;
     Ok((user.to_string(), pass.to_string()))
 }
