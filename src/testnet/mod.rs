@@ -151,7 +151,8 @@ impl Testnet {
             let datadir = dir.join(&spec.name);
             if std::fs::read_dir(&datadir).is_ok_and(|mut entries| entries.next().is_some()) {
                 bail!(
-                    "{} already exists and is not empty: a testnet's node directories must be new;                      pass another --dir",
+                    "{} already exists and is not empty: a testnet's node directories must be new; \
+                     pass another --dir",
                     datadir.display()
                 );
             }
