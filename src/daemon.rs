@@ -161,6 +161,9 @@ pub fn run(config: NodeConfig) -> Result<()> {
                 bail!("cannot listen for JSON-RPC on {}: {e} (address in use? pass --rpc-bind)", config.rpc_bind);
             }
         };
+        if let Err(e) = crate::rpc::cookie::write_addr(&config.datadir, config.rpc_bind) {
+            tracing::warn!(target: "rpc", "{e}: `quarry rpc` and `quarry wallet` need --rpc-connect to find this node");
+        }
         info!(target: "rpc", addr = %config.rpc_bind, "JSON-RPC listening (cookie auth: {})", crate::rpc::cookie::path(&config.datadir).display());
         println!("quarry node running: network {}, RPC {}", config.network, config.rpc_bind);
         wait_for_shutdown(&stop).await;

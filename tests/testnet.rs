@@ -188,13 +188,16 @@ do = "assert-same-tip"
     assert!(stdout.contains("FAIL  3. assert same tip"), "{stdout}");
     assert!(stderr.contains("step 3") && stderr.contains("tips differ"), "{stderr}");
     // Its nodes were stopped: the kept directory's state has no pid.
-    let kept = stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("scenario directory (logs in <node>/node.log): "))
-        .unwrap();
-    let dir = Path::new(kept).join("testnet");
-    assert!(pids(&dir).is_empty());
-    let _ = std::fs::remove_dir_all(kept);
+    let kept = stdout.lines().find_map(|l| l.strip_prefix("scenario directory kept: ")).unwrap();
+    let dir = Path::new(kept);
+    assert!(pids(dir).is_empty());
+    // The failure names the real log files.
+    let logs = stdout.lines().find_map(|l| l.strip_prefix("node logs: ")).unwrap();
+    for log in logs.split(' ') {
+        assert!(Path::new(log).is_file(), "{log} in {stdout}");
+    }
+    assert_eq!(logs.split(' ').count(), 2, "{logs}");
+    let _ = std::fs::remove_dir_all(dir.parent().unwrap());
 
     // A malformed file is refused before anything starts, naming the problem.
     std::fs::write(
@@ -222,4 +225,143 @@ fn spam_confirms_transactions() {
     assert_eq!(report["refused"], Value::from(0), "{report}");
     assert_eq!(report["confirmed"], report["submitted"], "{report}");
     assert!(report["latency"][0].as_f64().unwrap() > 0.0, "{report}");
+    // 200 transactions at 100 tx/s: a 2-second window (10 per batch), not one burst.
+    assert!(report["submit_seconds"].as_f64().unwrap() >= 1.99, "{report}");
+    assert!(report["submitted_tps"].as_f64().unwrap() <= 100.5, "{report}");
+}
+
+/// One node at a time: `stop NODE`, `start NODE`, `restart NODE`; `up` restarts a crashed node
+/// of a running testnet; `testnet rpc NODE` and `testnet wallet NODE` need no ports; every
+/// hint keeps `--dir`; `status --watch` survives a closed pipe and honours `--json`.
+#[test]
+fn single_node_lifecycle_testnet_rpc_and_wallet_and_hints() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("tn");
+    let d = dir.to_str().unwrap();
+    let out = ok(&quarry(&[
+        "testnet",
+        "--dir",
+        d,
+        "up",
+        "--network",
+        "regtest",
+        "--nodes",
+        "2",
+        "--miners",
+        "0",
+        "--no-watch",
+    ]));
+    assert!(out.contains(&format!("try: quarry testnet --dir {d} rpc n1 getpeerinfo")), "{out}");
+    assert!(out.contains(&format!("quarry testnet --dir {d} wallet n1 balance")), "{out}");
+    let height: u64 =
+        ok(&quarry(&["testnet", "--dir", d, "rpc", "n1", "getblockcount"])).trim().parse().unwrap();
+    assert!(height > 0);
+    let bal: Value =
+        serde_json::from_str(&ok(&quarry(&["testnet", "--dir", d, "wallet", "n2", "balance", "--json"])))
+            .unwrap();
+    assert_eq!(bal["confirmed"], Value::from("200.00000000"), "{bal}");
+    // --json and --dir before or after the subcommand.
+    let rows: Value =
+        serde_json::from_str(&ok(&quarry(&["testnet", "--json", "status", "--dir", d]))).unwrap();
+    assert_eq!(rows.as_array().unwrap().len(), 2);
+    let e = quarry(&["testnet", "--dir", d, "rpc", "n9", "getblockcount"]);
+    assert!(String::from_utf8_lossy(&e.stderr).contains("no node named \"n9\" (nodes: n1, n2)"));
+    // A second `up` while everything runs: refused, with hints that keep --dir.
+    let again = quarry(&["testnet", "--dir", d, "up", "--no-watch"]);
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert!(
+        !again.status.success() && stderr.contains(&format!("quarry testnet --dir {d} down")),
+        "{stderr}"
+    );
+
+    // n2 crashes: `up` starts it again and leaves n1 running.
+    let n1 = pids(&dir)[0];
+    let n2 = pids(&dir)[1];
+    assert!(Command::new("kill").args(["-KILL", &n2.to_string()]).status().unwrap().success());
+    std::thread::sleep(Duration::from_millis(200));
+    let out = ok(&quarry(&["testnet", "--dir", d, "up", "--no-watch"]));
+    assert!(out.contains("starting its stopped nodes: n2"), "{out}");
+    let now = pids(&dir);
+    assert_eq!(now.len(), 2);
+    assert_eq!(now[0], n1, "n1 kept running");
+    assert!(alive(now[1]) && now[1] != n2);
+
+    // No node mines: spam refuses at once instead of reporting NaN latencies.
+    let spam = quarry(&["testnet", "--dir", d, "spam", "--tps", "5", "--seconds", "1"]);
+    let stderr = String::from_utf8_lossy(&spam.stderr);
+    assert!(!spam.status.success() && stderr.contains("no running node mines"), "{stderr}");
+
+    // stop / start / restart one node.
+    let out = ok(&quarry(&["testnet", "--dir", d, "stop", "n2"]));
+    assert!(out.contains(&format!("quarry testnet --dir {d} start n2")), "{out}");
+    assert_eq!(pids(&dir), vec![n1]);
+    let e = quarry(&["testnet", "--dir", d, "rpc", "n2", "getblockcount"]);
+    let stderr = String::from_utf8_lossy(&e.stderr);
+    assert!(
+        stderr.contains(&format!("n2 is not running: start it with `quarry testnet --dir {d} start n2`")),
+        "{stderr}"
+    );
+    ok(&quarry(&["testnet", "--dir", d, "start", "n2"]));
+    assert_eq!(pids(&dir).len(), 2);
+    ok(&quarry(&["testnet", "--dir", d, "restart", "n1"]));
+    let after = pids(&dir);
+    assert!(!after.contains(&n1) && after.iter().all(|p| alive(*p)), "{after:?}");
+
+    // `status --watch | head -1`: the closed pipe ends it quietly; --json gives JSON lines.
+    for (json, check) in [(false, "node"), (true, "[{")] {
+        let mut args = vec!["testnet", "--dir", d, "status", "--watch"];
+        if json {
+            args.push("--json");
+        }
+        let mut child = Command::new(env!("CARGO_BIN_EXE_quarry"))
+            .args(&args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut first = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut first)
+            .unwrap();
+        // stdout is closed now (the reader was dropped): the next redraw must end the program.
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success() && !stderr.contains("panicked"), "{} {stderr}", out.status);
+        assert!(first.contains(check), "{first}");
+        if json {
+            let rows: Value = serde_json::from_str(&first).unwrap();
+            assert_eq!(rows.as_array().unwrap().len(), 2);
+        }
+    }
+    let running = pids(&dir);
+    ok(&quarry(&["testnet", "--dir", d, "down"]));
+    std::thread::sleep(Duration::from_millis(100));
+    for p in &running {
+        assert!(!alive(*p), "process {p} left behind");
+    }
+}
+
+/// `scenario --dir DIR` runs there and keeps it; a node name the topology lacks is refused
+/// before anything starts.
+#[test]
+fn scenario_runs_in_its_dir_and_checks_node_names_first() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("one.toml");
+    let body = "name = \"one\"\n[topology]\nnetwork = \"regtest\"\n[[topology.node]]\nname = \"a\"\n[[step]]\ndo = \"mine\"\nblocks = 2\n";
+    std::fs::write(&file, format!("{body}node = \"b\"\n")).unwrap();
+    let dir = tmp.path().join("run");
+    let d = dir.to_str().unwrap();
+    let out = quarry(&["testnet", "--dir", d, "scenario", file.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("names node \"b\", which is not in the topology"),
+        "{stderr}"
+    );
+    assert!(!dir.exists(), "nothing was set up");
+    std::fs::write(&file, format!("{body}node = \"a\"\n")).unwrap();
+    let out = ok(&quarry(&["testnet", "--dir", d, "scenario", file.to_str().unwrap()]));
+    assert!(out.contains("scenario one passed"), "{out}");
+    assert!(dir.join("a").join("node.log").is_file() && pids(&dir).is_empty(), "{out}");
+    // The directory now holds a testnet: refused.
+    let out = quarry(&["testnet", "--dir", d, "scenario", file.to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already holds a testnet"));
 }

@@ -157,15 +157,24 @@ fn two_of_three_escrow_end_to_end() {
     let file = dir.path().join("spend.psbt");
     let f = file.to_str().unwrap();
     a.json(&["multisig", "spend", &escrow, &d0, "4", "--out", f]);
-    // Without --yes the cosigner only sees what the spend pays.
-    let review = a.fails(&["multisig", "sign", f]);
-    assert!(review.contains(&format!("pays 4.00000000 to {d0}")) && review.contains("--yes"), "{review}");
+    // Without --yes the cosigner only sees what the spend pays (exit 0, nothing signed).
+    let unsigned = std::fs::read(&file).unwrap();
+    let review = a.run(&["multisig", "sign", f]);
+    let text = String::from_utf8_lossy(&review.stdout);
+    assert!(review.status.success(), "{text}");
+    assert!(text.contains(&format!("pays 4.00000000 to {d0}")) && text.contains("--yes"), "{text}");
+    assert!(text.contains("0 of 2 signatures"), "{text}");
+    let review = a.json(&["multisig", "sign", f]);
+    assert_eq!(review["signed"], json!(false), "{review}");
+    assert_eq!(std::fs::read(&file).unwrap(), unsigned, "nothing signed without --yes");
     assert_eq!(a.json(&["multisig", "sign", f, "--yes"])["signatures"], json!(1));
     // A tampered file (an output redirected) is caught: signatures no longer verify.
     let honest = std::fs::read_to_string(&file).unwrap();
     // One signature is not enough; the same wallet cannot sign twice; a fourth key cannot sign.
-    assert!(a.fails(&["multisig", "finalize", f]).contains("1 of 2 required signatures"));
-    assert!(a.fails(&["multisig", "sign", f, "--yes"]).contains("already signed"));
+    let below = a.fails(&["multisig", "finalize", f]);
+    assert!(below.contains("1 of 2 required signatures") && !below.contains("malformed"), "{below}");
+    let twice = a.fails(&["multisig", "sign", f, "--yes"]);
+    assert!(twice.contains("already signed") && !twice.contains("malformed"), "{twice}");
     assert!(d.fails(&["multisig", "sign", f, "--yes"]).contains("none of the escrow's keys"));
     assert_eq!(node.rpc("getrawmempool", json!([])), json!([]), "nothing broadcast");
     let mut tampered: Value = serde_json::from_str(&honest).unwrap();

@@ -6,6 +6,7 @@
 
 mod bench_hash;
 mod bench_p2p;
+mod connect;
 mod node;
 mod rpc;
 mod testnet;
@@ -92,6 +93,9 @@ pub struct NodeArgs {
     pub min_free_mb: u64,
 }
 
+/// Default of `--max-peers`.
+pub const DEFAULT_MAX_PEERS: u32 = 64;
+
 /// Peer-to-peer settings.
 #[derive(Args, Debug, Clone, Default)]
 #[command(next_help_heading = "Peer-to-peer")]
@@ -111,9 +115,9 @@ pub struct P2pArgs {
     /// Discover peers on the local network with mDNS.
     #[arg(long)]
     pub mdns: bool,
-    /// Most peer connections.
-    #[arg(long, default_value_t = 64)]
-    pub max_peers: u32,
+    /// Most peer connections [default: 64].
+    #[arg(long)]
+    pub max_peers: Option<u32>,
     /// Run without any networking (no listening, no peers).
     #[arg(long, conflicts_with_all = ["listen", "p2p_port", "bootnode", "mdns"])]
     pub no_p2p: bool,
@@ -170,29 +174,10 @@ pub enum KeyCommand {
 pub struct RpcArgs {
     #[command(flatten)]
     pub data: DataArgs,
-    /// Node address [default: this network's default RPC port on 127.0.0.1].
-    #[arg(long)]
-    pub rpc_connect: Option<std::net::SocketAddr>,
-    /// User name instead of the cookie.
-    #[arg(long, requires = "rpc_password")]
-    pub rpc_user: Option<String>,
-    /// Password for --rpc-user.
-    #[arg(long, requires = "rpc_user")]
-    pub rpc_password: Option<String>,
-    /// Seconds to wait for the answer.
-    #[arg(long, default_value_t = 600)]
-    pub timeout: u64,
-    /// Named parameters: every parameter is NAME=VALUE and they are sent as a JSON object
-    /// (bitcoin-cli's `-named`, which is accepted too: `quarry rpc -named getblock ...`).
-    #[arg(long)]
-    pub named: bool,
-    /// Method name, e.g. getblockcount.
-    #[arg(allow_hyphen_values = true)]
-    pub method: String,
-    /// Parameters: JSON values, or plain words taken as strings (`getblockhash -1` is a
-    /// parameter, not a flag); with --named, NAME=VALUE each.
-    #[arg(allow_negative_numbers = true)]
-    pub params: Vec<String>,
+    #[command(flatten)]
+    pub conn: connect::ConnectArgs,
+    #[command(flatten)]
+    pub call: rpc::CallArgs,
 }
 
 /// `quarry bench-hash`
@@ -217,10 +202,10 @@ pub struct BenchHashArgs {
 #[command(next_help_heading = "Data")]
 pub struct DataArgs {
     /// Network: regtest (instant blocks, for tests) or dev (the local testnet).
-    #[arg(long, default_value = "regtest", value_parser = parse_network)]
+    #[arg(long, global = true, default_value = "regtest", value_parser = parse_network)]
     pub network: Network,
     /// Data directory [default: ~/.quarry/<network>].
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub datadir: Option<PathBuf>,
 }
 

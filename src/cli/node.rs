@@ -1,6 +1,6 @@
 //! `quarry node`.
 
-use super::{default_threads, NodeArgs};
+use super::{default_threads, NodeArgs, DEFAULT_MAX_PEERS};
 use crate::daemon::{run, NodeConfig};
 use crate::rpc::server::{ServerLimits, DEFAULT_SERVER_TIMEOUT};
 use anyhow::{bail, Context, Result};
@@ -19,11 +19,19 @@ struct ConfigFile {
     miner_address: Option<String>,
     mine_threads: Option<usize>,
     listen: Option<Vec<String>>,
+    p2p_port: Option<u16>,
     bootnodes: Option<Vec<String>>,
     mdns: Option<bool>,
+    max_peers: Option<u32>,
+    no_p2p: Option<bool>,
     dbcache: Option<usize>,
     txindex: Option<bool>,
     addressindex: Option<bool>,
+}
+
+/// `rpc_bind` from `<datadir>/quarry.toml`, for clients looking for the node.
+pub(super) fn config_rpc_bind(datadir: &std::path::Path) -> Result<Option<SocketAddr>> {
+    Ok(read_config(&datadir.join("quarry.toml"))?.rpc_bind)
 }
 
 fn read_config(path: &std::path::Path) -> Result<ConfigFile> {
@@ -65,7 +73,8 @@ pub(super) fn run_node(args: NodeArgs) -> Result<()> {
         bail!("--mine needs --miner-address ADDRESS (an address of network {network})");
     }
     let mine_threads = args.mining.mine_threads.or(file.mine_threads).unwrap_or_else(default_threads).max(1);
-    let p2p = if args.p2p.no_p2p {
+    let no_p2p = args.p2p.no_p2p || file.no_p2p.unwrap_or(false);
+    let p2p = if no_p2p {
         None
     } else {
         let parse = |list: Option<Vec<String>>, key: &str| -> Result<Vec<libp2p::Multiaddr>> {
@@ -75,7 +84,7 @@ pub(super) fn run_node(args: NodeArgs) -> Result<()> {
                 .collect()
         };
         let mut listen = args.p2p.listen.clone();
-        if let Some(port) = args.p2p.p2p_port {
+        if let Some(port) = args.p2p.p2p_port.or(if listen.is_empty() { file.p2p_port } else { None }) {
             listen.push(format!("/ip4/127.0.0.1/tcp/{port}").parse().expect("valid multiaddr"));
         }
         if listen.is_empty() {
@@ -94,7 +103,7 @@ pub(super) fn run_node(args: NodeArgs) -> Result<()> {
             listen,
             bootnodes,
             mdns: args.p2p.mdns || file.mdns.unwrap_or(false),
-            max_connections: args.p2p.max_peers.max(1),
+            max_connections: args.p2p.max_peers.or(file.max_peers).unwrap_or(DEFAULT_MAX_PEERS).max(1),
             key_path: datadir.join("node_key"),
             ban_path: datadir.join("banned.json"),
         })
@@ -123,4 +132,27 @@ pub(super) fn run_node(args: NodeArgs) -> Result<()> {
         mine_threads,
         p2p,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quarry_toml_takes_every_node_flag() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("quarry.toml");
+        std::fs::write(
+            &path,
+            "rpc_bind = \"127.0.0.1:1\"\nrpc_user = \"u\"\nrpc_password = \"p\"\nrpc_server_timeout = 5\n\
+             mine = false\nminer_address = \"x\"\nmine_threads = 1\nlisten = []\np2p_port = 2\nbootnodes = []\n\
+             mdns = false\nmax_peers = 8\nno_p2p = true\n",
+        )
+        .unwrap();
+        let c = read_config(&path).unwrap();
+        assert_eq!((c.p2p_port, c.max_peers, c.no_p2p), (Some(2), Some(8), Some(true)));
+        assert_eq!(config_rpc_bind(dir.path()).unwrap(), Some("127.0.0.1:1".parse().unwrap()));
+        std::fs::write(&path, "maxpeers = 8\n").unwrap();
+        assert!(format!("{:#}", read_config(&path).unwrap_err()).contains("maxpeers"));
+    }
 }

@@ -1,31 +1,70 @@
 //! `quarry rpc <method> [params]`: one raw call through the RPC client, printed like
 //! bitcoin-cli prints it (strings bare, `null` as nothing, anything else as pretty JSON).
 
+use super::connect::{is_not_ready, Target};
 use super::RpcArgs;
-use crate::rpc::client::{BlockingClient, RawParams, RpcConfig, RpcError};
-use anyhow::{bail, Result};
+use crate::rpc::client::{BlockingClient, RawParams, RpcError};
+use crate::rpc::methods;
+use anyhow::{anyhow, bail, Result};
+use clap::Args;
 use serde_json::Value;
-use std::net::{Ipv4Addr, SocketAddr};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+/// The call itself: method, parameters and how long to wait (shared by `quarry rpc` and
+/// `quarry testnet rpc NODE`).
+#[derive(Args, Debug, Clone)]
+pub struct CallArgs {
+    /// Seconds to wait for the answer.
+    #[arg(long, default_value_t = 600, value_name = "SECONDS")]
+    pub timeout: u64,
+    /// Wait for the node to come up (its cookie written, its RPC server answering) before
+    /// calling, like bitcoin-cli's -rpcwait; gives up after --wait-timeout.
+    #[arg(long)]
+    pub wait: bool,
+    /// Seconds --wait waits at most.
+    #[arg(long, default_value_t = 60, value_name = "SECONDS")]
+    pub wait_timeout: u64,
+    /// Named parameters: every parameter is NAME=VALUE and they are sent as a JSON object
+    /// (bitcoin-cli's `-named`, which is accepted too: `quarry rpc -named getblock ...`).
+    #[arg(long)]
+    pub named: bool,
+    /// Method name, e.g. getblockcount; `help` lists the methods, `help METHOD` shows one.
+    #[arg(allow_hyphen_values = true)]
+    pub method: String,
+    /// Parameters: JSON values, or plain words taken as strings (`getblockhash -1` is a
+    /// parameter, not a flag); with --named, NAME=VALUE each.
+    #[arg(allow_negative_numbers = true)]
+    pub params: Vec<String>,
+}
 
 /// One command-line word as JSON: a word that parses as JSON is taken as JSON (numbers,
-/// booleans, arrays, objects, quoted strings), anything else as a string, like bitcoin-cli.
-fn word_value(w: &str) -> Value {
-    serde_json::from_str(w).unwrap_or_else(|_| Value::String(w.to_string()))
+/// booleans, arrays, objects, quoted strings), anything else as a string, like bitcoin-cli;
+/// but a word that opens an array or object and does not parse is refused (`which` names the
+/// parameter), since sending it as a string only hides the typo.
+fn word_value(w: &str, which: &str) -> Result<Value> {
+    match serde_json::from_str(w) {
+        Ok(v) => Ok(v),
+        Err(e) if w.trim_start().starts_with(['[', '{']) => {
+            bail!("{which}: {w:?} opens a JSON array or object but is not valid JSON ({e}); quote it for the shell, e.g. '[\"<txid>\"]'")
+        }
+        Err(_) => Ok(Value::String(w.to_string())),
+    }
 }
 
 /// The parameters of `quarry rpc`: positional words, or with `named` NAME=VALUE words sent
 /// as an object.
 pub(super) fn parse_params(words: &[String], named: bool) -> Result<RawParams> {
     if !named {
-        return Ok(RawParams::Positional(words.iter().map(|w| word_value(w)).collect()));
+        let values: Result<Vec<Value>> =
+            words.iter().enumerate().map(|(i, w)| word_value(w, &format!("parameter {}", i + 1))).collect();
+        return Ok(RawParams::Positional(values?));
     }
     let mut map = serde_json::Map::new();
     for w in words {
         let Some((name, value)) = w.split_once('=').filter(|(n, _)| !n.is_empty()) else {
             bail!("with -named every parameter is NAME=VALUE, got {w:?} (e.g. verbosity=2)");
         };
-        if map.insert(name.to_string(), word_value(value)).is_some() {
+        if map.insert(name.to_string(), word_value(value, name)?).is_some() {
             bail!("parameter {name} given twice");
         }
     }
@@ -40,10 +79,23 @@ fn print_out(text: &str) {
 }
 
 pub(super) fn run_rpc(args: RpcArgs) -> Result<()> {
-    let datadir = args.data.base_dir()?;
-    let addr = args
-        .rpc_connect
-        .unwrap_or_else(|| SocketAddr::from((Ipv4Addr::LOCALHOST, args.data.network.default_rpc_port())));
+    call(&Target::from_args(&args.data, &args.conn)?, &args.call)
+}
+
+/// `help` and `help METHOD`, answered here (the table is this program's).
+fn help(topic: Option<&str>) -> Result<()> {
+    match topic {
+        None => print_out(methods::help_all().trim_end()),
+        Some(name) => match methods::find(name) {
+            Some(m) => print_out(methods::help_one(m).trim_end()),
+            None => bail!("{}", methods::unknown_method_hint(name)),
+        },
+    }
+    Ok(())
+}
+
+/// One call to `target`, printed; `--wait` retries while the node is not up yet.
+pub(super) fn call(target: &Target, args: &CallArgs) -> Result<()> {
     // bitcoin-cli writes `-named` before the method.
     let (named, method, words) = match args.method.as_str() {
         "-named" | "--named" => match args.params.split_first() {
@@ -53,17 +105,40 @@ pub(super) fn run_rpc(args: RpcArgs) -> Result<()> {
         m if m.starts_with('-') => bail!("unknown option {m:?} before the method (see quarry rpc --help)"),
         _ => (args.named, args.method.clone(), args.params.clone()),
     };
+    if method == "help" {
+        return help(words.first().map(String::as_str));
+    }
+    if methods::WALLET_METHODS.iter().any(|(m, _)| *m == method.to_ascii_lowercase()) {
+        bail!("{}", methods::unknown_method_hint(&method));
+    }
     let params = parse_params(&words, named)?;
-    let config = RpcConfig::new(addr, &datadir, args.rpc_user.zip(args.rpc_password))
-        .timeout(Duration::from_secs(args.timeout));
-    let result = BlockingClient::new(&config).and_then(|c| c.wait(c.call_raw(&method, params)));
+    methods::check(&method, &params).map_err(|e| anyhow!("{e}"))?;
+    let timeout = Duration::from_secs(args.timeout);
+    let deadline = args.wait.then(|| Instant::now() + Duration::from_secs(args.wait_timeout));
+    let result = loop {
+        let config = target.config(timeout)?;
+        let r = BlockingClient::new(&config).and_then(|c| c.wait(c.call_raw(&method, params.clone())));
+        match (&r, deadline) {
+            (Err(e), Some(deadline)) if is_not_ready(e) => {
+                if Instant::now() >= deadline {
+                    bail!("the node did not come up within {} s (--wait-timeout): {e}", args.wait_timeout);
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            _ => break r,
+        }
+    };
     match result {
         Ok(Value::Null) => {}
         Ok(Value::String(s)) => print_out(&s),
         Ok(v) => print_out(&serde_json::to_string_pretty(&v)?),
         // Like bitcoin-cli: the exit status is the error code's magnitude.
         Err(e @ RpcError::Call { code, .. }) => {
-            eprintln!("error: {e}");
+            if code == jsonrpsee::types::error::METHOD_NOT_FOUND_CODE {
+                eprintln!("error: {} (code {code})", methods::unknown_method_hint(&method));
+            } else {
+                eprintln!("error: {e}");
+            }
             std::process::exit(code.unsigned_abs().clamp(1, 255) as i32);
         }
         Err(e) => bail!("{e}"),
@@ -87,6 +162,15 @@ mod tests {
             p,
             RawParams::Positional(vec![json!(-1), json!(true), json!("abc"), json!([1]), json!("2")])
         );
+    }
+
+    #[test]
+    fn a_word_that_opens_json_but_does_not_parse_is_refused() {
+        let e = parse_params(&words(&["[{\"txid\":\"00\",\"vout\":0}"]), false).unwrap_err().to_string();
+        assert!(e.contains("parameter 1") && e.contains("not valid JSON"), "{e}");
+        let e = parse_params(&words(&["outputs={\"a\": 1"]), true).unwrap_err().to_string();
+        assert!(e.contains("outputs:") && e.contains("not valid JSON"), "{e}");
+        assert!(parse_params(&words(&["[1]", "x[1"]), false).is_ok());
     }
 
     #[test]

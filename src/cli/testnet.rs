@@ -1,11 +1,12 @@
 //! `quarry testnet up|status|down|scenario|spam`.
 
+use super::connect::Target;
 use crate::consensus::Network;
 use crate::testnet::scenario::Scenario;
 use crate::testnet::spam::{self, SpamOptions};
 use crate::testnet::topology::Topology;
 use crate::testnet::{self, Testnet, UpOptions};
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -17,6 +18,9 @@ pub struct TestnetArgs {
     /// Directory of the testnet (state, one data directory per node) [default: ~/.quarry/testnet].
     #[arg(long, global = true)]
     pub dir: Option<PathBuf>,
+    /// Print JSON (status, spam, wallet).
+    #[arg(long, global = true)]
+    pub json: bool,
     #[command(subcommand)]
     pub command: TestnetCommand,
 }
@@ -50,12 +54,9 @@ pub enum TestnetCommand {
     },
     /// Show each node's height, tip, peers, mempool, hash rate and last fork.
     Status {
-        /// Refresh every 2 seconds until Ctrl-C.
+        /// Refresh every 2 seconds until Ctrl-C (with --json: one JSON line per refresh).
         #[arg(long)]
         watch: bool,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
     },
     /// Stop every node gracefully (RPC stop, then SIGTERM, then SIGKILL) and check none is left.
     Down {
@@ -64,8 +65,42 @@ pub enum TestnetCommand {
         #[arg(long)]
         clean: bool,
     },
-    /// Run a scenario file (testnet/scenarios/*.toml) in a fresh directory; exits non-zero
-    /// on the first failed step.
+    /// Start one stopped node of the testnet (e.g. after a crash) and wait until it answers.
+    Start {
+        /// The node's name (see `status`).
+        node: String,
+    },
+    /// Stop one node gracefully (RPC stop, then SIGTERM, then SIGKILL).
+    Stop {
+        /// The node's name.
+        node: String,
+    },
+    /// Stop one node if it runs, then start it again.
+    Restart {
+        /// The node's name.
+        node: String,
+    },
+    /// Call a JSON-RPC method on one node: `quarry rpc` with the node's port and data
+    /// directory filled in, e.g. `quarry testnet rpc n1 getpeerinfo`.
+    Rpc {
+        /// The node's name.
+        node: String,
+        #[command(flatten)]
+        call: super::rpc::CallArgs,
+    },
+    /// Run a wallet command with one node's wallet and node, e.g. `quarry testnet wallet n2
+    /// send ADDRESS 5`.
+    Wallet {
+        /// The node's name.
+        node: String,
+        #[command(flatten)]
+        opts: super::wallet::WalletOpts,
+        #[command(subcommand)]
+        command: super::wallet::WalletCommand,
+    },
+    /// Run a scenario file (testnet/scenarios/*.toml) in a fresh directory (--dir if given,
+    /// which must not hold a testnet, else a temporary one); exits non-zero on the first
+    /// failed step.
     Scenario {
         /// The scenario file.
         file: PathBuf,
@@ -85,22 +120,64 @@ pub enum TestnetCommand {
         /// Seconds to wait for the last confirmations.
         #[arg(long, default_value_t = 60.0)]
         drain: f64,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
     },
 }
 
-fn watch(t: &mut Testnet) -> ! {
+/// Writes to stdout; a closed pipe (`status --watch | head`) ends the program quietly.
+fn out(text: &str) {
+    use std::io::Write;
+    let mut o = std::io::stdout().lock();
+    if o.write_all(text.as_bytes()).and_then(|()| o.flush()).is_err() {
+        std::process::exit(0);
+    }
+}
+
+/// Redraws the status every 2 s until Ctrl-C; with `json`, one JSON line per refresh.
+fn watch(t: &mut Testnet, json: bool) -> ! {
+    let footer = format!(
+        "(refreshing every 2 s; Ctrl-C leaves the nodes running; `{}` stops them)",
+        testnet::hint(&t.dir, "down")
+    );
+    let tries = tries(t);
     loop {
-        let table = testnet::status_table(&testnet::status(t));
-        print!("\x1b[2J\x1b[H{table}\n(refreshing every 2 s; Ctrl-C leaves the nodes running; `quarry testnet down` stops them)\n");
+        let rows = testnet::status(t);
+        if json {
+            out(&format!("{}\n", serde_json::to_string(&rows).unwrap_or_default()));
+        } else {
+            out(&format!("\x1b[2J\x1b[H{}\n{tries}{footer}\n", testnet::status_table(&rows)));
+        }
         std::thread::sleep(Duration::from_secs(2));
     }
 }
 
+/// The `try:` lines: commands that work as printed (with `--dir` when it is not the default).
+fn tries(t: &Testnet) -> String {
+    let Some(first) = t.names().into_iter().next() else { return String::new() };
+    format!(
+        "try: {}\n     {}\n     {}\n",
+        testnet::hint(&t.dir, &format!("rpc {first} getpeerinfo")),
+        testnet::hint(&t.dir, &format!("wallet {first} balance")),
+        testnet::hint(&t.dir, "status"),
+    )
+}
+
+/// Where `node` of `t` is: its recorded RPC port, its data directory and cookie. A stopped
+/// node is refused with the command that starts it.
+fn node_target(t: &mut Testnet, node: &str) -> Result<Target> {
+    let config = t.rpc_config(node)?;
+    if !t.is_running(node) {
+        bail!(
+            "node {node} is not running: start it with `{}`",
+            testnet::hint(&t.dir, &format!("start {node}"))
+        );
+    }
+    Ok(Target { network: t.network, datadir: t.datadir(node), fixed: Some(config.addr), user: None })
+}
+
 /// Runs a testnet command.
 pub fn run(args: TestnetArgs) -> Result<()> {
+    let explicit_dir = args.dir.clone();
+    let json = args.json;
     let dir = match args.dir {
         Some(d) => d,
         None => testnet::default_dir()?,
@@ -115,39 +192,64 @@ pub fn run(args: TestnetArgs) -> Result<()> {
             let opts = UpOptions { clean, watch: !no_watch && interactive, progress: interactive };
             let mut t = testnet::up(&dir, &topology, &opts)?;
             println!("testnet up in {} ({} network)", dir.display(), t.network);
-            print!("{}", testnet::status_table(&testnet::status(&mut t)));
-            let first = t.names().into_iter().next().unwrap_or_default();
-            if let Ok(n) = t.state.nodes.iter().find(|n| n.name == first).ok_or(()) {
-                println!(
-                    "\ntry: quarry rpc --network {} --datadir {} --rpc-connect 127.0.0.1:{} getpeerinfo",
-                    t.network,
-                    t.datadir(&first).display(),
-                    n.rpc_port
-                );
-                println!(
-                    "     quarry wallet --network {} --datadir {} --rpc-connect 127.0.0.1:{} balance",
-                    t.network,
-                    t.datadir(&first).display(),
-                    n.rpc_port
-                );
-            }
+            out(&testnet::status_table(&testnet::status(&mut t)));
+            out(&format!("\n{}", tries(&t)));
             if opts.watch {
-                watch(&mut t);
+                watch(&mut t, false);
             }
             Ok(())
         }
-        TestnetCommand::Status { watch: w, json } => {
+        TestnetCommand::Status { watch: w } => {
             let mut t = Testnet::open(&dir)?;
             if w {
-                watch(&mut t);
+                watch(&mut t, json);
             }
             let rows = testnet::status(&mut t);
             if json {
-                println!("{}", serde_json::to_string_pretty(&rows)?);
+                out(&format!("{}\n", serde_json::to_string_pretty(&rows)?));
             } else {
-                print!("{}", testnet::status_table(&rows));
+                out(&testnet::status_table(&rows));
             }
             Ok(())
+        }
+        TestnetCommand::Start { node } => {
+            let mut t = Testnet::open(&dir)?;
+            t.start_node(&node)?;
+            t.wait_ready(&node, Duration::from_secs(60))?;
+            println!(
+                "started {node} (RPC 127.0.0.1:{}, log {})",
+                t.rpc_config(&node)?.addr.port(),
+                t.log_path(&node).display()
+            );
+            Ok(())
+        }
+        TestnetCommand::Stop { node } => {
+            let mut t = Testnet::open(&dir)?;
+            if !t.is_running(&node) {
+                t.rpc_config(&node)?;
+                println!("{node} is not running");
+                return Ok(());
+            }
+            t.stop_node(&node)?;
+            println!(
+                "stopped {node} (start it again with `{}`)",
+                testnet::hint(&dir, &format!("start {node}"))
+            );
+            Ok(())
+        }
+        TestnetCommand::Restart { node } => {
+            let mut t = Testnet::open(&dir)?;
+            t.restart_node(&node, Duration::from_secs(60))?;
+            println!("restarted {node}");
+            Ok(())
+        }
+        TestnetCommand::Rpc { node, call } => {
+            let mut t = Testnet::open(&dir)?;
+            super::rpc::call(&node_target(&mut t, &node)?, &call)
+        }
+        TestnetCommand::Wallet { node, opts, command } => {
+            let mut t = Testnet::open(&dir)?;
+            super::wallet::run_on(&node_target(&mut t, &node)?, &opts, json, &command)
         }
         TestnetCommand::Down { clean } => {
             if clean {
@@ -158,8 +260,8 @@ pub fn run(args: TestnetArgs) -> Result<()> {
             let running = t.running();
             t.down()?;
             println!(
-                "stopped {} node(s): {}",
-                running.len(),
+                "stopped {}: {}",
+                super::wallet::plural(running.len() as u64, "node"),
                 if running.is_empty() { "-".into() } else { running.join(", ") }
             );
             if clean {
@@ -181,21 +283,46 @@ pub fn run(args: TestnetArgs) -> Result<()> {
         }
         TestnetCommand::Scenario { file, keep } => {
             let scenario = Scenario::load(&file)?;
-            let tmp = tempfile::Builder::new()
-                .prefix("quarry-scenario-")
-                .tempdir()
-                .context("creating a directory")?;
-            let run_dir = tmp.path().join("testnet");
-            println!(
-                "scenario directory: {} (interrupted? stop its nodes with `quarry testnet --dir {} down`)",
-                tmp.path().display(),
-                run_dir.display()
-            );
             let progress = std::io::stdout().is_terminal();
+            // `--dir`: run there (kept afterwards); otherwise in a temporary directory.
+            let (run_dir, tmp) = match &explicit_dir {
+                Some(d) => {
+                    if Testnet::state_path(d).exists() {
+                        bail!(
+                            "{} already holds a testnet: a scenario needs a fresh --dir (or none, for a temporary one)",
+                            d.display()
+                        );
+                    }
+                    (d.clone(), None)
+                }
+                None => {
+                    let tmp = tempfile::Builder::new()
+                        .prefix("quarry-scenario-")
+                        .tempdir()
+                        .context("creating a directory")?;
+                    (tmp.path().join("testnet"), Some(tmp))
+                }
+            };
+            println!(
+                "scenario directory: {} (interrupted? stop its nodes with `{}`)",
+                run_dir.display(),
+                testnet::hint(&run_dir, "down")
+            );
             let result = scenario.run(&run_dir, progress);
-            if keep || result.is_err() {
-                let kept = tmp.keep();
-                println!("scenario directory (logs in <node>/node.log): {}", kept.display());
+            let kept = keep || result.is_err() || tmp.is_none();
+            if let Some(tmp) = tmp {
+                if kept {
+                    let _ = tmp.keep();
+                }
+            }
+            if kept {
+                let logs: Vec<String> = scenario
+                    .topology
+                    .nodes
+                    .iter()
+                    .map(|n| run_dir.join(&n.name).join("node.log").display().to_string())
+                    .collect();
+                println!("scenario directory kept: {}\nnode logs: {}", run_dir.display(), logs.join(" "));
             }
             let report = result?;
             println!(
@@ -206,7 +333,7 @@ pub fn run(args: TestnetArgs) -> Result<()> {
             );
             Ok(())
         }
-        TestnetCommand::Spam { tps, seconds, drain, json } => {
+        TestnetCommand::Spam { tps, seconds, drain } => {
             let mut t = Testnet::open(&dir)?;
             let report = spam::run(&mut t, &SpamOptions { tps, seconds, drain_seconds: drain, miner: None })?;
             if json {
@@ -214,7 +341,7 @@ pub fn run(args: TestnetArgs) -> Result<()> {
             } else {
                 print!("{}", spam::report_text(&report));
             }
-            Ok(())
+            spam::check_complete(&report, drain)
         }
     }
 }

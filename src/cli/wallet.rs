@@ -1,16 +1,16 @@
 //! `quarry wallet ...`: keys, balance, sending and proof checks, talking to a node only
 //! through its JSON-RPC.
 
+use super::connect::{ConnectArgs, Target};
 use super::DataArgs;
 use crate::primitives::{Address, Amount, Hash256};
 use crate::rpc::api::QuarryApiClient;
-use crate::rpc::client::{BlockingClient, RpcConfig};
+use crate::rpc::client::BlockingClient;
 use crate::wallet::keystore::Wallet;
 use crate::wallet::ops::{self, WalletError};
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use serde_json::json;
-use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -19,26 +19,26 @@ use std::time::{Duration, Instant};
 pub struct WalletArgs {
     #[command(flatten)]
     pub data: DataArgs,
-    /// Wallet file [default: <datadir>/wallet.json].
-    #[arg(long, global = true)]
-    pub wallet: Option<PathBuf>,
-    /// Node RPC address [default: this network's RPC port on 127.0.0.1].
-    #[arg(long, global = true)]
-    pub rpc_connect: Option<SocketAddr>,
-    /// RPC user instead of the node's cookie.
-    #[arg(long, global = true, requires = "rpc_password")]
-    pub rpc_user: Option<String>,
-    /// Password for --rpc-user.
-    #[arg(long, global = true, requires = "rpc_user")]
-    pub rpc_password: Option<String>,
-    /// Passphrase of an encrypted wallet.
-    #[arg(long, global = true, env = "QUARRY_WALLET_PASSPHRASE", hide_env_values = true)]
-    pub passphrase: Option<String>,
+    #[command(flatten)]
+    pub conn: ConnectArgs,
+    #[command(flatten)]
+    pub opts: WalletOpts,
     /// Print JSON instead of text.
     #[arg(long, global = true)]
     pub json: bool,
     #[command(subcommand)]
     pub command: WalletCommand,
+}
+
+/// The wallet's own options (shared by `quarry wallet` and `quarry testnet wallet NODE`).
+#[derive(Args, Debug, Clone)]
+pub struct WalletOpts {
+    /// Wallet file [default: <datadir>/wallet.json].
+    #[arg(long, global = true)]
+    pub wallet: Option<PathBuf>,
+    /// Passphrase of an encrypted wallet.
+    #[arg(long, global = true, env = "QUARRY_WALLET_PASSPHRASE", hide_env_values = true)]
+    pub passphrase: Option<String>,
 }
 
 /// Wallet commands.
@@ -74,7 +74,8 @@ pub enum WalletCommand {
         /// Amount in coins, e.g. 1.5 (at most 8 decimals).
         #[arg(allow_hyphen_values = true)]
         amount: String,
-        /// Fee rate in base units per 1000 bytes [default: the node's minimum].
+        /// Fee rate in sat per 1000 bytes (sat/kB; 1 coin = 100000000 sat) [default: the node's
+        /// minimum].
         #[arg(long)]
         fee_rate: Option<u64>,
         /// Wait until the transaction has this many confirmations.
@@ -92,7 +93,7 @@ pub enum WalletCommand {
         coin: String,
         /// Where to send it.
         address: String,
-        /// Fee rate, base units per 1000 bytes [default: the node's minimum].
+        /// Fee rate in sat/kB (1 coin = 100000000 sat) [default: the node's minimum].
         #[arg(long)]
         fee_rate: Option<u64>,
     },
@@ -115,7 +116,9 @@ pub enum MultisigCommand {
     /// Make a THRESHOLD-of-N escrow from N public keys (hex, from `list-addresses`): prints
     /// its P2SH address and redeem script, and remembers it if one key is this wallet's.
     Create {
+        /// How many of the keys must sign a spend (1 to the number of keys).
         threshold: usize,
+        /// The members' public keys, 64 hex digits each (`list-addresses` shows them), 1 to 20.
         #[arg(required = true, num_args = 1..=20)]
         pubkeys: Vec<String>,
     },
@@ -132,20 +135,25 @@ pub enum MultisigCommand {
         /// Where to write the file.
         #[arg(long)]
         out: PathBuf,
-        /// Fee rate, base units per 1000 bytes [default: the node's minimum].
+        /// Fee rate in sat/kB (1 coin = 100000000 sat) [default: the node's minimum].
         #[arg(long)]
         fee_rate: Option<u64>,
     },
     /// Add this wallet's signatures to a partially signed file (in place). Checks every input
-    /// against the node and shows the outputs and fee; signs only with --yes.
+    /// against the node and shows the outputs and fee; signs only with --yes (without it,
+    /// it shows them, changes nothing and exits 0).
     Sign {
+        /// The partially signed file (from `spend`).
         file: PathBuf,
         /// Sign after reviewing the outputs and fee shown.
         #[arg(long)]
         yes: bool,
     },
     /// Check the threshold is met, assemble the transaction and broadcast it.
-    Finalize { file: PathBuf },
+    Finalize {
+        /// The partially signed file, signed by at least THRESHOLD members.
+        file: PathBuf,
+    },
 }
 
 fn read_psbt(file: &std::path::Path) -> Result<crate::wallet::multisig::Psbt> {
@@ -162,6 +170,15 @@ fn write_psbt(file: &std::path::Path, p: &crate::wallet::multisig::Psbt) -> Resu
     Ok(())
 }
 
+/// `1 input`, `2 inputs`; `hash` takes `es`.
+pub(super) fn plural(n: u64, one: &str) -> String {
+    match (n, one.ends_with('h') || one.ends_with('s')) {
+        (1, _) => format!("1 {one}"),
+        (_, true) => format!("{n} {one}es"),
+        _ => format!("{n} {one}s"),
+    }
+}
+
 fn print(json_mode: bool, v: serde_json::Value, text: impl FnOnce() -> String) {
     if json_mode {
         println!("{}", serde_json::to_string_pretty(&v).expect("JSON"));
@@ -172,19 +189,19 @@ fn print(json_mode: bool, v: serde_json::Value, text: impl FnOnce() -> String) {
 
 /// Runs a wallet command.
 pub fn run(args: WalletArgs) -> Result<()> {
-    let network = args.data.network;
-    let datadir = args.data.base_dir()?;
-    let path = args.wallet.clone().unwrap_or_else(|| datadir.join("wallet.json"));
-    let pass = args.passphrase.as_deref();
-    let rpc = || {
-        let addr = args
-            .rpc_connect
-            .unwrap_or_else(|| SocketAddr::from((Ipv4Addr::LOCALHOST, network.default_rpc_port())));
-        let user = args.rpc_user.clone().zip(args.rpc_password.clone());
-        BlockingClient::new(&RpcConfig::new(addr, &datadir, user)).map_err(anyhow::Error::from)
-    };
-    let j = args.json;
-    match &args.command {
+    run_on(&Target::from_args(&args.data, &args.conn)?, &args.opts, args.json, &args.command)
+}
+
+/// Runs a wallet command against `target`'s node, with the wallet in its data directory
+/// unless `--wallet` names another.
+pub(super) fn run_on(target: &Target, opts: &WalletOpts, json: bool, command: &WalletCommand) -> Result<()> {
+    let network = target.network;
+    let datadir = target.datadir().to_path_buf();
+    let path = opts.wallet.clone().unwrap_or_else(|| datadir.join("wallet.json"));
+    let pass = opts.passphrase.as_deref();
+    let rpc = || target.client(crate::rpc::client::DEFAULT_TIMEOUT);
+    let j = json;
+    match command {
         WalletCommand::Create { import_seed, encrypt } => {
             if *encrypt && pass.is_none() {
                 bail!("--encrypt needs --passphrase (or QUARRY_WALLET_PASSPHRASE)");
@@ -344,7 +361,7 @@ pub fn run(args: WalletArgs) -> Result<()> {
                 || txid.to_string(),
             );
         }
-        WalletCommand::Multisig(m) => multisig(&args, m, &path, network, &rpc)?,
+        WalletCommand::Multisig(m) => multisig(opts, j, m, &path, network, &rpc)?,
         WalletCommand::History { limit } => {
             let w = Wallet::open(&path, network, pass)?;
             let h = ops::history(&w, &rpc()?, *limit)?;
@@ -361,11 +378,11 @@ pub fn run(args: WalletArgs) -> Result<()> {
                 h.iter()
                     .map(|e| {
                         format!(
-                            "height {:<7} {:>20}  {}  ({} confirmations)",
+                            "height {:<7} {:>20}  {}  ({})",
                             e.height,
                             signed(e.net()),
                             e.txid,
-                            e.confirmations
+                            plural(e.confirmations as u64, "confirmation")
                         )
                     })
                     .collect::<Vec<_>>()
@@ -386,8 +403,8 @@ pub fn run(args: WalletArgs) -> Result<()> {
                         "confirmations": p.confirmations, "transactions_in_block": p.leaf_count, "proof_hashes": p.proof_hashes, "verified": true }),
                 || {
                     format!(
-                        "verified: {txid} is in block {} (height {}), {} confirmations\nproof: {} hashes for a block of {} transactions, checked locally against the header's Merkle root and proof of work",
-                        p.block, p.height, p.confirmations, p.proof_hashes, p.leaf_count
+                        "verified: {txid} is in block {} (height {}), {}\nproof: {} for a block of {}, checked locally against the header's Merkle root and proof of work",
+                        p.block, p.height, plural(p.confirmations as u64, "confirmation"), plural(p.proof_hashes as u64, "hash"), plural(p.leaf_count as u64, "transaction")
                     )
                 },
             );
@@ -412,7 +429,8 @@ fn wait_confirmations(rpc: &BlockingClient, txid: &Hash256, n: u32) -> Result<()
 }
 
 fn multisig(
-    args: &WalletArgs,
+    args: &WalletOpts,
+    j: bool,
     cmd: &MultisigCommand,
     path: &std::path::Path,
     network: crate::consensus::Network,
@@ -421,7 +439,6 @@ fn multisig(
     use crate::wallet::keystore::MultisigRecord;
     use crate::wallet::multisig::{escrow, parse_pubkey, Psbt};
     let pass = args.passphrase.as_deref();
-    let j = args.json;
     match cmd {
         MultisigCommand::Create { threshold, pubkeys } => {
             let keys: Vec<[u8; 32]> = pubkeys.iter().map(|k| parse_pubkey(k)).collect::<Result<_, _>>()?;
@@ -485,9 +502,9 @@ fn multisig(
             write_psbt(out, &psbt)?;
             print(j, json!({ "file": out.display().to_string(), "inputs": psbt.inputs.len() }), || {
                 format!(
-                    "wrote {} ({} inputs): each cosigner runs `quarry wallet multisig sign {}`",
+                    "wrote {} ({}): each cosigner runs `quarry wallet multisig sign {}`",
                     out.display(),
-                    psbt.inputs.len(),
+                    plural(psbt.inputs.len() as u64, "input"),
                     out.display()
                 )
             });
@@ -530,11 +547,23 @@ fn multisig(
             }
             let (outs, fee) = psbt.describe(network.address_hrp())?;
             if !yes {
-                for (who, v) in &outs {
-                    eprintln!("  pays {v} to {who}");
-                }
-                eprintln!("  fee  {fee}");
-                bail!("not signed: review the outputs above and re-run with --yes");
+                let have = psbt.signature_count();
+                print(
+                    j,
+                    json!({ "signed": false, "signatures": have, "threshold": psbt.threshold, "fee": fee.to_string(),
+                            "outputs": outs.iter().map(|(a, v)| json!({ "address": a, "amount": v.to_string() })).collect::<Vec<_>>() }),
+                    || {
+                        let mut text: Vec<String> =
+                            outs.iter().map(|(who, v)| format!("  pays {v} to {who}")).collect();
+                        text.push(format!("  fee  {fee}"));
+                        text.push(format!(
+                            "not signed yet ({have} of {} signatures): if the outputs and fee above are right, re-run with --yes",
+                            psbt.threshold
+                        ));
+                        text.join("\n")
+                    },
+                );
+                return Ok(());
             }
             let added = psbt.sign(&w)?;
             write_psbt(file, &psbt)?;

@@ -75,7 +75,7 @@ impl Amount {
             return Err(bad("only digits and one decimal point are allowed (no sign, no exponent)"));
         }
         if frac.len() > 8 {
-            return Err(bad("more than 8 decimal places (1 base unit = 0.00000001)"));
+            return Err(bad("more than 8 decimal places (1 sat = 0.00000001 coins)"));
         }
         const SUPPLY: &str = "exceeds the maximum of 21000000 coins (the money supply)";
         let w: u64 = if whole.is_empty() { 0 } else { whole.parse().map_err(|_| bad(SUPPLY))? };

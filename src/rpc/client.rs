@@ -39,12 +39,12 @@ pub enum RpcError {
         message: String,
     },
     /// The cookie file cannot be read.
-    #[error("reading the RPC cookie {}: {source} (is the node running with this --datadir and --network?)", path.display())]
+    #[error("reading the RPC cookie {}: {error} (is the node running with this --datadir and --network?)", path.display())]
     Cookie {
         /// The cookie's path.
         path: PathBuf,
-        /// Why.
-        source: std::io::Error,
+        /// Why (in the message, not a separate cause, so it is not printed twice).
+        error: std::io::Error,
     },
     /// The cookie file is not `user:password`.
     #[error("malformed cookie file {}: expected user:password (restart the node to rewrite it)", path.display())]
@@ -100,6 +100,15 @@ pub enum RpcError {
     /// The client could not be built or a request not encoded.
     #[error("RPC client: {0}")]
     Client(String),
+    /// The parameters do not fit the method (found before sending, from
+    /// [`super::methods::METHODS`]).
+    #[error("{method}: {problem} (see `quarry rpc help {method}`)")]
+    Params {
+        /// The method.
+        method: String,
+        /// Which parameter, what it expects and what was given.
+        problem: String,
+    },
 }
 
 impl RpcError {

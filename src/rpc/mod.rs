@@ -7,6 +7,7 @@ pub mod api;
 pub mod client;
 pub mod cookie;
 pub mod json;
+pub mod methods;
 pub mod server;
 pub mod service;
 pub mod types;

@@ -126,6 +126,10 @@ pub async fn start_server(
         .max_response_body_size(MAX_RESPONSE_BYTES)
         .max_connections(MAX_IN_FLIGHT)
         .set_http_middleware(middleware)
+        .set_rpc_middleware(
+            jsonrpsee::server::RpcServiceBuilder::new()
+                .layer_fn(|inner| super::methods::ParamCheck { inner }),
+        )
         .http_only()
         .to_service_builder();
     let listener = tokio::net::TcpListener::bind(bind).await?;

@@ -79,6 +79,27 @@ pub fn default_dir() -> Result<PathBuf> {
     Ok(PathBuf::from(home).join(".quarry").join("testnet"))
 }
 
+/// `quarry testnet [--dir DIR] REST`: a command line to show the user, with `--dir` whenever
+/// `dir` is not the default, so every hint works as printed.
+pub fn hint(dir: &Path, rest: &str) -> String {
+    let same = |a: &Path, b: &Path| {
+        a == b || matches!((std::fs::canonicalize(a), std::fs::canonicalize(b)), (Ok(x), Ok(y)) if x == y)
+    };
+    match default_dir() {
+        Ok(d) if same(&d, dir) => format!("quarry testnet {rest}"),
+        _ => format!("quarry testnet --dir {} {rest}", shell_word(&dir.to_string_lossy())),
+    }
+}
+
+/// `w` quoted for a POSIX shell when it needs it.
+fn shell_word(w: &str) -> String {
+    if !w.is_empty() && w.chars().all(|c| c.is_ascii_alphanumeric() || "/._-+:@%,=".contains(c)) {
+        w.to_string()
+    } else {
+        format!("'{}'", w.replace('\'', "'\\''"))
+    }
+}
+
 /// A loopback port nobody listens on now. Chosen at random below Linux's ephemeral range
 /// (32768-60999), where the kernel never hands out ports by itself: a port found by binding
 /// port 0 and released could be taken by any outgoing connection's source port or another
@@ -130,7 +151,8 @@ impl Testnet {
             let datadir = dir.join(&spec.name);
             if std::fs::read_dir(&datadir).is_ok_and(|mut entries| entries.next().is_some()) {
                 bail!(
-                    "{} already exists and is not empty: a testnet's node directories must be new;                      pass another --dir",
+                    "{} already exists and is not empty: a testnet's node directories must be new; \
+                     pass another --dir",
                     datadir.display()
                 );
             }
@@ -192,7 +214,7 @@ impl Testnet {
     pub fn open(dir: &Path) -> Result<Testnet> {
         let path = Testnet::state_path(dir);
         let text = std::fs::read_to_string(&path).map_err(|e| {
-            anyhow!("no testnet in {} ({e}): start one with `quarry testnet up`", dir.display())
+            anyhow!("no testnet in {} ({e}): start one with `{}`", dir.display(), hint(dir, "up"))
         })?;
         let state: State =
             serde_json::from_str(&text).with_context(|| format!("{} is corrupt", path.display()))?;
@@ -293,8 +315,8 @@ impl Testnet {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(datadir.join("node.log"))
-            .with_context(|| format!("opening {}/node.log", datadir.display()))?;
+            .open(self.log_path(name))
+            .with_context(|| format!("opening {}", self.log_path(name).display()))?;
         let mut cmd = Command::new(exe);
         cmd.args(["node", "--network", self.network.name()])
             .arg("--datadir")
@@ -321,9 +343,14 @@ impl Testnet {
         self.save()
     }
 
+    /// A node's log file.
+    pub fn log_path(&self, name: &str) -> PathBuf {
+        self.datadir(name).join("node.log")
+    }
+
     /// The last lines of a node's log, for error messages.
     pub fn log_tail(&self, name: &str, lines: usize) -> String {
-        let text = std::fs::read_to_string(self.datadir(name).join("node.log")).unwrap_or_default();
+        let text = std::fs::read_to_string(self.log_path(name)).unwrap_or_default();
         let all: Vec<&str> = text.lines().collect();
         all[all.len().saturating_sub(lines)..].join("\n")
     }
@@ -336,11 +363,16 @@ impl Testnet {
                 return Ok(());
             }
             if !self.is_running(name) {
-                bail!("node {name} exited during start; its log ends with:\n{}", self.log_tail(name, 15));
+                bail!(
+                    "node {name} exited during start; its log {} ends with:\n{}",
+                    self.log_path(name).display(),
+                    self.log_tail(name, 15)
+                );
             }
             if start.elapsed() > timeout {
                 bail!(
-                    "node {name} did not answer RPC within {timeout:?}; its log ends with:\n{}",
+                    "node {name} did not answer RPC within {timeout:?}; its log {} ends with:\n{}",
+                    self.log_path(name).display(),
                     self.log_tail(name, 15)
                 );
             }
@@ -376,6 +408,14 @@ impl Testnet {
         }
         self.node_mut(name)?.pid = None;
         self.save()
+    }
+
+    /// Stops a node if it runs, then starts it and waits until it answers RPC.
+    pub fn restart_node(&mut self, name: &str, timeout: Duration) -> Result<()> {
+        self.node(name)?;
+        self.stop_node(name)?;
+        self.start_node(name)?;
+        self.wait_ready(name, timeout)
     }
 
     /// SIGKILLs a node (a crash).

@@ -113,7 +113,24 @@ impl Scenario {
         let s: Scenario =
             toml::from_str(&text).with_context(|| format!("{} is not a valid scenario", path.display()))?;
         s.topology.check().with_context(|| format!("scenario {}", path.display()))?;
+        s.check_node_names().with_context(|| format!("scenario {}", path.display()))?;
         Ok(s)
+    }
+
+    /// Every node a step names is one of the topology's, checked before anything starts.
+    pub fn check_node_names(&self) -> Result<()> {
+        let known: Vec<&str> = self.topology.nodes.iter().map(|n| n.name.as_str()).collect();
+        for (i, step) in self.steps.iter().enumerate() {
+            if let Some(bad) = step_nodes(step).into_iter().find(|n| !known.contains(&n.as_str())) {
+                bail!(
+                    "step {} ({}) names node {bad:?}, which is not in the topology (nodes: {})",
+                    i + 1,
+                    describe(step),
+                    known.join(", ")
+                );
+            }
+        }
+        Ok(())
     }
 
     /// Runs the scenario in `dir` (wiped first), printing each step; the nodes are always
@@ -148,6 +165,31 @@ impl Scenario {
         result?;
         down.context("stopping the nodes")?;
         Ok(Report { steps_run, elapsed: started.elapsed() })
+    }
+}
+
+/// The node names a step refers to.
+fn step_nodes(step: &Step) -> Vec<&String> {
+    match step {
+        Step::Start { node }
+        | Step::Stop { node }
+        | Step::Kill { node }
+        | Step::Mine { node, .. }
+        | Step::WaitHeight { node, .. }
+        | Step::WaitMempool { node, .. }
+        | Step::AssertReorg { node, .. }
+        | Step::AssertInMempool { node, .. }
+        | Step::AssertBalance { node, .. }
+        | Step::AssertHeight { node, .. }
+        | Step::AssertNothingLost { node } => vec![node],
+        Step::Partition { groups } => groups.iter().flatten().collect(),
+        Step::Heal | Step::Sleep { .. } | Step::AssertOneOf { .. } => vec![],
+        Step::Send { from, to, via, .. } => [from, to].into_iter().chain(via.as_ref()).collect(),
+        Step::DoubleSpend { from, nodes, .. } => [from, &nodes[0], &nodes[1]].into_iter().collect(),
+        Step::WaitSync { nodes, .. } | Step::AssertSameTip { nodes } | Step::AssertSameUtxos { nodes } => {
+            nodes.iter().flatten().collect()
+        }
+        Step::AssertConfirmed { node, .. } | Step::AssertNotConfirmed { node, .. } => node.iter().collect(),
     }
 }
 
@@ -503,5 +545,33 @@ impl Runner {
                 ))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scenario(steps: &str) -> Result<Scenario> {
+        let text = format!(
+            "name = \"t\"\n[topology]\nnetwork = \"regtest\"\n[[topology.node]]\nname = \"a\"\n[[topology.node]]\nname = \"b\"\n{steps}"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.toml");
+        std::fs::write(&path, text).unwrap();
+        Scenario::load(&path)
+    }
+
+    #[test]
+    fn unknown_node_names_are_refused_at_load_naming_the_step() {
+        assert!(scenario("[[step]]\ndo = \"mine\"\nnode = \"a\"\nblocks = 1\n").is_ok());
+        let e = scenario("[[step]]\ndo = \"mine\"\nnode = \"a\"\nblocks = 1\n[[step]]\ndo = \"send\"\nfrom = \"a\"\nto = \"c\"\namount = \"1\"\nlabel = \"x\"\n")
+            .unwrap_err();
+        let e = format!("{e:#}");
+        assert!(e.contains("step 2") && e.contains("\"c\"") && e.contains("nodes: a, b"), "{e}");
+        let e = scenario("[[step]]\ndo = \"partition\"\ngroups = [[\"a\"], [\"zz\"]]\n").unwrap_err();
+        assert!(format!("{e:#}").contains("\"zz\""), "{e:#}");
+        let e = scenario("[[step]]\ndo = \"wait-sync\"\nnodes = [\"a\", \"q\"]\n").unwrap_err();
+        assert!(format!("{e:#}").contains("\"q\""), "{e:#}");
     }
 }

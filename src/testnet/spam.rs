@@ -49,8 +49,9 @@ pub struct SpamReport {
     pub submitted_tps: f64,
     /// Confirmed per second, over the time from the first submission to the last confirmation.
     pub confirmed_tps: f64,
-    /// Confirmation latency percentiles, seconds (p50, p90, p99, max).
-    pub latency: [f64; 4],
+    /// Confirmation latency percentiles, seconds (p50, p90, p99, max); `None` when nothing
+    /// was confirmed.
+    pub latency: Option<[f64; 4]>,
     /// Largest mempool seen on any node.
     pub max_mempool: u64,
     /// Blocks that confirmed spam.
@@ -63,7 +64,8 @@ pub struct SpamReport {
 const SPAM_FEE: u64 = 300;
 /// Outputs per fan-out transaction.
 const FANOUT: usize = 1_800;
-/// Transactions per JSON-RPC batch.
+/// Most transactions per JSON-RPC batch (a batch holds at most a tenth of a second's worth,
+/// so a low rate is sent as it is asked for, not in bursts).
 const BATCH: usize = 100;
 
 /// Gives every running node `per_node` outputs of `value` (to its address 0), paid by fan-out
@@ -179,7 +181,7 @@ fn spend_one(
 pub fn run(t: &mut Testnet, opts: &SpamOptions) -> Result<SpamReport> {
     let nodes = t.running();
     if nodes.is_empty() {
-        bail!("no node is running: start the testnet with `quarry testnet up`");
+        bail!("no node is running: start the testnet with `{}`", super::hint(&t.dir, "up"));
     }
     if !(opts.tps.is_finite() && opts.tps > 0.0 && opts.seconds.is_finite() && opts.seconds > 0.0) {
         bail!("--tps and --seconds must be positive numbers");
@@ -189,6 +191,18 @@ pub fn run(t: &mut Testnet, opts: &SpamOptions) -> Result<SpamReport> {
     }
     if opts.tps * opts.seconds > 1_000_000.0 {
         bail!("--tps x --seconds = {:.0} transactions; at most 1,000,000 per run", opts.tps * opts.seconds);
+    }
+    // Without a continuously mining node nothing would ever confirm.
+    let mining: Vec<String> = nodes
+        .iter()
+        .filter(|n| t.ask(n, |c| c.wait(c.getmininginfo())).is_ok_and(|m| m.mining))
+        .cloned()
+        .collect();
+    if mining.is_empty() {
+        bail!(
+            "no running node mines, so no spam transaction would confirm: start a testnet with miners (`{}`)",
+            super::hint(&t.dir, "up --clean --miners 1")
+        );
     }
     let miner = opts.miner.clone().unwrap_or_else(|| nodes[0].clone());
     let total = (opts.tps * opts.seconds).ceil() as usize;
@@ -240,8 +254,9 @@ pub fn run(t: &mut Testnet, opts: &SpamOptions) -> Result<SpamReport> {
     let refused = Arc::new(Mutex::new((0usize, None::<String>)));
     let start = Instant::now();
     let senders = 4usize;
-    let batches: Vec<Vec<(usize, Hash256, String)>> = txs.chunks(BATCH).map(|c| c.to_vec()).collect();
-    let batch_interval = BATCH as f64 / opts.tps;
+    let batch = ((opts.tps / 10.0).ceil() as usize).clamp(1, BATCH);
+    let batches: Vec<Vec<(usize, Hash256, String)>> = txs.chunks(batch).map(|c| c.to_vec()).collect();
+    let batch_interval = batch as f64 / opts.tps;
     let batches = Arc::new(batches);
     let mut handles = Vec::new();
     for s in 0..senders {
@@ -365,20 +380,17 @@ pub fn run(t: &mut Testnet, opts: &SpamOptions) -> Result<SpamReport> {
     for h in handles {
         let _ = h.join();
     }
+    // Batch k is due at k intervals: the window of n batches is n intervals (the last
+    // batch stands for the interval after it), or longer if the sending fell behind.
     let submit_seconds = last_send
         .lock()
         .expect("lock")
         .map_or(opts.seconds, |l| l.duration_since(start).as_secs_f64())
-        .max(1e-9);
+        .max(batches.len() as f64 * batch_interval);
     let submitted = sent_at.lock().expect("lock").len();
     let (refused_n, first_error) = refused.lock().expect("lock").clone();
     latencies.sort_by(|a, b| a.total_cmp(b));
-    let pct = |p: f64| -> f64 {
-        if latencies.is_empty() {
-            return f64::NAN;
-        }
-        latencies[((latencies.len() - 1) as f64 * p).round() as usize]
-    };
+    let pct = |p: f64| -> f64 { latencies[((latencies.len() - 1) as f64 * p).round() as usize] };
     let span = confirmed_at.iter().max().map_or(0.0, |last| last.duration_since(start).as_secs_f64());
     Ok(SpamReport {
         offered,
@@ -388,7 +400,7 @@ pub fn run(t: &mut Testnet, opts: &SpamOptions) -> Result<SpamReport> {
         submit_seconds,
         submitted_tps: submitted as f64 / submit_seconds,
         confirmed_tps: if span > 0.0 { latencies.len() as f64 / span } else { 0.0 },
-        latency: [pct(0.5), pct(0.9), pct(0.99), pct(1.0)],
+        latency: (!latencies.is_empty()).then(|| [pct(0.5), pct(0.9), pct(0.99), pct(1.0)]),
         max_mempool,
         blocks,
         first_error,
@@ -397,8 +409,14 @@ pub fn run(t: &mut Testnet, opts: &SpamOptions) -> Result<SpamReport> {
 
 /// The report as text.
 pub fn report_text(r: &SpamReport) -> String {
+    let latency = match r.latency {
+        Some([p50, p90, p99, max]) => {
+            format!("p50 {p50:.2} s  p90 {p90:.2} s  p99 {p99:.2} s  max {max:.2} s")
+        }
+        None => "- (nothing confirmed)".into(),
+    };
     format!(
-        "offered      {}\nsubmitted    {} ({:.0} tx/s over {:.0} s)\nrefused      {}{}\nconfirmed    {} ({:.0} tx/s from first submission to last confirmation, {} blocks)\nlatency      p50 {:.2} s  p90 {:.2} s  p99 {:.2} s  max {:.2} s\nmax mempool  {} txs\n",
+        "offered      {}\nsubmitted    {} ({:.1} tx/s over {:.1} s)\nrefused      {}{}\nconfirmed    {} ({:.1} tx/s from first submission to last confirmation, {} blocks)\nlatency      {latency}\nmax mempool  {} txs\n",
         r.offered,
         r.submitted,
         r.submitted_tps,
@@ -408,10 +426,25 @@ pub fn report_text(r: &SpamReport) -> String {
         r.confirmed,
         r.confirmed_tps,
         r.blocks,
-        r.latency[0],
-        r.latency[1],
-        r.latency[2],
-        r.latency[3],
         r.max_mempool,
     )
+}
+
+/// An error when some submitted transactions did not confirm within the drain time (the
+/// report is printed first), so scripts see the failure in the exit status.
+pub fn check_complete(r: &SpamReport, drain_seconds: f64) -> Result<()> {
+    if r.confirmed < r.submitted {
+        bail!(
+            "{} of {} submitted transactions were not confirmed within the --drain of {drain_seconds} s",
+            r.submitted - r.confirmed,
+            r.submitted
+        );
+    }
+    if r.submitted == 0 {
+        bail!(
+            "no transaction was accepted{}",
+            r.first_error.as_deref().map(|e| format!(" (first refusal: {e})")).unwrap_or_default()
+        );
+    }
+    Ok(())
 }

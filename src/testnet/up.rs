@@ -39,11 +39,37 @@ pub fn up(dir: &Path, topology: &Topology, opts: &UpOptions) -> Result<Testnet> 
         let mut existing = Testnet::open(dir)?;
         let running = existing.running();
         if !running.is_empty() {
-            bail!(
-                "a testnet is already running in {} (nodes {}): see `quarry testnet status`, stop it with `quarry testnet down`",
+            let stopped: Vec<String> = existing
+                .state
+                .nodes
+                .iter()
+                .filter(|n| n.start && !running.contains(&n.name))
+                .map(|n| n.name.clone())
+                .collect();
+            if stopped.is_empty() || opts.clean {
+                bail!(
+                    "a testnet is already running in {} (nodes {}): see `{}`, stop it with `{}`",
+                    dir.display(),
+                    running.join(", "),
+                    super::hint(dir, "status"),
+                    super::hint(dir, "down")
+                );
+            }
+            // A running testnet with stopped nodes (crashed, or `stop NODE`): start those.
+            println!(
+                "the testnet in {} runs; starting its stopped nodes: {}",
                 dir.display(),
-                running.join(", ")
+                stopped.join(", ")
             );
+            let result = bring_up(&mut existing, opts);
+            if let Err(e) = result {
+                // Stop only what this call started; the nodes that ran keep running.
+                for n in &stopped {
+                    let _ = existing.stop_node(n);
+                }
+                return Err(e);
+            }
+            return Ok(existing);
         }
         if opts.clean {
             let cleaned = super::clean(dir)?;
@@ -68,8 +94,10 @@ fn bring_up(t: &mut Testnet, opts: &UpOptions) -> Result<()> {
     let to_start: Vec<String> = t.state.nodes.iter().filter(|n| n.start).map(|n| n.name.clone()).collect();
     let pb = bar(to_start.len() as u64, "starting nodes", opts.progress);
     for name in &to_start {
-        t.start_node(name)?;
-        t.wait_ready(name, Duration::from_secs(60))?;
+        if !t.is_running(name) {
+            t.start_node(name)?;
+            t.wait_ready(name, Duration::from_secs(60))?;
+        }
         pb.inc(1);
     }
     pb.finish();

@@ -43,8 +43,9 @@ pub struct Psbt {
     pub inputs: Vec<PsbtInput>,
 }
 
+/// A local refusal (the file, the keys, this wallet): not the node's fault.
 fn bad(detail: impl Into<String>) -> WalletError {
-    WalletError::Malformed(detail.into())
+    WalletError::Refused(detail.into())
 }
 
 /// The redeem script and P2SH address of a `threshold`-of-`keys.len()` escrow.

@@ -42,6 +42,9 @@ pub enum WalletError {
     Node(#[from] RpcError),
     #[error("the node's answer is malformed: {0}")]
     Malformed(String),
+    /// A local refusal (an escrow file, a key, a wallet record): the message says why.
+    #[error("{0}")]
+    Refused(String),
     #[error("proof check failed: {0}")]
     Proof(String),
 }
@@ -264,11 +267,11 @@ pub fn sign_p2pkh_inputs(wallet: &Wallet, tx: &mut Transaction, spent: &[TxOut])
     let mut unlocks = Vec::with_capacity(spent.len());
     for (i, out) in spent.iter().enumerate() {
         let Template::P2pkh(hash) = Template::classify(&out.lock.0) else {
-            return Err(WalletError::Malformed(format!("input {i} is not a P2PKH coin")));
+            return Err(WalletError::Refused(format!("input {i} is not a P2PKH coin")));
         };
-        let (_, key) = wallet.key_for_hash(&hash).ok_or_else(|| {
-            WalletError::Malformed(format!("input {i}: the wallet has no key for this coin"))
-        })?;
+        let (_, key) = wallet
+            .key_for_hash(&hash)
+            .ok_or_else(|| WalletError::Refused(format!("input {i}: the wallet has no key for this coin")))?;
         let msg = sighash(tx, &cache, i, out);
         unlocks.push(p2pkh_unlock(&key.sign(&msg.0).to_bytes(), &key.verifying_key().to_bytes()));
     }
@@ -288,8 +291,9 @@ pub fn build_unlock(
     to: &Address,
     fee_rate: u64,
 ) -> Result<Transaction, WalletError> {
-    let redeem =
-        Script(hex::decode(&rec.redeem_script_hex).map_err(|e| WalletError::Malformed(e.to_string()))?);
+    let redeem = Script(hex::decode(&rec.redeem_script_hex).map_err(|e| {
+        WalletError::Refused(format!("the wallet's record of {}: redeem script: {e}", rec.address))
+    })?);
     let size = 4 + 4 + 40 + (1 + 64 + 1 + 32 + 3 + redeem.len()) + 4 + P2PKH_OUTPUT_SIZE + 4;
     let fee = Amount::from_sat((fee_rate.min(MAX_FEE_RATE) * size as u64).div_ceil(1000))?;
     let value = coin.out.value.checked_sub(fee).map_err(|_| WalletError::InsufficientFunds {

@@ -1,0 +1,144 @@
+//! The command line as a bitcoind user expects it (issue 18): `quarry rpc` and `quarry
+//! wallet` find a node from its data directory, `--rpc-connect` forms, `--wait`, `help`,
+//! parameter errors in words, did-you-mean, global options after the subcommand.
+
+mod common;
+
+use common::{free_port, Node};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+fn quarry(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_quarry")).args(args).output().unwrap()
+}
+
+fn ok(out: &Output) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "exit {}\nstdout:\n{stdout}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// stderr of a command that must fail.
+fn fails(out: &Output) -> String {
+    assert!(!out.status.success(), "succeeded: {}", String::from_utf8_lossy(&out.stdout));
+    String::from_utf8_lossy(&out.stderr).to_string()
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn rpc_and_wallet_find_the_node_from_its_datadir_and_rpc_waits_for_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("a");
+    let d = s(&dir);
+    let port = free_port();
+    // Started before the node: --wait waits for its cookie and its server.
+    let waiting = Command::new(env!("CARGO_BIN_EXE_quarry"))
+        .args(["rpc", "--datadir", d, "--wait", "--wait-timeout", "60", "getblockcount"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let node = Node::start(&dir, "regtest", Some(port), &[]);
+    let out = waiting.wait_with_output().unwrap();
+    assert_eq!(ok(&out).trim(), "0");
+    // The node recorded its address beside the cookie; no --rpc-connect needed.
+    assert_eq!(std::fs::read_to_string(dir.join(".rpcaddr")).unwrap(), format!("127.0.0.1:{port}"));
+    assert_eq!(ok(&quarry(&["rpc", "--datadir", d, "getblockcount"])).trim(), "0");
+    // --rpc-connect forms; --datadir after the method.
+    for form in [port.to_string(), format!("localhost:{port}"), format!("http://127.0.0.1:{port}/")] {
+        assert_eq!(
+            ok(&quarry(&["rpc", "--rpc-connect", &form, "getblockcount", "--datadir", d])).trim(),
+            "0"
+        );
+    }
+    let e = fails(&quarry(&["rpc", "--rpc-connect", "localhost", "getblockcount"]));
+    assert!(e.contains("PORT, HOST:PORT or http://HOST:PORT"), "{e}");
+    // The wallet too, with the global options after the subcommand.
+    ok(&quarry(&["wallet", "create", "--datadir", d]));
+    let bal = ok(&quarry(&["wallet", "balance", "--datadir", d, "--network", "regtest", "--json"]));
+    assert!(bal.contains("\"confirmed\""), "{bal}");
+    // Unknown methods: did-you-mean from the node's -32601.
+    let e = fails(&quarry(&["rpc", "--datadir", d, "getblokcount"]));
+    assert!(e.contains("did you mean getblockcount?"), "{e}");
+    // The server's -32602 says the same in words (for clients other than `quarry rpc`).
+    let e = node.rpc_err("getblockhash", serde_json::json!(["abc"]));
+    let m = e["message"].as_str().unwrap();
+    assert_eq!(e["code"], serde_json::json!(-32602));
+    assert!(m.contains("parameter 1 (height) must be an integer") && m.contains("\"abc\""), "{m}");
+    assert!(!m.contains("line 1 column") && !m.contains("invalid type"), "{m}");
+    let e = node.rpc_err("getblock", serde_json::json!({ "hash": "00" }));
+    assert!(e["message"].as_str().unwrap().contains("no parameter named \"hash\""), "{e}");
+    let e = node.rpc_err("getblockhash", serde_json::json!([]));
+    assert!(e["message"].as_str().unwrap().contains("missing parameter 1 (height)"), "{e}");
+    // Wrong credentials are named as such, not as a node that is not running.
+    let e =
+        fails(&quarry(&["rpc", "--datadir", d, "--rpc-user", "x", "--rpc-password", "y", "getblockcount"]));
+    assert!(e.contains("authentication failed") && !e.contains("running"), "{e}");
+    let e = fails(&quarry(&["wallet", "--datadir", d, "--rpc-user", "x", "--rpc-password", "y", "balance"]));
+    assert!(e.contains("authentication failed") && !e.contains("running"), "{e}");
+    node.stop();
+    assert!(!dir.join(".rpcaddr").exists(), "the address file is removed at shutdown");
+}
+
+#[test]
+fn rpc_wait_gives_up_after_its_timeout() {
+    let tmp = tempfile::tempdir().unwrap();
+    let port = free_port().to_string();
+    let d = s(tmp.path());
+    let out = quarry(&[
+        "rpc",
+        "--datadir",
+        d,
+        "--rpc-connect",
+        &port,
+        "--wait",
+        "--wait-timeout",
+        "1",
+        "getblockcount",
+    ]);
+    let e = fails(&out);
+    assert!(e.contains("did not come up within 1 s"), "{e}");
+}
+
+/// Everything here is answered before any node is asked: no node runs.
+#[test]
+fn rpc_help_parameter_errors_and_wallet_pointers_need_no_node() {
+    let out = ok(&quarry(&["rpc", "help"]));
+    assert!(
+        out.contains("getblock blockhash [verbosity]") && out.contains("gettxout txid n [include_mempool]")
+    );
+    let out = ok(&quarry(&["rpc", "help", "createrawtransaction"]));
+    assert!(out.contains("1. inputs") && out.contains("3. locktime, optional"), "{out}");
+    let e = fails(&quarry(&["rpc", "help", "getblok"]));
+    assert!(e.contains("did you mean getblock"), "{e}");
+    let port = free_port().to_string();
+    let e = fails(&quarry(&["rpc", "--rpc-connect", &port, "getblockhash", "abc"]));
+    assert!(e.contains("parameter 1 (height) must be an integer") && e.contains("got \"abc\""), "{e}");
+    assert!(!e.contains("line 1 column"), "{e}");
+    let e = fails(&quarry(&["rpc", "--rpc-connect", &port, "getblockhash"]));
+    assert!(e.contains("missing parameter 1 (height)"), "{e}");
+    let e = fails(&quarry(&["rpc", "--rpc-connect", &port, "getblockcount", "12"]));
+    assert!(e.contains("takes no parameters, got 1"), "{e}");
+    let e = fails(&quarry(&["rpc", "--rpc-connect", &port, "-named", "getblock", "hash=00"]));
+    assert!(e.contains("no parameter named \"hash\""), "{e}");
+    let e = fails(&quarry(&["rpc", "--rpc-connect", &port, "getbalance"]));
+    assert!(e.contains("quarry wallet balance"), "{e}");
+    let e = fails(&quarry(&["rpc", "--rpc-connect", &port, "getnewaddress"]));
+    assert!(e.contains("quarry wallet new-address"), "{e}");
+    // The wallet's help shows the data options on every subcommand.
+    let help = ok(&quarry(&["wallet", "send", "--help"]));
+    assert!(
+        help.contains("--network") && help.contains("--datadir") && help.contains("--rpc-connect"),
+        "{help}"
+    );
+}

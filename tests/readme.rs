@@ -1,0 +1,90 @@
+//! README.md's walkthrough blocks run as scripts, each pasted as a whole into `bash -e`: the
+//! "Run a node, mine, send a transaction" and "Wallet" blocks with a fresh `HOME` (so
+//! `~/.quarry/regtest` is a temporary directory) and a `quarry.toml` there choosing free ports
+//! (the default ones could be taken on a shared machine); the "Peer-to-peer" block with its
+//! `/tmp/a`, `/tmp/b` and ports replaced by temporary ones. `cargo` is a no-op (the test's
+//! binary is first on `PATH`). A failing line fails the test with the script's output; the
+//! nodes a script starts are killed when it exits.
+
+mod common;
+
+use std::process::Command;
+
+/// The first ```sh block after the heading `## {heading}`.
+fn block(heading: &str) -> String {
+    let readme = include_str!("../README.md");
+    let at = readme.find(&format!("\n## {heading}\n")).unwrap_or_else(|| panic!("no heading {heading}"));
+    let rest = &readme[at..];
+    let start = rest.find("```sh\n").expect("a sh block") + 6;
+    let end = rest[start..].find("```").expect("the block ends");
+    rest[start..start + end].to_string()
+}
+
+/// Runs `script` in a temporary working directory with `HOME` there; returns stdout.
+fn run(script: &str, home_setup: impl FnOnce(&std::path::Path)) -> String {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    home_setup(&home);
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_quarry")).parent().unwrap().to_path_buf();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let prelude = "set -e -o pipefail\ncargo() { :; }\ntrap 'kill -9 $(jobs -p) 2>/dev/null || true' EXIT\n";
+    let out = Command::new("timeout")
+        .args(["180", "bash", "-c", &format!("{prelude}{script}\nwait\n")])
+        .current_dir(tmp.path())
+        .env("HOME", &home)
+        .env("PATH", path)
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "the README block failed (exit {}):\n{script}\nstdout:\n{stdout}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+fn regtest_ports(home: &std::path::Path) {
+    let dir = home.join(".quarry").join("regtest");
+    std::fs::create_dir_all(&dir).unwrap();
+    let toml =
+        format!("rpc_bind = \"127.0.0.1:{}\"\np2p_port = {}\n", common::free_port(), common::free_port());
+    std::fs::write(dir.join("quarry.toml"), toml).unwrap();
+}
+
+#[test]
+fn readme_run_a_node_block_runs_as_a_script() {
+    let out = run(&block("Run a node, mine, send a transaction"), regtest_ports);
+    assert!(out.contains("\"complete\": true"), "{out}");
+    assert!(out.contains("\"confirmations\": 1"), "{out}");
+    assert!(out.contains("quarry stopping"), "{out}");
+}
+
+#[test]
+fn readme_wallet_block_runs_as_a_script() {
+    let out = run(&block("Wallet"), regtest_ports);
+    assert!(out.contains("confirmed    12.50000000"), "bob's balance: {out}");
+    assert!(out.contains("verified: "), "{out}");
+    assert!(out.contains("signed: 2 of 2 signatures"), "{out}");
+    assert!(out.contains("quarry stopping"), "{out}");
+}
+
+#[test]
+fn readme_peer_to_peer_block_runs_as_a_script() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut script = block("Peer-to-peer");
+    for (from, to) in [
+        ("/tmp/a".to_string(), tmp.path().join("a").display().to_string()),
+        ("/tmp/b".to_string(), tmp.path().join("b").display().to_string()),
+    ] {
+        script = script.replace(&from, &to);
+    }
+    for port in ["18001", "18002", "18003", "18004"] {
+        script = script.replace(port, &common::free_port().to_string());
+    }
+    let out = run(&script, |_| {});
+    assert_eq!(out.matches("quarry stopping").count(), 2, "{out}");
+}
