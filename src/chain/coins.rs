@@ -17,7 +17,6 @@ use crate::primitives::{Hash256, OutPoint};
 use crate::script::templates::is_unspendable;
 use crate::store::{Store, StoreError};
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -61,10 +60,17 @@ pub fn created_outpoints(block: &CheckedBlock) -> Vec<OutPoint> {
     out
 }
 
-/// A flush in progress: its changes, readable until the write is done.
+/// A flush in progress: its changes, readable until the write is done, and the thread
+/// writing them (joined, so its handle on the store is gone once the flush is collected).
 struct Flushing {
     changes: Arc<HashMap<OutPoint, Option<Coin>>>,
-    done: mpsc::Receiver<Result<(), StoreError>>,
+    thread: std::thread::JoinHandle<Result<(), StoreError>>,
+}
+
+fn join(thread: std::thread::JoinHandle<Result<(), StoreError>>) -> Result<(), StoreError> {
+    thread.join().unwrap_or_else(|_| {
+        Err(StoreError::Corrupt { cf: "utxo", detail: "the UTXO flush thread panicked".into() })
+    })
 }
 
 /// Settings of the cache.
@@ -227,36 +233,16 @@ impl CoinsCache {
 
     /// Finishes the flush in progress, if any (waits for it).
     pub fn wait(&mut self) -> Result<(), StoreError> {
-        if let Some(f) = self.flushing.take() {
-            match f.done.recv() {
-                Ok(r) => r?,
-                Err(_) => {
-                    return Err(StoreError::Corrupt {
-                        cf: "utxo",
-                        detail: "the UTXO flush thread stopped without an answer".into(),
-                    })
-                }
-            }
+        match self.flushing.take() {
+            Some(f) => join(f.thread),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     /// Drops the flushing layer if its write has finished (returns its error, if it failed).
     pub fn poll(&mut self) -> Result<(), StoreError> {
-        let finished = match &self.flushing {
-            Some(f) => match f.done.try_recv() {
-                Ok(r) => Some(r),
-                Err(mpsc::TryRecvError::Empty) => None,
-                Err(mpsc::TryRecvError::Disconnected) => Some(Err(StoreError::Corrupt {
-                    cf: "utxo",
-                    detail: "the UTXO flush thread stopped without an answer".into(),
-                })),
-            },
-            None => None,
-        };
-        if let Some(r) = finished {
-            self.flushing = None;
-            r?;
+        if self.flushing.as_ref().is_some_and(|f| f.thread.is_finished()) {
+            return self.wait();
         }
         Ok(())
     }
@@ -287,18 +273,15 @@ impl CoinsCache {
             return store.write_coins(changes.iter(), &best);
         }
         let changes = Arc::new(changes);
-        let (tx, rx) = mpsc::channel();
         let (store, layer) = (store.clone(), changes.clone());
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("utxo-flush".into())
-            .spawn(move || {
-                let _ = tx.send(store.write_coins(layer.iter(), &best));
-            })
+            .spawn(move || store.write_coins(layer.iter(), &best))
             .map_err(|e| StoreError::Corrupt {
                 cf: "utxo",
                 detail: format!("starting the flush thread: {e}"),
             })?;
-        self.flushing = Some(Flushing { changes, done: rx });
+        self.flushing = Some(Flushing { changes, thread });
         Ok(())
     }
 
@@ -315,5 +298,86 @@ impl CoinsCache {
             out.insert(op.to_bytes(), e.coin.as_ref());
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::primitives::{Amount, Script, TxOut};
+
+    fn coin(v: u64) -> Coin {
+        Coin {
+            out: TxOut { value: Amount::from_sat(v).unwrap(), lock: Script(vec![0x51; 25]) },
+            height: 1,
+            is_coinbase: false,
+        }
+    }
+
+    fn op(i: u8) -> OutPoint {
+        OutPoint { txid: Hash256([i; 32]), index: i as u32 }
+    }
+
+    fn effect(spent: &[(OutPoint, Coin)], created: &[(OutPoint, Coin)]) -> BlockConnect {
+        BlockConnect { spent: spent.to_vec(), created: created.to_vec(), fees: Amount::ZERO }
+    }
+
+    fn digest(cache: &CoinsCache, store: &Store) -> crate::store::UtxoDigest {
+        store.utxo_digest(&cache.overlay()).unwrap()
+    }
+
+    #[test]
+    fn a_coin_created_and_spent_between_flushes_never_reaches_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(dir.path()).unwrap());
+        let mut cache = CoinsCache::new(CacheConfig { background: false, ..CacheConfig::default() });
+        cache.connect(&effect(&[], &[(op(1), coin(10)), (op(2), coin(20))]));
+        cache.connect(&effect(&[(op(1), coin(10))], &[]));
+        assert_eq!(cache.stats().entries, 1, "the fresh coin's entry is gone, no tombstone");
+        assert_eq!(cache.coin(&store, &op(1)).unwrap(), None);
+        cache.flush(&store, Hash256([9; 32]), true).unwrap();
+        assert_eq!(store.get_coin(&op(1)).unwrap(), None);
+        assert_eq!(store.get_coin(&op(2)).unwrap(), Some(coin(20)));
+        assert_eq!(store.utxo_best().unwrap(), Some(Hash256([9; 32])));
+        // Spending a stored coin leaves a tombstone that the next flush writes as a delete.
+        cache.connect(&effect(&[(op(2), coin(20))], &[]));
+        assert_eq!(cache.coin(&store, &op(2)).unwrap(), None, "the tombstone hides the stored coin");
+        assert_eq!(store.get_coin(&op(2)).unwrap(), Some(coin(20)));
+        cache.flush(&store, Hash256([8; 32]), true).unwrap();
+        assert_eq!(store.get_coin(&op(2)).unwrap(), None);
+    }
+
+    #[test]
+    fn lookups_and_digests_agree_before_during_and_after_a_background_flush() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(dir.path()).unwrap());
+        let mut cache = CoinsCache::new(CacheConfig::default());
+        cache.connect(&effect(&[], &(1..=50).map(|i| (op(i), coin(i as u64))).collect::<Vec<_>>()));
+        cache.flush(&store, Hash256([1; 32]), true).unwrap();
+        // Spend some stored coins, create new ones, spend one of those.
+        let spent: Vec<_> = (1..=10).map(|i| (op(i), coin(i as u64))).collect();
+        let created: Vec<_> = (60..=70).map(|i| (op(i), coin(i as u64))).collect();
+        cache.connect(&effect(&spent, &created));
+        cache.connect(&effect(&[(op(60), coin(60))], &[]));
+        let before = digest(&cache, &store);
+        assert_eq!(before.count, 50 - 10 + 11 - 1);
+        cache.flush(&store, Hash256([2; 32]), false).unwrap();
+        // While the batch may still be in flight, the flushing layer answers.
+        assert_eq!(cache.coin(&store, &op(5)).unwrap(), None);
+        assert_eq!(cache.coin(&store, &op(65)).unwrap(), Some(coin(65)));
+        // A change on top of the flush in progress: spend a coin the flush is writing, and
+        // re-create nothing; then create and spend within the new generation.
+        cache.connect(&effect(&[(op(65), coin(65))], &[(op(80), coin(80))]));
+        cache.connect(&effect(&[(op(80), coin(80))], &[]));
+        let during = digest(&cache, &store);
+        assert_eq!(during.count, before.count - 1);
+        cache.wait().unwrap();
+        assert_eq!(digest(&cache, &store), during, "the digest does not depend on what is flushed");
+        cache.flush(&store, Hash256([3; 32]), true).unwrap();
+        assert_eq!(cache.stats().entries, 0);
+        assert_eq!(store.utxo_digest(&BTreeMap::new()).unwrap(), during);
+        assert_eq!(store.get_coin(&op(65)).unwrap(), None);
+        assert_eq!(store.get_coin(&op(80)).unwrap(), None);
+        assert_eq!(store.utxo_best().unwrap(), Some(Hash256([3; 32])));
     }
 }

@@ -354,6 +354,9 @@ impl Chain {
             self.coins.disconnect(&block, &undo);
             cur = block.header().prev;
             undone += 1;
+            if self.coins.flush_due() {
+                self.coins.flush(&self.store, cur, false)?;
+            }
         }
         let fork = self.index[&cur].rec.height;
         let height = self.tip().height;
@@ -367,6 +370,10 @@ impl Chain {
             let effect = utxo_effect(&block, h, self.params, &view)
                 .map_err(|error| ChainError::Invalid { hash, error })?;
             self.coins.connect(&effect);
+            // A long replay stays within the cache bound: the state now matches this block.
+            if self.coins.flush_due() {
+                self.coins.flush(&self.store, hash, false)?;
+            }
         }
         info!(target: "chain", from = %best, to = %tip, disconnected = undone, connected = height - fork, "UTXO set replayed to the tip");
         self.flush()
