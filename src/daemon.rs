@@ -45,6 +45,10 @@ pub struct NodeConfig {
     pub mine_threads: usize,
     /// Peer-to-peer settings (None: no networking).
     pub p2p: Option<crate::p2p::P2pConfig>,
+    /// Where the HTTP API listens (`--http`; None: off).
+    pub http_bind: Option<SocketAddr>,
+    /// Where the metrics endpoint listens (`--metrics`; None: off).
+    pub metrics_bind: Option<SocketAddr>,
 }
 
 /// Runs the node until it is asked to stop.
@@ -143,7 +147,7 @@ pub fn run(config: NodeConfig) -> Result<()> {
         let stop = life.stop.clone();
         let auth = RpcAuth { cookie: cookie.clone(), user: config.rpc_user.clone() };
         let rpc_net = config.p2p.is_some().then(|| net_handle.clone());
-        let server = match start_server(config.rpc_bind, auth, config.rpc_limits, handle.clone(), rpc_net, stop.clone()).await {
+        let server = match start_server(config.rpc_bind, auth, config.rpc_limits, handle.clone(), rpc_net.clone(), stop.clone()).await {
             Ok(s) => s,
             Err(e) => {
                 crate::rpc::cookie::remove(&config.datadir);
@@ -152,11 +156,34 @@ pub fn run(config: NodeConfig) -> Result<()> {
             }
         };
         info!(target: "rpc", addr = %config.rpc_bind, "JSON-RPC listening (cookie auth: {})", crate::rpc::cookie::path(&config.datadir).display());
+        // Each of these stops when its Notify is notified (one permit each).
+        let mut side_stops: Vec<Arc<tokio::sync::Notify>> = Vec::new();
+        let side = async {
+            if let Some(addr) = config.http_bind {
+                let server = crate::httpd::Server::bind(addr).await.context("--http")?;
+                let (watch_stop, server_stop) = (Arc::new(tokio::sync::Notify::new()), Arc::new(tokio::sync::Notify::new()));
+                let watch = crate::explorer::watch::Watch::spawn(handle.clone(), watch_stop.clone());
+                let api = crate::explorer::api::NodeApi::new(handle.clone(), rpc_net.clone(), watch);
+                info!(target: "http", addr = %server.addr, "HTTP API listening (/api/)");
+                tokio::spawn(server.run(Arc::new(api), server_stop.clone()));
+                side_stops.extend([watch_stop, server_stop]);
+            }
+            Ok::<(), anyhow::Error>(())
+        };
+        if let Err(e) = side.await {
+            let _ = server.stop();
+            crate::rpc::cookie::remove(&config.datadir);
+            life.shutdown.store(true, Ordering::SeqCst);
+            return Err(e);
+        }
         println!("quarry node running: network {}, RPC {}", config.network, config.rpc_bind);
         wait_for_shutdown(&stop).await;
         info!(target: "node", "shutting down");
         // First the flag: the core finishes its current step and drops queued work.
         life.shutdown.store(true, Ordering::SeqCst);
+        for s in &side_stops {
+            s.notify_one();
+        }
         let _ = server.stop();
         server.stopped().await;
         net_stop.notify_one();

@@ -16,6 +16,8 @@ pub mod clock;
 pub mod codec;
 pub mod consensus;
 pub mod daemon;
+pub mod explorer;
+pub mod httpd;
 pub mod mempool;
 pub mod miner;
 pub mod node;

@@ -72,10 +72,30 @@ pub struct NodeArgs {
     pub mining: MiningArgs,
     #[command(flatten)]
     pub p2p: P2pArgs,
+    #[command(flatten)]
+    pub observe: ObserveArgs,
     /// Free disk space, MB, below which the node stops (tests set it high to check the
     /// refusal without filling a disk).
     #[arg(long, hide = true, default_value_t = crate::store::MIN_FREE_MB)]
     pub min_free_mb: u64,
+}
+
+/// The HTTP API (for the explorer and scripts) and the metrics endpoint.
+#[derive(Args, Debug, Clone, Default)]
+#[command(next_help_heading = "HTTP API and metrics")]
+pub struct ObserveArgs {
+    /// Serve the read-only HTTP API (JSON under /api/, Server-Sent Events at /api/events)
+    /// on this address, e.g. 127.0.0.1:19480. Off unless given.
+    #[arg(long, value_name = "ADDR")]
+    pub http: Option<std::net::SocketAddr>,
+    /// Serve Prometheus/OpenMetrics text at /metrics on this address, e.g. 127.0.0.1:19490.
+    /// Off unless given.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<std::net::SocketAddr>,
+    /// Allow --http and --metrics on an address other than loopback (both are
+    /// unauthenticated).
+    #[arg(long)]
+    pub public_http: bool,
 }
 
 /// Peer-to-peer settings.
