@@ -19,6 +19,7 @@ pub mod daemon;
 pub mod explorer;
 pub mod httpd;
 pub mod mempool;
+pub mod metrics;
 pub mod miner;
 pub mod node;
 pub mod p2p;

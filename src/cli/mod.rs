@@ -6,6 +6,7 @@
 
 mod bench_hash;
 mod bench_p2p;
+mod explorer;
 mod node;
 mod rpc;
 mod testnet;
@@ -51,6 +52,9 @@ pub enum Command {
     Wallet(wallet::WalletArgs),
     /// The local multi-node testnet: up, status, down, scenarios, load.
     Testnet(testnet::TestnetArgs),
+    /// Serve the web explorer on 127.0.0.1: the network, the fork tree across nodes with a
+    /// reorg log, blocks, transactions, addresses and the mempool, updated live.
+    Explorer(explorer::ExplorerArgs),
     /// Measure this machine's block-hashing rate (per thread and in total) beside OpenSSL's
     /// single-stream SHA-256 as a reference ceiling.
     BenchHash(BenchHashArgs),
@@ -304,6 +308,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::BenchHash(args) => crate::cli::bench_hash::run(&args),
         Command::BenchP2p(args) => bench_p2p::run(&args),
         Command::Node(args) => node::run_node(args),
+        Command::Explorer(args) => explorer::run(args),
         Command::Key(KeyCommand::New { network }) => {
             let sk = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
             let pk = sk.verifying_key().to_bytes();

@@ -47,6 +47,9 @@ pub enum TestnetCommand {
         /// Print the status once and return instead of watching it.
         #[arg(long)]
         no_watch: bool,
+        /// Do not start the web explorer (`quarry explorer --testnet DIR`).
+        #[arg(long)]
+        no_explorer: bool,
     },
     /// Show each node's height, tip, peers, mempool, hash rate and last fork.
     Status {
@@ -106,13 +109,18 @@ pub fn run(args: TestnetArgs) -> Result<()> {
         None => testnet::default_dir()?,
     };
     match args.command {
-        TestnetCommand::Up { nodes, miners, topology, network, clean, no_watch } => {
+        TestnetCommand::Up { nodes, miners, topology, network, clean, no_watch, no_explorer } => {
             let topology = match topology {
                 Some(path) => Topology::load(&path)?,
                 None => Topology::generated(network, nodes, miners)?,
             };
             let interactive = std::io::stdout().is_terminal();
-            let opts = UpOptions { clean, watch: !no_watch && interactive, progress: interactive };
+            let opts = UpOptions {
+                clean,
+                watch: !no_watch && interactive,
+                progress: interactive,
+                explorer: !no_explorer,
+            };
             let mut t = testnet::up(&dir, &topology, &opts)?;
             println!("testnet up in {} ({} network)", dir.display(), t.network);
             print!("{}", testnet::status_table(&testnet::status(&mut t)));

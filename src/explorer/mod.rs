@@ -5,3 +5,4 @@
 
 pub mod api;
 pub mod watch;
+pub mod web;
