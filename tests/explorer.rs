@@ -470,7 +470,10 @@ fn partition_and_heal_show_in_metrics_and_in_the_explorer() {
     assert!(m1["quarry_process_resident_memory_bytes"] > 0.0 && m1["quarry_process_open_fds"] > 0.0);
     assert!(m1["quarry_rpc_requests_total{method=\"generatetoaddress\",result=\"ok\"}"] >= 1.0);
 
-    let Some(mut b) = browser else { return };
+    let Some(mut b) = browser else {
+        check_logs_and_dump(&net, &d, &lone);
+        return;
+    };
     b.wait_until(
         "one active tip with all nodes and n1's old tip marked stale",
         &format!("const t=[...document.querySelectorAll('#forktree .branch')]; return t.some(b=>b.dataset.tip==='{won}'&&b.dataset.nodes==='n1,n2,n3'&&b.dataset.stale==='false') && t.some(b=>b.dataset.tip==='{lone}'&&b.dataset.stale==='true')"),
@@ -528,6 +531,82 @@ fn partition_and_heal_show_in_metrics_and_in_the_explorer() {
     b.wait_until("the network view again", "return !!document.querySelector('#forktree .branch')");
     b.screenshot(&shot);
     eprintln!("explorer screenshot: {}", shot.display());
+    check_logs_and_dump(&net, &d, &lone);
+}
+
+/// `quarry testnet logs` merges in time order with node prefixes, filters, follows; `dump`
+/// saves what a bug report needs.
+fn check_logs_and_dump(net: &Net, d: &str, stale: &str) {
+    let ok = |out: std::process::Output| {
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let all = ok(quarry(&["testnet", "--dir", d, "logs"]));
+    let mut last = String::new();
+    for prefix in ["n1 | ", "n2 | ", "n3 | "] {
+        assert!(all.lines().any(|l| l.starts_with(prefix)), "no {prefix:?} lines");
+    }
+    for l in all.lines() {
+        let ts = l.split(" | ").nth(1).and_then(|r| r.split_whitespace().next()).unwrap_or("");
+        if ts.len() >= 20 && ts.as_bytes()[10] == b'T' {
+            assert!(ts >= last.as_str(), "out of time order: {last} then {l}");
+            last = ts.to_string();
+        }
+    }
+    let tips = ok(quarry(&["testnet", "--dir", d, "logs", "--node", "n1", "--grep", "new tip"]));
+    assert!(
+        !tips.is_empty() && tips.lines().all(|l| l.starts_with("n1 | ") && l.contains("new tip")),
+        "{tips}"
+    );
+    let bad = quarry(&["testnet", "--dir", d, "logs", "--grep", "("]);
+    assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("--grep"));
+    // --follow prints a line written after it started.
+    let mut follow = std::process::Command::new(env!("CARGO_BIN_EXE_quarry"))
+        .args(["testnet", "--dir", d, "logs", "--follow", "--node", "n2", "--grep", "new tip"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = BufReader::new(follow.stdout.take().unwrap()).lines();
+    std::thread::sleep(Duration::from_millis(500));
+    let h = net.rpc("n2", "generatetoaddress", json!([1, address(quarry::consensus::Network::Regtest, 7)]))
+        [0]
+    .as_str()
+    .unwrap()
+    .to_string();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for l in lines.map_while(Result::ok) {
+            if tx.send(l).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + T;
+    let mut seen = Vec::new();
+    while Instant::now() < deadline && !seen.iter().any(|l: &String| l.contains(&h)) {
+        if let Ok(l) = rx.recv_timeout(Duration::from_millis(200)) {
+            seen.push(l);
+        }
+    }
+    let _ = follow.kill();
+    let _ = follow.wait();
+    assert!(seen.iter().any(|l| l.contains(&h)), "--follow did not print the new tip {h}: {seen:?}");
+    wait_for("all nodes on the new tip", 20, || ["n1", "n3"].iter().all(|n| net.tip(n) == h));
+    // dump
+    let out = net.dir.parent().unwrap().join("dump");
+    let printed = ok(quarry(&["testnet", "--dir", d, "dump", out.to_str().unwrap()]));
+    assert!(printed.contains("saved"), "{printed}");
+    for f in ["testnet.json", "merged.log", "SUMMARY.txt", "n1.log", "n2.peers.json", "n3.metrics.txt"] {
+        assert!(out.join(f).is_file(), "dump lacks {f}: {printed}");
+    }
+    parse_openmetrics(&std::fs::read_to_string(out.join("n1.metrics.txt")).unwrap()).unwrap();
+    let tips: Value = serde_json::from_slice(&std::fs::read(out.join("n1.chaintips.json")).unwrap()).unwrap();
+    assert!(
+        tips.as_array().unwrap().iter().any(|t| t["hash"] == stale && t["status"] == "valid-fork"),
+        "{tips}"
+    );
+    let again = quarry(&["testnet", "--dir", d, "dump", out.to_str().unwrap()]);
+    assert!(!again.status.success(), "dump refuses a non-empty directory");
 }
 
 // ---- a tiny W3C WebDriver client for chromedriver ----

@@ -92,6 +92,25 @@ pub enum TestnetCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Print every node's log merged in time order, each line prefixed with its node.
+    Logs {
+        /// Only lines matching this regular expression (Rust regex syntax).
+        #[arg(long, value_name = "RE")]
+        grep: Option<String>,
+        /// Only this node's log.
+        #[arg(long, value_name = "NAME")]
+        node: Option<String>,
+        /// Keep printing new lines as they are written (Ctrl-C to stop).
+        #[arg(long, short = 'f')]
+        follow: bool,
+    },
+    /// Save logs, topology, every node's chain tips and peers and a metrics snapshot into DIR,
+    /// for a bug report.
+    Dump {
+        /// A new (or empty) directory.
+        #[arg(value_name = "DIR")]
+        out: PathBuf,
+    },
 }
 
 fn watch(t: &mut Testnet) -> ! {
@@ -212,6 +231,28 @@ pub fn run(args: TestnetArgs) -> Result<()> {
                 report.steps_run,
                 report.elapsed.as_secs_f64()
             );
+            Ok(())
+        }
+        TestnetCommand::Logs { grep, node, follow } => {
+            let t = Testnet::open(&dir)?;
+            let grep = match grep {
+                Some(re) => Some(
+                    regex::Regex::new(&re)
+                        .with_context(|| format!("--grep {re:?} is not a valid regular expression"))?,
+                ),
+                None => None,
+            };
+            let opts = testnet::logs::LogOptions { grep, node, follow };
+            let stdout = std::io::stdout();
+            testnet::logs::logs(&t, &opts, &mut stdout.lock())
+        }
+        TestnetCommand::Dump { out } => {
+            let mut t = Testnet::open(&dir)?;
+            let dumped = testnet::logs::dump(&mut t, &out)?;
+            println!("saved {} files in {}", dumped.files.len(), out.display());
+            for m in &dumped.missing {
+                println!("not saved: {m}");
+            }
             Ok(())
         }
         TestnetCommand::Spam { tps, seconds, drain, json } => {

@@ -1,4 +1,4 @@
-//! The local multi-node testnet: `quarry testnet up|status|down|scenario|spam`.
+//! The local multi-node testnet: `quarry testnet up|status|down|scenario|spam|logs|dump`.
 //!
 //! A testnet lives in one directory: `testnet.json` (the nodes, their ports, peer ids and
 //! process ids) and a data directory per node (chainstate, node key, wallet, `node.log`).
@@ -7,6 +7,7 @@
 //! SIGTERM, then SIGKILL) and checks that no process is left.
 
 pub mod clean;
+pub mod logs;
 pub mod scenario;
 pub mod spam;
 mod status;
