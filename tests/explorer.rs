@@ -414,6 +414,20 @@ fn partition_and_heal_show_in_metrics_and_in_the_explorer() {
     let state: Value = serde_json::from_slice(&std::fs::read(dir.join("testnet.json")).unwrap()).unwrap();
     let net = Net { state, dir: dir.clone() };
     let names = ["n1", "n2", "n3"];
+    // up wrote a scrape config naming every node's metrics endpoint, and a dashboard.
+    let scrape = std::fs::read_to_string(dir.join("prometheus.yml")).unwrap();
+    for n in names {
+        let target =
+            format!("- targets: ['{}']\n        labels:\n          node: '{n}'", net.port(n, "metrics_port"));
+        assert!(scrape.contains(&target), "prometheus.yml lacks {target}:\n{scrape}");
+    }
+    let dashboard: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("grafana-dashboard.json")).unwrap()).unwrap();
+    assert!(dashboard["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|p| p["targets"][0]["expr"] == "quarry_chain_height"));
     wait_for("one tip on all nodes", 30, || names.iter().all(|n| net.tip(n) == net.tip("n1")));
     let before: Vec<f64> = names.iter().map(|n| net.metrics(n)["quarry_chain_reorgs_total"]).collect();
     let height = net.rpc("n1", "getblockcount", json!([])).as_u64().unwrap();

@@ -2,7 +2,7 @@
 //!
 //! A testnet directory may sit beside the user's own files (`--dir .` is legal), so cleaning
 //! never deletes the directory wholesale. It deletes the state file (`testnet.json`, and a
-//! leftover `testnet.json.tmp` from an interrupted save), the explorer's `explorer.log` and the node data directories the
+//! leftover `testnet.json.tmp` from an interrupted save), the explorer's `explorer.log`, `prometheus.yml`, `grafana-dashboard.json` and the node data directories the
 //! state records, each only after checking that it is one (a real directory, not a symlink,
 //! holding the `node_key` every testnet node directory gets at creation). The directory itself
 //! goes only if it is empty afterwards. Every check runs before the first deletion, so a
@@ -103,11 +103,12 @@ pub fn clean(dir: &Path) -> Result<Cleaned> {
         std::fs::remove_dir_all(&d).with_context(|| format!("deleting {}", d.display()))?;
         deleted.push(d);
     }
-    let explorer_log = dir.join("explorer.log");
-    if explorer_log.is_file() {
-        std::fs::remove_file(&explorer_log)
-            .with_context(|| format!("deleting {}", explorer_log.display()))?;
-        deleted.push(explorer_log);
+    for made in ["explorer.log", super::observe::PROMETHEUS_FILE, super::observe::GRAFANA_FILE] {
+        let path = dir.join(made);
+        if path.is_file() {
+            std::fs::remove_file(&path).with_context(|| format!("deleting {}", path.display()))?;
+            deleted.push(path);
+        }
     }
     let tmp = state_path.with_extension("json.tmp");
     if tmp.is_file() {

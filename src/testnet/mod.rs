@@ -8,6 +8,7 @@
 
 pub mod clean;
 pub mod logs;
+pub mod observe;
 pub mod scenario;
 pub mod spam;
 mod status;

@@ -91,6 +91,12 @@ fn bring_up(t: &mut Testnet, opts: &UpOptions) -> Result<()> {
         pb.finish();
     }
     prefund(t, &to_start, opts)?;
+    super::observe::write(t)?;
+    println!(
+        "metrics: Prometheus scrape config {}, Grafana dashboard {}",
+        t.dir.join(super::observe::PROMETHEUS_FILE).display(),
+        t.dir.join(super::observe::GRAFANA_FILE).display()
+    );
     if opts.explorer {
         let url = t.start_explorer()?;
         println!("explorer: {url}");
