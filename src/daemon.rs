@@ -49,6 +49,10 @@ pub struct NodeConfig {
     pub mine_threads: usize,
     /// Peer-to-peer settings (None: no networking).
     pub p2p: Option<crate::p2p::P2pConfig>,
+    /// Where the HTTP API listens (`--http`; None: off).
+    pub http_bind: Option<SocketAddr>,
+    /// Where the metrics endpoint listens (`--metrics`; None: off).
+    pub metrics_bind: Option<SocketAddr>,
 }
 
 /// Runs the node until it is asked to stop.
@@ -153,7 +157,7 @@ pub fn run(config: NodeConfig) -> Result<()> {
         let stop = life.stop.clone();
         let auth = RpcAuth { cookie: cookie.clone(), user: config.rpc_user.clone() };
         let rpc_net = config.p2p.is_some().then(|| net_handle.clone());
-        let server = match start_server(config.rpc_bind, auth, config.rpc_limits, handle.clone(), rpc_net, stop.clone()).await {
+        let server = match start_server(config.rpc_bind, auth, config.rpc_limits, handle.clone(), rpc_net.clone(), stop.clone()).await {
             Ok(s) => s,
             Err(e) => {
                 crate::rpc::cookie::remove(&config.datadir);
@@ -165,11 +169,42 @@ pub fn run(config: NodeConfig) -> Result<()> {
             tracing::warn!(target: "rpc", "{e}: `quarry rpc` and `quarry wallet` need --rpc-connect to find this node");
         }
         info!(target: "rpc", addr = %config.rpc_bind, "JSON-RPC listening (cookie auth: {})", crate::rpc::cookie::path(&config.datadir).display());
+        // Each of these stops when its Notify is notified (one permit each).
+        let mut side_stops: Vec<Arc<tokio::sync::Notify>> = Vec::new();
+        let side = async {
+            if let Some(addr) = config.http_bind {
+                let server = crate::httpd::Server::bind(addr).await.context("--http")?;
+                let (watch_stop, server_stop) = (Arc::new(tokio::sync::Notify::new()), Arc::new(tokio::sync::Notify::new()));
+                let watch = crate::explorer::watch::Watch::spawn(handle.clone(), watch_stop.clone());
+                let api = crate::explorer::api::NodeApi::new(handle.clone(), rpc_net.clone(), watch);
+                info!(target: "http", addr = %server.addr, "HTTP API listening (/api/)");
+                tokio::spawn(server.run(Arc::new(api), server_stop.clone()));
+                side_stops.extend([watch_stop, server_stop]);
+            }
+            if let Some(addr) = config.metrics_bind {
+                let server = crate::httpd::Server::bind(addr).await.context("--metrics")?;
+                let (sampler_stop, server_stop) = (Arc::new(tokio::sync::Notify::new()), Arc::new(tokio::sync::Notify::new()));
+                tokio::spawn(sample_metrics(handle.clone(), rpc_net.clone(), sampler_stop.clone()));
+                info!(target: "metrics", addr = %server.addr, "metrics listening (/metrics)");
+                tokio::spawn(server.run(Arc::new(crate::metrics::Endpoint), server_stop.clone()));
+                side_stops.extend([sampler_stop, server_stop]);
+            }
+            Ok::<(), anyhow::Error>(())
+        };
+        if let Err(e) = side.await {
+            let _ = server.stop();
+            crate::rpc::cookie::remove(&config.datadir);
+            life.shutdown.store(true, Ordering::SeqCst);
+            return Err(e);
+        }
         println!("quarry node running: network {}, RPC {}", config.network, config.rpc_bind);
         wait_for_shutdown(&stop).await;
         info!(target: "node", "shutting down");
         // First the flag: the core finishes its current step and drops queued work.
         life.shutdown.store(true, Ordering::SeqCst);
+        for s in &side_stops {
+            s.notify_one();
+        }
         let _ = server.stop();
         server.stopped().await;
         net_stop.notify_one();
@@ -190,6 +225,54 @@ pub fn run(config: NodeConfig) -> Result<()> {
     }
     info!(target: "node", "stopped");
     result
+}
+
+/// Sets the state gauges of `crate::metrics` from the node's typed API once a second (events
+/// such as reorgs and RPC calls are counted where they happen).
+async fn sample_metrics(
+    node: crate::node::NodeHandle,
+    net: Option<crate::p2p::P2pHandle>,
+    stop: Arc<tokio::sync::Notify>,
+) {
+    let m = crate::metrics::get();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.notified() => return,
+        }
+        if let Ok(info) = node.chain_info().await {
+            m.chain_height.set(info.tip.height as i64);
+            m.sync_ibd.set(info.initial_block_download as i64);
+            m.sync_headers.set(info.headers as i64);
+        }
+        if let Ok(tips) = node.chain_tips().await {
+            for status in ["active", "valid-fork", "invalid"] {
+                let n = tips.iter().filter(|t| t.status == status).count();
+                m.chain_tips.get_or_create(&crate::metrics::TipLabels { status }).set(n as i64);
+            }
+        }
+        if let Ok(pool) = node.mempool_info().await {
+            m.mempool_txs.set(pool.size as i64);
+            m.mempool_bytes.set(pool.bytes as i64);
+        }
+        if let Ok(mining) = node.mining_info().await {
+            m.miner_hashrate.set(if mining.mining { mining.rate.total } else { 0.0 });
+        }
+        if let Some(Ok(info)) = match &net {
+            Some(n) => Some(n.network_info().await),
+            None => None,
+        } {
+            m.peers
+                .get_or_create(&crate::metrics::DirectionLabels { direction: "inbound" })
+                .set(info.connections_in as i64);
+            m.peers
+                .get_or_create(&crate::metrics::DirectionLabels { direction: "outbound" })
+                .set(info.connections_out as i64);
+            m.banned_peers.set(info.banned as i64);
+        }
+    }
 }
 
 /// Raises the soft limit on open files to the hard limit, as bitcoind does: RocksDB keeps up

@@ -7,6 +7,7 @@
 mod bench_hash;
 mod bench_p2p;
 mod connect;
+mod explorer;
 mod node;
 mod rpc;
 mod testnet;
@@ -52,6 +53,9 @@ pub enum Command {
     Wallet(wallet::WalletArgs),
     /// The local multi-node testnet: up, status, down, scenarios, load.
     Testnet(testnet::TestnetArgs),
+    /// Serve the web explorer on 127.0.0.1: the network, the fork tree across nodes with a
+    /// reorg log, blocks, transactions, addresses and the mempool, updated live.
+    Explorer(explorer::ExplorerArgs),
     /// Measure this machine's block-hashing rate (per thread and in total) beside OpenSSL's
     /// single-stream SHA-256 as a reference ceiling.
     BenchHash(BenchHashArgs),
@@ -87,6 +91,8 @@ pub struct NodeArgs {
     /// getaddressutxos, getaddresstxids and the wallet need. Built in the background.
     #[arg(long, value_name = "BOOL", action = clap::ArgAction::Set)]
     pub addressindex: Option<bool>,
+    #[command(flatten)]
+    pub observe: ObserveArgs,
     /// Free disk space, MB, below which the node stops (tests set it high to check the
     /// refusal without filling a disk).
     #[arg(long, hide = true, default_value_t = crate::store::MIN_FREE_MB)]
@@ -95,6 +101,23 @@ pub struct NodeArgs {
 
 /// Default of `--max-peers`.
 pub const DEFAULT_MAX_PEERS: u32 = 64;
+/// The HTTP API (for the explorer and scripts) and the metrics endpoint.
+#[derive(Args, Debug, Clone, Default)]
+#[command(next_help_heading = "HTTP API and metrics")]
+pub struct ObserveArgs {
+    /// Serve the read-only HTTP API (JSON under /api/, Server-Sent Events at /api/events)
+    /// on this address, e.g. 127.0.0.1:19480. Off unless given.
+    #[arg(long, value_name = "ADDR")]
+    pub http: Option<std::net::SocketAddr>,
+    /// Serve Prometheus/OpenMetrics text at /metrics on this address, e.g. 127.0.0.1:19490.
+    /// Off unless given.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<std::net::SocketAddr>,
+    /// Allow --http and --metrics on an address other than loopback (both are
+    /// unauthenticated).
+    #[arg(long)]
+    pub public_http: bool,
+}
 
 /// Peer-to-peer settings.
 #[derive(Args, Debug, Clone, Default)]
@@ -283,6 +306,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::BenchHash(args) => crate::cli::bench_hash::run(&args),
         Command::BenchP2p(args) => bench_p2p::run(&args),
         Command::Node(args) => node::run_node(args),
+        Command::Explorer(args) => explorer::run(args),
         Command::Key(KeyCommand::New { network }) => {
             let sk = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
             let pk = sk.verifying_key().to_bytes();

@@ -116,6 +116,13 @@ pub(super) fn run_node(args: NodeArgs) -> Result<()> {
             crate::chain::coins::DEFAULT_DBCACHE_MIB
         );
     }
+    for (flag, addr) in [("--http", args.observe.http), ("--metrics", args.observe.metrics)] {
+        if let Some(a) = addr {
+            if !a.ip().is_loopback() && !args.observe.public_http {
+                bail!("{flag} {a} is not a loopback address and the endpoint is unauthenticated: use 127.0.0.1, or pass --public-http to serve it there anyway");
+            }
+        }
+    }
     run(NodeConfig {
         network,
         datadir,
@@ -131,6 +138,8 @@ pub(super) fn run_node(args: NodeArgs) -> Result<()> {
         mine_to: if mine { address } else { None },
         mine_threads,
         p2p,
+        http_bind: args.observe.http,
+        metrics_bind: args.observe.metrics,
     })
 }
 

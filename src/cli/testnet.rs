@@ -51,6 +51,9 @@ pub enum TestnetCommand {
         /// Print the status once and return instead of watching it.
         #[arg(long)]
         no_watch: bool,
+        /// Do not start the web explorer (`quarry explorer --testnet DIR`).
+        #[arg(long)]
+        no_explorer: bool,
     },
     /// Show each node's height, tip, peers, mempool, hash rate and last fork.
     Status {
@@ -121,6 +124,25 @@ pub enum TestnetCommand {
         #[arg(long, default_value_t = 60.0)]
         drain: f64,
     },
+    /// Print every node's log merged in time order, each line prefixed with its node.
+    Logs {
+        /// Only lines matching this regular expression (Rust regex syntax).
+        #[arg(long, value_name = "RE")]
+        grep: Option<String>,
+        /// Only this node's log.
+        #[arg(long, value_name = "NAME")]
+        node: Option<String>,
+        /// Keep printing new lines as they are written (Ctrl-C to stop).
+        #[arg(long, short = 'f')]
+        follow: bool,
+    },
+    /// Save logs, topology, every node's chain tips and peers and a metrics snapshot into DIR,
+    /// for a bug report.
+    Dump {
+        /// A new (or empty) directory.
+        #[arg(value_name = "DIR")]
+        out: PathBuf,
+    },
 }
 
 /// Writes to stdout; a closed pipe (`status --watch | head`) ends the program quietly.
@@ -183,13 +205,18 @@ pub fn run(args: TestnetArgs) -> Result<()> {
         None => testnet::default_dir()?,
     };
     match args.command {
-        TestnetCommand::Up { nodes, miners, topology, network, clean, no_watch } => {
+        TestnetCommand::Up { nodes, miners, topology, network, clean, no_watch, no_explorer } => {
             let topology = match topology {
                 Some(path) => Topology::load(&path)?,
                 None => Topology::generated(network, nodes, miners)?,
             };
             let interactive = std::io::stdout().is_terminal();
-            let opts = UpOptions { clean, watch: !no_watch && interactive, progress: interactive };
+            let opts = UpOptions {
+                clean,
+                watch: !no_watch && interactive,
+                progress: interactive,
+                explorer: !no_explorer,
+            };
             let mut t = testnet::up(&dir, &topology, &opts)?;
             println!("testnet up in {} ({} network)", dir.display(), t.network);
             out(&testnet::status_table(&testnet::status(&mut t)));
@@ -331,6 +358,28 @@ pub fn run(args: TestnetArgs) -> Result<()> {
                 report.steps_run,
                 report.elapsed.as_secs_f64()
             );
+            Ok(())
+        }
+        TestnetCommand::Logs { grep, node, follow } => {
+            let t = Testnet::open(&dir)?;
+            let grep = match grep {
+                Some(re) => Some(
+                    regex::Regex::new(&re)
+                        .with_context(|| format!("--grep {re:?} is not a valid regular expression"))?,
+                ),
+                None => None,
+            };
+            let opts = testnet::logs::LogOptions { grep, node, follow };
+            let stdout = std::io::stdout();
+            testnet::logs::logs(&t, &opts, &mut stdout.lock())
+        }
+        TestnetCommand::Dump { out } => {
+            let mut t = Testnet::open(&dir)?;
+            let dumped = testnet::logs::dump(&mut t, &out)?;
+            println!("saved {} files in {}", dumped.files.len(), out.display());
+            for m in &dumped.missing {
+                println!("not saved: {m}");
+            }
             Ok(())
         }
         TestnetCommand::Spam { tps, seconds, drain } => {

@@ -185,8 +185,16 @@ impl Core {
             }
             return Err(e.into());
         }
+        let started = Instant::now();
         let outcome = self.chain.process_block_from(block, unix_secs(), source)?;
         if let ProcessOutcome::Accepted { events, failed } = &outcome {
+            let gone = events.iter().filter(|e| matches!(e, ChainEvent::Disconnected { .. })).count();
+            crate::metrics::block_processed(
+                gone,
+                events.len() - gone,
+                started.elapsed(),
+                self.chain.tip().height,
+            );
             self.on_events(events);
             if let Some((_, error)) = failed.iter().find(|(h, _)| *h == hash) {
                 return Err(ChainError::Invalid { hash, error: error.clone() });

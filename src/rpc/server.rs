@@ -121,19 +121,22 @@ pub async fn start_server(
             budget: budget.clone(),
             deadline: limits.timeout,
         }));
+    let methods: Methods = RpcService { node, net, stop }.into_rpc().into();
+    // Metrics label calls by registered name only, so a client cannot grow the registry.
+    let known: Arc<std::collections::HashSet<&'static str>> = Arc::new(methods.method_names().collect());
+    // Timed outermost, so calls refused by the parameter check are counted too.
+    let rpc_middleware = jsonrpsee::server::RpcServiceBuilder::new()
+        .layer_fn(move |inner| Timed { inner, known: known.clone() })
+        .layer_fn(|inner| super::methods::ParamCheck { inner });
     let services = Server::builder()
+        .set_rpc_middleware(rpc_middleware)
         .max_request_body_size(MAX_REQUEST_BYTES)
         .max_response_body_size(MAX_RESPONSE_BYTES)
         .max_connections(MAX_IN_FLIGHT)
         .set_http_middleware(middleware)
-        .set_rpc_middleware(
-            jsonrpsee::server::RpcServiceBuilder::new()
-                .layer_fn(|inner| super::methods::ParamCheck { inner }),
-        )
         .http_only()
         .to_service_builder();
     let listener = tokio::net::TcpListener::bind(bind).await?;
-    let methods: Methods = RpcService { node, net, stop }.into_rpc().into();
     let (stop_handle, server_handle) = stop_channel();
     tokio::spawn(async move {
         let conns = Arc::new(Connections::default());
@@ -186,6 +189,32 @@ pub async fn start_server(
         }
     });
     Ok(server_handle)
+}
+
+/// RPC middleware: counts each call and its latency by method (`quarry_rpc_*`).
+#[derive(Clone)]
+struct Timed<S> {
+    inner: S,
+    known: Arc<std::collections::HashSet<&'static str>>,
+}
+
+impl<'a, S> jsonrpsee::server::middleware::rpc::RpcServiceT<'a> for Timed<S>
+where
+    S: jsonrpsee::server::middleware::rpc::RpcServiceT<'a> + Send + Sync,
+    S::Future: 'a,
+{
+    type Future = Pin<Box<dyn std::future::Future<Output = jsonrpsee::MethodResponse> + Send + 'a>>;
+
+    fn call(&self, request: jsonrpsee::types::Request<'a>) -> Self::Future {
+        let method = self.known.get(request.method_name()).copied().unwrap_or("other");
+        let started = Instant::now();
+        let answer = self.inner.call(request);
+        Box::pin(async move {
+            let response = answer.await;
+            crate::metrics::rpc_call(method, response.is_success(), started.elapsed());
+            response
+        })
+    }
 }
 
 fn is_connection_error(e: &std::io::Error) -> bool {

@@ -2,7 +2,7 @@
 //!
 //! A testnet directory may sit beside the user's own files (`--dir .` is legal), so cleaning
 //! never deletes the directory wholesale. It deletes the state file (`testnet.json`, and a
-//! leftover `testnet.json.tmp` from an interrupted save) and the node data directories the
+//! leftover `testnet.json.tmp` from an interrupted save), the explorer's `explorer.log`, `prometheus.yml`, `grafana-dashboard.json` and the node data directories the
 //! state records, each only after checking that it is one (a real directory, not a symlink,
 //! holding the `node_key` every testnet node directory gets at creation). The directory itself
 //! goes only if it is empty afterwards. Every check runs before the first deletion, so a
@@ -103,6 +103,13 @@ pub fn clean(dir: &Path) -> Result<Cleaned> {
         std::fs::remove_dir_all(&d).with_context(|| format!("deleting {}", d.display()))?;
         deleted.push(d);
     }
+    for made in ["explorer.log", super::observe::PROMETHEUS_FILE, super::observe::GRAFANA_FILE] {
+        let path = dir.join(made);
+        if path.is_file() {
+            std::fs::remove_file(&path).with_context(|| format!("deleting {}", path.display()))?;
+            deleted.push(path);
+        }
+    }
     let tmp = state_path.with_extension("json.tmp");
     if tmp.is_file() {
         std::fs::remove_file(&tmp).with_context(|| format!("deleting {}", tmp.display()))?;
@@ -138,11 +145,17 @@ mod tests {
             peer_id: String::new(),
             pid: None,
             start: true,
+            http_port: None,
+            metrics_port: None,
         }
     }
 
     fn write_state(dir: &Path, names: &[&str]) {
-        let state = State { network: "regtest".into(), nodes: names.iter().map(|n| node(n)).collect() };
+        let state = State {
+            network: "regtest".into(),
+            nodes: names.iter().map(|n| node(n)).collect(),
+            explorer: None,
+        };
         std::fs::write(Testnet::state_path(dir), serde_json::to_vec(&state).unwrap()).unwrap();
     }
 

@@ -1,4 +1,4 @@
-//! The local multi-node testnet: `quarry testnet up|status|down|scenario|spam`.
+//! The local multi-node testnet: `quarry testnet up|status|down|scenario|spam|logs|dump`.
 //!
 //! A testnet lives in one directory: `testnet.json` (the nodes, their ports, peer ids and
 //! process ids) and a data directory per node (chainstate, node key, wallet, `node.log`).
@@ -7,6 +7,8 @@
 //! SIGTERM, then SIGKILL) and checks that no process is left.
 
 pub mod clean;
+pub mod logs;
+pub mod observe;
 pub mod scenario;
 pub mod spam;
 mod status;
@@ -51,6 +53,21 @@ pub struct NodeState {
     pub pid: Option<u32>,
     /// Started by `up` (false: a scenario starts it later).
     pub start: bool,
+    /// HTTP API port on 127.0.0.1 (`--http`; absent in testnets made before it existed).
+    #[serde(default)]
+    pub http_port: Option<u16>,
+    /// Metrics port on 127.0.0.1 (`--metrics`).
+    #[serde(default)]
+    pub metrics_port: Option<u16>,
+}
+
+/// The testnet's explorer process, as recorded in `testnet.json`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ExplorerState {
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+    /// Process id while running.
+    pub pid: Option<u32>,
 }
 
 /// `testnet.json`.
@@ -60,6 +77,9 @@ pub struct State {
     pub network: String,
     /// The nodes, in topology order.
     pub nodes: Vec<NodeState>,
+    /// The explorer `up` started.
+    #[serde(default)]
+    pub explorer: Option<ExplorerState>,
 }
 
 /// A testnet directory and the node processes this process started.
@@ -198,11 +218,13 @@ impl Testnet {
                 peer_id: key.public().to_peer_id().to_string(),
                 pid: None,
                 start: spec.start,
+                http_port: Some(free_port()?),
+                metrics_port: Some(free_port()?),
             });
         }
         let t = Testnet {
             dir: dir.to_path_buf(),
-            state: State { network: network.name().into(), nodes },
+            state: State { network: network.name().into(), nodes, explorer: None },
             network,
             children: HashMap::new(),
         };
@@ -330,6 +352,12 @@ impl Testnet {
         for b in &n.bootnodes {
             cmd.arg("--bootnode").arg(self.p2p_addr(b)?);
         }
+        if let Some(port) = n.http_port {
+            cmd.arg("--http").arg(format!("127.0.0.1:{port}"));
+        }
+        if let Some(port) = n.metrics_port {
+            cmd.arg("--metrics").arg(format!("127.0.0.1:{port}"));
+        }
         if n.mine {
             let address = self.wallet(name)?.address(0).encode();
             cmd.arg("--mine").arg("--miner-address").arg(address);
@@ -439,10 +467,95 @@ impl Testnet {
         self.save()
     }
 
-    /// Stops every running node; fails if any process is left.
+    /// The explorer's URL, if one was started.
+    pub fn explorer_url(&self) -> Option<String> {
+        self.state.explorer.as_ref().map(|e| format!("http://127.0.0.1:{}/", e.port))
+    }
+
+    /// True while the explorer process runs.
+    pub fn explorer_running(&self) -> bool {
+        let needle = self.dir.to_string_lossy().to_string();
+        self.state.explorer.as_ref().and_then(|e| e.pid).is_some_and(|pid| process_alive(pid, &needle))
+    }
+
+    /// Starts `quarry explorer --testnet DIR` on a free port (log: `<dir>/explorer.log`) in
+    /// its own process group, so it outlives `up` like the nodes; returns its URL.
+    pub fn start_explorer(&mut self) -> Result<String> {
+        if self.explorer_running() {
+            return self.explorer_url().ok_or_else(|| anyhow!("no explorer recorded"));
+        }
+        let port = match &self.state.explorer {
+            Some(e) => e.port,
+            None => free_port()?,
+        };
+        let exe = std::env::current_exe().context("finding the quarry executable")?;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("explorer.log"))
+            .with_context(|| format!("opening {}/explorer.log", self.dir.display()))?;
+        let mut cmd = Command::new(exe);
+        cmd.arg("explorer").arg("--testnet").arg(&self.dir).arg("--bind").arg(format!("127.0.0.1:{port}"));
+        cmd.stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
+        #[cfg(unix)]
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        let child = cmd.spawn().context("starting the explorer")?;
+        self.state.explorer = Some(ExplorerState { port, pid: Some(child.id()) });
+        self.children.insert("explorer".into(), child);
+        self.save()?;
+        let url = format!("http://127.0.0.1:{port}/");
+        let start = Instant::now();
+        while crate::httpd::get(
+            SocketAddr::from(([127, 0, 0, 1], port)),
+            "/",
+            Duration::from_secs(2),
+            1 << 20,
+        )
+        .is_err()
+        {
+            if !self.explorer_running() || start.elapsed() > Duration::from_secs(20) {
+                bail!("the explorer did not start on port {port}: see {}/explorer.log", self.dir.display());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(url)
+    }
+
+    /// Stops the explorer (SIGTERM, then SIGKILL).
+    pub fn stop_explorer(&mut self) -> Result<()> {
+        let Some(pid) = self.state.explorer.as_ref().and_then(|e| e.pid) else { return Ok(()) };
+        if self.explorer_running() {
+            signal(pid, "-TERM");
+            let start = Instant::now();
+            while self.explorer_running() {
+                if start.elapsed() > Duration::from_secs(5) {
+                    signal(pid, "-KILL");
+                }
+                if start.elapsed() > Duration::from_secs(10) {
+                    bail!("the explorer (pid {pid}) does not exit");
+                }
+                if let Some(c) = self.children.get_mut("explorer") {
+                    let _ = c.try_wait();
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        if let Some(mut c) = self.children.remove("explorer") {
+            let _ = c.wait();
+        }
+        if let Some(e) = self.state.explorer.as_mut() {
+            e.pid = None;
+        }
+        self.save()
+    }
+
+    /// Stops every running node and the explorer; fails if any process is left.
     pub fn down(&mut self) -> Result<()> {
         // Every node is tried even if one fails to stop.
         let mut errors = Vec::new();
+        if let Err(e) = self.stop_explorer() {
+            errors.push(format!("{e:#}"));
+        }
         for name in self.names() {
             if let Err(e) = self.stop_node(&name) {
                 errors.push(format!("{e:#}"));

@@ -138,7 +138,7 @@ impl Scenario {
     pub fn run(&self, dir: &Path, progress: bool) -> Result<Report> {
         let started = Instant::now();
         println!("scenario {}: {}", self.name, self.description.trim());
-        let opts = UpOptions { clean: true, watch: false, progress };
+        let opts = UpOptions { clean: true, watch: false, progress, explorer: false };
         let t = super::up(dir, &self.topology, &opts).context("bringing the topology up")?;
         let mut r = Runner { t, labels: HashMap::new(), killed: HashMap::new(), partition: Vec::new() };
         let mut result = Ok(());

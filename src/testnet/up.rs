@@ -16,6 +16,8 @@ pub struct UpOptions {
     pub watch: bool,
     /// Show progress bars.
     pub progress: bool,
+    /// Start the explorer and print its URL.
+    pub explorer: bool,
 }
 
 fn bar(len: u64, msg: &str, show: bool) -> indicatif::ProgressBar {
@@ -116,7 +118,18 @@ fn bring_up(t: &mut Testnet, opts: &UpOptions) -> Result<()> {
         })?;
         pb.finish();
     }
-    prefund(t, &to_start, opts)
+    prefund(t, &to_start, opts)?;
+    super::observe::write(t)?;
+    println!(
+        "metrics: Prometheus scrape config {}, Grafana dashboard {}",
+        t.dir.join(super::observe::PROMETHEUS_FILE).display(),
+        t.dir.join(super::observe::GRAFANA_FILE).display()
+    );
+    if opts.explorer {
+        let url = t.start_explorer()?;
+        println!("explorer: {url}");
+    }
+    Ok(())
 }
 
 /// Coins `up` gives each node's wallet.

@@ -255,6 +255,10 @@ impl Service {
                     Acceptance::Reject => MessageAcceptance::Reject,
                     Acceptance::Ignore => MessageAcceptance::Ignore,
                 };
+                crate::metrics::gossip(
+                    if block { "blocks" } else { "transactions" },
+                    verdict_label(&acceptance),
+                );
                 self.swarm
                     .behaviour_mut()
                     .gossipsub
@@ -496,7 +500,13 @@ impl Service {
         if let Some(p) = self.peers.get_mut(&source) {
             p.bytes_recv += message.data.len() as u64;
         }
+        let topic_label = match Topic::parse(message.topic.as_str(), self.network) {
+            Some(Topic::Blocks) => "blocks",
+            Some(Topic::Transactions) => "transactions",
+            None => "unknown",
+        };
         let report = |s: &mut Self, acceptance| {
+            crate::metrics::gossip(topic_label, verdict_label(&acceptance));
             s.swarm.behaviour_mut().gossipsub.report_message_validation_result(&id, &source, acceptance);
         };
         let Some(topic) = Topic::parse(message.topic.as_str(), self.network) else {
@@ -590,5 +600,14 @@ fn response_size(r: &Response) -> usize {
         Response::Headers(h) => 5 + 80 * h.len(),
         Response::Blocks(b) => 5 + b.iter().map(|b| 4 + b.encoded_size()).sum::<usize>(),
         Response::Busy => 1,
+    }
+}
+
+/// The metrics label of a gossip verdict.
+fn verdict_label(a: &MessageAcceptance) -> &'static str {
+    match a {
+        MessageAcceptance::Accept => "accept",
+        MessageAcceptance::Reject => "reject",
+        MessageAcceptance::Ignore => "ignore",
     }
 }
