@@ -12,11 +12,14 @@
 //! corresponds to (`utxo_best`). On open, [`super::Chain`] replays from `utxo_best` to the tip
 //! (back across a reorg with undo data, forward with the stored blocks).
 
-use crate::consensus::{BlockConnect, CheckedBlock, Coin};
+use crate::consensus::{created_outputs, BlockConnect, CheckedBlock, Coin};
 use crate::primitives::{Hash256, OutPoint};
-use crate::script::templates::is_unspendable;
 use crate::store::{Store, StoreError};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
+
+/// Maps keyed by outpoint (std's keyed SipHash: txids can be ground by an attacker; aHash
+/// measured no faster on the 1 MB connect bench, 10.53 vs 10.28 ms).
+type OutPointMap<V> = HashMap<OutPoint, V>;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -41,29 +44,10 @@ fn entry_bytes(coin: &Option<Coin>) -> usize {
     ENTRY_BYTES + coin.as_ref().map_or(0, |c| c.out.lock.0.len())
 }
 
-/// The outpoints a block added to the UTXO set: its outputs, less unspendable ones and those
-/// spent by a later transaction of the same block (the `created` of its
-/// [`BlockConnect`]).
-pub fn created_outpoints(block: &CheckedBlock) -> Vec<OutPoint> {
-    let txs = &block.block().txs;
-    let inner: HashSet<&OutPoint> =
-        txs.iter().skip(1).flat_map(|t| t.inputs.iter().map(|i| &i.prevout)).collect();
-    let mut out = Vec::new();
-    for (tx, txid) in txs.iter().zip(block.txids()) {
-        for (index, o) in tx.outputs.iter().enumerate() {
-            let op = OutPoint { txid: *txid, index: index as u32 };
-            if !is_unspendable(&o.lock.0) && !inner.contains(&op) {
-                out.push(op);
-            }
-        }
-    }
-    out
-}
-
 /// A flush in progress: its changes, readable until the write is done, and the thread
 /// writing them (joined, so its handle on the store is gone once the flush is collected).
 struct Flushing {
-    changes: Arc<HashMap<OutPoint, Option<Coin>>>,
+    changes: Arc<OutPointMap<Option<Coin>>>,
     thread: std::thread::JoinHandle<Result<(), StoreError>>,
 }
 
@@ -103,7 +87,7 @@ pub struct CacheStats {
 
 /// The coins cache over the store's UTXO column family.
 pub struct CoinsCache {
-    entries: HashMap<OutPoint, Entry>,
+    entries: OutPointMap<Entry>,
     bytes: usize,
     flushing: Option<Flushing>,
     config: CacheConfig,
@@ -115,7 +99,7 @@ impl CoinsCache {
     /// An empty cache.
     pub fn new(config: CacheConfig) -> CoinsCache {
         CoinsCache {
-            entries: HashMap::new(),
+            entries: OutPointMap::new(),
             bytes: 0,
             flushing: None,
             config,
@@ -217,7 +201,7 @@ impl CoinsCache {
     /// Undoes a block: the coins it created leave the set, the coins it spent (`spent`, its
     /// undo data) come back.
     pub fn disconnect(&mut self, block: &CheckedBlock, spent: &[(OutPoint, Coin)]) {
-        for op in created_outpoints(block) {
+        for (op, _) in created_outputs(block) {
             self.spend(&op);
         }
         for (op, coin) in spent {
@@ -260,7 +244,7 @@ impl CoinsCache {
             }
             return Ok(());
         }
-        let changes: HashMap<OutPoint, Option<Coin>> = self
+        let changes: OutPointMap<Option<Coin>> = self
             .entries
             .drain()
             // A fresh tombstone is a coin the store never held: nothing to write.

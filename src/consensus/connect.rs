@@ -94,6 +94,25 @@ pub fn connect_block_cached(
     Ok(effect)
 }
 
+/// The outputs a block adds to the UTXO set, in block order: all but unspendable ones and
+/// those a later transaction of the same block spends (the outpoints of [`BlockConnect`]'s
+/// `created`). For undoing a block and for the address index.
+pub fn created_outputs(block: &CheckedBlock) -> Vec<(OutPoint, &TxOut)> {
+    let txs = &block.block().txs;
+    let inner: std::collections::HashSet<&OutPoint> =
+        txs.iter().skip(1).flat_map(|t| t.inputs.iter().map(|i| &i.prevout)).collect();
+    let mut out = Vec::new();
+    for (tx, txid) in txs.iter().zip(block.txids()) {
+        for (index, o) in tx.outputs.iter().enumerate() {
+            let op = OutPoint { txid: *txid, index: index as u32 };
+            if !is_unspendable(&o.lock.0) && !inner.contains(&op) {
+                out.push((op, o));
+            }
+        }
+    }
+    out
+}
+
 /// The UTXO effect of a block that already passed [`connect_block`] once (replaying stored
 /// blocks onto a UTXO set that lags the tip, at start): the UTXO-set rules only, no script
 /// checks.

@@ -15,8 +15,8 @@ pub mod pow;
 pub mod validation;
 
 pub use connect::{
-    connect_block, connect_block_cached, utxo_effect, verify_tx_scripts, BlockConnect, Coin, CoinLookup,
-    ScriptCache,
+    connect_block, connect_block_cached, created_outputs, utxo_effect, verify_tx_scripts, BlockConnect, Coin,
+    CoinLookup, ScriptCache,
 };
 pub use headers::HeaderState;
 pub use params::{Network, Params};

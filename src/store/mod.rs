@@ -9,9 +9,8 @@
 //! acknowledged (the OS holds the log); a power cut may lose the last blocks, never atomicity.
 
 use crate::codec::{self, CodecError};
-use crate::consensus::{BlockConnect, CheckedBlock, Coin};
+use crate::consensus::{created_outputs, BlockConnect, CheckedBlock, Coin};
 use crate::primitives::{Block, BlockHeader, DecodeError, Hash256, OutPoint, U256};
-use crate::script::templates::is_unspendable;
 use rocksdb::{BlockBasedOptions, Cache, ColumnFamilyDescriptor, IteratorMode, Options, WriteBatch, DB};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap};
@@ -477,25 +476,12 @@ impl Store {
                 }
             }
             if which.address {
-                let inner: std::collections::HashSet<&OutPoint> = block
-                    .block()
-                    .txs
-                    .iter()
-                    .skip(1)
-                    .flat_map(|t| t.inputs.iter().map(|i| &i.prevout))
-                    .collect();
-                for (tx, txid) in block.block().txs.iter().zip(block.txids()) {
-                    for (index, out) in tx.outputs.iter().enumerate() {
-                        let op = OutPoint { txid: *txid, index: index as u32 };
-                        if inner.contains(&op) || is_unspendable(&out.lock.0) {
-                            continue;
-                        }
-                        let key = address_key(&out.lock.0, &op);
-                        if step.connect {
-                            batch.put_cf(addr, key, []);
-                        } else {
-                            batch.delete_cf(addr, key);
-                        }
+                for (op, out) in created_outputs(block) {
+                    let key = address_key(&out.lock.0, &op);
+                    if step.connect {
+                        batch.put_cf(addr, key, []);
+                    } else {
+                        batch.delete_cf(addr, key);
                     }
                 }
                 for (op, coin) in spent {
