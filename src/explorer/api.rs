@@ -10,7 +10,7 @@ use crate::httpd::{Answer, Body, Handler, Request, Response};
 use crate::node::{NodeError, NodeHandle, TxView};
 use crate::p2p::P2pHandle;
 use crate::primitives::{Address, Hash256, OutPoint, Transaction, TxOut};
-use crate::script::opcodes::{Instruction, Instructions};
+use crate::script::opcodes::{name as op_name, Instruction, Instructions};
 use crate::script::templates::{address_lock, lock_address};
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -512,31 +512,6 @@ pub fn asm(script: &[u8]) -> String {
         }
     }
     out.join(" ")
-}
-
-fn op_name(op: u8) -> Option<&'static str> {
-    use crate::script::opcodes::*;
-    Some(match op {
-        OP_IF => "OP_IF",
-        OP_NOTIF => "OP_NOTIF",
-        OP_ELSE => "OP_ELSE",
-        OP_ENDIF => "OP_ENDIF",
-        OP_VERIFY => "OP_VERIFY",
-        OP_RETURN => "OP_RETURN",
-        OP_DROP => "OP_DROP",
-        OP_DUP => "OP_DUP",
-        OP_EQUAL => "OP_EQUAL",
-        OP_EQUALVERIFY => "OP_EQUALVERIFY",
-        OP_NOT => "OP_NOT",
-        OP_SHA256 => "OP_SHA256",
-        OP_HASH256 => "OP_HASH256",
-        OP_CHECKSIG => "OP_CHECKSIG",
-        OP_CHECKSIGVERIFY => "OP_CHECKSIGVERIFY",
-        OP_CHECKMULTISIG => "OP_CHECKMULTISIG",
-        OP_CHECKMULTISIGVERIFY => "OP_CHECKMULTISIGVERIFY",
-        OP_CHECKLOCKTIMEVERIFY => "OP_CHECKLOCKTIMEVERIFY",
-        _ => return None,
-    })
 }
 
 #[cfg(test)]

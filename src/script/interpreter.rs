@@ -63,24 +63,7 @@ pub struct SpendContext {
 type Stack = Vec<Vec<u8>>;
 
 fn op_name(op: u8) -> &'static str {
-    match op {
-        OP_IF => "OP_IF",
-        OP_NOTIF => "OP_NOTIF",
-        OP_VERIFY => "OP_VERIFY",
-        OP_DROP => "OP_DROP",
-        OP_DUP => "OP_DUP",
-        OP_EQUAL => "OP_EQUAL",
-        OP_EQUALVERIFY => "OP_EQUALVERIFY",
-        OP_NOT => "OP_NOT",
-        OP_SHA256 => "OP_SHA256",
-        OP_HASH256 => "OP_HASH256",
-        OP_CHECKSIG => "OP_CHECKSIG",
-        OP_CHECKSIGVERIFY => "OP_CHECKSIGVERIFY",
-        OP_CHECKMULTISIG => "OP_CHECKMULTISIG",
-        OP_CHECKMULTISIGVERIFY => "OP_CHECKMULTISIGVERIFY",
-        OP_CHECKLOCKTIMEVERIFY => "OP_CHECKLOCKTIMEVERIFY",
-        _ => "opcode",
-    }
+    super::opcodes::name(op).unwrap_or("opcode")
 }
 
 fn is_known(op: u8) -> bool {

@@ -215,6 +215,31 @@ pub(crate) fn instruction_number(ins: &Instruction<'_>) -> Option<i64> {
     }
 }
 
+/// The name of a (non-push) opcode this interpreter knows, as Bitcoin spells it.
+pub fn name(op: u8) -> Option<&'static str> {
+    Some(match op {
+        OP_IF => "OP_IF",
+        OP_NOTIF => "OP_NOTIF",
+        OP_ELSE => "OP_ELSE",
+        OP_ENDIF => "OP_ENDIF",
+        OP_VERIFY => "OP_VERIFY",
+        OP_RETURN => "OP_RETURN",
+        OP_DROP => "OP_DROP",
+        OP_DUP => "OP_DUP",
+        OP_EQUAL => "OP_EQUAL",
+        OP_EQUALVERIFY => "OP_EQUALVERIFY",
+        OP_NOT => "OP_NOT",
+        OP_SHA256 => "OP_SHA256",
+        OP_HASH256 => "OP_HASH256",
+        OP_CHECKSIG => "OP_CHECKSIG",
+        OP_CHECKSIGVERIFY => "OP_CHECKSIGVERIFY",
+        OP_CHECKMULTISIG => "OP_CHECKMULTISIG",
+        OP_CHECKMULTISIGVERIFY => "OP_CHECKMULTISIGVERIFY",
+        OP_CHECKLOCKTIMEVERIFY => "OP_CHECKLOCKTIMEVERIFY",
+        _ => return None,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
