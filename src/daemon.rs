@@ -49,6 +49,8 @@ pub struct NodeConfig {
     pub mine_threads: usize,
     /// Peer-to-peer settings (None: no networking).
     pub p2p: Option<crate::p2p::P2pConfig>,
+    /// How our own blocks are announced (`--relay`).
+    pub relay: crate::p2p::link::BlockRelay,
     /// Where the HTTP API listens (`--http`; None: off).
     pub http_bind: Option<SocketAddr>,
     /// Where the metrics endpoint listens (`--metrics`; None: off).
@@ -129,6 +131,7 @@ pub fn run(config: NodeConfig) -> Result<()> {
         mempool: MempoolConfig::default(),
         index: crate::index::Indexer::start(chain.shared_store(), config.indexes)
             .context("starting the indexer")?,
+        relay: config.relay,
     };
     let started = crate::node::core::start(chain, core_config, life.clone(), core_net)
         .context("starting the node core thread")?;

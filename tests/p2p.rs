@@ -394,7 +394,10 @@ fn network_rpcs_validate_their_input() {
     assert_eq!(a.rpc_err("addnode", json!(["/ip4/127.0.0.1/tcp/1", "remove"]))["code"], json!(-24));
     assert_eq!(a.rpc_err("disconnectnode", json!(["12D3KooWnope"]))["code"], json!(-29));
     let info = a.rpc("getnetworkinfo", json!([]));
-    assert_eq!(info["topics"], json!(["quarry/regtest/blocks/1", "quarry/regtest/txs/1"]));
+    assert_eq!(
+        info["topics"],
+        json!(["quarry/regtest/blocks/1", "quarry/regtest/txs/1", "quarry/regtest/cmpctblocks/1"])
+    );
     assert!(info["protocols"].as_array().unwrap().contains(&json!("/quarry/regtest/sync/1")));
     assert!(info["listenaddrs"][0].as_str().unwrap().starts_with("/ip4/127.0.0.1/tcp/"));
     // The peer id is stable across restarts (node key in the data dir).
@@ -455,3 +458,6 @@ fn bench_p2p_smoke() {
     assert!(stdout.contains("ratio"), "{stdout}");
     assert!(stdout.contains("hop latency p50 / p99"), "{stdout}");
 }
+
+#[path = "p2p/compact.rs"]
+mod compact;

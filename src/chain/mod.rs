@@ -22,7 +22,7 @@ use crate::consensus::{
     check_block, check_header_context, connect_block_cached, utxo_effect, CheckedBlock, Coin, ConsensusError,
     HeaderContext, Params, ScriptCache,
 };
-use crate::primitives::{Block, Hash256, OutPoint, U256};
+use crate::primitives::{Block, BlockHeader, Hash256, OutPoint, U256};
 use crate::store::{BlockStatus, IndexRecord, Store, StoreError, UtxoDigest};
 use coins::{CacheConfig, CacheStats, CoinsCache};
 use orphans::OrphanPool;
@@ -131,6 +131,9 @@ pub struct Chain {
     /// Txids whose scripts the mempool already verified; connecting skips them.
     script_cache: Arc<ScriptCache>,
     next_seq: u64,
+    /// Bodies stored during the current `process_*` call, handed to the connect that follows
+    /// (emptied before the call returns).
+    fresh: HashMap<Hash256, CheckedBlock>,
 }
 
 impl Drop for Chain {
@@ -175,6 +178,7 @@ impl Chain {
             candidates: BTreeSet::new(),
             orphans: OrphanPool::new(),
             rejected: HashSet::new(),
+            fresh: HashMap::new(),
             script_cache: Arc::new(ScriptCache::new(SCRIPT_CACHE_CAPACITY)),
             next_seq: 0,
         };
@@ -477,6 +481,65 @@ impl Chain {
             return Err(ChainError::KnownInvalid { hash });
         }
         let checked = check_block(block, self.params).map_err(|error| ChainError::Invalid { hash, error })?;
+        self.process_checked_from(checked, now, source)
+    }
+
+    /// The header-context rules (§8.3) for a new header: [`ChainError::UnknownBlock`] names
+    /// an unknown parent, [`ChainError::KnownInvalid`] a failed one.
+    pub fn check_header(&self, header: &BlockHeader, now: u64) -> Result<(), ChainError> {
+        let hash = header.hash();
+        match self.index.get(&header.prev) {
+            None => return Err(ChainError::UnknownBlock { hash: header.prev }),
+            Some(p) if p.rec.status.is_failed() => return Err(ChainError::KnownInvalid { hash }),
+            Some(_) => {}
+        }
+        if self.rejected.contains(&hash) {
+            return Err(ChainError::KnownInvalid { hash });
+        }
+        let ctx = self.header_context(&header.prev, now).expect("parent is indexed");
+        check_header_context(header, &ctx, self.params).map_err(|error| ChainError::Invalid { hash, error })
+    }
+
+    /// The checks a block passes before it is relayed ahead of its connection (compact
+    /// relay, docs/PROTOCOL.md §13.6a): it is new, its parent is stored and not invalid, the
+    /// context-free block rules hold (Merkle root included) and so do the header-context
+    /// rules. Hand the result to [`Chain::process_checked_from`].
+    pub fn precheck(&mut self, block: Block, now: u64) -> Result<CheckedBlock, ChainError> {
+        let hash = block.hash();
+        if self.index.contains_key(&hash) || self.rejected.contains(&hash) {
+            return Err(ChainError::KnownInvalid { hash });
+        }
+        let prev = block.header.prev;
+        match self.index.get(&prev) {
+            None => return Err(ChainError::UnknownBlock { hash: prev }),
+            Some(p) if p.rec.status.is_failed() => {
+                self.reject(hash);
+                return Err(ChainError::KnownInvalid { hash });
+            }
+            Some(_) => {}
+        }
+        let checked = check_block(block, self.params).map_err(|error| ChainError::Invalid { hash, error })?;
+        let ctx = self.header_context(&prev, now).expect("parent is indexed");
+        if let Err(error) = check_header_context(checked.header(), &ctx, self.params) {
+            if error.marks_block_invalid() {
+                self.reject(hash);
+            }
+            return Err(ChainError::Invalid { hash, error });
+        }
+        Ok(checked)
+    }
+
+    /// [`Chain::process_block_from`] for a block that already passed [`check_block`].
+    pub fn process_checked_from(
+        &mut self,
+        checked: CheckedBlock,
+        now: u64,
+        source: OrphanSource,
+    ) -> Result<ProcessOutcome, ChainError> {
+        let hash = checked.hash();
+        if self.index.contains_key(&hash) {
+            return Ok(ProcessOutcome::AlreadyHave);
+        }
         // First-seen order is the order of receipt, kept while a block waits as an orphan.
         let seq = self.next_seq;
         self.next_seq += 1;
@@ -504,10 +567,15 @@ impl Chain {
                 }
             }
         }
-        result?;
+        if let Err(e) = result {
+            self.fresh.clear();
+            return Err(e);
+        }
         let mut failed = Vec::new();
-        let events = self.activate_best_chain(&mut failed)?;
-        Ok(ProcessOutcome::Accepted { events, failed })
+        let events = self.activate_best_chain(&mut failed);
+        // Bodies just stored and not connected now are read back when they are.
+        self.fresh.clear();
+        Ok(ProcessOutcome::Accepted { events: events?, failed })
     }
 
     /// Header-context checks, then store body and index record. Blocks refused here are not
@@ -531,6 +599,8 @@ impl Chain {
         let rec = self.new_record(&block, BlockStatus::Valid, seq);
         self.store.put_block(&block, &rec)?;
         debug!(target: "chain", %hash, height = rec.height, "block stored");
+        // Kept for the connect that usually follows at once (no read back, no rehashing).
+        self.fresh.insert(hash, block);
         self.candidates.insert((Reverse(rec.chain_work), rec.seq, hash));
         let anchor_time = self.anchor_time_for(&rec);
         self.index.insert(hash, Entry { rec, anchor_time });
@@ -605,8 +675,12 @@ impl Chain {
             self.disconnect_tip(events)?;
         }
         for hash in path.into_iter().rev() {
-            let block =
-                self.store.get_block(&hash)?.ok_or(StoreError::Missing { what: "block body", hash })?;
+            let block = match self.fresh.remove(&hash) {
+                Some(b) => b,
+                None => {
+                    self.store.get_block(&hash)?.ok_or(StoreError::Missing { what: "block body", hash })?
+                }
+            };
             let height = self.index[&hash].rec.height;
             let prevouts: Vec<OutPoint> =
                 block.block().txs.iter().skip(1).flat_map(|tx| tx.inputs.iter().map(|i| i.prevout)).collect();

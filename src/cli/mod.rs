@@ -141,6 +141,12 @@ pub struct P2pArgs {
     /// Most peer connections [default: 64].
     #[arg(long)]
     pub max_peers: Option<u32>,
+    /// How the blocks this node produces are announced: `compact` (a compact block, rebuilt
+    /// by peers from their mempools, and the full block for peers that only take full
+    /// blocks) or `full` (the full block, as protocol version 1) [default: compact]. Both
+    /// kinds are always received.
+    #[arg(long, value_enum)]
+    pub relay: Option<crate::p2p::link::BlockRelay>,
     /// Run without any networking (no listening, no peers).
     #[arg(long, conflicts_with_all = ["listen", "p2p_port", "bootnode", "mdns"])]
     pub no_p2p: bool,

@@ -23,6 +23,7 @@ struct ConfigFile {
     bootnodes: Option<Vec<String>>,
     mdns: Option<bool>,
     max_peers: Option<u32>,
+    relay: Option<crate::p2p::link::BlockRelay>,
     no_p2p: Option<bool>,
     dbcache: Option<usize>,
     txindex: Option<bool>,
@@ -138,6 +139,7 @@ pub(super) fn run_node(args: NodeArgs) -> Result<()> {
         mine_to: if mine { address } else { None },
         mine_threads,
         p2p,
+        relay: args.p2p.relay.or(file.relay).unwrap_or_default(),
         http_bind: args.observe.http,
         metrics_bind: args.observe.metrics,
     })

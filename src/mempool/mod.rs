@@ -444,6 +444,11 @@ impl Mempool {
         self.graph.get(txid).map(|e| &e.tx)
     }
 
+    /// Every transaction in the pool with its txid, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = (&Hash256, &Transaction)> {
+        self.graph.entries().map(|e| (&e.txid, &e.tx))
+    }
+
     /// True if `txid` is in the pool (orphans excluded).
     pub fn contains(&self, txid: &Hash256) -> bool {
         self.graph.contains(txid)

@@ -63,6 +63,14 @@ pub struct MethodLabels {
     pub method: &'static str,
 }
 
+/// Labels of compact-block outcomes.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    /// `mempool` (rebuilt from the mempool alone), `fetched` (after one GetBlockTxn) or
+    /// `fallback` (the full block fetched by sync).
+    pub outcome: &'static str,
+}
+
 /// Every series. Field docs are the series' help texts.
 pub struct Metrics {
     registry: Registry,
@@ -90,6 +98,8 @@ pub struct Metrics {
     pub banned_peers: Gauge,
     /// Gossip messages received, by topic and verdict.
     pub gossip: Family<GossipLabels, Counter>,
+    /// Compact blocks received and rebuilt, by outcome.
+    pub compact_blocks: Family<OutcomeLabels, Counter>,
     /// 1 while in initial block download.
     pub sync_ibd: Gauge,
     /// Height of the best header known.
@@ -123,6 +133,7 @@ impl Metrics {
             peers: Family::default(),
             banned_peers: Gauge::default(),
             gossip: Family::default(),
+            compact_blocks: Family::default(),
             sync_ibd: Gauge::default(),
             sync_headers: Gauge::default(),
             miner_hashrate: FGauge::default(),
@@ -165,6 +176,11 @@ impl Metrics {
         r.register("peers", "Connected peers by direction", m.peers.clone());
         r.register("peers_banned", "Banned peers", m.banned_peers.clone());
         r.register("gossip_messages", "Gossip messages received, by topic and verdict", m.gossip.clone());
+        r.register(
+            "relay_compact_blocks",
+            "Compact blocks rebuilt, by outcome (mempool, fetched, fallback)",
+            m.compact_blocks.clone(),
+        );
         r.register("sync_initial_block_download", "1 while in initial block download", m.sync_ibd.clone());
         r.register("sync_headers_height", "Height of the best header known", m.sync_headers.clone());
         r.register("miner_hashrate", "The continuous miner's hashes per second", m.miner_hashrate.clone());
@@ -217,6 +233,11 @@ pub fn block_processed(disconnected: usize, connected: usize, elapsed: Duration,
 /// Hook: a gossip message got its verdict.
 pub fn gossip(topic: &'static str, verdict: &'static str) {
     get().gossip.get_or_create(&GossipLabels { topic, verdict }).inc();
+}
+
+/// Hook: a compact block was rebuilt (`mempool`, `fetched`) or fell back (`fallback`).
+pub fn compact_block(outcome: &'static str) {
+    get().compact_blocks.get_or_create(&OutcomeLabels { outcome }).inc();
 }
 
 /// Hook: an RPC call to `method` (a registered name or `other`) finished.

@@ -16,7 +16,7 @@ use crate::consensus::Network;
 use crate::index::Indexer;
 use crate::mempool::{Mempool, MempoolConfig, MempoolTemplates};
 use crate::miner::{HashRateMeter, Miner, MinerConfig, TemplateSource};
-use crate::p2p::link::{CoreLink, LinkError, NetDone, NetJob, NetOutcome};
+use crate::p2p::link::{CoreLink, LinkError, NetDone, NetJob, NetOutcome, FOLLOWUP_TOKEN};
 use crate::p2p::sync::SyncMachine;
 use crate::p2p::P2pHandle;
 use crate::primitives::{Block, Hash256, Script};
@@ -68,7 +68,9 @@ pub(crate) struct Core {
     /// Headers-first sync state, driven by network items.
     pub(super) sync: SyncMachine<PeerId>,
     /// The network service, for publishing our own blocks and transactions.
-    net: Option<P2pHandle>,
+    pub(super) net: Option<P2pHandle>,
+    /// Compact block relay.
+    pub(super) relay: super::relay::Relay,
     /// Where results of network items go.
     done: Option<mpsc::Sender<NetDone>>,
     /// When the last template was made (templates are refreshed every few seconds).
@@ -137,6 +139,8 @@ pub struct CoreConfig {
     pub mempool: MempoolConfig,
     /// The background indexer (tx index, address indexes), started on the chain's store.
     pub index: Indexer,
+    /// How our own blocks are announced.
+    pub relay: crate::p2p::link::BlockRelay,
 }
 
 /// How long a request that needs an index waits for it to catch up before it is answered
@@ -177,6 +181,24 @@ impl Core {
         source: crate::chain::OrphanSource,
     ) -> Result<ProcessOutcome, ChainError> {
         let hash = block.hash();
+        self.process_with(hash, |chain, now| chain.process_block_from(block, now, source))
+    }
+
+    /// [`Core::process_block_from`] for a block that passed [`Chain::precheck`].
+    pub(super) fn process_checked_from(
+        &mut self,
+        block: crate::consensus::CheckedBlock,
+        source: crate::chain::OrphanSource,
+    ) -> Result<ProcessOutcome, ChainError> {
+        let hash = block.hash();
+        self.process_with(hash, |chain, now| chain.process_checked_from(block, now, source))
+    }
+
+    fn process_with(
+        &mut self,
+        hash: Hash256,
+        process: impl FnOnce(&mut Chain, u64) -> Result<ProcessOutcome, ChainError>,
+    ) -> Result<ProcessOutcome, ChainError> {
         // RocksDB aborts the process when a write finds the disk full: stop before.
         if let Err(e) = crate::store::check_disk_space(&self.chain_dir, self.min_free_mb) {
             if self.fatal.is_none() {
@@ -186,7 +208,7 @@ impl Core {
             return Err(e.into());
         }
         let started = Instant::now();
-        let outcome = self.chain.process_block_from(block, unix_secs(), source)?;
+        let outcome = process(&mut self.chain, unix_secs())?;
         if let ProcessOutcome::Accepted { events, failed } = &outcome {
             let gone = events.iter().filter(|e| matches!(e, ChainEvent::Disconnected { .. })).count();
             crate::metrics::block_processed(
@@ -210,6 +232,11 @@ impl Core {
         }
         if let Some(index) = &self.index {
             index.notify();
+        }
+        for e in events {
+            if let ChainEvent::Connected { block, .. } = e {
+                self.relay.remember(block);
+            }
         }
         let update = self.mempool.apply_events(events, &self.chain, unix_secs());
         tracing::debug!(target: "mempool", ?update, "chain events applied");
@@ -358,13 +385,6 @@ impl Core {
         }
     }
 
-    /// Publishes a block on gossip (our own: mined, generated or submitted; valid).
-    pub(super) fn announce_block(&self, block: &Block) {
-        if let Some(net) = &self.net {
-            net.publish(crate::p2p::wire::Topic::Blocks, block.encode());
-        }
-    }
-
     /// Publishes a transaction on gossip (submitted over RPC).
     pub(super) fn announce_tx(&self, tx: &crate::primitives::Transaction) {
         if let Some(net) = &self.net {
@@ -378,6 +398,12 @@ impl Core {
             // The service never waits on the core, so waiting for room here cannot deadlock;
             // a closed channel means the service has stopped.
             let _ = done.blocking_send(NetDone { token: job.token, outcome });
+        }
+        // Blocks relayed before connecting are connected now that the verdict is out.
+        let actions = self.run_deferred();
+        if let (Some(done), false) = (&self.done, actions.is_empty()) {
+            let _ =
+                done.blocking_send(NetDone { token: FOLLOWUP_TOKEN, outcome: NetOutcome::Followup(actions) });
         }
     }
 
@@ -459,6 +485,7 @@ pub fn start(
             meter: HashRateMeter::new(Duration::from_secs(10)),
             sync: SyncMachine::new(),
             net: publish,
+            relay: super::relay::Relay::new(config.relay),
             done,
             template_at: Instant::now(),
             tip_logged_at: Instant::now() - Duration::from_secs(2),

@@ -12,6 +12,7 @@ pub mod core;
 mod net;
 mod queries;
 mod queue;
+mod relay;
 pub mod tipmark;
 
 pub use self::api::{

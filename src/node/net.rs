@@ -13,7 +13,7 @@ use crate::primitives::{Block, Transaction};
 use libp2p::PeerId;
 
 /// The orphan-pool key of a peer: a hash of its id (never 0, which is the node itself).
-fn orphan_source(peer: &PeerId) -> crate::chain::OrphanSource {
+pub(super) fn orphan_source(peer: &PeerId) -> crate::chain::OrphanSource {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
     peer.hash(&mut h);
@@ -27,6 +27,10 @@ impl Core {
             NetWork::Sync(event) => NetOutcome::Actions(self.on_sync_event(event)),
             NetWork::GossipBlock { peer, block } => NetOutcome::Verdict(self.on_gossip_block(peer, block)),
             NetWork::GossipTx { tx, .. } => NetOutcome::Verdict(self.on_gossip_tx(tx)),
+            NetWork::GossipCompact { peer, compact } => self.on_gossip_compact(peer, compact),
+            NetWork::BlockTxn { peer, block, answer } => {
+                NetOutcome::Verdict(self.on_block_txn(peer, block, answer))
+            }
             NetWork::Serve { peer, request } => {
                 let (response, actions) = self.serve_request(peer, request);
                 NetOutcome::Response { response, actions }
@@ -57,7 +61,7 @@ impl Core {
     /// Runs `f` on the sync machine, then hands every block it releases to the chain (in
     /// order, reporting each result back) until it releases no more. Returns the network
     /// actions for the service.
-    fn drive_sync(
+    pub(super) fn drive_sync(
         &mut self,
         f: impl FnOnce(&mut SyncMachine<PeerId>, &crate::chain::Chain),
     ) -> Vec<Action<PeerId>> {
@@ -77,6 +81,9 @@ impl Core {
                             processed = true;
                         }
                         let hash = block.hash();
+                        if let Some(penalty) = self.judge_fallback(&block) {
+                            out.push(penalty);
+                        }
                         let result = match self.process_block_from(block, orphan_source(&peer)) {
                             Ok(_) => Ok(()),
                             Err(e) => Err((matches!(Blame::for_block(&e), Blame::Peer(_)), e.to_string())),
@@ -114,24 +121,7 @@ impl Core {
                 let now = unix_ms();
                 Verdict { actions: self.drive_sync(|m, c| m.on_orphan(peer, now, c)), ..Verdict::ignore() }
             }
-            Err(e) => match Blame::for_block(&e) {
-                Blame::Peer(fault) => Verdict::reject(fault),
-                // Known invalid (maybe by our own invalidateblock): not relayed, no penalty.
-                Blame::Ours if matches!(e, crate::chain::ChainError::KnownInvalid { .. }) => {
-                    tracing::debug!(target: "p2p::gossip", %hash, error = %e, "known invalid block");
-                    Verdict { acceptance: Acceptance::Reject, ..Verdict::ignore() }
-                }
-                blame @ (Blame::Ours | Blame::Transient) => {
-                    // A peer can send these (future-dated blocks) as fast as it likes: one
-                    // line per interval for each.
-                    let kind =
-                        if matches!(blame, Blame::Transient) { "block transient" } else { "block ours" };
-                    if let Some(held) = self.log_throttle.allow(kind, std::time::Instant::now()) {
-                        tracing::warn!(target: "p2p::gossip", %hash, %peer, error = %e, suppressed = held, "gossiped block not processed");
-                    }
-                    Verdict::ignore()
-                }
-            },
+            Err(e) => self.block_error_verdict(peer, hash, e),
         }
     }
 
@@ -191,6 +181,7 @@ impl Core {
                 }
                 (Response::Blocks(blocks), Vec::new())
             }
+            Request::GetBlockTxn { block, indexes } => self.serve_block_txn(peer, block, &indexes),
         }
     }
 }

@@ -8,13 +8,14 @@
 //! The one place that decides whose fault a failure is ([`Blame`]) lives here too, so the
 //! gossip path, the sync path and the RPC agree.
 
+use super::compact::CompactBlock;
 use super::peers::Misbehaviour;
 use super::sync::{Action, Failure, ReqId};
 use super::wire::{Request, Response};
 use crate::chain::ChainError;
 use crate::consensus::Fault;
 use crate::mempool::MempoolError;
-use crate::primitives::{Block, Transaction};
+use crate::primitives::{Block, Hash256, Transaction};
 use libp2p::PeerId;
 
 /// What gossipsub should do with a message (mapped to libp2p's own type only in the
@@ -80,6 +81,11 @@ pub enum NetWork {
     GossipBlock { peer: PeerId, block: Block },
     /// Validate a gossiped transaction (decoded).
     GossipTx { peer: PeerId, tx: Transaction },
+    /// Rebuild and validate a gossiped compact block (decoded, proof of work checked).
+    GossipCompact { peer: PeerId, compact: CompactBlock },
+    /// The answer to the `GetBlockTxn` asked for a compact block (the gossip message's
+    /// verdict is still pending), or why there is none.
+    BlockTxn { peer: PeerId, block: Hash256, answer: Result<Response, Failure> },
     /// Answer a peer's sync request.
     Serve { peer: PeerId, request: Request },
 }
@@ -90,6 +96,10 @@ impl NetWork {
         match self {
             NetWork::GossipBlock { block, .. } => block.encoded_size(),
             NetWork::GossipTx { tx, .. } => tx.encoded_size(),
+            NetWork::GossipCompact { compact, .. } => 96 + 6 * compact.short_ids.len(),
+            NetWork::BlockTxn { answer: Ok(Response::BlockTxn { txs, .. }), .. } => {
+                txs.iter().map(Transaction::encoded_size).sum()
+            }
             NetWork::Sync(SyncEvent::Response { response: Response::Blocks(b), .. }) => {
                 b.iter().map(Block::encoded_size).sum()
             }
@@ -114,12 +124,36 @@ pub struct NetJob {
 pub enum NetOutcome {
     /// Sync machine output (for [`NetWork::Sync`]).
     Actions(Vec<Action<PeerId>>),
-    /// Gossip verdict (for [`NetWork::GossipBlock`] / [`NetWork::GossipTx`]).
+    /// Gossip verdict (for [`NetWork::GossipBlock`] / [`NetWork::GossipTx`] /
+    /// [`NetWork::GossipCompact`] / [`NetWork::BlockTxn`]).
     Verdict(Verdict),
+    /// A compact block lacks transactions: send `request` (a `GetBlockTxn`) to the message's
+    /// source and hand its answer back as [`NetWork::BlockTxn`]; the verdict waits.
+    FetchTxs { block: Hash256, request: Request },
+    /// Actions caused after an item's result was sent (a block relayed before connecting
+    /// that then failed: its sender is penalised). Sent with [`FOLLOWUP_TOKEN`].
+    Followup(Vec<Action<PeerId>>),
     /// The answer to a peer's request, and sync actions it caused (for [`NetWork::Serve`]).
     Response { response: Response, actions: Vec<Action<PeerId>> },
     /// The core could not run the item (shutting down): the service drops or answers Busy.
     Dropped,
+}
+
+/// The token of a [`NetOutcome::Followup`]: it answers no item.
+pub const FOLLOWUP_TOKEN: u64 = u64::MAX;
+
+/// How a node announces the blocks it produces (`quarry node --relay`).
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum BlockRelay {
+    /// A compact block on the compact topic (and the full block for peers that take only
+    /// full blocks); compact blocks are relayed after the stateless checks.
+    #[default]
+    Compact,
+    /// The full block on the blocks topic only (the relay of protocol version 1).
+    Full,
 }
 
 /// A result coming back to the service.

@@ -13,6 +13,7 @@
 //! node.
 
 pub mod behaviour;
+pub mod compact;
 pub mod inbound;
 pub mod link;
 pub mod peers;
@@ -130,6 +131,7 @@ pub struct BanInfo {
 /// Requests to the network service.
 pub(crate) enum Command {
     Publish { topic: Topic, data: Vec<u8>, _held: Held },
+    PublishBlock { announcement: BlockAnnouncement, _held: Held },
     AddNode { addr: Multiaddr, mode: AddNodeMode, reply: oneshot::Sender<Result<(), P2pError>> },
     Disconnect { target: String, reply: oneshot::Sender<Result<(), P2pError>> },
     SetActive { active: bool, reply: oneshot::Sender<bool> },
@@ -138,6 +140,28 @@ pub(crate) enum Command {
     ListBanned { reply: oneshot::Sender<Vec<BanInfo>> },
     ClearBanned { reply: oneshot::Sender<usize> },
     SetBan { peer: PeerId, add: bool, seconds: u64, reply: oneshot::Sender<Result<(), P2pError>> },
+}
+
+/// How one of our blocks (or one we rebuilt from a compact block) is announced.
+#[derive(Clone, Debug)]
+pub enum BlockAnnouncement {
+    /// `--relay full`: the full block on the blocks topic.
+    Full(Vec<u8>),
+    /// The compact block on the compact topic, and the full block on the blocks topic if a
+    /// peer subscribes to that topic and not to the compact one.
+    Compact { compact: Vec<u8>, full: Vec<u8> },
+    /// A block gossipsub already relays compactly: the full block only for peers that take
+    /// full blocks alone.
+    FullForOthers(Vec<u8>),
+}
+
+impl BlockAnnouncement {
+    fn bytes(&self) -> usize {
+        match self {
+            BlockAnnouncement::Full(b) | BlockAnnouncement::FullForOthers(b) => b.len(),
+            BlockAnnouncement::Compact { compact, full } => compact.len() + full.len(),
+        }
+    }
 }
 
 /// Why a network request failed.
@@ -205,6 +229,20 @@ impl P2pHandle {
         }
         if let Err(e) = self.tx.try_send(Command::Publish { topic, data, _held: held }) {
             tracing::warn!(target: "p2p::gossip", ?topic, error = %e, "could not queue a publication");
+        }
+    }
+
+    /// Announces a block (dropped with a warning if the queue is full).
+    pub fn publish_block(&self, announcement: BlockAnnouncement) {
+        let bytes = announcement.bytes();
+        let before = self.queued.fetch_add(bytes, Ordering::SeqCst);
+        let held = Held { queued: self.queued.clone(), bytes };
+        if before > 0 && before + bytes > MAX_PUBLISH_BYTES {
+            tracing::warn!(target: "p2p::gossip", queued = before, "publication queue full ({MAX_PUBLISH_BYTES} bytes); dropped a block");
+            return;
+        }
+        if let Err(e) = self.tx.try_send(Command::PublishBlock { announcement, _held: held }) {
+            tracing::warn!(target: "p2p::gossip", error = %e, "could not queue a block announcement");
         }
     }
 

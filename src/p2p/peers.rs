@@ -40,6 +40,12 @@ pub enum Misbehaviour {
     Stalled(String),
     /// Requests faster than the rate limit.
     RequestFlood,
+    /// A compact block whose short ids are not those of the block it announced.
+    BadCompactBlock(String),
+    /// A compact block relayed after the stateless checks that then failed to connect (the
+    /// relayer checked only those; a ban would let one invalid block with valid proof of
+    /// work split the network).
+    RelayedInvalidBlock(String),
 }
 
 impl Misbehaviour {
@@ -47,10 +53,13 @@ impl Misbehaviour {
     pub fn penalty(&self) -> i32 {
         match self {
             Misbehaviour::InvalidBlock(_) | Misbehaviour::InvalidHeaders(_) => 100,
-            Misbehaviour::Malformed(_) | Misbehaviour::Oversized(_) | Misbehaviour::UnconnectedHeaders(_) => {
-                50
-            }
-            Misbehaviour::InvalidTx(_) | Misbehaviour::Unsolicited(_) => 20,
+            Misbehaviour::Malformed(_)
+            | Misbehaviour::Oversized(_)
+            | Misbehaviour::UnconnectedHeaders(_)
+            | Misbehaviour::BadCompactBlock(_) => 50,
+            Misbehaviour::InvalidTx(_)
+            | Misbehaviour::Unsolicited(_)
+            | Misbehaviour::RelayedInvalidBlock(_) => 20,
             Misbehaviour::Stalled(_) => 10,
             Misbehaviour::RequestFlood => 5,
         }
@@ -69,6 +78,8 @@ impl std::fmt::Display for Misbehaviour {
             Misbehaviour::Unsolicited(s) => write!(f, "unsolicited response: {s}"),
             Misbehaviour::Stalled(s) => write!(f, "stalled: {s}"),
             Misbehaviour::RequestFlood => write!(f, "requests over the rate limit ({REQUESTS_PER_SECOND}/s)"),
+            Misbehaviour::BadCompactBlock(s) => write!(f, "bad compact block: {s}"),
+            Misbehaviour::RelayedInvalidBlock(s) => write!(f, "relayed an invalid compact block: {s}"),
         }
     }
 }

@@ -2,6 +2,7 @@
 //! (docs/PROTOCOL.md "Wire"). Everything a peer sends is decoded here, once, with every
 //! length checked against a limit before anything is allocated.
 
+pub use super::compact::{CompactBlock, MAX_BLOCKTXN_INDEXES};
 use crate::consensus::Network;
 use crate::primitives::encode::{DecodeError, Reader};
 use crate::primitives::header::HEADER_SIZE;
@@ -35,17 +36,20 @@ pub enum Topic {
     Blocks,
     /// Unconfirmed transactions (canonical transaction encoding).
     Transactions,
+    /// Newly mined blocks as compact blocks ([`CompactBlock`]).
+    CompactBlocks,
 }
 
 impl Topic {
-    /// Both topics.
-    pub const ALL: [Topic; 2] = [Topic::Blocks, Topic::Transactions];
+    /// Every topic (a node subscribes to all three).
+    pub const ALL: [Topic; 3] = [Topic::Blocks, Topic::Transactions, Topic::CompactBlocks];
 
     /// The topic string for a network, e.g. `quarry/regtest/blocks/1`.
     pub fn name(self, network: Network) -> String {
         let kind = match self {
             Topic::Blocks => "blocks",
             Topic::Transactions => "txs",
+            Topic::CompactBlocks => "cmpctblocks",
         };
         format!("quarry/{}/{kind}/1", network.name())
     }
@@ -84,6 +88,8 @@ pub enum GossipMessage {
     Block(Block),
     /// A transaction (not yet validated).
     Tx(Transaction),
+    /// A compact block (not yet rebuilt).
+    Compact(CompactBlock),
 }
 
 impl GossipMessage {
@@ -92,6 +98,7 @@ impl GossipMessage {
         Ok(match topic {
             Topic::Blocks => GossipMessage::Block(Block::decode(data, max_block)?),
             Topic::Transactions => GossipMessage::Tx(Transaction::decode(data, max_tx)?),
+            Topic::CompactBlocks => GossipMessage::Compact(CompactBlock::decode(data, max_block)?),
         })
     }
 }
@@ -155,6 +162,14 @@ pub enum Request {
     },
     /// Tag 2: these blocks, by id (at most [`MAX_BLOCKS_PER_REQUEST`]).
     GetBlocks(Vec<Hash256>),
+    /// Tag 3: the transactions at these indexes (ascending, at most
+    /// [`MAX_BLOCKTXN_INDEXES`]) of a block you announced compactly.
+    GetBlockTxn {
+        /// The block id.
+        block: Hash256,
+        /// Transaction indexes in the block, strictly ascending.
+        indexes: Vec<u32>,
+    },
 }
 
 /// A sync response.
@@ -169,6 +184,14 @@ pub enum Response {
     Blocks(Vec<Block>),
     /// Tag 3: the responder is too busy to answer now; ask again later or elsewhere.
     Busy,
+    /// Tag 4: the transactions asked for by a `GetBlockTxn`, in its order (none if the
+    /// responder does not have the block).
+    BlockTxn {
+        /// The block id.
+        block: Hash256,
+        /// The transactions.
+        txs: Vec<Transaction>,
+    },
 }
 
 fn invalid(what: &'static str, detail: String) -> DecodeError {
@@ -197,6 +220,14 @@ impl Request {
                 out.extend_from_slice(&(hashes.len() as u32).to_le_bytes());
                 for h in hashes {
                     out.extend_from_slice(h.as_bytes());
+                }
+            }
+            Request::GetBlockTxn { block, indexes } => {
+                out.push(3);
+                out.extend_from_slice(block.as_bytes());
+                out.extend_from_slice(&(indexes.len() as u32).to_le_bytes());
+                for i in indexes {
+                    out.extend_from_slice(&i.to_le_bytes());
                 }
             }
         }
@@ -234,10 +265,22 @@ impl Request {
                     (0..n).map(|_| r.array("block hash").map(Hash256)).collect::<Result<_, _>>()?,
                 )
             }
+            3 => {
+                let block = Hash256(r.array("blocktxn block")?);
+                let n = r.count("blocktxn indexes", 4)?;
+                if n == 0 || n > MAX_BLOCKTXN_INDEXES {
+                    return Err(invalid("blocktxn indexes", format!("{n}, 1 to {MAX_BLOCKTXN_INDEXES}")));
+                }
+                let indexes: Vec<u32> = (0..n).map(|_| r.u32("blocktxn index")).collect::<Result<_, _>>()?;
+                if let Some(w) = indexes.windows(2).find(|w| w[1] <= w[0]) {
+                    return Err(invalid("blocktxn indexes", format!("must ascend: {} after {}", w[1], w[0])));
+                }
+                Request::GetBlockTxn { block, indexes }
+            }
             t => {
                 return Err(invalid(
                     "request tag",
-                    format!("{t} (known: 0 status, 1 getheaders, 2 getblocks)"),
+                    format!("{t} (known: 0 status, 1 getheaders, 2 getblocks, 3 getblocktxn)"),
                 ))
             }
         };
@@ -270,6 +313,14 @@ impl Response {
                 }
             }
             Response::Busy => out.push(3),
+            Response::BlockTxn { block, txs } => {
+                out.push(4);
+                out.extend_from_slice(block.as_bytes());
+                out.extend_from_slice(&(txs.len() as u32).to_le_bytes());
+                for tx in txs {
+                    tx.encode_to(&mut out);
+                }
+            }
         }
         out
     }
@@ -308,15 +359,38 @@ impl Response {
                 Response::Blocks(blocks)
             }
             3 => Response::Busy,
+            4 => {
+                let block = Hash256(r.array("blocktxn block")?);
+                let n = r.count("blocktxn transactions", crate::primitives::tx::MIN_ENCODED_TX_SIZE)?;
+                if n > MAX_BLOCKTXN_INDEXES {
+                    return Err(invalid(
+                        "blocktxn transactions",
+                        format!("{n}, at most {MAX_BLOCKTXN_INDEXES}"),
+                    ));
+                }
+                let txs = (0..n).map(|_| Transaction::decode_from(&mut r)).collect::<Result<_, _>>()?;
+                Response::BlockTxn { block, txs }
+            }
             t => {
                 return Err(invalid(
                     "response tag",
-                    format!("{t} (known: 0 status, 1 headers, 2 blocks, 3 busy)"),
+                    format!("{t} (known: 0 status, 1 headers, 2 blocks, 3 busy, 4 blocktxn)"),
                 ))
             }
         };
         r.finish("response")?;
         Ok(resp)
+    }
+}
+
+/// A response's name, for messages.
+pub fn response_name(r: &Response) -> &'static str {
+    match r {
+        Response::Status(_) => "status",
+        Response::Headers(_) => "headers",
+        Response::Blocks(_) => "blocks",
+        Response::Busy => "busy",
+        Response::BlockTxn { .. } => "blocktxn",
     }
 }
 
@@ -455,6 +529,7 @@ mod tests {
             for req in [
                 Request::GetHeaders { locator: locator.clone(), max },
                 Request::GetBlocks(locator.iter().take(16).copied().collect()),
+                Request::GetBlockTxn { block: Hash256(h), indexes: (0..=max).step_by(7).collect() },
                 Request::Status(Status { version: 1, genesis: Hash256(h), tip: Hash256(h), height, chain_work: U256::from_le_bytes(&h) }),
             ] {
                 prop_assert_eq!(Request::decode(&req.encode()).unwrap(), req);

@@ -4,6 +4,18 @@
 use super::*;
 
 impl Service {
+    /// True if a connected peer takes full blocks and not compact ones (an implementation
+    /// of protocol version 1's relay only).
+    fn full_only_peers(&self) -> bool {
+        let blocks = gossipsub::IdentTopic::new(Topic::Blocks.name(self.network)).hash();
+        let compact = gossipsub::IdentTopic::new(Topic::CompactBlocks.name(self.network)).hash();
+        self.swarm
+            .behaviour()
+            .gossipsub
+            .all_peers()
+            .any(|(_, topics)| topics.contains(&&blocks) && !topics.contains(&&compact))
+    }
+
     pub(super) fn on_command(&mut self, cmd: Command) {
         match cmd {
             Command::Publish { topic, data, _held } => {
@@ -14,6 +26,26 @@ impl Service {
                 match self.swarm.behaviour_mut().gossipsub.publish(t, data) {
                     Ok(_) => debug!(target: "p2p::gossip", ?topic, "published"),
                     Err(e) => debug!(target: "p2p::gossip", ?topic, error = %e, "not published"),
+                }
+            }
+            Command::PublishBlock { announcement, _held } => {
+                if !self.active {
+                    return;
+                }
+                let (compact, full) = match announcement {
+                    BlockAnnouncement::Full(full) => (None, Some(full)),
+                    BlockAnnouncement::Compact { compact, full } => {
+                        (Some(compact), self.full_only_peers().then_some(full))
+                    }
+                    BlockAnnouncement::FullForOthers(full) => (None, self.full_only_peers().then_some(full)),
+                };
+                for (topic, data) in [(Topic::CompactBlocks, compact), (Topic::Blocks, full)] {
+                    let Some(data) = data else { continue };
+                    let t = gossipsub::IdentTopic::new(topic.name(self.network));
+                    match self.swarm.behaviour_mut().gossipsub.publish(t, data) {
+                        Ok(_) => debug!(target: "p2p::gossip", ?topic, "block published"),
+                        Err(e) => debug!(target: "p2p::gossip", ?topic, error = %e, "block not published"),
+                    }
                 }
             }
             Command::AddNode { addr, mode, reply } => {

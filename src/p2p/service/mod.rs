@@ -7,13 +7,14 @@
 //! trait the node implements.
 
 use super::behaviour::{Behaviour, BehaviourEvent, SwarmSettings};
-use super::link::{Acceptance, CoreLink, NetDone, NetJob, NetOutcome, NetWork, SyncEvent};
+use super::link::{Acceptance, CoreLink, NetDone, NetJob, NetOutcome, NetWork, SyncEvent, Verdict};
 use super::peers::{BanList, Misbehaviour, Scores, BAN_SECONDS};
 use super::sync::{Action, Failure, ReqId};
 use super::wire::{self, GossipMessage, Request, Response, Topic};
-use super::{AddNodeMode, BanInfo, Command, NetworkInfo, P2pConfig, P2pError, PeerInfo};
+use super::{AddNodeMode, BanInfo, BlockAnnouncement, Command, NetworkInfo, P2pConfig, P2pError, PeerInfo};
 use crate::clock::{unix_ms, unix_secs as now};
 use crate::consensus::Network;
+use crate::primitives::Hash256;
 use futures::StreamExt;
 use libp2p::gossipsub::{self, MessageAcceptance, MessageId};
 use libp2p::request_response::{self, OutboundFailure, OutboundRequestId, ResponseChannel};
@@ -45,7 +46,7 @@ enum Pending {
     /// The periodic tick (one in flight at a time).
     Tick,
     /// A gossip message awaiting its verdict, and the budget it holds.
-    Gossip { id: MessageId, source: PeerId, block: bool, cost: usize },
+    Gossip { id: MessageId, source: PeerId, block: bool, cost: usize, label: &'static str },
     /// A peer's request awaiting its answer.
     Serve { peer: PeerId, channel: ResponseChannel<Response> },
 }
@@ -73,6 +74,8 @@ struct Service {
     next_token: u64,
     serving: usize,
     outbound: HashMap<OutboundRequestId, ReqId>,
+    /// Our `GetBlockTxn` requests, with the gossip message waiting on each answer.
+    txn_fetches: HashMap<OutboundRequestId, (Hash256, Pending)>,
     peers: HashMap<PeerId, Peer>,
     next_peer_id: u64,
     scores: Scores<PeerId>,
@@ -133,6 +136,7 @@ pub(crate) async fn run(
         next_token: 0,
         serving: 0,
         outbound: HashMap::new(),
+        txn_fetches: HashMap::new(),
         peers: HashMap::new(),
         next_peer_id: 0,
         scores: Scores::default(),
@@ -238,38 +242,32 @@ impl Service {
     }
 
     fn on_done(&mut self, done: NetDone) {
+        if let NetOutcome::Followup(actions) = done.outcome {
+            self.apply(actions);
+            return;
+        }
         let Some(pending) = self.pending.remove(&done.token) else { return };
         match (pending, done.outcome) {
-            (Pending::Gossip { id, source, block, cost }, outcome) => {
-                if block {
-                    self.validating_block_bytes -= cost;
-                } else {
-                    self.validating_tx_bytes -= cost;
+            (pending @ Pending::Gossip { .. }, NetOutcome::FetchTxs { block, request }) => {
+                let Pending::Gossip { source, .. } = &pending else { unreachable!() };
+                let source = *source;
+                if !self.peers.contains_key(&source) {
+                    self.finish_gossip(pending, Verdict::ignore());
+                    return;
                 }
+                if let Some(p) = self.peers.get_mut(&source) {
+                    p.bytes_sent += request.encode().len() as u64;
+                }
+                debug!(target: "p2p::gossip", peer = %source, %block, "asking for a compact block's missing transactions");
+                let rid = self.swarm.behaviour_mut().sync.send_request(&source, request);
+                self.txn_fetches.insert(rid, (block, pending));
+            }
+            (pending @ Pending::Gossip { .. }, outcome) => {
                 let verdict = match outcome {
                     NetOutcome::Verdict(v) => v,
-                    _ => super::link::Verdict::ignore(),
+                    _ => Verdict::ignore(),
                 };
-                let acceptance = match verdict.acceptance {
-                    Acceptance::Accept => MessageAcceptance::Accept,
-                    Acceptance::Reject => MessageAcceptance::Reject,
-                    Acceptance::Ignore => MessageAcceptance::Ignore,
-                };
-                crate::metrics::gossip(
-                    if block { "blocks" } else { "transactions" },
-                    verdict_label(&acceptance),
-                );
-                self.swarm
-                    .behaviour_mut()
-                    .gossipsub
-                    .report_message_validation_result(&id, &source, acceptance);
-                if let (Some(h), Some(p)) = (verdict.height, self.peers.get_mut(&source)) {
-                    p.tip_height = Some(p.tip_height.unwrap_or(0).max(h));
-                }
-                if let Some(why) = verdict.fault {
-                    self.penalise(source, why);
-                }
-                self.apply(verdict.actions);
+                self.finish_gossip(pending, verdict);
             }
             (Pending::Serve { peer, channel }, outcome) => {
                 self.serving -= 1;
@@ -291,6 +289,43 @@ impl Service {
             }
             (Pending::Step, NetOutcome::Actions(actions)) => self.apply(actions),
             (Pending::Step, _) => {}
+        }
+    }
+
+    /// Reports a gossip message's verdict, releases its budget, penalises and applies.
+    fn finish_gossip(&mut self, pending: Pending, verdict: Verdict) {
+        let Pending::Gossip { id, source, block, cost, label } = pending else { return };
+        if block {
+            self.validating_block_bytes -= cost;
+        } else {
+            self.validating_tx_bytes -= cost;
+        }
+        let acceptance = match verdict.acceptance {
+            Acceptance::Accept => MessageAcceptance::Accept,
+            Acceptance::Reject => MessageAcceptance::Reject,
+            Acceptance::Ignore => MessageAcceptance::Ignore,
+        };
+        crate::metrics::gossip(label, verdict_label(&acceptance));
+        self.swarm.behaviour_mut().gossipsub.report_message_validation_result(&id, &source, acceptance);
+        if let (Some(h), Some(p)) = (verdict.height, self.peers.get_mut(&source)) {
+            p.tip_height = Some(p.tip_height.unwrap_or(0).max(h));
+        }
+        if let Some(why) = verdict.fault {
+            self.penalise(source, why);
+        }
+        self.apply(verdict.actions);
+    }
+
+    /// The answer (or failure) of a `GetBlockTxn`: back to the core with its gossip message.
+    fn on_blocktxn(
+        &mut self,
+        peer: PeerId,
+        block: Hash256,
+        pending: Pending,
+        answer: Result<Response, Failure>,
+    ) {
+        if let Err(pending) = self.submit(NetWork::BlockTxn { peer, block, answer }, pending) {
+            self.finish_gossip(pending, Verdict::ignore());
         }
     }
 
@@ -423,6 +458,13 @@ impl Service {
                     self.on_request(peer, request, channel)
                 }
                 request_response::Message::Response { request_id, response } => {
+                    if let Some((block, pending)) = self.txn_fetches.remove(&request_id) {
+                        if let Some(p) = self.peers.get_mut(&peer) {
+                            p.bytes_recv += response_size(&response) as u64;
+                        }
+                        self.on_blocktxn(peer, block, pending, Ok(response));
+                        return;
+                    }
                     let Some(id) = self.outbound.remove(&request_id) else { return };
                     debug!(target: "p2p::sync", %peer, id, bytes = response_size(&response), "response");
                     if let Some(p) = self.peers.get_mut(&peer) {
@@ -441,7 +483,6 @@ impl Service {
                 error,
                 ..
             }) => {
-                let Some(id) = self.outbound.remove(&request_id) else { return };
                 let failure = match &error {
                     OutboundFailure::Timeout => Failure::Timeout,
                     OutboundFailure::Io(e) if e.kind() == std::io::ErrorKind::InvalidData => {
@@ -449,6 +490,12 @@ impl Service {
                     }
                     other => Failure::Other(other.to_string()),
                 };
+                if let Some((block, pending)) = self.txn_fetches.remove(&request_id) {
+                    debug!(target: "p2p::gossip", %peer, %block, error = %error, "getblocktxn failed");
+                    self.on_blocktxn(peer, block, pending, Err(failure));
+                    return;
+                }
+                let Some(id) = self.outbound.remove(&request_id) else { return };
                 debug!(target: "p2p::sync", %peer, error = %error, "request failed");
                 self.sync_step(SyncEvent::Failure { peer, id, failure });
             }
@@ -503,6 +550,7 @@ impl Service {
         let topic_label = match Topic::parse(message.topic.as_str(), self.network) {
             Some(Topic::Blocks) => "blocks",
             Some(Topic::Transactions) => "transactions",
+            Some(Topic::CompactBlocks) => "compact_blocks",
             None => "unknown",
         };
         let report = |s: &mut Self, acceptance| {
@@ -527,11 +575,16 @@ impl Service {
         // cannot starve blocks). A block's proof of work is checked here first, off the core:
         // a block without it costs its sender, not our queue.
         let cost = message.data.len();
-        let (block, used, limit) = match &decoded {
-            GossipMessage::Block(block) => {
-                let hash = block.hash();
+        let header = match &decoded {
+            GossipMessage::Block(block) => Some(block.header),
+            GossipMessage::Compact(compact) => Some(compact.header),
+            GossipMessage::Tx(_) => None,
+        };
+        let (block, used, limit) = match header {
+            Some(header) => {
+                let hash = header.hash();
                 if let Err(e) =
-                    crate::consensus::pow::check_proof_of_work(&hash, block.header.bits, &params.pow_limit)
+                    crate::consensus::pow::check_proof_of_work(&hash, header.bits, &params.pow_limit)
                 {
                     report(self, MessageAcceptance::Reject);
                     self.penalise(source, Misbehaviour::InvalidBlock(format!("block {hash}: {e}")));
@@ -539,7 +592,7 @@ impl Service {
                 }
                 (true, self.validating_block_bytes, MAX_VALIDATING_BLOCK_BYTES)
             }
-            GossipMessage::Tx(_) => (false, self.validating_tx_bytes, MAX_VALIDATING_TX_BYTES),
+            None => (false, self.validating_tx_bytes, MAX_VALIDATING_TX_BYTES),
         };
         if used + cost > limit {
             report(self, MessageAcceptance::Ignore);
@@ -548,8 +601,10 @@ impl Service {
         let work = match decoded {
             GossipMessage::Block(block) => NetWork::GossipBlock { peer: source, block },
             GossipMessage::Tx(tx) => NetWork::GossipTx { peer: source, tx },
+            GossipMessage::Compact(compact) => NetWork::GossipCompact { peer: source, compact },
         };
-        match self.submit(work, Pending::Gossip { id: id.clone(), source, block, cost }) {
+        let pending = Pending::Gossip { id: id.clone(), source, block, cost, label: topic_label };
+        match self.submit(work, pending) {
             Ok(()) if block => self.validating_block_bytes += cost,
             Ok(()) => self.validating_tx_bytes += cost,
             Err(_) => report(self, MessageAcceptance::Ignore), // busy: our problem, not the peer's
@@ -590,6 +645,7 @@ fn request_name(r: &Request) -> &'static str {
         Request::Status(_) => "status",
         Request::GetHeaders { .. } => "getheaders",
         Request::GetBlocks(_) => "getblocks",
+        Request::GetBlockTxn { .. } => "getblocktxn",
     }
 }
 
@@ -600,6 +656,7 @@ fn response_size(r: &Response) -> usize {
         Response::Headers(h) => 5 + 80 * h.len(),
         Response::Blocks(b) => 5 + b.iter().map(|b| 4 + b.encoded_size()).sum::<usize>(),
         Response::Busy => 1,
+        Response::BlockTxn { txs, .. } => 37 + txs.iter().map(|t| t.encoded_size()).sum::<usize>(),
     }
 }
 

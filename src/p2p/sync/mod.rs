@@ -427,12 +427,7 @@ impl<P: Copy + Ord + Eq + Hash + Debug> SyncMachine<P> {
             }
             (kind, other) => {
                 self.release(peer, kind, &req.hashes);
-                let got = match other {
-                    Response::Status(_) => "status",
-                    Response::Headers(_) => "headers",
-                    Response::Blocks(_) => "blocks",
-                    Response::Busy => "busy",
-                };
+                let got = super::wire::response_name(&other);
                 self.penalise(peer, Misbehaviour::Unsolicited(format!("asked for {kind:?}, got {got}")));
             }
         }
