@@ -430,6 +430,10 @@ fn check_request(v: &Vector) {
         "status" => Request::Status(status_of(v)),
         "getheaders" => Request::GetHeaders { locator: hashes(v, "locator"), max: v.num("max") },
         "getblocks" => Request::GetBlocks(hashes(v, "hash")),
+        "getblocktxn" => Request::GetBlockTxn {
+            block: v.get("block").parse().expect("block id"),
+            indexes: v.all("index").iter().map(|i| i.parse().expect("index")).collect(),
+        },
         other => panic!("line {}: unknown request {other}", v.line),
     };
     let bytes = v.hex("hex");
@@ -454,6 +458,14 @@ fn check_response(v: &Vector) {
                 .collect(),
         ),
         "busy" => Response::Busy,
+        "blocktxn" => Response::BlockTxn {
+            block: v.get("block").parse().expect("block id"),
+            txs: v
+                .all("tx")
+                .iter()
+                .map(|t| Transaction::decode(&hex::decode(t).expect("hex"), usize::MAX).expect("tx decodes"))
+                .collect(),
+        },
         other => panic!("line {}: unknown response {other}", v.line),
     };
     let bytes = v.hex("hex");
@@ -514,10 +526,48 @@ fn check_node_key(v: &Vector) {
     assert_eq!(loaded.public().to_peer_id(), peer);
 }
 
+/// The sample of the compact-block vectors: the regtest genesis header and coinbase, a
+/// nonce, and two made-up txids.
+fn compact_sample() -> (BlockHeader, u64, Transaction, Vec<Hash256>) {
+    let p = Network::Regtest.params();
+    (p.genesis.header, 0x0807_0605_0403_0201, p.genesis.txs[0].clone(), vec![sample_tip(), p.genesis_hash])
+}
+
+fn check_short_id(v: &Vector) {
+    use quarry::p2p::compact::ShortIdKey;
+    let header = BlockHeader::from_bytes(&v.hex("header")).expect("80 bytes");
+    let key = ShortIdKey::new(&header, u64::from_str_radix(v.get("nonce"), 16).expect("hex nonce"));
+    let (k0, k1) = key.keys();
+    assert_eq!(format!("{k0:016x}"), v.get("k0"), "k0 at line {}", v.line);
+    assert_eq!(format!("{k1:016x}"), v.get("k1"), "k1 at line {}", v.line);
+    let txid: Hash256 = v.get("txid").parse().expect("txid");
+    assert_eq!(format!("{:012x}", key.short_id(&txid)), v.get("short_id"), "short id at line {}", v.line);
+}
+
+fn check_compact_block(v: &Vector) {
+    use quarry::p2p::compact::{CompactBlock, ShortIdKey};
+    let header = BlockHeader::from_bytes(&v.hex("header")).expect("80 bytes");
+    let nonce = u64::from_str_radix(v.get("nonce"), 16).expect("hex nonce");
+    let key = ShortIdKey::new(&header, nonce);
+    let coinbase = Transaction::decode(&v.hex("coinbase"), usize::MAX).expect("coinbase decodes");
+    let txids: Vec<Hash256> = v.all("txid").iter().map(|t| t.parse().expect("txid")).collect();
+    let compact = CompactBlock {
+        header,
+        nonce,
+        short_ids: txids.iter().map(|t| key.short_id(t)).collect(),
+        prefilled: vec![(0, coinbase)],
+    };
+    assert_eq!(hex::encode(compact.encode()), v.get("hex"), "compact block at line {}", v.line);
+    for n in Network::ALL {
+        assert_eq!(CompactBlock::decode(&v.hex("hex"), n.params().max_block_size).expect("decodes"), compact);
+    }
+}
+
 fn check_wire_names(v: &Vector) {
     let n: Network = v.get("network").parse().expect("network");
     assert_eq!(Topic::Blocks.name(n), v.get("blocks_topic"));
     assert_eq!(Topic::Transactions.name(n), v.get("txs_topic"));
+    assert_eq!(Topic::CompactBlocks.name(n), v.get("cmpct_topic"));
     assert_eq!(wire::sync_protocol(n).as_ref(), v.get("sync_protocol"));
     assert_eq!(wire::kad_protocol(n).as_ref(), v.get("kad_protocol"));
     assert_eq!(wire::identify_protocol(n), v.get("identify_protocol"));
@@ -573,6 +623,10 @@ fn p2p_constants() -> Vec<(&'static str, String)> {
         ("penalty_unsolicited", M::Unsolicited(s()).penalty().to_string()),
         ("penalty_stalled", M::Stalled(s()).penalty().to_string()),
         ("penalty_request_flood", M::RequestFlood.penalty().to_string()),
+        ("penalty_bad_compact_block", M::BadCompactBlock(s()).penalty().to_string()),
+        ("penalty_relayed_invalid_block", M::RelayedInvalidBlock(s()).penalty().to_string()),
+        ("short_id_bytes", quarry::p2p::compact::SHORT_ID_BYTES.to_string()),
+        ("max_blocktxn_indexes", quarry::p2p::compact::MAX_BLOCKTXN_INDEXES.to_string()),
     ]
 }
 
@@ -672,6 +726,14 @@ fn check(v: &Vector) -> &'static str {
         "node_key" => {
             check_node_key(v);
             "node_key"
+        }
+        "short_id" => {
+            check_short_id(v);
+            "short_id"
+        }
+        "compact_block" => {
+            check_compact_block(v);
+            "compact_block"
         }
         "wire_names" => {
             check_wire_names(v);
@@ -993,6 +1055,61 @@ fn print_wire_vectors() {
             ("hex", hex::encode(resp.encode())),
         ],
     );
+
+    let req = Request::GetBlockTxn { block: sample_tip(), indexes: vec![1, 5, 9] };
+    print_block(
+        "request",
+        &[
+            ("message", "getblocktxn".into()),
+            ("block", sample_tip().to_string()),
+            ("index", "1".into()),
+            ("index", "5".into()),
+            ("index", "9".into()),
+            ("hex", hex::encode(req.encode())),
+            ("frame", framed(&req.encode())),
+        ],
+    );
+    let resp = Response::BlockTxn { block: p.genesis_hash, txs: vec![p.genesis.txs[0].clone()] };
+    print_block(
+        "response",
+        &[
+            ("message", "blocktxn".into()),
+            ("block", p.genesis_hash.to_string()),
+            ("tx", hex::encode(p.genesis.txs[0].encode())),
+            ("hex", hex::encode(resp.encode())),
+        ],
+    );
+    {
+        use quarry::p2p::compact::{CompactBlock, ShortIdKey};
+        let (header, nonce, coinbase, txids) = compact_sample();
+        let key = ShortIdKey::new(&header, nonce);
+        let (k0, k1) = key.keys();
+        print_block(
+            "short_id",
+            &[
+                ("header", hex::encode(header.to_bytes())),
+                ("nonce", format!("{nonce:016x}")),
+                ("k0", format!("{k0:016x}")),
+                ("k1", format!("{k1:016x}")),
+                ("txid", txids[0].to_string()),
+                ("short_id", format!("{:012x}", key.short_id(&txids[0]))),
+            ],
+        );
+        let compact = CompactBlock {
+            header,
+            nonce,
+            short_ids: txids.iter().map(|t| key.short_id(t)).collect(),
+            prefilled: vec![(0, coinbase.clone())],
+        };
+        let mut f = vec![
+            ("header", hex::encode(header.to_bytes())),
+            ("nonce", format!("{nonce:016x}")),
+            ("coinbase", hex::encode(coinbase.encode())),
+        ];
+        f.extend(txids.iter().map(|t| ("txid", t.to_string())));
+        f.push(("hex", hex::encode(compact.encode())));
+        print_block("compact_block", &f);
+    }
 
     let resp = Response::Busy;
     print_block(

@@ -57,6 +57,11 @@ impl ShortIdKey {
         ShortIdKey { k0: word(0), k1: word(8) }
     }
 
+    /// The two SipHash keys (k0, k1).
+    pub fn keys(&self) -> (u64, u64) {
+        (self.k0, self.k1)
+    }
+
     /// The short id of a transaction: SipHash-2-4 of its txid (32 bytes, internal order),
     /// low 48 bits.
     pub fn short_id(&self, txid: &Hash256) -> u64 {
@@ -332,6 +337,14 @@ mod tests {
         let mut all = vec![cb];
         all.extend(txs.clone());
         (assemble(p, p.genesis_hash, 1_700_000_000, p.genesis_bits, all), txs)
+    }
+
+    #[test]
+    fn siphash_is_siphash_2_4() {
+        // The reference vector of the SipHash paper: key 00..0f, message 00..0e.
+        let msg: Vec<u8> = (0..15).collect();
+        let h = SipHasher24::new_with_keys(0x0706_0504_0302_0100, 0x0f0e_0d0c_0b0a_0908).hash(&msg);
+        assert_eq!(h, 0xa129_ca61_49be_45e5);
     }
 
     #[test]
