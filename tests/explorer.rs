@@ -477,9 +477,9 @@ fn partition_and_heal_show_in_metrics_and_in_the_explorer() {
     assert_eq!(m1["quarry_chain_reorg_depth_count"], 1.0);
     assert_eq!(m1["quarry_chain_reorg_depth_sum"], 1.0);
     assert!(m1["quarry_chain_stale_blocks_total"] >= 1.0);
-    // n3 got n1's prefunding blocks and n2's by gossip.
+    // n3 got n1's prefunding blocks and n2's by gossip (as compact blocks).
     let m3 = net.metrics("n3");
-    let accepted = m3.get("quarry_gossip_messages_total{topic=\"blocks\",verdict=\"accept\"}");
+    let accepted = m3.get("quarry_gossip_messages_total{topic=\"compact_blocks\",verdict=\"accept\"}");
     assert!(accepted.is_some_and(|v| *v >= 3.0), "n3's gossip counters: {m3:?}");
     assert!(m1["quarry_process_resident_memory_bytes"] > 0.0 && m1["quarry_process_open_fds"] > 0.0);
     assert!(m1["quarry_rpc_requests_total{method=\"generatetoaddress\",result=\"ok\"}"] >= 1.0);

@@ -456,7 +456,11 @@ fn bench_p2p_smoke() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "bench-p2p failed: {}\nstdout:\n{stdout}\nstderr:\n{stderr}", out.status);
     assert!(stdout.contains("ratio"), "{stdout}");
-    assert!(stdout.contains("hop latency p50 / p99"), "{stdout}");
+    assert!(
+        stdout.contains("compact relay (1 rounds)") && stdout.contains("full relay (1 rounds)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("compact / full"), "{stdout}");
 }
 
 #[path = "p2p/compact.rs"]

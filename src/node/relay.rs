@@ -164,6 +164,10 @@ impl Core {
             Err(p) => return self.fall_back(peer, p.compact().clone()),
         };
         let hash = block.hash();
+        if self.chain.record(&hash).is_some() {
+            // It arrived meanwhile (in full, or by sync).
+            return Verdict::ignore();
+        }
         match self.chain.precheck(block, unix_secs()) {
             Ok(checked) => {
                 crate::metrics::compact_block(if fetched { "fetched" } else { "mempool" });

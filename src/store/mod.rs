@@ -133,6 +133,12 @@ pub enum StoreError {
 
 /// Files RocksDB keeps open at most.
 pub const MAX_OPEN_FILES: u32 = 256;
+/// Memtable bytes across every column family at most (RocksDB's `db_write_buffer_size`):
+/// past it the largest memtable is flushed. It also caps the write-ahead log's preallocated
+/// block, which RocksDB otherwise sizes at 1.1 x the 64 MiB write buffer: a fresh
+/// chainstate took 75 MB of disk while open (71 MB of it the empty log's preallocation).
+/// The UTXO set's memory is the coins cache (`--dbcache`), not RocksDB's memtables.
+pub const DB_WRITE_BUFFER_BYTES: usize = 16 << 20;
 
 /// Free space below which the node stops rather than writing (Bitcoin Core's 50 MB).
 pub const MIN_FREE_MB: u64 = 50;
@@ -229,6 +235,7 @@ impl Store {
         opts.create_missing_column_families(true);
         opts.set_max_open_files(MAX_OPEN_FILES as i32);
         opts.set_keep_log_file_num(3);
+        opts.set_db_write_buffer_size(DB_WRITE_BUFFER_BYTES);
         // Replay the write-ahead log up to its first damaged record and stop there (the
         // default, set here on purpose): every block connect is one batch, so the store opens
         // at a block boundary after a torn or cut-short log. AbsoluteConsistency would refuse

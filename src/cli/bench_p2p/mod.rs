@@ -46,6 +46,15 @@ pub struct BenchP2pArgs {
     /// Target size of each propagated block in bytes (the mempool is filled to about this).
     #[arg(long, default_value_t = 1_000_000)]
     pub block_bytes: usize,
+    /// Block relay of the propagation rounds: `compact`, `full`, or `both` (rounds alternate
+    /// between origin A announcing compact blocks and origin E announcing full blocks, both
+    /// attached to B of the same line, so the two are measured in one run).
+    #[arg(long, value_enum, default_value_t = RelayChoice::Both)]
+    pub relay: RelayChoice,
+    /// Percent of each timed block's transactions kept out of the other nodes' mempools
+    /// (sent to the origin while it is offline): a compact block then needs one GetBlockTxn.
+    #[arg(long, default_value_t = 0, value_name = "PERCENT")]
+    pub missing_percent: u32,
     /// Milliseconds between tip polls while timing propagation.
     #[arg(long, default_value_t = 1)]
     pub poll_ms: u64,
@@ -53,6 +62,17 @@ pub struct BenchP2pArgs {
     /// Children inherit RUST_LOG, e.g. RUST_LOG=info,p2p::sync=debug.
     #[arg(long)]
     pub keep: bool,
+}
+
+/// `--relay` of `quarry bench-p2p`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum RelayChoice {
+    /// Compact blocks only.
+    Compact,
+    /// Full blocks only.
+    Full,
+    /// Alternate rounds.
+    Both,
 }
 
 /// Blocks per `generatetoaddress` call, and heights per fetch batch.
@@ -296,6 +316,9 @@ pub fn run(args: &BenchP2pArgs) -> Result<()> {
     }
     if !(2_000..=3_500_000).contains(&args.block_bytes) {
         bail!("--block-bytes must be in 2000..=3500000, got {}", args.block_bytes);
+    }
+    if args.missing_percent > 90 {
+        bail!("--missing-percent must be at most 90, got {}", args.missing_percent);
     }
     if args.poll_ms > 1_000 {
         bail!("--poll-ms must be at most 1000, got {}", args.poll_ms);

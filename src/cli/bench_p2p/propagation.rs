@@ -1,8 +1,8 @@
 //! Part 2 of `quarry bench-p2p`: block propagation across the 4-node line A-B-C-D.
 
 use super::{
-    listen_addr, percentile, regtest_address, secs, wait_height, BenchP2pArgs, Cluster, Coin, Rpc, RpcTarget,
-    CHILD_FEE, FAN_FEE, FAN_OUTPUTS, FAN_VALUE, PROPAGATION_TIMEOUT, SEND_BATCH,
+    listen_addr, percentile, regtest_address, secs, wait_height, BenchP2pArgs, Cluster, Coin, RelayChoice,
+    Rpc, RpcTarget, CHILD_FEE, FAN_FEE, FAN_OUTPUTS, FAN_VALUE, PROPAGATION_TIMEOUT, SEND_BATCH,
 };
 use crate::primitives::{Amount, Hash256, OutPoint, Transaction, TxOut};
 use crate::rpc::api::QuarryApiClient;
@@ -161,15 +161,53 @@ fn watch_tip(
 }
 
 struct Round {
+    /// The origin's relay mode.
+    mode: &'static str,
     size: u64,
     txs: u64,
-    /// Mempool sizes of A..D just before mining.
+    /// Mempool sizes of the origin, B, C, D just before mining.
     pools: [u64; 4],
-    /// Times A..D first reported the block, from A.
+    /// Times the origin, B, C, D first reported the block, from the origin.
     seen: [f64; 4],
+    /// Payload bytes C received from B, and D from C, while the block crossed.
+    hop_bytes: [u64; 2],
 }
 
-/// Part 2: the A-B-C-D line.
+/// Bytes `rpc`'s node has received from peer `from` (payloads, as getpeerinfo counts).
+fn bytes_from(rpc: &mut Rpc, from: &str) -> Result<u64> {
+    let peers = rpc.wait(rpc.getpeerinfo())?;
+    peers
+        .iter()
+        .find(|p| p.peerid == from)
+        .map(|p| p.bytesrecv)
+        .ok_or_else(|| anyhow!("node {} is not connected to {from}", rpc.target.name))
+}
+
+fn peer_id(rpc: &mut Rpc) -> Result<String> {
+    Ok(rpc.wait(rpc.getnetworkinfo())?.peerid)
+}
+
+/// Waits (20 s at most) until every node has the connections of the line.
+fn wait_line(rpcs: &mut [Rpc], want: &[u64]) -> Result<()> {
+    let start = Instant::now();
+    loop {
+        let mut bad = None;
+        for (rpc, &w) in rpcs.iter_mut().zip(want) {
+            let got = rpc.wait(rpc.getconnectioncount())?;
+            if got != w {
+                bad = Some(format!("node {} has {got} connections, the line needs {w}", rpc.target.name));
+                break;
+            }
+        }
+        match bad {
+            None => return Ok(()),
+            Some(e) if start.elapsed() > Duration::from_secs(20) => bail!(e),
+            Some(_) => std::thread::sleep(Duration::from_millis(50)),
+        }
+    }
+}
+
+/// Part 2: the A-B-C-D line (and origin E on B with `--relay both`).
 pub(super) fn propagation_bench(
     cluster: &mut Cluster,
     args: &BenchP2pArgs,
@@ -177,12 +215,16 @@ pub(super) fn propagation_bench(
     rpc_a: Rpc,
     rpc_b: Rpc,
 ) -> Result<()> {
+    let both = args.relay == RelayChoice::Both;
     println!();
     println!(
-        "== Block propagation: line A-B-C-D, blocks of about {} bytes, {} rounds ==",
-        args.block_bytes, args.rounds
+        "== Block propagation: line A-B-C-D{}, blocks of about {} bytes, {} rounds, relay {:?}, {}% of transactions missing ==",
+        if both { " (and E-B)" } else { "" },
+        args.block_bytes,
+        args.rounds,
+        args.relay,
+        args.missing_percent
     );
-    let names = ["a", "b", "c", "d"];
     // Nodes a and b are running (indices 0 and 1).
     let mut rpcs: Vec<Rpc> = vec![rpc_a, rpc_b];
     let b_addr = listen_addr(&mut rpcs[1])?;
@@ -198,29 +240,28 @@ pub(super) fn propagation_bench(
     let (d, rpc_d) = cluster.start("d", &["--bootnode", &c_addr, "--max-peers", "1"])?;
     rpcs.push(rpc_d);
     let (_, d_done) = wait_height(cluster, d, &mut rpcs[3], height, t0)?;
+    if both {
+        let t0 = Instant::now();
+        let (e, rpc_e) =
+            cluster.start("e", &["--bootnode", &b_addr, "--max-peers", "1", "--relay", "full"])?;
+        rpcs.push(rpc_e);
+        wait_height(cluster, e, &mut rpcs[4], height, t0)?;
+    }
     println!(
         "{:<28} C synced {height} blocks from B in {:.2} s, then D from C in {:.2} s",
         "line setup",
         secs(c_done),
         secs(d_done)
     );
-    let check_line = |rpcs: &mut [Rpc]| -> Result<()> {
-        let want = [1u64, 2, 2, 1];
-        for (rpc, w) in rpcs.iter_mut().zip(want) {
-            let got = rpc.wait(rpc.getconnectioncount())?;
-            if got != w {
-                bail!("node {} has {got} connections, the line A-B-C-D needs {w}", rpc.target.name);
-            }
-        }
-        Ok(())
+    let want: Vec<u64> = if both { vec![1, 3, 2, 1, 1] } else { vec![1, 2, 2, 1] };
+    wait_line(&mut rpcs, &want)?;
+    let (id_b, id_c) = (peer_id(&mut rpcs[1])?, peer_id(&mut rpcs[2])?);
+    // Origins: A announces compact blocks unless --relay full; E (with both) full blocks.
+    let origins: Vec<(usize, &'static str)> = match args.relay {
+        RelayChoice::Both => vec![(0, "compact"), (4, "full")],
+        RelayChoice::Compact => vec![(0, "compact")],
+        RelayChoice::Full => vec![(0, "full")],
     };
-    let start = Instant::now();
-    while let Err(e) = check_line(&mut rpcs) {
-        if start.elapsed() > Duration::from_secs(20) {
-            return Err(e);
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
 
     let sample = child(&(
         OutPoint { txid: Hash256([0; 32]), index: 0 },
@@ -229,32 +270,45 @@ pub(super) fn propagation_bench(
     let child_size = sample.encoded_size();
     // Header, transaction count and a coinbase of about 100 bytes.
     let children = (args.block_bytes.saturating_sub(200)).div_ceil(child_size).max(1);
+    let missing = children * args.missing_percent as usize / 100;
     println!(
-        "{:<28} {children} P2PKH transactions of {child_size} bytes (1 input, 2 outputs) per block",
+        "{:<28} {children} P2PKH transactions of {child_size} bytes (1 input, 2 outputs) per block, {missing} of them only in the origin's mempool",
         "block contents"
     );
     let poll = Duration::from_millis(args.poll_ms);
     let miner_address = regtest_address(4);
     let mut rounds: Vec<Round> = Vec::new();
     println!(
-        "{:>5} {:>10} {:>6} {:>23} {:>9} {:>9} {:>9} {:>9}",
-        "round", "bytes", "txs", "mempool A/B/C/D", "A->B ms", "B->C ms", "C->D ms", "A->D ms"
+        "{:>5} {:>8} {:>10} {:>6} {:>23} {:>9} {:>9} {:>9} {:>9} {:>9}",
+        "round",
+        "relay",
+        "bytes",
+        "txs",
+        "mempool O/B/C/D",
+        "O->B ms",
+        "O->C ms",
+        "O->D ms",
+        "hop ms",
+        "hop bytes"
     );
     for round in 1..=args.rounds {
+        let (origin, mode) = origins[(round as usize - 1) % origins.len()];
         // Setup block: confirms this round's fan-out transactions.
         let (fans, outputs) = fan_out(&mut coins, children)?;
         send_all(&mut rpcs[0], &fans)?;
         let setup = mine_one(&rpcs[0], &miner_address)?;
         wait_tip(&mut rpcs, &setup)?;
-        // Fill A's mempool; gossip relays to B, C, D.
+        // Fill the mempools through the origin; gossip relays to the others.
         let txs: Vec<Transaction> = outputs.par_iter().map(child).collect();
-        send_all(&mut rpcs[0], &txs)?;
+        let (shared, private) = txs.split_at(txs.len() - missing);
+        send_all(&mut rpcs[origin], shared)?;
         // Let relay settle: every pool holds all, or none grew for 2 s (30 s at most).
+        let line = [origin, 1, 2, 3];
         let (mut pools, mut last_change, settle) = ([0u64; 4], Instant::now(), Instant::now());
         loop {
             let mut now_pools = [0u64; 4];
-            for (p, rpc) in now_pools.iter_mut().zip(rpcs.iter_mut()) {
-                *p = mempool_size(rpc)?;
+            for (p, &i) in now_pools.iter_mut().zip(&line) {
+                *p = mempool_size(&mut rpcs[i])?;
             }
             if now_pools != pools {
                 (pools, last_change) = (now_pools, Instant::now());
@@ -267,10 +321,27 @@ pub(super) fn propagation_bench(
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        check_line(&mut rpcs)?;
+        if !private.is_empty() {
+            // The origin alone gets these: offline while they are sent.
+            rpcs[origin].wait(rpcs[origin].setnetworkactive(false))?;
+            let start = Instant::now();
+            while rpcs[origin].wait(rpcs[origin].getconnectioncount())? > 0 {
+                if start.elapsed() > Duration::from_secs(10) {
+                    bail!("origin {} still connected after setnetworkactive false", rpcs[origin].target.name);
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            send_all(&mut rpcs[origin], private)?;
+            rpcs[origin].wait(rpcs[origin].setnetworkactive(true))?;
+            wait_line(&mut rpcs, &want)?;
+            std::thread::sleep(Duration::from_millis(1500)); // gossip meshes graft again
+            pools[0] = mempool_size(&mut rpcs[origin])?;
+        }
+        wait_line(&mut rpcs, &want)?;
+        let before = [bytes_from(&mut rpcs[2], &id_b)?, bytes_from(&mut rpcs[3], &id_c)?];
 
         // The timed block.
-        let targets: Vec<RpcTarget> = rpcs.iter().map(|r| r.target.clone()).collect();
+        let targets: Vec<RpcTarget> = line.iter().map(|&i| rpcs[i].target.clone()).collect();
         let stop = AtomicBool::new(false);
         let (mined, seen) = std::thread::scope(|s| -> Result<(String, Vec<(String, Instant)>)> {
             let (ready_tx, ready_rx) = mpsc::channel();
@@ -289,7 +360,7 @@ pub(super) fn propagation_bench(
                         Err(_) => bail!("tip watchers did not start within 20 s"),
                     }
                 }
-                mine_one(&rpcs[0], &miner_address)
+                mine_one(&rpcs[origin], &miner_address)
             })();
             if result.is_err() {
                 stop.store(true, Ordering::SeqCst);
@@ -313,78 +384,105 @@ pub(super) fn propagation_bench(
             }
             Ok((mined, seen))
         })?;
-        for ((tip, _), name) in seen.iter().zip(names) {
+        for ((tip, _), &i) in seen.iter().zip(&line) {
             if *tip != mined {
-                bail!("node {name} moved to {tip}, not the mined block {mined}");
+                bail!("node {} moved to {tip}, not the mined block {mined}", rpcs[i].target.name);
             }
         }
+        wait_tip(&mut rpcs, &mined)?;
+        // Late gossip (a compact relay's Accept arrives before the connect) has landed by now.
+        std::thread::sleep(Duration::from_millis(200));
+        let after = [bytes_from(&mut rpcs[2], &id_b)?, bytes_from(&mut rpcs[3], &id_c)?];
         let mined_hash: Hash256 = mined.parse().map_err(|e| anyhow!("mined block id {mined:?}: {e}"))?;
         let info = rpcs[0].wait(rpcs[0].block_txids(&mined_hash))?;
         let (size, ntx) = (info.size, info.tx.len() as u64);
         let base = seen[0].1;
         let at = |i: usize| seen[i].1.saturating_duration_since(base).as_secs_f64() * 1e3;
-        let r = Round { size, txs: ntx, pools, seen: [0.0, at(1), at(2), at(3)] };
+        let hop_bytes = [after[0] - before[0], after[1] - before[1]];
+        let r = Round { mode, size, txs: ntx, pools, seen: [0.0, at(1), at(2), at(3)], hop_bytes };
         println!(
-            "{round:>5} {:>10} {:>6} {:>23} {:>9.1} {:>9.1} {:>9.1} {:>9.1}",
+            "{round:>5} {:>8} {:>10} {:>6} {:>23} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>9}",
+            r.mode,
             r.size,
             r.txs,
             format!("{}/{}/{}/{}", r.pools[0], r.pools[1], r.pools[2], r.pools[3]),
-            r.seen[1] - r.seen[0],
-            r.seen[2] - r.seen[1],
-            r.seen[3] - r.seen[2],
-            r.seen[3]
+            r.seen[1],
+            r.seen[2],
+            r.seen[3],
+            r.seen[3] / 3.0,
+            (r.hop_bytes[0] + r.hop_bytes[1]) / 2
         );
         rounds.push(r);
-        for i in 0..4 {
+        for i in 0..rpcs.len() {
             cluster.check_alive(i)?;
         }
     }
 
-    let mut hops: Vec<f64> =
-        rounds.iter().flat_map(|r| (0..3).map(move |i| r.seen[i + 1] - r.seen[i])).collect();
-    hops.sort_by(|a, b| a.total_cmp(b));
-    let mut total: Vec<f64> = rounds.iter().map(|r| r.seen[3]).collect();
-    total.sort_by(|a, b| a.total_cmp(b));
-    let sizes: Vec<u64> = rounds.iter().map(|r| r.size).collect();
-    let mean_size = sizes.iter().sum::<u64>() as f64 / sizes.len() as f64;
-    let full = rounds.iter().filter(|r| r.pools.iter().all(|&p| p >= r.pools[0])).count();
     println!();
-    println!(
-        "{:<28} {:.1} ms / {:.1} ms over {} hops",
-        "hop latency p50 / p99",
-        percentile(&hops, 50.0),
-        percentile(&hops, 99.0),
-        hops.len()
-    );
-    for (i, name) in ["A->B", "B->C", "C->D"].iter().enumerate() {
-        let mut h: Vec<f64> = rounds.iter().map(|r| r.seen[i + 1] - r.seen[i]).collect();
-        h.sort_by(|a, b| a.total_cmp(b));
+    let mut p50s = Vec::new();
+    for (_, mode) in &origins {
+        let rs: Vec<&Round> = rounds.iter().filter(|r| r.mode == *mode).collect();
+        if rs.is_empty() {
+            continue;
+        }
+        println!("{mode} relay ({} rounds):", rs.len());
+        // A node relaying before it connects may be passed by the next one, so a single
+        // hop can be negative: the hop is the line's total over three.
+        let sorted = |f: &dyn Fn(&Round) -> f64| {
+            let mut v: Vec<f64> = rs.iter().map(|r| f(r)).collect();
+            v.sort_by(|a, b| a.total_cmp(b));
+            v
+        };
+        let hops = sorted(&|r| r.seen[3] / 3.0);
+        let p50 = percentile(&hops, 50.0);
+        p50s.push((*mode, p50));
         println!(
-            "{:<28} p50 {:.1} ms, p99 {:.1} ms",
-            format!("  hop {name}"),
-            percentile(&h, 50.0),
-            percentile(&h, 99.0)
+            "{:<28} p50 {:.1} ms, p99 {:.1} ms (O->D / 3, {} rounds)",
+            "  hop latency",
+            p50,
+            percentile(&hops, 99.0),
+            hops.len()
+        );
+        for (i, name) in ["O->B (first hop)", "O->C", "O->D (3 hops)"].iter().enumerate() {
+            let h = sorted(&|r| r.seen[i + 1]);
+            println!(
+                "{:<28} p50 {:.1} ms, p99 {:.1} ms",
+                format!("  {name}"),
+                percentile(&h, 50.0),
+                percentile(&h, 99.0)
+            );
+        }
+        let mut share: Vec<f64> = rs
+            .iter()
+            .flat_map(|r| r.hop_bytes.iter().map(move |&b| b as f64 / r.size.max(1) as f64 * 100.0))
+            .collect();
+        share.sort_by(|a, b| a.total_cmp(b));
+        println!(
+            "{:<28} p50 {:.1}% of the block, max {:.1}% (B->C and C->D payload bytes while the block crossed)",
+            "  bytes per hop",
+            percentile(&share, 50.0),
+            share.last().copied().unwrap_or(f64::NAN)
+        );
+        let sizes: Vec<u64> = rs.iter().map(|r| r.size).collect();
+        println!(
+            "{:<28} mean {:.0} bytes (min {}, max {}), {} transactions",
+            "  block size",
+            sizes.iter().sum::<u64>() as f64 / sizes.len() as f64,
+            sizes.iter().min().copied().unwrap_or(0),
+            sizes.iter().max().copied().unwrap_or(0),
+            rs[0].txs
+        );
+        let full =
+            rs.iter().filter(|r| r.pools[1..].iter().all(|&p| p + missing as u64 >= r.pools[0])).count();
+        println!(
+            "{:<28} {full} of {} rounds had every shared transaction in all four mempools before mining",
+            "  relayed mempools",
+            rs.len()
         );
     }
-    println!(
-        "{:<28} p50 {:.1} ms, p99 {:.1} ms",
-        "A->D (3 hops)",
-        percentile(&total, 50.0),
-        percentile(&total, 99.0)
-    );
-    println!(
-        "{:<28} mean {:.0} bytes (min {}, max {}), {} transactions",
-        "block size",
-        mean_size,
-        sizes.iter().min().copied().unwrap_or(0),
-        sizes.iter().max().copied().unwrap_or(0),
-        rounds.first().map_or(0, |r| r.txs)
-    );
-    println!(
-        "{:<28} {full} of {} rounds had every transaction in all four mempools before mining",
-        "relayed mempools",
-        rounds.len()
-    );
+    if let [(_, compact), (_, full)] = p50s[..] {
+        println!("{:<28} {:.3} (compact hop p50 / full hop p50, same run)", "compact / full", compact / full);
+    }
     println!(
         "{:<28} every {} ms per node over keep-alive JSON-RPC (getbestblockhash)",
         "tip polling", args.poll_ms

@@ -20,7 +20,8 @@ pub(super) fn sync_bench(cluster: &mut Cluster, args: &BenchP2pArgs) -> Result<(
     let params = Network::Regtest.params();
     println!();
     println!("== Initial sync: {n} coinbase-only blocks ==");
-    let (a, mut rpc_a) = cluster.start("a", &["--max-peers", "1"])?;
+    let relay = if args.relay == super::RelayChoice::Full { "full" } else { "compact" };
+    let (a, mut rpc_a) = cluster.start("a", &["--max-peers", "1", "--relay", relay])?;
     let address = regtest_address(0);
     let t = Instant::now();
     let mut made = 0;
@@ -107,7 +108,8 @@ pub(super) fn sync_bench(cluster: &mut Cluster, args: &BenchP2pArgs) -> Result<(
     // (b) Network: node B syncs from A.
     let a_addr = listen_addr(&mut rpc_a)?;
     let t0 = Instant::now();
-    let (b, mut rpc_b) = cluster.start("b", &["--bootnode", &a_addr, "--max-peers", "2"])?;
+    // Three: A, C and (with --relay both) the second origin E.
+    let (b, mut rpc_b) = cluster.start("b", &["--bootnode", &a_addr, "--max-peers", "3"])?;
     let rpc_up = t0.elapsed();
     let (first, done) = wait_height(cluster, b, &mut rpc_b, n as u64, t0)?;
     let tip_a = rpc_a.wait(rpc_a.getbestblockhash())?;
