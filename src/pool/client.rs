@@ -22,6 +22,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tracing::{debug, info, warn};
 
+/// How long the miner keeps trying to reach the pool at start.
+pub const CONNECT_RETRY: Duration = Duration::from_secs(15);
+
 /// Miner settings.
 #[derive(Clone, Debug)]
 pub struct ClientConfig {
@@ -180,9 +183,22 @@ fn addr_of(pool: &str) -> &str {
 /// Mines for the pool until `stop` is set or the connection ends; returns the counters.
 pub fn run(config: &ClientConfig, stop: Arc<AtomicBool>) -> Result<ClientStats, PoolError> {
     let addr = addr_of(&config.pool);
-    let stream = TcpStream::connect(addr).map_err(|e| {
-        PoolError::Stratum(format!("connecting to {addr}: {e} (is the pool running? check --pool)"))
-    })?;
+    // A pool started a moment ago may not listen yet: retry for a while.
+    let started = Instant::now();
+    let stream = loop {
+        match TcpStream::connect(addr) {
+            Ok(s) => break s,
+            Err(e) if started.elapsed() < CONNECT_RETRY && !stop.load(Ordering::SeqCst) => {
+                debug!(target: "miner", error = %e, "pool not reachable yet");
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            Err(e) => {
+                return Err(PoolError::Stratum(format!(
+                    "connecting to {addr}: {e} (is the pool running? check --pool)"
+                )))
+            }
+        }
+    };
     let _ = stream.set_nodelay(true);
     stream
         .set_read_timeout(Some(Duration::from_millis(50)))
