@@ -426,7 +426,14 @@ mod tests {
     use super::*;
 
     fn share(worker: &str, diff: f64, t: u64) -> Share {
-        Share { worker: worker.into(), diff, net_diff: 100.0, reward: 1_000_000, time_ms: t * 1000 }
+        Share {
+            worker: worker.into(),
+            diff,
+            net_diff: 100.0,
+            reward: 1_000_000,
+            time_ms: t * 1000,
+            credit: 0,
+        }
     }
 
     #[test]

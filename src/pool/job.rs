@@ -25,6 +25,9 @@ pub const SEEN_PER_JOB: usize = 1_000_000;
 /// into the future; this leaves most of that margin).
 pub const NTIME_ROLL: u32 = 600;
 
+/// A share's identity within a job: (extranonce1, extranonce2, ntime, nonce).
+type ShareKey = ([u8; EXTRANONCE1_SIZE], [u8; EXTRANONCE2_SIZE], u32, u32);
+
 /// One piece of work.
 pub struct Job {
     /// Its id (hex).
@@ -42,7 +45,7 @@ pub struct Job {
     /// Network difficulty (diff1 / target).
     pub net_diff: f64,
     /// Shares seen: (extranonce1, extranonce2, ntime, nonce).
-    seen: Mutex<HashSet<([u8; EXTRANONCE1_SIZE], [u8; EXTRANONCE2_SIZE], u32, u32)>>,
+    seen: Mutex<HashSet<ShareKey>>,
 }
 
 impl Job {

@@ -116,7 +116,7 @@ async fn follow_once(shared: &Shared, longpoll: &mut Option<String>) -> Result<(
         let mut jobs = shared.jobs.lock().unwrap_or_else(|e| e.into_inner());
         let id = jobs.next_id();
         let job = Arc::new(Job::new(id, &gbt, shared.config.lock.clone())?);
-        let clean = jobs.current().is_none_or(|j| j.prev() != job.prev());
+        let clean = jobs.current().map_or(true, |j| j.prev() != job.prev());
         jobs.push(job.clone());
         (job, clean)
     };
