@@ -111,6 +111,11 @@ impl Job {
         ])
     }
 
+    /// Forgets a share recorded by [`Job::first_sighting`] (it could not be credited).
+    pub fn forget(&self, en1: [u8; EXTRANONCE1_SIZE], en2: [u8; EXTRANONCE2_SIZE], ntime: u32, nonce: u32) {
+        self.seen.lock().unwrap_or_else(|e| e.into_inner()).remove(&(en1, en2, ntime, nonce));
+    }
+
     /// Records a share; false if it was seen before (or the job has seen too many).
     pub fn first_sighting(
         &self,

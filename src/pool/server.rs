@@ -164,6 +164,11 @@ impl Session {
         {
             return None;
         }
+        self.retarget_after(config, elapsed)
+    }
+
+    /// The retarget rule for `window_shares` shares in `elapsed`.
+    fn retarget_after(&mut self, config: &PoolConfig, elapsed: Duration) -> Option<f64> {
         let minutes = elapsed.as_secs_f64().max(1.0) / 60.0;
         let rate = f64::from(self.window_shares) / minutes;
         let ratio = (rate / config.shares_per_minute).clamp(0.25, 4.0);
@@ -229,7 +234,11 @@ async fn session(shared: &Arc<Shared>, stream: TcpStream) -> Result<(), PoolErro
             job = jobs.recv() => match job {
                 Ok((job, clean)) if s.subscribed => vec![stratum::notification("mining.notify", job.notify_params(clean))],
                 Ok(_) => continue,
-                Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                // Missed jobs: the newest one, as clean work, stands for them all.
+                Err(broadcast::error::RecvError::Lagged(_)) => match shared.current_job().filter(|_| s.subscribed) {
+                    Some(job) => vec![stratum::notification("mining.notify", job.notify_params(true))],
+                    None => continue,
+                },
                 Err(broadcast::error::RecvError::Closed) => return Ok(()),
             },
             _ = tick.tick() => match s.retarget(&shared.config, false) {
@@ -378,10 +387,17 @@ async fn submit(shared: &Arc<Shared>, s: &Session, call: &Call) -> Result<f64, S
         credit: 0,
     };
     let ledger = shared.ledger.clone();
-    tokio::task::spawn_blocking(move || ledger.lock().unwrap_or_else(|e| e.into_inner()).credit_share(share))
-        .await
-        .map_err(|e| StratumError::Internal(e.to_string()))?
-        .map_err(|e| StratumError::Internal(e.to_string()))?;
+    let credited = tokio::task::spawn_blocking(move || {
+        ledger.lock().unwrap_or_else(|e| e.into_inner()).credit_share(share)
+    })
+    .await
+    .map_err(|e| StratumError::Internal(e.to_string()))
+    .and_then(|r| r.map_err(|e| StratumError::Internal(e.to_string())));
+    if let Err(e) = credited {
+        // Not credited: the miner may send it again.
+        job.forget(s.extranonce1, en2, ntime, nonce);
+        return Err(e);
+    }
     if value <= job.net_target {
         submit_block(shared, &job, &s.extranonce1, &en2, header).await;
     }
@@ -426,5 +442,72 @@ async fn submit_block(
         }
         Ok(Some(why)) => warn!(target: "pool", %hash, why, "the node refused the block"),
         Err(e) => warn!(target: "pool", %hash, error = %e, "submitblock failed"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> PoolConfig {
+        PoolConfig {
+            rpc: crate::rpc::client::RpcConfig::new(
+                "127.0.0.1:1".parse().unwrap(),
+                std::path::Path::new("/nonexistent"),
+                None,
+            ),
+            dir: "/nonexistent".into(),
+            payout: super::super::Payout::Prop,
+            lock: crate::primitives::Script::default(),
+            start_difficulty: 1.0,
+            min_difficulty: 1e-6,
+            max_difficulty: 1e6,
+            shares_per_minute: 20.0,
+        }
+    }
+
+    fn session(diff: f64) -> Session {
+        Session {
+            extranonce1: [0; 4],
+            subscribed: true,
+            workers: Vec::new(),
+            diff,
+            prev_diff: diff,
+            changed_at: Instant::now(),
+            window_start: Instant::now(),
+            window_shares: 0,
+        }
+    }
+
+    #[test]
+    fn vardiff_settles_near_the_target_share_rate() {
+        let config = config();
+        // A miner doing 3000 difficulty-1 shares a minute: at difficulty d it finds
+        // 3000 / d shares a minute; 20 a minute needs d = 150.
+        for start in [0.01, 1.0, 10_000.0] {
+            let mut s = session(start);
+            let window = Duration::from_secs(20);
+            for _ in 0..40 {
+                s.window_shares = (3000.0 / s.diff * window.as_secs_f64() / 60.0).round() as u32;
+                s.retarget_after(&config, window);
+            }
+            assert!((s.diff / 150.0 - 1.0).abs() < 0.15, "from {start}: settled at {}", s.diff);
+            // Settled: no more changes.
+            s.window_shares = (3000.0 / s.diff / 3.0).round() as u32;
+            assert_eq!(s.retarget_after(&config, window), None, "from {start}");
+        }
+    }
+
+    #[test]
+    fn vardiff_steps_are_bounded_and_a_change_keeps_a_grace() {
+        let config = config();
+        let mut s = session(1.0);
+        s.window_shares = 10_000;
+        assert_eq!(s.retarget_after(&config, Duration::from_secs(60)), Some(4.0), "at most x4 a step");
+        assert_eq!(s.required(), 1.0, "the previous difficulty is still accepted for a while");
+        s.window_shares = 0;
+        assert_eq!(s.retarget_after(&config, Duration::from_secs(60)), Some(1.0), "at most /4 a step");
+        s.diff = config.min_difficulty;
+        assert_eq!(s.retarget_after(&config, Duration::from_secs(60)), None, "never below --min-difficulty");
     }
 }

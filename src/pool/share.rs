@@ -14,11 +14,12 @@ pub fn diff1() -> U256 {
     U256::from(0xffffu128).shl(208)
 }
 
-/// The target of a share of difficulty `d` (at most 2^256 - 1; `d` below 2^-32 counts as
-/// 2^-32).
+/// The target of a share of difficulty `d` (`d` below 2^-32, zero, negative or NaN counts
+/// as 2^-32; above 2^94, as 2^94).
 pub fn target_for(d: f64) -> U256 {
-    let scaled = (d * 4_294_967_296.0).round();
-    let scaled = if scaled.is_finite() && scaled >= 1.0 { scaled.min(1e38) as u128 } else { 1 };
+    // NaN and non-positive count as the easiest; huge (or infinite) as the hardest.
+    let scaled = if d.is_nan() || d <= 0.0 { 1.0 } else { (d * 4_294_967_296.0).round().clamp(1.0, 1e38) };
+    let scaled = scaled as u128;
     diff1().shl(32).checked_div(&U256::from(scaled)).unwrap_or(U256::ZERO)
 }
 
