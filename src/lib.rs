@@ -27,6 +27,7 @@ pub mod metrics;
 pub mod miner;
 pub mod node;
 pub mod p2p;
+pub mod pool;
 pub mod primitives;
 pub mod rpc;
 pub mod script;

@@ -49,6 +49,12 @@ fn rule_broken(from: &str, to: &Target, sub: Option<&str>) -> Option<&'static st
     if from == "wallet" && module(&["rpc"]) && matches!(sub, Some("service" | "server")) {
         return Some("(d) the wallet uses the RPC client, not the server's code");
     }
+    if from == "pool" && module(&["node", "chain", "store", "mempool", "p2p", "daemon", "index"]) {
+        return Some("(d) the pool talks to nodes only through the RPC client");
+    }
+    if from == "pool" && module(&["rpc"]) && matches!(sub, Some("service" | "server")) {
+        return Some("(d) the pool uses the RPC client, not the server's code");
+    }
     if from == "node" && module(&["rpc", "cli", "daemon"]) {
         return Some("(e) node is below rpc, daemon and cli");
     }

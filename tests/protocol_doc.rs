@@ -220,6 +220,46 @@ fn check_merkle(v: &Vector) {
     }
 }
 
+/// The pool's Stratum job and share rules (§ "Mining pool (Stratum V1)"): the coinbase
+/// split, the Merkle branch, the `prevhash` field, the share's header, hash and difficulty.
+fn check_stratum_share(v: &Vector) {
+    use quarry::miner::BlockTemplate;
+    use quarry::pool::share::{difficulty_of, hash_value, prevhash_field, JobParts};
+    let prev = v.hash("prev");
+    let bits = u32::from_str_radix(v.get("bits"), 16).expect("bits hex");
+    let ntime: u32 = v.num("ntime");
+    let value = Amount::from_sat(v.num("coinbasevalue")).expect("amount");
+    let t = BlockTemplate::new(prev, v.num("height"), ntime, bits, Script(v.hex("lock")), value, Vec::new());
+    let (en1, en2) = (v.hex("extranonce1"), v.hex("extranonce2"));
+    let (c1, c2) = t.coinbase_split(en1.len() + en2.len());
+    assert_eq!(hex::encode(&c1), v.get("coinb1"), "coinb1");
+    assert_eq!(hex::encode(&c2), v.get("coinb2"), "coinb2");
+    // The branch: the coinbase's siblings among all the block's txids (a placeholder for
+    // the coinbase: the branch does not depend on it).
+    let mut leaves = vec![Hash256::ZERO];
+    leaves.extend(v.all("txid").iter().map(|s| s.parse::<Hash256>().expect("txid")));
+    let branch = MerkleProof::build(&leaves, 0).expect("leaf 0").siblings;
+    let want: Vec<String> = v.all("branch").iter().map(|s| s.to_string()).collect();
+    assert_eq!(
+        branch.iter().map(|h| hex::encode(h.0)).collect::<Vec<_>>(),
+        want,
+        "merkle_branch (internal order)"
+    );
+    assert_eq!(prevhash_field(&prev), v.get("prevhash_field"), "prevhash field");
+    let parts = JobParts { prev, coinb1: c1, coinb2: c2, branch, version: v.num("version"), bits };
+    let coinbase = parts.coinbase(&en1, &en2);
+    assert_eq!(
+        Transaction::decode(&coinbase, usize::MAX).expect("the coinbase decodes").txid(),
+        v.hash("coinbase_txid")
+    );
+    let header = parts.header(&en1, &en2, ntime, u32::from_str_radix(v.get("nonce"), 16).expect("nonce hex"));
+    assert_eq!(hex::encode(header.to_bytes()), v.get("header"), "share header");
+    assert_eq!(header.hash(), v.hash("hash"), "share hash");
+    let d = difficulty_of(&hash_value(&header.hash()));
+    let want: f64 = v.num("difficulty");
+    assert!((d / want - 1.0).abs() < 1e-9, "share difficulty {d} vs {want}");
+}
+
 fn check_sighash(v: &Vector) {
     let tx = Transaction::decode(&v.hex("tx"), usize::MAX).expect("tx decodes");
     let index: usize = v.num("input");
@@ -743,6 +783,10 @@ fn check(v: &Vector) -> &'static str {
             check_p2p_constants(v);
             "p2p_constants"
         }
+        "stratum_share" => {
+            check_stratum_share(v);
+            "stratum_share"
+        }
         other => panic!("vector at line {}: unknown kind {other:?}", v.line),
     };
     let unused = v.unused();
@@ -781,6 +825,7 @@ fn protocol_vectors_match_the_code() {
         "node_key",
         "wire_names",
         "p2p_constants",
+        "stratum_share",
     ] {
         assert!(kinds.contains_key(required), "docs/PROTOCOL.md has no `{required}` vector");
     }

@@ -88,3 +88,28 @@ fn readme_peer_to_peer_block_runs_as_a_script() {
     let out = run(&script, |_| {});
     assert_eq!(out.matches("quarry stopping").count(), 2, "{out}");
 }
+
+#[test]
+fn readme_mining_pool_block_runs_as_a_script() {
+    let script = block("Mining pool").replace("3333", &common::free_port().to_string());
+    let out = run(&script, |home| {
+        let dir = home.join(".quarry").join("dev");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("quarry.toml"),
+            format!("rpc_bind = \"127.0.0.1:{}\"\n", common::free_port()),
+        )
+        .unwrap();
+    });
+    // Both miners had shares accepted and both appear in the stats.
+    let accepted: Vec<u64> = out
+        .lines()
+        .filter_map(|l| l.strip_prefix("submitted ").and_then(|r| r.split_whitespace().nth(2)?.parse().ok()))
+        .collect();
+    assert_eq!(accepted.len(), 2, "{out}");
+    assert!(accepted.iter().all(|&a| a > 0), "{out}");
+    for w in ["alice", "bob"] {
+        assert!(out.lines().any(|l| l.starts_with(w)), "{w} in the stats: {out}");
+    }
+    assert!(out.contains("quarry stopping"), "{out}");
+}

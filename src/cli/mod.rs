@@ -9,6 +9,7 @@ mod bench_p2p;
 mod connect;
 mod explorer;
 mod node;
+mod pool;
 mod rpc;
 mod testnet;
 mod wallet;
@@ -56,6 +57,11 @@ pub enum Command {
     /// Serve the web explorer on 127.0.0.1: the network, the fork tree across nodes with a
     /// reorg log, blocks, transactions, addresses and the mempool, updated live.
     Explorer(explorer::ExplorerArgs),
+    /// Run a Stratum V1 mining pool on a node's getblocktemplate (`quarry pool stats`: the
+    /// workers' shares and balances).
+    Pool(pool::PoolArgs),
+    /// Mine for a Stratum pool with this machine's hashing kernel.
+    Miner(pool::MinerArgs),
     /// Measure this machine's block-hashing rate (per thread and in total) beside OpenSSL's
     /// single-stream SHA-256 as a reference ceiling.
     BenchHash(BenchHashArgs),
@@ -313,6 +319,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::BenchP2p(args) => bench_p2p::run(&args),
         Command::Node(args) => node::run_node(args),
         Command::Explorer(args) => explorer::run(args),
+        Command::Pool(args) => pool::run(args),
+        Command::Miner(args) => pool::run_miner(args),
         Command::Key(KeyCommand::New { network }) => {
             let sk = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
             let pk = sk.verifying_key().to_bytes();

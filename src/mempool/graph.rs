@@ -193,6 +193,10 @@ impl Graph {
     pub fn entries(&self) -> impl Iterator<Item = &Entry> {
         self.entries.values()
     }
+    /// The last sequence number handed out (grows with every admission).
+    pub fn last_seq(&self) -> u64 {
+        self.next_seq
+    }
     /// A sequence number for a new entry.
     pub fn next_seq(&mut self) -> u64 {
         self.next_seq += 1;

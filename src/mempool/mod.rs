@@ -464,6 +464,13 @@ impl Mempool {
         self.graph.len()
     }
 
+    /// A value that changes whenever the pool's contents change: the last admission's
+    /// sequence number (every admission takes a new one) and the number of entries (every
+    /// removal lowers it unless an admission also moved the sequence).
+    pub fn change_mark(&self) -> (u64, usize) {
+        (self.graph.last_seq(), self.graph.len())
+    }
+
     /// True when no transaction is in the pool.
     pub fn is_empty(&self) -> bool {
         self.graph.len() == 0

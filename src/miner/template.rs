@@ -103,9 +103,21 @@ impl BlockTemplate {
     /// The coinbase for `extra_nonce`: unlock data = height push, 8-byte extra-nonce push,
     /// tag push.
     pub fn coinbase(&self, extra_nonce: u64) -> Transaction {
-        let mut unlock = Vec::with_capacity(24);
+        self.coinbase_with(&extra_nonce.to_le_bytes())
+    }
+
+    /// The Merkle siblings of the coinbase, bottom up (Stratum's `merkle_branch`).
+    pub fn branch(&self) -> &[Hash256] {
+        &self.branch
+    }
+
+    /// The coinbase with `extra_nonce` (2..=75 bytes: one direct push; a single byte 1..=16
+    /// would become an `OP_n`) as the extra-nonce
+    /// push: unlock data = height push, extra-nonce push, tag push.
+    pub fn coinbase_with(&self, extra_nonce: &[u8]) -> Transaction {
+        let mut unlock = Vec::with_capacity(16 + extra_nonce.len());
         push_int(&mut unlock, self.height as i64);
-        push_data(&mut unlock, &extra_nonce.to_le_bytes());
+        push_data(&mut unlock, extra_nonce);
         push_data(&mut unlock, COINBASE_TAG);
         Transaction {
             version: 1,
@@ -113,6 +125,20 @@ impl BlockTemplate {
             outputs: vec![TxOut { value: self.coinbase_value, lock: self.coinbase_lock.clone() }],
             lock_time: 0,
         }
+    }
+
+    /// The canonical encoding of [`BlockTemplate::coinbase_with`] for an extra nonce of
+    /// `extra_nonce_len` bytes, split around the extra nonce's bytes: `(coinb1, coinb2)`,
+    /// so `coinb1 || extra_nonce || coinb2` is the coinbase (Stratum's split; every length
+    /// prefix in it is fixed by `extra_nonce_len`).
+    pub fn coinbase_split(&self, extra_nonce_len: usize) -> (Vec<u8>, Vec<u8>) {
+        let cb = self.coinbase_with(&vec![0u8; extra_nonce_len]).encode();
+        // Unlock data starts after version, input count, prevout (32 + 4) and unlock length.
+        let mut height_push = Vec::new();
+        push_int(&mut height_push, self.height as i64);
+        // The extra nonce follows the height push and its own one-byte push opcode.
+        let at = 4 + 4 + 36 + 4 + height_push.len() + 1;
+        (cb[..at].to_vec(), cb[at + extra_nonce_len..].to_vec())
     }
 
     /// The Merkle root with `coinbase_txid` as the first leaf.
@@ -150,6 +176,26 @@ impl BlockTemplate {
 mod tests {
     use super::*;
     use crate::primitives::merkle::merkle_root;
+
+    #[test]
+    fn the_coinbase_split_surrounds_the_extra_nonce() {
+        for height in [0u32, 1, 16, 17, 300, 70_000] {
+            let t = BlockTemplate::new(
+                Hash256::ZERO,
+                height,
+                1,
+                0x207fffff,
+                Script(vec![0x51]),
+                Amount::from_sat(5).unwrap(),
+                Vec::new(),
+            );
+            let en = [1u8, 2, 3, 4, 5, 6, 7, 8];
+            let (c1, c2) = t.coinbase_split(en.len());
+            let joined = [c1, en.to_vec(), c2].concat();
+            assert_eq!(joined, t.coinbase_with(&en).encode(), "height {height}");
+            assert_eq!(t.coinbase(u64::from_le_bytes(en)).encode(), joined);
+        }
+    }
 
     #[test]
     fn rolled_coinbases_give_the_full_merkle_root() {

@@ -7,11 +7,13 @@ use super::queue::{Inbox, Refused};
 use crate::chain::{ChainError, Tip};
 use crate::consensus::{CheckedBlock, Coin, Network};
 use crate::mempool::{EntryInfo, MempoolError, MempoolInfo};
-use crate::miner::HashRate;
-use crate::primitives::{Block, BlockHeader, Hash256, OutPoint, Script, Transaction, TxOut, TxProof, U256};
+use crate::miner::{BlockTemplate, HashRate};
+use crate::primitives::{
+    Amount, Block, BlockHeader, Hash256, OutPoint, Script, Transaction, TxOut, TxProof, U256,
+};
 use crate::store::StoreError;
 use std::sync::Arc;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 
 /// Where a reply goes.
 pub(crate) type Reply<T> = oneshot::Sender<T>;
@@ -224,6 +226,45 @@ pub struct AddressCoin {
     pub spent_in_mempool: Option<Hash256>,
 }
 
+/// What a block template depends on: the tip and the mempool's contents. The core
+/// publishes a new mark whenever either changes ([`NodeHandle::template_changes`]), so a
+/// long-polling `getblocktemplate` waits on it without touching the core thread.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TemplateMark {
+    /// The active tip.
+    pub tip: Hash256,
+    /// The mempool's change mark ([`crate::mempool::Mempool::change_mark`]).
+    pub mempool: (u64, usize),
+}
+
+impl TemplateMark {
+    /// The `longpollid` naming this mark: the tip's hash in display order, then the
+    /// mempool's sequence and size in hex (`<64 hex>-<seq>-<len>`).
+    pub fn longpoll_id(&self) -> String {
+        format!("{}-{:x}-{:x}", self.tip, self.mempool.0, self.mempool.1)
+    }
+}
+
+/// A block template for a miner outside the node (`getblocktemplate`): the transactions
+/// chosen from the mempool with their fees and in-template dependencies. Its coinbase lock
+/// is empty: the caller builds its own coinbase worth `template.coinbase_value`.
+#[derive(Clone, Debug)]
+pub struct TemplateView {
+    /// The template (the same selection the node's own miner uses).
+    pub template: BlockTemplate,
+    /// The fee of each of `template.txs`, in order.
+    pub fees: Vec<Amount>,
+    /// The signature operations of each of `template.txs`.
+    pub sigops: Vec<usize>,
+    /// For each of `template.txs`, the 1-based positions (in `template.txs`) of the
+    /// transactions it spends from (BIP 22 `depends`).
+    pub depends: Vec<Vec<usize>>,
+    /// The earliest header time allowed: median time past + 1.
+    pub min_time: u32,
+    /// What the template was built from.
+    pub mark: TemplateMark,
+}
+
 /// A request to the core.
 pub(crate) enum Request {
     ChainInfo(Reply<ChainInfo>),
@@ -248,6 +289,7 @@ pub(crate) enum Request {
     AddressCoins { locks: Vec<Script>, limit: usize, reply: Reply<Result<Vec<AddressCoin>, NodeError>> },
     AddressHistory { locks: Vec<Script>, limit: usize, reply: Reply<Result<Vec<(u32, Hash256)>, NodeError>> },
     SpentOutputs { outpoints: Vec<OutPoint>, reply: Reply<Result<Vec<TxOut>, NodeError>> },
+    BlockTemplate(Reply<TemplateView>),
 }
 
 /// A cloneable handle to the core: the node's API.
@@ -256,6 +298,7 @@ pub struct NodeHandle {
     pub(crate) inbox: Arc<Inbox<Request>>,
     pub(crate) network: Network,
     pub(crate) api_limit: usize,
+    pub(crate) changes: watch::Receiver<TemplateMark>,
 }
 
 impl NodeHandle {
@@ -391,6 +434,17 @@ impl NodeHandle {
         limit: usize,
     ) -> Result<Vec<(u32, Hash256)>, NodeError> {
         self.ask(|reply| Request::AddressHistory { locks, limit, reply }).await?
+    }
+
+    /// A block template on the current tip with transactions from the mempool.
+    pub async fn block_template(&self) -> Result<TemplateView, NodeError> {
+        self.ask(Request::BlockTemplate).await
+    }
+
+    /// The tip and mempool as they stand, updated by the core whenever either changes:
+    /// `changed()` / `wait_for()` on the receiver wakes a waiter (a long poll) at once.
+    pub fn template_changes(&self) -> watch::Receiver<TemplateMark> {
+        self.changes.clone()
     }
 
     /// The outputs `outpoints` spend, from the UTXO set or the mempool, in order.

@@ -91,6 +91,8 @@ pub(crate) struct Core {
     min_free_mb: u64,
     /// Set when the node must stop with this error (disk space too low).
     fatal: Option<String>,
+    /// Where the tip-and-mempool mark is published for long polls.
+    changes: tokio::sync::watch::Sender<super::api::TemplateMark>,
 }
 
 /// Flags shared between the runtime and the core thread.
@@ -385,6 +387,21 @@ impl Core {
         }
     }
 
+    /// The tip and mempool as they stand.
+    pub(super) fn template_mark(&self) -> super::api::TemplateMark {
+        super::api::TemplateMark { tip: self.chain.tip().hash, mempool: self.mempool.change_mark() }
+    }
+
+    /// Publishes the template mark if it moved (wakes long polls; cheap otherwise).
+    fn publish_mark(&self) {
+        let mark = self.template_mark();
+        self.changes.send_if_modified(|m| {
+            let moved = *m != mark;
+            *m = mark;
+            moved
+        });
+    }
+
     /// Publishes a transaction on gossip (submitted over RPC).
     pub(super) fn announce_tx(&self, tx: &crate::primitives::Transaction) {
         if let Some(net) = &self.net {
@@ -455,7 +472,14 @@ pub fn start(
         net_count: NET_QUEUE,
         net_bytes: NET_QUEUE_BYTES,
     }));
-    let handle = NodeHandle { inbox: inbox.clone(), network: config.network, api_limit: API_QUEUE };
+    let genesis = super::api::TemplateMark { tip: chain.tip().hash, mempool: (0, 0) };
+    let (changes, changes_rx) = tokio::sync::watch::channel(genesis);
+    let handle = NodeHandle {
+        inbox: inbox.clone(),
+        network: config.network,
+        api_limit: API_QUEUE,
+        changes: changes_rx,
+    };
     let link = NetLink { inbox: inbox.clone() };
     let thread = std::thread::Builder::new().name("node-core".into()).spawn(move || {
         let params = chain.params();
@@ -498,8 +522,10 @@ pub fn start(
             marked: None,
             min_free_mb: config.min_free_mb,
             fatal: None,
+            changes,
         };
         core.refresh_template();
+        core.publish_mark();
         run_loop(&mut core, &inbox, &life);
         core.flush(&inbox);
         info!(target: "node", "core stopped");
@@ -536,6 +562,7 @@ fn run_loop(core: &mut Core, inbox: &Inbox<Request>, life: &Lifecycle) {
                 core.step_generate(wait);
             }
             core.tick();
+            core.publish_mark();
         }));
         if let Some(why) = core.fatal.take() {
             *life.fatal.lock().unwrap_or_else(|e| e.into_inner()) = Some(why);

@@ -17,6 +17,6 @@ pub mod tipmark;
 
 pub use self::api::{
     AddressCoin, BlockView, ChainInfo, ChainTipView, HeaderView, MiningInfo, NodeError, NodeHandle,
-    SubmitOutcome, TxLocation, TxOutView, TxView, UtxoSetInfo,
+    SubmitOutcome, TemplateMark, TemplateView, TxLocation, TxOutView, TxView, UtxoSetInfo,
 };
 pub use self::core::{CoreConfig, CoreNet, Lifecycle, MiningConfig, NetLink, Started};

@@ -130,6 +130,44 @@ impl Core {
                 drop(reply.send(self.address_history(&locks, limit)))
             }
             Request::SpentOutputs { outpoints, reply } => drop(reply.send(self.spent_outputs(&outpoints))),
+            Request::BlockTemplate(r) => drop(r.send(self.block_template())),
+        }
+    }
+
+    /// A template for an outside miner: the node's own selection, an empty coinbase lock,
+    /// each transaction's fee and its in-template parents.
+    fn block_template(&self) -> TemplateView {
+        use crate::mempool::MempoolTemplates;
+        use crate::miner::TemplateSource;
+        let tip = self.chain.tip_context(unix_secs());
+        let template = MempoolTemplates { pool: &self.mempool, lock: Script::default() }.template(&tip);
+        let txids: Vec<Hash256> = template.txs.iter().map(|t| t.txid()).collect();
+        let position: std::collections::HashMap<Hash256, usize> =
+            txids.iter().enumerate().map(|(i, t)| (*t, i + 1)).collect();
+        let (fees, sigops) = txids
+            .iter()
+            .map(|t| {
+                self.mempool.entry(t).map_or((crate::primitives::Amount::ZERO, 0), |e| (e.fee, e.sigops))
+            })
+            .unzip();
+        let depends = template
+            .txs
+            .iter()
+            .map(|tx| {
+                let mut d: Vec<usize> =
+                    tx.inputs.iter().filter_map(|i| position.get(&i.prevout.txid).copied()).collect();
+                d.sort_unstable();
+                d.dedup();
+                d
+            })
+            .collect();
+        TemplateView {
+            min_time: tip.next.median_time_past.saturating_add(1),
+            template,
+            fees,
+            sigops,
+            depends,
+            mark: self.template_mark(),
         }
     }
 

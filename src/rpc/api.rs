@@ -78,6 +78,15 @@ pub trait QuarryApi {
     #[method(name = "getmininginfo")]
     async fn getmininginfo(&self) -> RpcResult<MiningInfo>;
 
+    /// A block template for an outside miner (BIP 22/23). With `template_request.longpollid`
+    /// the call waits until the tip or the mempool changes from that template (at most
+    /// [`super::service::LONGPOLL_WAIT`]) and then answers with a fresh one.
+    #[method(name = "getblocktemplate")]
+    async fn getblocktemplate(
+        &self,
+        template_request: Option<TemplateRequest>,
+    ) -> RpcResult<BlockTemplateInfo>;
+
     /// Mines `nblocks` (1..=10000) blocks paying `address`; returns their ids.
     #[method(name = "generatetoaddress")]
     async fn generatetoaddress(&self, nblocks: i64, address: String) -> RpcResult<Vec<Hash256>>;

@@ -9,7 +9,7 @@
 //! test checks that the names, order and optionality match `api.rs` method by method.
 
 use super::client::{RawParams, RpcError};
-use super::types::{AddressQuery, CreateInput, Verbosity};
+use super::types::{AddressQuery, CreateInput, TemplateRequest, Verbosity};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
@@ -103,6 +103,15 @@ pub static METHODS: &[Method] = &[
         help: "Mempool txids, or (verbose) each entry.",
     },
     Method { name: "getmininginfo", params: &[], help: "Mining state and this node's hash rate." },
+    Method {
+        name: "getblocktemplate",
+        params: &[opt(
+            "template_request",
+            "an object {mode?, longpollid?, capabilities?, rules?}",
+            is::<TemplateRequest>,
+        )],
+        help: "A block template for an outside miner (BIP 22); with longpollid, waits for a change.",
+    },
     Method {
         name: "generatetoaddress",
         params: &[

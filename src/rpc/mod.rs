@@ -34,6 +34,8 @@ pub mod codes {
     pub const VERIFY_ALREADY_IN_CHAIN: i32 = -27;
     /// The node is busy or stopping.
     pub const IN_WARMUP: i32 = -28;
+    /// The node is still downloading blocks (`getblocktemplate`).
+    pub const IN_INITIAL_DOWNLOAD: i32 = -10;
     /// Networking is disabled or the network service is not running.
     pub const CLIENT_P2P_DISABLED: i32 = -9;
     /// `addnode add` of a node already added.

@@ -23,6 +23,9 @@ pub const MAX_ADDRESSES: usize = 100;
 pub const MAX_SIGNING_KEYS: usize = 1_000;
 /// Most blocks one `generatetoaddress` mines.
 pub const MAX_GENERATE: i64 = 10_000;
+/// Longest a long-polling `getblocktemplate` waits for a change before answering with the
+/// template as it stands (well below the client's default timeout of 120 s).
+pub const LONGPOLL_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// What every method sees.
 #[derive(Clone)]
@@ -347,6 +350,76 @@ impl QuarryApiServer for RpcService {
             threads: i.rate.per_thread.len() as u64,
             hashespersec_per_thread: i.rate.per_thread,
             kernel: i.kernel.map(str::to_string),
+        })
+    }
+
+    async fn getblocktemplate(
+        &self,
+        template_request: Option<TemplateRequest>,
+    ) -> RpcResult<BlockTemplateInfo> {
+        let req = template_request.unwrap_or_default();
+        if let Some(mode) = req.mode.as_deref().filter(|m| *m != "template") {
+            return Err(err(
+                codes::INVALID_PARAMETER,
+                format!(
+                    "template_request.mode must be \"template\" (proposals are not supported), got {mode:?}"
+                ),
+            ));
+        }
+        if let Some(id) = &req.longpollid {
+            // Waits here, on the RPC task: the core only publishes its mark.
+            let mut changes = self.node.template_changes();
+            let _ = tokio::time::timeout(LONGPOLL_WAIT, changes.wait_for(|m| m.longpoll_id() != *id)).await;
+        }
+        let info = self.node.chain_info().await?;
+        if info.initial_block_download {
+            return Err(err(
+                codes::IN_INITIAL_DOWNLOAD,
+                format!(
+                    "the node is downloading blocks (height {} of {}): a template now would be stale",
+                    info.tip.height, info.headers
+                ),
+            ));
+        }
+        let v = self.node.block_template().await?;
+        let t = &v.template;
+        let params = self.node.network().params();
+        let transactions = t
+            .txs
+            .iter()
+            .zip(&v.fees)
+            .zip(&v.depends)
+            .zip(&v.sigops)
+            .map(|(((tx, fee), depends), sigops)| {
+                let txid = tx.txid();
+                TemplateTx {
+                    data: hex::encode(tx.encode()),
+                    txid,
+                    hash: txid,
+                    depends: depends.clone(),
+                    fee: fee.to_sat(),
+                    sigops: *sigops as u64,
+                }
+            })
+            .collect();
+        Ok(BlockTemplateInfo {
+            capabilities: Vec::new(),
+            version: t.version,
+            rules: Vec::new(),
+            previousblockhash: t.prev,
+            transactions,
+            coinbasevalue: t.coinbase_value.to_sat(),
+            longpollid: v.mark.longpoll_id(),
+            target: hex::encode(t.target().to_be_bytes()),
+            mintime: v.min_time,
+            mutable: ["time", "transactions", "prevblock"].map(String::from).to_vec(),
+            noncerange: "00000000ffffffff".into(),
+            sigoplimit: params.max_block_sigops as u64,
+            sizelimit: params.max_block_size as u64,
+            curtime: t.time,
+            bits: format!("{:08x}", t.bits),
+            height: t.height,
+            coinbase_reserved_size: crate::mempool::COINBASE_RESERVED_SIZE as u64,
         })
     }
 

@@ -9,12 +9,14 @@
 
 mod chain;
 mod mempool;
+mod mining;
 mod net;
 #[cfg(test)]
 mod samples;
 
 pub use chain::*;
 pub use mempool::*;
+pub use mining::*;
 pub use net::*;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};

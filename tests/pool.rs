@@ -1,0 +1,392 @@
+//! Mining through a pool: `getblocktemplate` (fields, long polling) against a real node,
+//! and the Stratum pool (`quarry pool`) end to end on loopback.
+
+mod common;
+
+use common::{address, Node};
+use quarry::consensus::Network;
+use quarry::primitives::{Amount, Block, OutPoint, TxOut};
+use quarry::rpc::api::QuarryApiClient;
+use quarry::rpc::types::TemplateRequest;
+use quarry::testkit::{key, p2pkh_lock, spend_p2pkh};
+use std::time::{Duration, Instant};
+
+fn regtest_node(dir: &std::path::Path) -> Node {
+    Node::start(dir, "regtest", Some(common::free_port()), &["--no-p2p"])
+}
+
+#[test]
+fn getblocktemplate_gives_the_tip_the_mempool_fees_and_dependencies() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = regtest_node(dir.path());
+    let c = node.client();
+    let hashes = c.wait(c.generatetoaddress(11, address(Network::Regtest, 1))).unwrap();
+    // Spend block 1's coinbase (mature at height 11), then spend that spend: a parent and
+    // a child in the mempool.
+    let block1 = Block::decode(&c.wait(c.block_bytes(&hashes[0])).unwrap(), 4_000_000).unwrap();
+    let cb = &block1.txs[0];
+    let coin = (OutPoint { txid: cb.txid(), index: 0 }, cb.outputs[0].clone());
+    let v1 = cb.outputs[0].value.to_sat() - 10_000;
+    let parent = spend_p2pkh(
+        &key(1),
+        &[coin],
+        vec![TxOut { value: Amount::from_sat(v1).unwrap(), lock: p2pkh_lock(&key(1)) }],
+        0,
+    );
+    let coin2 = (OutPoint { txid: parent.txid(), index: 0 }, parent.outputs[0].clone());
+    let child = spend_p2pkh(
+        &key(1),
+        &[coin2],
+        vec![TxOut { value: Amount::from_sat(v1 - 25_000).unwrap(), lock: p2pkh_lock(&key(2)) }],
+        0,
+    );
+    for tx in [&parent, &child] {
+        c.wait(c.sendrawtransaction(hex::encode(tx.encode()))).unwrap();
+    }
+
+    let t = c.wait(c.getblocktemplate(None)).unwrap();
+    assert_eq!(t.previousblockhash, *hashes.last().unwrap());
+    assert_eq!(t.height, 12);
+    assert_eq!(t.bits, "207fffff");
+    assert_eq!(t.target, format!("7fffff{}", "0".repeat(58)));
+    assert!(t.mintime <= t.curtime, "mintime {} curtime {}", t.mintime, t.curtime);
+    assert_eq!(t.transactions.len(), 2);
+    assert_eq!(t.transactions[0].txid, parent.txid());
+    assert_eq!(t.transactions[0].data, hex::encode(parent.encode()));
+    assert_eq!(t.transactions[0].fee, 10_000);
+    assert!(t.transactions[0].depends.is_empty());
+    assert_eq!(t.transactions[1].txid, child.txid());
+    assert_eq!(t.transactions[1].fee, 25_000);
+    assert_eq!(t.transactions[1].depends, vec![1], "the child spends transaction 1");
+    assert_eq!(t.coinbasevalue, 50 * 100_000_000 + 35_000, "subsidy plus both fees");
+    assert!(t.longpollid.starts_with(&t.previousblockhash.to_string()), "{}", t.longpollid);
+
+    // The same state gives the same long-poll id; a stale id answers at once.
+    let again = c.wait(c.getblocktemplate(None)).unwrap();
+    assert_eq!(again.longpollid, t.longpollid);
+    let stale = TemplateRequest { longpollid: Some("stale".into()), ..Default::default() };
+    let start = Instant::now();
+    c.wait(c.getblocktemplate(Some(stale))).unwrap();
+    assert!(start.elapsed() < Duration::from_secs(10), "a stale longpollid does not wait");
+
+    // A proposal is refused, naming the mode.
+    let e = node.rpc_err("getblocktemplate", serde_json::json!([{"mode": "proposal"}]));
+    assert_eq!(e["code"], -8, "{e}");
+    assert!(e["message"].as_str().unwrap().contains("proposal"), "{e}");
+}
+
+#[test]
+fn a_long_poll_waits_for_a_new_block_and_wakes_on_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = regtest_node(dir.path());
+    let c = node.client();
+    c.wait(c.generatetoaddress(1, address(Network::Regtest, 1))).unwrap();
+    let t = c.wait(c.getblocktemplate(None)).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let config = node.config();
+    let id = t.longpollid.clone();
+    std::thread::spawn(move || {
+        let c = quarry::rpc::client::BlockingClient::new(&config).unwrap();
+        let req = TemplateRequest { longpollid: Some(id), ..Default::default() };
+        let _ = tx.send(c.wait(c.getblocktemplate(Some(req))));
+    });
+    // Nothing changes: the poll is still waiting.
+    assert!(rx.recv_timeout(Duration::from_millis(700)).is_err(), "the long poll answered without a change");
+    let new = c.wait(c.generatetoaddress(1, address(Network::Regtest, 2))).unwrap();
+    let woke =
+        rx.recv_timeout(Duration::from_secs(20)).expect("the long poll woke on the new block").unwrap();
+    assert_eq!(woke.previousblockhash, new[0]);
+    assert_eq!(woke.height, t.height + 1);
+    assert_ne!(woke.longpollid, t.longpollid);
+}
+
+/// A `quarry pool` process on a node; killed when dropped.
+struct PoolProc {
+    child: std::process::Child,
+    stratum: std::net::SocketAddr,
+    dir: std::path::PathBuf,
+    node_dir: std::path::PathBuf,
+    node_addr: std::net::SocketAddr,
+}
+
+impl PoolProc {
+    fn start(node: &Node, dir: &std::path::Path, stratum_port: u16, extra: &[&str]) -> PoolProc {
+        let stratum: std::net::SocketAddr = format!("127.0.0.1:{stratum_port}").parse().unwrap();
+        let stderr = if std::env::var_os("QUARRY_TEST_LOG").is_some() {
+            std::process::Stdio::inherit()
+        } else {
+            std::process::Stdio::null()
+        };
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_quarry"))
+            .args(["pool", "--network", "dev", "--rpc-connect", &node.addr.to_string()])
+            .arg("--datadir")
+            .arg(&node.datadir)
+            .arg("--pool-dir")
+            .arg(dir)
+            .args(["--stratum", &stratum.to_string()])
+            .args(extra)
+            .stdout(std::process::Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .unwrap();
+        let start = Instant::now();
+        while std::net::TcpStream::connect(stratum).is_err() {
+            assert!(start.elapsed() < Duration::from_secs(30), "the pool did not listen");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        PoolProc {
+            child,
+            stratum,
+            dir: dir.to_path_buf(),
+            node_dir: node.datadir.clone(),
+            node_addr: node.addr,
+        }
+    }
+
+    fn stats(&self) -> serde_json::Value {
+        let out = common::quarry(&[
+            "pool",
+            "stats",
+            "--json",
+            "--network",
+            "dev",
+            "--rpc-connect",
+            &self.node_addr.to_string(),
+            "--datadir",
+            self.node_dir.to_str().unwrap(),
+            "--pool-dir",
+            self.dir.to_str().unwrap(),
+        ]);
+        serde_json::from_str(&common::ok(&out)).unwrap()
+    }
+}
+
+impl Drop for PoolProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A hand-driven Stratum connection.
+struct Miner {
+    reader: std::io::BufReader<std::net::TcpStream>,
+    writer: std::net::TcpStream,
+    next_id: u64,
+    /// Notifications read while waiting for replies.
+    pending: std::collections::VecDeque<serde_json::Value>,
+}
+
+impl Miner {
+    fn connect(addr: std::net::SocketAddr) -> Miner {
+        let s = std::net::TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        Miner {
+            reader: std::io::BufReader::new(s.try_clone().unwrap()),
+            writer: s,
+            next_id: 0,
+            pending: Default::default(),
+        }
+    }
+
+    fn read(&mut self) -> serde_json::Value {
+        use std::io::BufRead;
+        let mut line = String::new();
+        self.reader.read_line(&mut line).expect("a line from the pool within 20 s");
+        assert!(!line.is_empty(), "the pool closed the connection");
+        serde_json::from_str(&line).unwrap()
+    }
+
+    fn send_line(&mut self, line: &str) {
+        use std::io::Write;
+        self.writer.write_all(line.as_bytes()).unwrap();
+    }
+
+    /// Sends a request; returns its reply (notifications in between are kept).
+    fn call(&mut self, method: &str, params: serde_json::Value) -> serde_json::Value {
+        self.next_id += 1;
+        let id = self.next_id;
+        self.send_line(&quarry::pool::stratum::request(id, method, params));
+        loop {
+            let v = self.read();
+            if v["id"] == id {
+                return v;
+            }
+            self.pending.push_back(v);
+        }
+    }
+
+    /// The next notification of `method`.
+    fn notification(&mut self, method: &str) -> serde_json::Value {
+        if let Some(i) = self.pending.iter().position(|v| v["method"] == method) {
+            return self.pending.remove(i).unwrap();
+        }
+        loop {
+            let v = self.read();
+            if v["method"] == method {
+                return v;
+            }
+            self.pending.push_back(v);
+        }
+    }
+}
+
+use quarry::pool::client::{parse_notify, PoolJob};
+use quarry::pool::share::{hash_value, target_for};
+use quarry::primitives::U256;
+
+/// Nonces (from `start`) whose share hash is at or below `share` and above `above`.
+fn find_share(job: &PoolJob, en1: &[u8], en2: [u8; 4], share: &U256, above: &U256, start: u32) -> u32 {
+    (start..)
+        .find(|&n| {
+            let v = hash_value(&job.parts.header(en1, &en2, job.ntime, n).hash());
+            v <= *share && v > *above
+        })
+        .unwrap()
+}
+
+/// A nonce meeting `target`, by the mining kernel.
+fn find_block(job: &PoolJob, en1: &[u8], en2: [u8; 4], target: &U256) -> u32 {
+    use quarry::miner::kernel::{midstate, scan, tail_words, Kernel};
+    let bytes = job.parts.header(en1, &en2, job.ntime, 0).to_bytes();
+    let mid = midstate(bytes[..64].try_into().unwrap());
+    let r = scan(Kernel::detect(), &mid, &tail_words(&bytes), 0, u32::MAX, target);
+    r.found.expect("a block in the nonce range")
+}
+
+fn submit(m: &mut Miner, worker: &str, job: &PoolJob, en2: [u8; 4], nonce: u32) -> serde_json::Value {
+    m.call(
+        "mining.submit",
+        serde_json::json!([
+            worker,
+            job.id,
+            hex::encode(en2),
+            format!("{:08x}", job.ntime),
+            format!("{nonce:08x}")
+        ]),
+    )
+}
+
+fn error_code(v: &serde_json::Value) -> i64 {
+    v["error"][0].as_i64().unwrap_or_else(|| panic!("expected an error, got {v}"))
+}
+
+#[test]
+fn a_stratum_session_gets_work_shares_refusals_and_a_block() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(&dir.path().join("node"), "dev", Some(common::free_port()), &["--no-p2p"]);
+    // Share difficulty 2^-14 (target 2^238): the dev target (2^234) is 16 times harder.
+    let pool = PoolProc::start(
+        &node,
+        &dir.path().join("pool"),
+        common::free_port(),
+        &["--payout", "prop", "--difficulty", "0.00006103515625", "--min-difficulty", "0.00006103515625"],
+    );
+    let mut m = Miner::connect(pool.stratum);
+    let sub = m.call("mining.subscribe", serde_json::json!(["test/1"]));
+    let en1 = hex::decode(sub["result"][1].as_str().unwrap()).unwrap();
+    assert_eq!(en1.len(), 4);
+    assert_eq!(sub["result"][2], 4, "extranonce2 size");
+    assert_eq!(m.call("mining.extranonce.subscribe", serde_json::json!([]))["result"], true);
+    let d = m.notification("mining.set_difficulty");
+    assert_eq!(d["params"][0].as_f64().unwrap(), 1.0 / 16384.0);
+    let n = m.notification("mining.notify");
+    let job = parse_notify(n["params"].as_array().unwrap()).unwrap();
+    assert!(job.clean, "the first job is clean");
+    assert_eq!(job.parts.prev, node.client().wait(node.client().getbestblockhash()).unwrap());
+
+    // Before authorizing, a share is refused naming the rule.
+    let r = submit(&mut m, "alice", &job, [0; 4], 0);
+    assert_eq!(error_code(&r), 24, "{r}");
+    assert_eq!(m.call("mining.authorize", serde_json::json!(["alice", "x"]))["result"], true);
+
+    let share_target = target_for(1.0 / 16384.0);
+    let net_target = U256::ONE.shl(234);
+    let n1 = find_share(&job, &en1, [0; 4], &share_target, &net_target, 0);
+    let r = submit(&mut m, "alice", &job, [0; 4], n1);
+    assert_eq!(r["result"], true, "a share below the block target is accepted: {r}");
+    let r = submit(&mut m, "alice", &job, [0; 4], n1);
+    assert_eq!(error_code(&r), 22, "duplicate: {r}");
+    assert!(r["error"][1].as_str().unwrap().contains("duplicate"), "{r}");
+    let low = (0..)
+        .find(|&n| hash_value(&job.parts.header(&en1, &[0; 4], job.ntime, n).hash()) > share_target)
+        .unwrap();
+    let r = submit(&mut m, "alice", &job, [0; 4], low);
+    assert_eq!(error_code(&r), 23, "low difficulty: {r}");
+    let mut unknown = job.clone();
+    unknown.id = "ffffff".into();
+    assert_eq!(error_code(&submit(&mut m, "alice", &unknown, [0; 4], n1)), 20, "unknown job");
+    let r = m.call("mining.nonsense", serde_json::json!([]));
+    assert!(r["error"][1].as_str().unwrap().contains("unknown method"), "{r}");
+    // Malformed lines are answered, and the session goes on.
+    m.send_line("{not json\n");
+    let bad = m.read();
+    assert_eq!(bad["error"][0], -32700, "{bad}");
+
+    // A second share kept back, then a share meeting the network target: a block.
+    let n2 = find_share(&job, &en1, [0; 4], &share_target, &net_target, n1 + 1);
+    let nb = find_block(&job, &en1, [1, 0, 0, 0], &net_target);
+    let r = submit(&mut m, "alice", &job, [1, 0, 0, 0], nb);
+    assert_eq!(r["result"], true, "{r}");
+    let sent = Instant::now();
+    assert_eq!(node.wait_height(1), 1, "the block reached the node");
+    let c = node.client();
+    let tip = c.wait(c.getbestblockhash()).unwrap();
+    let header = job.parts.header(&en1, &[1, 0, 0, 0], job.ntime, nb);
+    assert_eq!(tip, header.hash(), "the node's tip is the share's block");
+    // The new tip reaches the miner as clean work.
+    let n = m.notification("mining.notify");
+    let waited = sent.elapsed();
+    let next = parse_notify(n["params"].as_array().unwrap()).unwrap();
+    assert!(next.clean && next.parts.prev == tip, "{n}");
+    eprintln!("clean_jobs {} ms after the block share was answered", waited.as_millis());
+    // The kept-back share is for the old tip now: stale.
+    let r = submit(&mut m, "alice", &job, [0; 4], n2);
+    assert_eq!(error_code(&r), 21, "stale: {r}");
+
+    let s = pool.stats();
+    assert_eq!(s["blocks"].as_array().unwrap().len(), 1, "{s}");
+    let w = &s["workers"][0];
+    assert_eq!((w["worker"].as_str(), w["shares"].as_u64()), (Some("alice"), Some(2)), "{s}");
+    // Proportional: alice's two shares are the whole round.
+    assert_eq!(w["credited"].as_u64(), Some(50 * 100_000_000), "{s}");
+    assert_eq!(w["owed"], 0, "not mature yet: {s}");
+}
+
+#[test]
+fn credited_shares_survive_a_pool_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(&dir.path().join("node"), "dev", Some(common::free_port()), &["--no-p2p"]);
+    let args =
+        ["--payout", "pps", "--difficulty", "0.00006103515625", "--min-difficulty", "0.00006103515625"];
+    let port = common::free_port();
+    let share_target = target_for(1.0 / 16384.0);
+    let net_target = U256::ONE.shl(234);
+    let mut found = 0;
+    for round in 0..2 {
+        let mut pool = PoolProc::start(&node, &dir.path().join("pool"), port, &args);
+        let mut m = Miner::connect(pool.stratum);
+        let sub = m.call("mining.subscribe", serde_json::json!([]));
+        let en1 = hex::decode(sub["result"][1].as_str().unwrap()).unwrap();
+        m.call("mining.authorize", serde_json::json!(["bob"]));
+        let n = m.notification("mining.notify");
+        let job = parse_notify(n["params"].as_array().unwrap()).unwrap();
+        let mut nonce = 0;
+        for _ in 0..3 {
+            nonce = find_share(&job, &en1, [0; 4], &share_target, &net_target, nonce) + 1;
+            assert_eq!(submit(&mut m, "bob", &job, [0; 4], nonce - 1)["result"], true);
+            found += 1;
+        }
+        // Killed without warning right after the acknowledgements.
+        pool.child.kill().unwrap();
+        pool.child.wait().unwrap();
+        let s = pool.stats();
+        let w = &s["workers"][0];
+        assert_eq!(w["shares"].as_u64(), Some(found), "round {round}: {s}");
+        // PPS: each share earns reward × share difficulty / network difficulty.
+        let per_share =
+            (50e8 * ((1.0 / 16384.0) / quarry::pool::share::difficulty_of(&net_target))).floor() as u64;
+        assert_eq!(w["credited"].as_u64(), Some(found * per_share), "{s}");
+        assert_eq!(w["owed"].as_u64(), Some(found * per_share), "PPS credits are owed at once: {s}");
+    }
+}
