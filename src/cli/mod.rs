@@ -8,8 +8,8 @@ mod bench_hash;
 mod bench_p2p;
 mod connect;
 mod explorer;
-mod node;
-mod rpc;
+pub(crate) mod node;
+pub(crate) mod rpc;
 mod testnet;
 mod wallet;
 
