@@ -387,7 +387,7 @@ impl Wallet {
 
         // Format and version first, so a newer file gets "upgrade" rather than "corrupt".
         let value: serde_json::Value =
-            serde_json::from_slice(&bytes).map_err(|e| corrupt(format!("not valid JSON: {e}")))?;
+            serde_json::from_slice(bytes).map_err(|e| corrupt(format!("not valid JSON: {e}")))?;
         if value.get("format").and_then(|f| f.as_str()) != Some(FILE_FORMAT) {
             return Err(corrupt(format!("not a quarry wallet file (no \"format\": \"{FILE_FORMAT}\")")));
         }
