@@ -20,6 +20,8 @@ pub mod codec;
 pub mod consensus;
 pub mod daemon;
 pub mod explorer;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod httpd;
 pub mod index;
 pub mod mempool;

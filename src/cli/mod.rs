@@ -8,9 +8,9 @@ mod bench_hash;
 mod bench_p2p;
 mod connect;
 mod explorer;
-mod node;
+pub(crate) mod node;
 mod pool;
-mod rpc;
+pub(crate) mod rpc;
 mod testnet;
 mod wallet;
 

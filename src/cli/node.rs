@@ -10,7 +10,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 /// `<datadir>/quarry.toml`: every key optional; command-line flags win.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct ConfigFile {
+pub(crate) struct ConfigFile {
     rpc_bind: Option<SocketAddr>,
     rpc_user: Option<String>,
     rpc_password: Option<String>,
@@ -40,9 +40,14 @@ fn read_config(path: &std::path::Path) -> Result<ConfigFile> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(ConfigFile::default()),
         Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
         Ok(text) => {
-            toml::from_str(&text).with_context(|| format!("{} is not a valid quarry config", path.display()))
+            parse_config(&text).with_context(|| format!("{} is not a valid quarry config", path.display()))
         }
     }
+}
+
+/// Parses the text of a `quarry.toml` (every key optional, unknown keys refused).
+pub(crate) fn parse_config(text: &str) -> Result<ConfigFile, toml::de::Error> {
+    toml::from_str(text)
 }
 
 pub(super) fn run_node(args: NodeArgs) -> Result<()> {

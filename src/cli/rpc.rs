@@ -53,7 +53,7 @@ fn word_value(w: &str, which: &str) -> Result<Value> {
 
 /// The parameters of `quarry rpc`: positional words, or with `named` NAME=VALUE words sent
 /// as an object.
-pub(super) fn parse_params(words: &[String], named: bool) -> Result<RawParams> {
+pub(crate) fn parse_params(words: &[String], named: bool) -> Result<RawParams> {
     if !named {
         let values: Result<Vec<Value>> =
             words.iter().enumerate().map(|(i, w)| word_value(w, &format!("parameter {}", i + 1))).collect();

@@ -158,7 +158,7 @@ pub enum MultisigCommand {
 
 fn read_psbt(file: &std::path::Path) -> Result<crate::wallet::multisig::Psbt> {
     let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
-    serde_json::from_str(&text)
+    crate::wallet::multisig::Psbt::from_json(&text)
         .with_context(|| format!("{} is not a partially signed transaction file", file.display()))
 }
 

@@ -31,7 +31,7 @@
 mod events;
 mod graph;
 mod orphans;
-mod persist;
+pub mod persist;
 mod policy;
 mod select;
 #[cfg(test)]

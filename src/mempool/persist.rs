@@ -36,8 +36,27 @@ fn io_err(path: &Path) -> impl Fn(std::io::Error) -> MempoolError + '_ {
     move |e| MempoolError::Io { path: path.display().to_string(), detail: e.to_string() }
 }
 
-/// Parses a mempool file into (entry time, transaction) pairs.
-fn parse(bytes: &[u8], max_tx_size: usize) -> Result<Vec<(u64, Transaction)>, String> {
+/// The bytes of a mempool file holding `entries` (entry time, transaction), in that order.
+/// The one writer of the layout: [`Mempool::save`] uses it, and for any `bytes` that
+/// [`parse`] accepts, `encode(&parse(bytes)?)` gives `bytes` back (the fuzz target checks it).
+pub fn encode<'a>(entries: impl ExactSizeIterator<Item = (u64, &'a Transaction)>) -> Vec<u8> {
+    let mut buf = Vec::with_capacity(64);
+    buf.extend_from_slice(MAGIC);
+    buf.extend_from_slice(&VERSION.to_le_bytes());
+    buf.extend_from_slice(&(entries.len() as u32).to_le_bytes());
+    for (time, tx) in entries {
+        buf.extend_from_slice(&time.to_le_bytes());
+        put_var_bytes(&mut buf, &tx.encode());
+    }
+    let sum = sha256d(&buf);
+    buf.extend_from_slice(&sum.0);
+    buf
+}
+
+/// Parses the bytes of a mempool file (untrusted: a damaged or foreign file) into (entry
+/// time, transaction) pairs; every count is checked against the bytes that remain before
+/// anything is allocated. The error names what is wrong.
+pub fn parse(bytes: &[u8], max_tx_size: usize) -> Result<Vec<(u64, Transaction)>, String> {
     if bytes.len() < MAGIC.len() + 8 + 32 {
         return Err(format!("{} bytes is shorter than the smallest file", bytes.len()));
     }
@@ -71,16 +90,7 @@ impl Mempool {
     /// atomically. Returns the number written.
     pub fn save(&self, path: &Path) -> Result<usize, MempoolError> {
         let entries = self.graph.in_order();
-        let mut buf = Vec::with_capacity(self.graph.bytes() + 16 * entries.len() + 64);
-        buf.extend_from_slice(MAGIC);
-        buf.extend_from_slice(&VERSION.to_le_bytes());
-        buf.extend_from_slice(&(entries.len() as u32).to_le_bytes());
-        for e in &entries {
-            buf.extend_from_slice(&e.time.to_le_bytes());
-            put_var_bytes(&mut buf, &e.tx.encode());
-        }
-        let sum = sha256d(&buf);
-        buf.extend_from_slice(&sum.0);
+        let buf = encode(entries.iter().map(|e| (e.time, &e.tx)));
 
         let mut tmp = path.as_os_str().to_owned();
         tmp.push(".tmp");

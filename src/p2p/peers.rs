@@ -136,6 +136,9 @@ pub struct BanList {
     bans: HashMap<String, Ban>,
     #[serde(skip)]
     path: Option<PathBuf>,
+    /// Set by [`BanList::from_json`] when bans had expired, so [`BanList::load`] rewrites the file.
+    #[serde(skip)]
+    expired_on_load: bool,
 }
 
 /// One ban.
@@ -148,7 +151,7 @@ pub struct Ban {
 }
 
 /// Most bans kept (the oldest-ending are dropped beyond).
-const MAX_BANS: usize = 10_000;
+pub const MAX_BANS: usize = 10_000;
 /// The ban file is never read past this size.
 const MAX_BAN_FILE: u64 = 4 << 20;
 /// Bad entries of a ban file logged one by one (the rest as a count).
@@ -189,15 +192,15 @@ impl BanList {
     /// skipped, never taking the good ones with it; past [`MAX_BANS`] the longest-lasting
     /// bans are kept.
     pub fn load(path: &Path, now: u64) -> BanList {
-        let mut list = BanList::default();
-        match std::fs::metadata(path) {
+        let mut list = match std::fs::metadata(path) {
             Ok(m) if m.len() > MAX_BAN_FILE => {
                 tracing::warn!(target: "p2p", path = %path.display(), bytes = m.len(), limit = MAX_BAN_FILE,
                     "ban list larger than the limit; starting empty (move the file away to keep it)");
+                BanList::default()
             }
             Ok(_) => match std::fs::read(path) {
                 Ok(bytes) => {
-                    let (bans, problems) = parse_bans(&bytes);
+                    let (list, problems) = BanList::from_json(&bytes, now);
                     for p in problems.iter().take(MAX_LOGGED_PROBLEMS) {
                         tracing::warn!(target: "p2p", path = %path.display(), "ban list: {p}");
                     }
@@ -205,16 +208,30 @@ impl BanList {
                         tracing::warn!(target: "p2p", path = %path.display(), skipped = problems.len(),
                             "ban list: {} more bad entries skipped", problems.len() - MAX_LOGGED_PROBLEMS);
                     }
-                    list.bans = bans;
+                    list
                 }
                 Err(e) => {
                     tracing::warn!(target: "p2p", path = %path.display(), error = %e, "ban list unreadable; starting empty");
+                    BanList::default()
                 }
             },
-            Err(_) => {}
-        }
+            Err(_) => BanList::default(),
+        };
         list.path = Some(path.to_path_buf());
-        list.expire(now);
+        if list.expired_on_load {
+            list.save();
+        }
+        list
+    }
+
+    /// The bans in force at `now` in the bytes of a `banned.json` file (untrusted: damaged or
+    /// hand-edited), and one line per problem found (a bad entry names itself and is skipped,
+    /// never taking the good ones with it; past [`MAX_BANS`] the longest-lasting bans are
+    /// kept). The list has no file: [`BanList::load`] attaches it.
+    pub fn from_json(bytes: &[u8], now: u64) -> (BanList, Vec<String>) {
+        let (bans, mut problems) = parse_bans(bytes);
+        let mut list = BanList { bans, ..BanList::default() };
+        list.expired_on_load = !list.expire(now).is_empty();
         let over = list.bans.len().saturating_sub(MAX_BANS);
         if over > 0 {
             let mut by_end: Vec<(String, u64)> =
@@ -223,10 +240,15 @@ impl BanList {
             for (k, _) in by_end.into_iter().take(over) {
                 list.bans.remove(&k);
             }
-            tracing::warn!(target: "p2p", path = %path.display(), dropped = over, limit = MAX_BANS,
-                "ban list has more bans than the limit; kept the {MAX_BANS} that last longest");
+            // First, so that it is logged even when many entries were bad.
+            problems.insert(
+                0,
+                format!(
+                    "{over} more bans than the limit of {MAX_BANS}; kept the {MAX_BANS} that last longest"
+                ),
+            );
         }
-        list
+        (list, problems)
     }
 
     /// Bans `peer` until `now + seconds`, and saves.

@@ -73,7 +73,13 @@ impl Address {
         let hash: [u8; 32] = hash
             .try_into()
             .map_err(|_| AddressError::Payload(format!("hash of {} bytes, expected 32", hash.len())))?;
-        Ok(Address { hrp: expected_hrp, kind, hash })
+        let address = Address { hrp: expected_hrp, kind, hash };
+        // 33 bytes take 53 five-bit characters, one bit of padding: bech32 leaves its value to
+        // the decoder, and accepting a set bit would give every address a second spelling.
+        if address.encode() != s.trim().to_lowercase() {
+            return Err(AddressError::Encoding("non-zero padding bit (not the canonical encoding)".into()));
+        }
+        Ok(address)
     }
 }
 
@@ -101,6 +107,18 @@ mod tests {
         typo[i] = if typo[i] == 'q' { 'p' } else { 'q' };
         let typo: String = typo.into_iter().collect();
         assert!(matches!(Address::decode(&typo, "qrt"), Err(AddressError::Encoding(_))));
+        // The same data with the padding bit set, and a valid checksum (found by the fuzz
+        // target's canonical-form assertion; fuzz/regressions/address/nonzero-padding-bit).
+        let padded = "qrt1qpd95kj6tfd95kj6tfd95kj6tfd95kj6tfd95kj6tfd95kj6tfd946ttrs6";
+        assert!(CheckedHrpstring::new::<Bech32m>(padded).is_ok(), "the checksum is valid");
+        assert_eq!(
+            Address::decode(padded, "qrt"),
+            Err(AddressError::Encoding("non-zero padding bit (not the canonical encoding)".into()))
+        );
+        assert_eq!(
+            Address::decode(&padded.to_uppercase(), "qrt").map(|_| ()),
+            Address::decode(padded, "qrt").map(|_| ())
+        );
         assert_eq!(
             Address::decode(&s, "qdev"),
             Err(AddressError::WrongNetwork { got: "qrt".into(), expected: "qdev" })

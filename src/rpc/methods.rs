@@ -451,7 +451,7 @@ pub fn check(method: &str, params: &RawParams) -> Result<(), RpcError> {
 }
 
 /// The parameters of a request as [`check`] takes them: an array, an object, or none.
-fn raw_params(json: Option<&str>) -> Option<RawParams> {
+pub fn raw_params(json: Option<&str>) -> Option<RawParams> {
     match json.map(serde_json::from_str::<Value>) {
         None => Some(RawParams::Positional(Vec::new())),
         Some(Ok(Value::Array(a))) => Some(RawParams::Positional(a)),

@@ -49,6 +49,39 @@ fn hex_param(s: &str, what: &str) -> Result<Vec<u8>, ErrorObjectOwned> {
         .map_err(|e| err(codes::DESERIALIZATION_ERROR, format!("{what} is not valid hex: {e}")))
 }
 
+fn address_param(s: &str, hrp: &'static str) -> Result<Address, ErrorObjectOwned> {
+    Address::decode(s, hrp)
+        .map_err(|e| err(codes::INVALID_ADDRESS_OR_KEY, format!("invalid address {s:?}: {e}")))
+}
+
+/// The unsigned transaction `createrawtransaction` builds from its parameters (untrusted:
+/// every txid, address, amount and data hex is checked here, with Core's error codes).
+pub fn raw_transaction(
+    inputs: &[CreateInput],
+    outputs: &serde_json::Map<String, serde_json::Value>,
+    locktime: Option<u32>,
+    hrp: &'static str,
+) -> Result<Transaction, ErrorObjectOwned> {
+    let mut tx =
+        Transaction { version: 1, inputs: Vec::new(), outputs: Vec::new(), lock_time: locktime.unwrap_or(0) };
+    for i in inputs {
+        let txid = hash_param(&i.txid, "inputs[].txid")?;
+        tx.inputs.push(TxIn { prevout: OutPoint { txid, index: i.vout }, unlock: Script::default() });
+    }
+    for (addr, amount) in outputs {
+        let (value, lock) = if addr == "data" {
+            let data = hex_param(amount.as_str().unwrap_or(""), "data")?;
+            (Amount::ZERO, crate::script::templates::op_return(&data))
+        } else {
+            let value = json::coins_from_json(amount)
+                .map_err(|e| err(codes::TYPE_ERROR, format!("outputs[{addr:?}]: {e}")))?;
+            (value, address_lock(&address_param(addr, hrp)?))
+        };
+        tx.outputs.push(crate::primitives::TxOut { value, lock });
+    }
+    Ok(tx)
+}
+
 /// Core's codes for network refusals: -23 already added, -24 not added, -29 not
 /// connected, -30 not banned, -28 busy or stopped.
 fn p2p_err(e: P2pError) -> ErrorObjectOwned {
@@ -72,8 +105,7 @@ impl RpcService {
     }
 
     fn address(&self, s: &str) -> Result<Address, ErrorObjectOwned> {
-        Address::decode(s, self.hrp())
-            .map_err(|e| err(codes::INVALID_ADDRESS_OR_KEY, format!("invalid address {s:?}: {e}")))
+        address_param(s, self.hrp())
     }
 
     fn net(&self) -> Result<&P2pHandle, ErrorObjectOwned> {
@@ -543,27 +575,7 @@ impl QuarryApiServer for RpcService {
         outputs: serde_json::Map<String, serde_json::Value>,
         locktime: Option<u32>,
     ) -> RpcResult<String> {
-        let mut tx = Transaction {
-            version: 1,
-            inputs: Vec::new(),
-            outputs: Vec::new(),
-            lock_time: locktime.unwrap_or(0),
-        };
-        for i in &inputs {
-            let txid = hash_param(&i.txid, "inputs[].txid")?;
-            tx.inputs.push(TxIn { prevout: OutPoint { txid, index: i.vout }, unlock: Script::default() });
-        }
-        for (addr, amount) in &outputs {
-            let (value, lock) = if addr == "data" {
-                let data = hex_param(amount.as_str().unwrap_or(""), "data")?;
-                (Amount::ZERO, crate::script::templates::op_return(&data))
-            } else {
-                let value = json::coins_from_json(amount)
-                    .map_err(|e| err(codes::TYPE_ERROR, format!("outputs[{addr:?}]: {e}")))?;
-                (value, address_lock(&self.address(addr)?))
-            };
-            tx.outputs.push(crate::primitives::TxOut { value, lock });
-        }
+        let tx = raw_transaction(&inputs, &outputs, locktime, self.hrp())?;
         Ok(hex::encode(tx.encode()))
     }
 

@@ -110,10 +110,15 @@ impl Scenario {
     pub fn load(path: &Path) -> Result<Scenario> {
         let text =
             std::fs::read_to_string(path).with_context(|| format!("reading scenario {}", path.display()))?;
-        let s: Scenario =
-            toml::from_str(&text).with_context(|| format!("{} is not a valid scenario", path.display()))?;
-        s.topology.check().with_context(|| format!("scenario {}", path.display()))?;
-        s.check_node_names().with_context(|| format!("scenario {}", path.display()))?;
+        Scenario::parse(&text).with_context(|| format!("scenario {}", path.display()))
+    }
+
+    /// Parses and checks the text of a scenario file (what [`Scenario::load`] does once it has
+    /// read the file): its topology, and that every node a step names is in it.
+    pub fn parse(text: &str) -> Result<Scenario> {
+        let s: Scenario = toml::from_str(text).context("not a valid scenario")?;
+        s.topology.check()?;
+        s.check_node_names()?;
         Ok(s)
     }
 

@@ -99,9 +99,14 @@ impl Topology {
     pub fn load(path: &Path) -> Result<Topology> {
         let text =
             std::fs::read_to_string(path).with_context(|| format!("reading topology {}", path.display()))?;
-        let t: Topology =
-            toml::from_str(&text).with_context(|| format!("{} is not a valid topology", path.display()))?;
-        t.check().with_context(|| format!("topology {}", path.display()))?;
+        Topology::parse(&text).with_context(|| format!("topology {}", path.display()))
+    }
+
+    /// Parses and checks the text of a topology file (what [`Topology::load`] does once it has
+    /// read the file).
+    pub fn parse(text: &str) -> Result<Topology> {
+        let t: Topology = toml::from_str(text).context("not a valid topology")?;
+        t.check()?;
         Ok(t)
     }
 

@@ -370,11 +370,24 @@ impl Wallet {
             }
             Err(source) => return Err(KeystoreError::Io { path: path.to_path_buf(), source }),
         };
+        Self::from_file_bytes(path, &bytes, network, passphrase)
+    }
+
+    /// The wallet in `bytes`, the contents of the file at `path` (which only names it in
+    /// errors and is where later saves go): what [`Wallet::open`] does once it has read the
+    /// file. The bytes are untrusted (a damaged or hand-edited file): every refusal is a
+    /// [`KeystoreError`], never a panic.
+    pub fn from_file_bytes(
+        path: &Path,
+        bytes: &[u8],
+        network: Network,
+        passphrase: Option<&str>,
+    ) -> Result<Wallet, KeystoreError> {
         let corrupt = |detail: String| KeystoreError::Corrupt { path: path.to_path_buf(), detail };
 
         // Format and version first, so a newer file gets "upgrade" rather than "corrupt".
         let value: serde_json::Value =
-            serde_json::from_slice(&bytes).map_err(|e| corrupt(format!("not valid JSON: {e}")))?;
+            serde_json::from_slice(bytes).map_err(|e| corrupt(format!("not valid JSON: {e}")))?;
         if value.get("format").and_then(|f| f.as_str()) != Some(FILE_FORMAT) {
             return Err(corrupt(format!("not a quarry wallet file (no \"format\": \"{FILE_FORMAT}\")")));
         }
@@ -659,7 +672,8 @@ impl Wallet {
         self.write_file(false)
     }
 
-    fn serialize(&self) -> Zeroizing<Vec<u8>> {
+    /// The file contents [`Wallet::save`] writes (encrypted ones with a fresh nonce).
+    pub fn to_file_bytes(&self) -> Zeroizing<Vec<u8>> {
         let secret = SecretPart {
             seed: hex::encode(&self.seed[..]),
             next_index: self.next_index,
@@ -730,7 +744,7 @@ impl Wallet {
             let path = path.to_path_buf();
             move |source| KeystoreError::Io { path, source }
         };
-        let contents = self.serialize();
+        let contents = self.to_file_bytes();
         let mut tmp_name = self.path.file_name().map(|n| n.to_os_string()).unwrap_or_else(|| "wallet".into());
         tmp_name.push(".tmp");
         let tmp = self.path.with_file_name(tmp_name);

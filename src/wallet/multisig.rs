@@ -168,6 +168,13 @@ impl Psbt {
         })
     }
 
+    /// Parses the JSON of a partially signed transaction file (untrusted: it travels between
+    /// cosigners). Only the shape is checked here; [`Psbt::sign`], [`Psbt::describe`] and
+    /// [`Psbt::finalize`] check the contents.
+    pub fn from_json(text: &str) -> Result<Psbt, serde_json::Error> {
+        serde_json::from_str(text)
+    }
+
     /// Checks the file's internal consistency and returns (tx, spent outputs, keys, redeem).
     fn parts(&self, network: &str) -> Result<(Transaction, Vec<TxOut>, Vec<[u8; 32]>, Script), WalletError> {
         if self.format != PSBT_FORMAT {
