@@ -100,7 +100,16 @@ fn three_nodes_relay_transactions_and_blocks() {
     let block = c.rpc("getblock", json!([mined, 1]));
     assert!(block["tx"].as_array().unwrap().iter().any(|t| t.as_str() == Some(&txid)));
 
-    // Peers see each other with sane fields.
+    // Peers see each other with sane fields. A peer's tip height comes from the blocks it
+    // relays first and from its status (exchanged every 10 s): with compact relay one peer's
+    // copy of every block can lose the race, so its height may wait for the next status.
+    wait_for(25, "every peer's tip height known", || {
+        c.rpc("getpeerinfo", json!([]))
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["tipheight"].as_u64() >= Some(105))
+    });
     let peers = c.rpc("getpeerinfo", json!([]));
     for p in peers.as_array().unwrap() {
         assert_eq!(p["score"], json!(0), "{p}");
