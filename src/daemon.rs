@@ -144,6 +144,7 @@ pub fn run(config: NodeConfig) -> Result<()> {
             Box::new(started.link.clone()),
             done_rx,
             net_rx,
+            net_handle.full_only_flag(),
             net_stop.clone(),
         ))),
         _ => None,

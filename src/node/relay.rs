@@ -75,11 +75,12 @@ impl Core {
     /// Our own block (mined, generated or submitted; valid), announced by the relay mode.
     pub(super) fn announce_block(&self, block: &Block) {
         let Some(net) = &self.net else { return };
-        let full = block.encode();
         let announcement = match self.relay.mode {
-            BlockRelay::Full => BlockAnnouncement::Full(full),
+            BlockRelay::Full => BlockAnnouncement::Full(block.encode()),
             BlockRelay::Compact => {
                 let compact = CompactBlock::from_block(block, &block.txids(), rand::random());
+                // The full encoding only when some peer takes nothing else.
+                let full = net.wants_full_blocks().then(|| block.encode());
                 BlockAnnouncement::Compact { compact: compact.encode(), full }
             }
         };
@@ -228,7 +229,7 @@ impl Core {
         let mut out = Vec::new();
         for (peer, checked) in std::mem::take(&mut self.relay.deferred) {
             let hash = checked.hash();
-            if let Some(net) = &self.net {
+            if let Some(net) = self.net.as_ref().filter(|n| n.wants_full_blocks()) {
                 net.publish_block(BlockAnnouncement::FullForOthers(checked.block().encode()));
             }
             match self.process_checked_from(checked, super::net::orphan_source(&peer)) {

@@ -27,7 +27,7 @@ pub mod wire;
 use libp2p::{Multiaddr, PeerId};
 use serde::Serialize;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 use wire::Topic;
@@ -147,9 +147,9 @@ pub(crate) enum Command {
 pub enum BlockAnnouncement {
     /// `--relay full`: the full block on the blocks topic.
     Full(Vec<u8>),
-    /// The compact block on the compact topic, and the full block on the blocks topic if a
-    /// peer subscribes to that topic and not to the compact one.
-    Compact { compact: Vec<u8>, full: Vec<u8> },
+    /// The compact block on the compact topic, and the full block (if given) on the blocks
+    /// topic when a peer subscribes to that topic and not to the compact one.
+    Compact { compact: Vec<u8>, full: Option<Vec<u8>> },
     /// A block gossipsub already relays compactly: the full block only for peers that take
     /// full blocks alone.
     FullForOthers(Vec<u8>),
@@ -159,7 +159,7 @@ impl BlockAnnouncement {
     fn bytes(&self) -> usize {
         match self {
             BlockAnnouncement::Full(b) | BlockAnnouncement::FullForOthers(b) => b.len(),
-            BlockAnnouncement::Compact { compact, full } => compact.len() + full.len(),
+            BlockAnnouncement::Compact { compact, full } => compact.len() + full.as_ref().map_or(0, Vec::len),
         }
     }
 }
@@ -193,6 +193,8 @@ pub struct P2pHandle {
     tx: mpsc::Sender<Command>,
     /// Bytes of publications queued for the service (bounded by [`MAX_PUBLISH_BYTES`]).
     queued: Arc<AtomicUsize>,
+    /// Set by the service (each tick) while a peer takes full blocks and not compact ones.
+    full_only: Arc<AtomicBool>,
 }
 
 /// Bytes of our own publications queued for the service at most; beyond, one is dropped with
@@ -215,7 +217,19 @@ impl P2pHandle {
     /// A handle and the receiving end for [`service::run`].
     pub(crate) fn channel() -> (P2pHandle, mpsc::Receiver<Command>) {
         let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
-        (P2pHandle { tx, queued: Arc::new(AtomicUsize::new(0)) }, rx)
+        (P2pHandle { tx, queued: Arc::new(AtomicUsize::new(0)), full_only: Arc::default() }, rx)
+    }
+
+    /// True while a connected peer takes full blocks and not compact ones (as of the
+    /// service's last tick, 500 ms at most ago): only then is a full block worth encoding
+    /// beside a compact one.
+    pub fn wants_full_blocks(&self) -> bool {
+        self.full_only.load(Ordering::Relaxed)
+    }
+
+    /// The flag behind [`P2pHandle::wants_full_blocks`], for the service to set.
+    pub(crate) fn full_only_flag(&self) -> Arc<AtomicBool> {
+        self.full_only.clone()
     }
 
     /// Publishes on a gossip topic (dropped with a warning if the queue is full).

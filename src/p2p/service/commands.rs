@@ -6,7 +6,7 @@ use super::*;
 impl Service {
     /// True if a connected peer takes full blocks and not compact ones (an implementation
     /// of protocol version 1's relay only).
-    fn full_only_peers(&self) -> bool {
+    pub(super) fn full_only_peers(&self) -> bool {
         let blocks = gossipsub::IdentTopic::new(Topic::Blocks.name(self.network)).hash();
         let compact = gossipsub::IdentTopic::new(Topic::CompactBlocks.name(self.network)).hash();
         self.swarm
@@ -35,7 +35,7 @@ impl Service {
                 let (compact, full) = match announcement {
                     BlockAnnouncement::Full(full) => (None, Some(full)),
                     BlockAnnouncement::Compact { compact, full } => {
-                        (Some(compact), self.full_only_peers().then_some(full))
+                        (Some(compact), full.filter(|_| self.full_only_peers()))
                     }
                     BlockAnnouncement::FullForOthers(full) => (None, self.full_only_peers().then_some(full)),
                 };

@@ -92,6 +92,8 @@ struct Service {
     last_kad: Instant,
     /// Log lines that peers can cause, rate-limited.
     log_throttle: super::throttle::LogThrottle,
+    /// Shared with the node's [`super::P2pHandle`]: a peer takes only full blocks.
+    full_only: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// A bound swarm, ready for [`run`].
@@ -118,6 +120,7 @@ pub(crate) async fn run(
     link: Box<dyn CoreLink>,
     mut done_rx: mpsc::Receiver<NetDone>,
     mut commands: mpsc::Receiver<Command>,
+    full_only: Arc<std::sync::atomic::AtomicBool>,
     shutdown: Arc<tokio::sync::Notify>,
 ) {
     let Bound { mut swarm, settings } = bound;
@@ -149,6 +152,7 @@ pub(crate) async fn run(
         last_redial: Instant::now(),
         last_kad: Instant::now(),
         log_throttle: Default::default(),
+        full_only,
     };
     for addr in config.bootnodes.clone() {
         service.dial(addr);
@@ -331,6 +335,7 @@ impl Service {
 
     fn on_tick(&mut self) {
         let t = now();
+        self.full_only.store(self.full_only_peers(), std::sync::atomic::Ordering::Relaxed);
         self.scores.tick(t);
         for peer in self.bans.expire(t) {
             if let Ok(p) = peer.parse::<PeerId>() {
