@@ -132,6 +132,7 @@ pub fn run(config: NodeConfig) -> Result<()> {
         index: crate::index::Indexer::start(chain.shared_store(), config.indexes)
             .context("starting the indexer")?,
         relay: config.relay,
+        verify_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
     };
     let started = crate::node::core::start(chain, core_config, life.clone(), core_net)
         .context("starting the node core thread")?;

@@ -29,6 +29,7 @@ pub mod metrics;
 pub mod miner;
 pub mod node;
 pub mod p2p;
+pub mod plot;
 pub mod pool;
 pub mod primitives;
 pub mod rpc;

@@ -601,12 +601,6 @@ fn check_logs_and_dump(net: &Net, d: &str, stale: &str) {
         .spawn()
         .unwrap();
     let lines = BufReader::new(follow.stdout.take().unwrap()).lines();
-    std::thread::sleep(Duration::from_millis(500));
-    let h = net.rpc("n2", "generatetoaddress", json!([1, address(quarry::consensus::Network::Regtest, 7)]))
-        [0]
-    .as_str()
-    .unwrap()
-    .to_string();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for l in lines.map_while(Result::ok) {
@@ -615,16 +609,32 @@ fn check_logs_and_dump(net: &Net, d: &str, stale: &str) {
             }
         }
     });
+    // "new tip" is logged at info at most once a second (the rest at debug), so mine one
+    // block at a time until one of them is printed.
     let deadline = Instant::now() + T;
-    let mut seen = Vec::new();
-    while Instant::now() < deadline && !seen.iter().any(|l: &String| l.contains(&h)) {
-        if let Ok(l) = rx.recv_timeout(Duration::from_millis(200)) {
-            seen.push(l);
+    let mut seen: Vec<String> = Vec::new();
+    let mut mined: Vec<String> = Vec::new();
+    let printed =
+        |seen: &[String], mined: &[String]| seen.iter().any(|l| mined.iter().any(|h| l.contains(h)));
+    while Instant::now() < deadline && !printed(&seen, &mined) {
+        let h =
+            net.rpc("n2", "generatetoaddress", json!([1, address(quarry::consensus::Network::Regtest, 7)]))
+                [0]
+            .as_str()
+            .unwrap()
+            .to_string();
+        mined.push(h);
+        let wait_until = Instant::now() + Duration::from_millis(600);
+        while Instant::now() < wait_until && !printed(&seen, &mined) {
+            if let Ok(l) = rx.recv_timeout(Duration::from_millis(100)) {
+                seen.push(l);
+            }
         }
     }
     let _ = follow.kill();
     let _ = follow.wait();
-    assert!(seen.iter().any(|l| l.contains(&h)), "--follow did not print the new tip {h}: {seen:?}");
+    assert!(printed(&seen, &mined), "--follow printed none of the new tips {mined:?}: {seen:?}");
+    let h = mined.last().unwrap().clone();
     wait_for("all nodes on the new tip", 20, || ["n1", "n3"].iter().all(|n| net.tip(n) == h));
     // dump
     let out = net.dir.parent().unwrap().join("dump");

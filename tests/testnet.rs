@@ -216,6 +216,26 @@ fn spam_confirms_transactions() {
     // 200 transactions at 100 tx/s: a 2-second window (10 per batch), not one burst.
     assert!(report["submit_seconds"].as_f64().unwrap() >= 1.99, "{report}");
     assert!(report["submitted_tps"].as_f64().unwrap() <= 100.5, "{report}");
+    assert_eq!(report["unaccounted"], Value::from(0), "{report}");
+    // Every node's CPU and memory, and a per-second series that adds up to the totals.
+    let nodes = report["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), 2, "{report}");
+    assert!(nodes
+        .iter()
+        .all(|n| n["cpu_seconds"].as_f64().unwrap() > 0.0 && n["rss_mib"].as_f64().unwrap() > 1.0));
+    let series = report["series"].as_array().unwrap();
+    let sum = |k: &str| series.iter().map(|s| s[k].as_u64().unwrap()).sum::<u64>();
+    assert_eq!(Value::from(sum("submitted")), report["submitted"], "{report}");
+    assert_eq!(Value::from(sum("confirmed")), report["confirmed"], "{report}");
+    // The series went to spam/ as JSON and as a chart.
+    let files: Vec<String> = std::fs::read_dir(dir.join("spam"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    let svg = files.iter().find(|f| f.ends_with(".svg")).expect("a chart");
+    assert!(files.iter().any(|f| f.ends_with(".json")), "{files:?}");
+    let svg = std::fs::read_to_string(dir.join("spam").join(svg)).unwrap();
+    assert!(svg.starts_with("<svg") && svg.contains("confirmed tx/s") && svg.contains("<polyline"), "{svg}");
 }
 
 /// One node at a time: `stop NODE`, `start NODE`, `restart NODE`; `up` restarts a crashed node

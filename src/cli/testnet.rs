@@ -123,6 +123,10 @@ pub enum TestnetCommand {
         /// Seconds to wait for the last confirmations.
         #[arg(long, default_value_t = 60.0)]
         drain: f64,
+        /// Directory for the run's JSON series and SVG chart (default: the testnet's
+        /// `spam/` directory).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
     },
     /// Print every node's log merged in time order, each line prefixed with its node.
     Logs {
@@ -382,9 +386,11 @@ pub fn run(args: TestnetArgs) -> Result<()> {
             }
             Ok(())
         }
-        TestnetCommand::Spam { tps, seconds, drain } => {
+        TestnetCommand::Spam { tps, seconds, drain, out } => {
             let mut t = Testnet::open(&dir)?;
-            let report = spam::run(&mut t, &SpamOptions { tps, seconds, drain_seconds: drain, miner: None })?;
+            let out = Some(out.unwrap_or_else(|| dir.join("spam")));
+            let report =
+                spam::run(&mut t, &SpamOptions { tps, seconds, drain_seconds: drain, miner: None, out })?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {

@@ -12,6 +12,7 @@ pub mod connect;
 pub mod headers;
 pub mod params;
 pub mod pow;
+pub mod txscripts;
 pub mod validation;
 
 pub use connect::{
@@ -20,6 +21,7 @@ pub use connect::{
 };
 pub use headers::HeaderState;
 pub use params::{Network, Params};
+pub use txscripts::verify_txs_batched;
 pub use validation::{
     block_subsidy, check_block, check_header_context, check_transaction, CheckedBlock, HeaderContext,
     TipContext,

@@ -7,7 +7,9 @@
 //! sigops; the minimum relay fee rate and, when the pool has been full, the rolling mempool
 //! minimum; conflicts (first seen wins unless the newcomer qualifies as a replace-by-fee
 //! replacement); ancestor and descendant count and size limits; finally the scripts, verified
-//! on the caller's thread. An admitted txid goes into the chain's [`ScriptCache`], so
+//! on the caller's thread, or, pipelined ([`Mempool::accept_deferred`] then
+//! [`Mempool::accept_verified`]), wherever the caller runs the returned [`ScriptJob`]: the
+//! node batches them on its verifier threads so its core thread does only the rest. An admitted txid goes into the chain's [`ScriptCache`], so
 //! connecting a block holding it skips its scripts. When the pool passes its size cap, the
 //! packages (a transaction with its descendants) with the lowest descendant fee rate are
 //! evicted; a transaction that would itself be evicted is refused and the pool left as it was.
@@ -44,7 +46,7 @@ pub use select::{MempoolTemplates, COINBASE_RESERVED_SIGOPS, COINBASE_RESERVED_S
 
 use crate::chain::Chain;
 use crate::consensus::{Coin, ConsensusError, Params, ScriptCache};
-use crate::primitives::{Amount, Hash256, OutPoint, Transaction};
+use crate::primitives::{Amount, Hash256, OutPoint, Transaction, TxOut};
 use graph::Graph;
 use orphans::OrphanPool;
 use std::collections::HashMap;
@@ -282,6 +284,27 @@ impl Accepted {
     }
 }
 
+/// A transaction that passed every admission rule but its scripts (see
+/// [`Mempool::accept_deferred`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScriptJob {
+    /// Its txid.
+    pub txid: Hash256,
+    /// The transaction.
+    pub tx: Transaction,
+    /// The output each of its inputs spends, in input order.
+    pub spent: Vec<TxOut>,
+}
+
+/// The outcome of [`Mempool::accept_deferred`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Deferred {
+    /// Final: admitted or kept as an orphan.
+    Done(Accepted),
+    /// Its scripts need checking first.
+    Verify(ScriptJob),
+}
+
 /// What the pool knows about one entry (`getmempoolentry`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EntryInfo {
@@ -410,6 +433,53 @@ impl Mempool {
             Accepted::Orphan { .. } => {
                 unreachable!("accept_one never keeps an orphan when allow_orphan is false")
             }
+        }
+    }
+
+    /// The first half of a pipelined admission: every rule except the scripts. When the
+    /// transaction's scripts still need checking, the pool is left unchanged and the
+    /// returned [`ScriptJob`] holds what a verifier needs (run it anywhere, e.g. with
+    /// [`crate::consensus::verify_txs_batched`] on another thread); hand a job that passed
+    /// to [`Mempool::accept_verified`]. Otherwise the outcome is final, as from
+    /// [`Mempool::accept`] (`local`: as from [`Mempool::accept_local`], never an orphan).
+    pub fn accept_deferred(
+        &mut self,
+        tx: Transaction,
+        source: &dyn UtxoSource,
+        now: u64,
+        local: bool,
+    ) -> Result<Deferred, MempoolError> {
+        match self.admit(tx, source, now, now, !local, policy::Scripts::Defer)? {
+            policy::Step::Verify(job) => Ok(Deferred::Verify(job)),
+            policy::Step::Done(accepted) => Ok(Deferred::Done(self.promote_after(accepted, source, now))),
+        }
+    }
+
+    /// The second half: admits the transaction of a [`ScriptJob`] whose scripts passed.
+    /// Every other rule is checked again, against the pool and the UTXO set as they are now
+    /// (they may have changed since [`Mempool::accept_deferred`]); the scripts are not.
+    /// The caller vouches for them, so only pass jobs that verified.
+    pub fn accept_verified(
+        &mut self,
+        job: ScriptJob,
+        source: &dyn UtxoSource,
+        now: u64,
+        local: bool,
+    ) -> Result<Accepted, MempoolError> {
+        match self.admit(job.tx, source, now, now, !local, policy::Scripts::Verified)? {
+            policy::Step::Done(accepted) => Ok(self.promote_after(accepted, source, now)),
+            policy::Step::Verify(_) => unreachable!("admit never defers with Scripts::Verified"),
+        }
+    }
+
+    /// Promotes the orphans waiting for a transaction just added.
+    fn promote_after(&mut self, accepted: Accepted, source: &dyn UtxoSource, now: u64) -> Accepted {
+        match accepted {
+            Accepted::Added(mut a) => {
+                a.promoted = self.promote_orphans(vec![a.txid], source, now);
+                Accepted::Added(a)
+            }
+            orphan => orphan,
         }
     }
 

@@ -2,7 +2,7 @@
 //! the size cap.
 
 use super::graph::{fee_for, Entry, FeeRate, Totals};
-use super::{Accepted, Admission, Mempool, MempoolError, UtxoSource};
+use super::{Accepted, Admission, Mempool, MempoolError, ScriptJob, UtxoSource};
 use crate::consensus::{check_transaction, verify_tx_scripts, ConsensusError};
 use crate::primitives::{Amount, Hash256, OutPoint, Transaction, TxOut};
 use crate::script::count_sigops;
@@ -26,10 +26,29 @@ pub(super) fn tx_sigops(tx: &Transaction, spent: &[TxOut]) -> usize {
     n
 }
 
+/// How [`Mempool::admit`] treats the scripts of a transaction not in the script cache.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Scripts {
+    /// Verify them here, on the caller's thread.
+    Verify,
+    /// Stop before them: return [`Step::Verify`] with what a verifier needs.
+    Defer,
+    /// They were verified by the caller (a [`ScriptJob`] that passed).
+    Verified,
+}
+
+/// Where [`Mempool::admit`] stopped.
+pub(super) enum Step {
+    /// Admitted (or kept as an orphan).
+    Done(Accepted),
+    /// Every rule but the scripts passed; nothing changed in the pool.
+    Verify(ScriptJob),
+}
+
 impl Mempool {
-    /// Checks and admits one transaction (no orphan promotion). `entry_time` is recorded as
-    /// its entry time (re-admissions keep their original one). Without `allow_orphan`,
-    /// missing inputs are an error.
+    /// Checks and admits one transaction, verifying its scripts here (no orphan promotion).
+    /// `entry_time` is recorded as its entry time (re-admissions keep their original one).
+    /// Without `allow_orphan`, missing inputs are an error.
     pub(super) fn accept_one(
         &mut self,
         tx: Transaction,
@@ -38,6 +57,23 @@ impl Mempool {
         entry_time: u64,
         allow_orphan: bool,
     ) -> Result<Accepted, MempoolError> {
+        match self.admit(tx, source, now, entry_time, allow_orphan, Scripts::Verify)? {
+            Step::Done(accepted) => Ok(accepted),
+            Step::Verify(_) => unreachable!("admit verifies scripts itself with Scripts::Verify"),
+        }
+    }
+
+    /// The admission rules in order (see the module docs), with the scripts treated as
+    /// `scripts` says.
+    pub(super) fn admit(
+        &mut self,
+        tx: Transaction,
+        source: &dyn UtxoSource,
+        now: u64,
+        entry_time: u64,
+        allow_orphan: bool,
+        scripts: Scripts,
+    ) -> Result<Step, MempoolError> {
         let txid = tx.txid();
         let invalid = |error| MempoolError::Consensus { txid, error };
         check_transaction(&tx, self.params).map_err(invalid)?;
@@ -116,7 +152,7 @@ impl Mempool {
             spent.push(out);
         }
         if !missing.is_empty() {
-            return self.keep_orphan(txid, tx, size, missing, source, now, allow_orphan);
+            return self.keep_orphan(txid, tx, size, missing, source, now, allow_orphan).map(Step::Done);
         }
 
         // Amounts, sigops, fee rate.
@@ -158,7 +194,10 @@ impl Mempool {
 
         // Scripts last: the expensive part. A txid in the cache was verified before (the
         // verdict depends only on the tx and the outputs its outpoints name).
-        if !self.script_cache.contains(&txid) {
+        if scripts != Scripts::Verified && !self.script_cache.contains(&txid) {
+            if scripts == Scripts::Defer {
+                return Ok(Step::Verify(ScriptJob { txid, tx, spent }));
+            }
             verify_tx_scripts(&tx, &spent).map_err(invalid)?;
         }
 
@@ -198,14 +237,14 @@ impl Mempool {
         }
         self.script_cache.insert(txid);
         debug!(target: "mempool", %txid, fee, size, replaced = replaced.len(), evicted = trimmed.len(), "accepted");
-        Ok(Accepted::Added(Admission {
+        Ok(Step::Done(Accepted::Added(Admission {
             txid,
             fee: Amount::from_sat(fee).expect("at most the inputs' sum"),
             size,
             replaced: replaced.iter().map(|e| e.txid).collect(),
             evicted: trimmed.iter().map(|e| e.txid).collect(),
             promoted: Vec::new(),
-        }))
+        })))
     }
 
     /// A transaction with missing inputs: already confirmed, refused, or kept as an orphan.

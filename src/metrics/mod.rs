@@ -71,6 +71,13 @@ pub struct OutcomeLabels {
     pub outcome: &'static str,
 }
 
+/// `reason` label of refused transactions.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    /// `busy`: the verifier pool was full.
+    pub reason: &'static str,
+}
+
 /// Every series. Field docs are the series' help texts.
 pub struct Metrics {
     registry: Registry,
@@ -100,6 +107,10 @@ pub struct Metrics {
     pub gossip: Family<GossipLabels, Counter>,
     /// Compact blocks received and rebuilt, by outcome.
     pub compact_blocks: Family<OutcomeLabels, Counter>,
+    /// Transactions per batch signature check of the verifier pool.
+    pub verify_batch: Histogram,
+    /// Transactions refused before their checks, by reason.
+    pub tx_refused: Family<ReasonLabels, Counter>,
     /// 1 while in initial block download.
     pub sync_ibd: Gauge,
     /// Height of the best header known.
@@ -134,6 +145,8 @@ impl Metrics {
             banned_peers: Gauge::default(),
             gossip: Family::default(),
             compact_blocks: Family::default(),
+            verify_batch: Histogram::new(exponential_buckets(1.0, 2.0, 8)),
+            tx_refused: Family::default(),
             sync_ibd: Gauge::default(),
             sync_headers: Gauge::default(),
             miner_hashrate: FGauge::default(),
@@ -180,6 +193,16 @@ impl Metrics {
             "relay_compact_blocks",
             "Compact blocks rebuilt, by outcome (mempool, fetched, fallback)",
             m.compact_blocks.clone(),
+        );
+        r.register(
+            "mempool_verify_batch",
+            "Transactions per batch signature check of the verifier pool",
+            m.verify_batch.clone(),
+        );
+        r.register(
+            "mempool_refused",
+            "Transactions refused before their checks, by reason (busy: verifier pool full)",
+            m.tx_refused.clone(),
         );
         r.register("sync_initial_block_download", "1 while in initial block download", m.sync_ibd.clone());
         r.register("sync_headers_height", "Height of the best header known", m.sync_headers.clone());
@@ -238,6 +261,16 @@ pub fn gossip(topic: &'static str, verdict: &'static str) {
 /// Hook: a compact block was rebuilt (`mempool`, `fetched`) or fell back (`fallback`).
 pub fn compact_block(outcome: &'static str) {
     get().compact_blocks.get_or_create(&OutcomeLabels { outcome }).inc();
+}
+
+/// Hook: the verifier pool checked `n` transactions in one batch.
+pub fn verify_batch(n: usize) {
+    get().verify_batch.observe(n as f64);
+}
+
+/// Hook: a transaction was refused before its checks for `reason`.
+pub fn tx_refused(reason: &'static str) {
+    get().tx_refused.get_or_create(&ReasonLabels { reason }).inc();
 }
 
 /// Hook: an RPC call to `method` (a registered name or `other`) finished.

@@ -25,6 +25,11 @@ pub enum NodeError {
     /// The request lane is full.
     #[error("node is busy ({0} requests queued): retry later")]
     Busy(usize),
+    /// The verifier pool is full: too many transactions wait for their signature checks.
+    #[error(
+        "node is busy: {jobs} transactions ({bytes} bytes) are waiting for their signature checks; retry later"
+    )]
+    VerifyBusy { jobs: usize, bytes: usize },
     /// The core has stopped (shutting down).
     #[error("node is shutting down")]
     Stopped,
@@ -265,7 +270,8 @@ pub struct TemplateView {
     pub mark: TemplateMark,
 }
 
-/// A request to the core.
+/// A request to the core. `Verified` carries results from the verifier pool (internal: no
+/// API user sends it).
 pub(crate) enum Request {
     ChainInfo(Reply<ChainInfo>),
     BlockHash { height: i64, reply: Reply<Result<Hash256, NodeError>> },
@@ -290,6 +296,7 @@ pub(crate) enum Request {
     AddressHistory { locks: Vec<Script>, limit: usize, reply: Reply<Result<Vec<(u32, Hash256)>, NodeError>> },
     SpentOutputs { outpoints: Vec<OutPoint>, reply: Reply<Result<Vec<TxOut>, NodeError>> },
     BlockTemplate(Reply<TemplateView>),
+    Verified(Vec<super::verify::Checked>),
 }
 
 /// A cloneable handle to the core: the node's API.

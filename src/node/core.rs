@@ -72,7 +72,7 @@ pub(crate) struct Core {
     /// Compact block relay.
     pub(super) relay: super::relay::Relay,
     /// Where results of network items go.
-    done: Option<mpsc::Sender<NetDone>>,
+    pub(super) done: Option<mpsc::Sender<NetDone>>,
     /// When the last template was made (templates are refreshed every few seconds).
     template_at: Instant,
     /// When a new tip was last logged at info level, and tips connected since.
@@ -93,6 +93,8 @@ pub(crate) struct Core {
     fatal: Option<String>,
     /// Where the tip-and-mempool mark is published for long polls.
     changes: tokio::sync::watch::Sender<super::api::TemplateMark>,
+    /// Script checks of incoming transactions; `None` once stopped at shutdown.
+    pub(super) verifier: Option<super::verify::Verifier>,
 }
 
 /// Flags shared between the runtime and the core thread.
@@ -143,6 +145,8 @@ pub struct CoreConfig {
     pub index: Indexer,
     /// How our own blocks are announced.
     pub relay: crate::p2p::link::BlockRelay,
+    /// Threads checking the scripts of incoming transactions ([`super::verify`]).
+    pub verify_threads: usize,
 }
 
 /// How long a request that needs an index waits for it to catch up before it is answered
@@ -410,7 +414,8 @@ impl Core {
     }
 
     fn run_net(&mut self, job: NetJob) {
-        let outcome = self.on_net(job.work);
+        // None: the verdict comes later (a transaction gone to the verifier pool).
+        let Some(outcome) = self.on_net(job.token, job.work) else { return };
         if let Some(done) = &self.done {
             // The service never waits on the core, so waiting for room here cannot deadlock;
             // a closed channel means the service has stopped.
@@ -428,6 +433,9 @@ impl Core {
     /// called once at the end.
     fn flush(&mut self, inbox: &Inbox<Request>) {
         self.miner = None;
+        // Transactions still being checked are dropped (their RPC callers read "shutting
+        // down"; peers relay them again).
+        self.verifier = None;
         let (net, _api) = inbox.close(); // dropped API replies read as "shutting down"
         if let Some(done) = &self.done {
             for job in net {
@@ -481,9 +489,23 @@ pub fn start(
         changes: changes_rx,
     };
     let link = NetLink { inbox: inbox.clone() };
+    let verify_inbox = inbox.clone();
     let thread = std::thread::Builder::new().name("node-core".into()).spawn(move || {
         let params = chain.params();
         let mut mempool = Mempool::new(params, config.mempool, chain.script_cache());
+        let verifier = match super::verify::Verifier::start(
+            config.verify_threads,
+            super::verify::MAX_JOBS,
+            super::verify::MAX_BYTES,
+            chain.script_cache(),
+            verify_inbox,
+        ) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                warn!(target: "node", error = %e, "cannot start the verifier threads; checking transactions on the core thread");
+                None
+            }
+        };
         let mempool_path = config.datadir.join("mempool.dat");
         match mempool.load(&mempool_path, &chain, unix_secs()) {
             Ok(report) => info!(target: "mempool", ?report, "mempool loaded"),
@@ -523,6 +545,7 @@ pub fn start(
             min_free_mb: config.min_free_mb,
             fatal: None,
             changes,
+            verifier,
         };
         core.refresh_template();
         core.publish_mark();

@@ -4,9 +4,11 @@
 //! [`api`] is how everything above reaches it: [`NodeHandle`] methods with typed replies,
 //! queued in a bounded lane of the core's inbox ([`queue`]), never a closure over the core.
 //! The network service reaches it through [`core::NetLink`], an implementation of
-//! `p2p::link::CoreLink`, in the other lane. Wiring the node together (chainstate, core,
+//! `p2p::link::CoreLink`, in the other lane. Script checks of incoming transactions run on the
+//! [`verify`] pool's threads, whose results come back through a third lane. Wiring the node together (chainstate, core,
 //! network, RPC, signals) is `crate::daemon`'s job, above this module.
 
+mod admit;
 pub mod api;
 pub mod core;
 mod net;
@@ -14,6 +16,7 @@ mod queries;
 mod queue;
 mod relay;
 pub mod tipmark;
+mod verify;
 
 pub use self::api::{
     AddressCoin, BlockView, ChainInfo, ChainTipView, HeaderView, MiningInfo, NodeError, NodeHandle,

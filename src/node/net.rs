@@ -9,7 +9,7 @@ use crate::mempool::Accepted;
 use crate::p2p::link::{Acceptance, Blame, NetOutcome, NetWork, SyncEvent, Verdict};
 use crate::p2p::sync::{Action, ChainView, SyncMachine};
 use crate::p2p::wire::{Request, Response, MAX_RESPONSE_BYTES};
-use crate::primitives::{Block, Transaction};
+use crate::primitives::Block;
 use libp2p::PeerId;
 
 /// The orphan-pool key of a peer: a hash of its id (never 0, which is the node itself).
@@ -21,12 +21,13 @@ pub(super) fn orphan_source(peer: &PeerId) -> crate::chain::OrphanSource {
 }
 
 impl Core {
-    /// Runs one network item.
-    pub(super) fn on_net(&mut self, work: NetWork) -> NetOutcome {
-        match work {
+    /// Runs one network item, the one with `token`. None when its result comes later (a
+    /// transaction whose scripts went to the verifier pool: [`Core::on_verified`] answers).
+    pub(super) fn on_net(&mut self, token: u64, work: NetWork) -> Option<NetOutcome> {
+        Some(match work {
             NetWork::Sync(event) => NetOutcome::Actions(self.on_sync_event(event)),
             NetWork::GossipBlock { peer, block } => NetOutcome::Verdict(self.on_gossip_block(peer, block)),
-            NetWork::GossipTx { tx, .. } => NetOutcome::Verdict(self.on_gossip_tx(tx)),
+            NetWork::GossipTx { tx, .. } => NetOutcome::Verdict(self.on_gossip_tx(token, tx)?),
             NetWork::GossipCompact { peer, compact } => self.on_gossip_compact(peer, compact),
             NetWork::BlockTxn { peer, block, answer } => {
                 NetOutcome::Verdict(self.on_block_txn(peer, block, answer))
@@ -35,7 +36,7 @@ impl Core {
                 let (response, actions) = self.serve_request(peer, request);
                 NetOutcome::Response { response, actions }
             }
-        }
+        })
     }
 
     fn on_sync_event(&mut self, event: SyncEvent) -> Vec<Action<PeerId>> {
@@ -125,13 +126,12 @@ impl Core {
         }
     }
 
-    /// Validates a gossiped transaction against the mempool.
-    fn on_gossip_tx(&mut self, tx: Transaction) -> Verdict {
-        let txid = tx.txid();
-        if self.mempool.contains(&txid) {
-            return Verdict::ignore();
-        }
-        match self.mempool.accept(tx, &self.chain, crate::clock::unix_secs()) {
+    /// The verdict on a gossiped transaction's admission.
+    pub(super) fn tx_verdict(
+        txid: crate::primitives::Hash256,
+        result: Result<Accepted, crate::mempool::MempoolError>,
+    ) -> Verdict {
+        match result {
             Ok(Accepted::Added(_)) => Verdict { acceptance: Acceptance::Accept, ..Verdict::ignore() },
             Ok(Accepted::Orphan { .. }) => Verdict::ignore(),
             Err(e) => match Blame::for_tx(&e) {

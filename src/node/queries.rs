@@ -9,11 +9,10 @@ use crate::chain::ProcessOutcome;
 use crate::clock::unix_secs;
 use crate::primitives::{Hash256, MerkleProof, OutPoint, Script, TxOut, TxProof};
 use std::sync::Arc;
-use std::time::Duration;
 
 /// The indexes a request may need.
 #[derive(Clone, Copy)]
-enum Needs {
+pub(super) enum Needs {
     Tx,
     Address,
 }
@@ -61,7 +60,7 @@ impl Core {
     }
 
     /// Whether an index can answer now: off, or behind the tip, is an error naming it.
-    fn need_index(&self, needs: Needs) -> Result<(), NodeError> {
+    pub(super) fn need_index(&self, needs: Needs) -> Result<(), NodeError> {
         let (index, flag) = match needs {
             Needs::Tx => ("transaction index", "--txindex"),
             Needs::Address => ("address index", "--addressindex"),
@@ -93,7 +92,8 @@ impl Core {
             }
             Request::Block { hash, reply } => drop(reply.send(self.block_view(&hash))),
             Request::Transaction { txid, reply } => drop(reply.send(self.find_tx(&txid))),
-            Request::SendTransaction { tx, reply } => drop(reply.send(self.send_tx(tx))),
+            Request::SendTransaction { tx, reply } => self.send_tx(tx, reply),
+            Request::Verified(batch) => self.on_verified(batch),
             Request::SubmitBlock { block, reply } => drop(reply.send(self.submit_block(block))),
             Request::MempoolInfo(r) => drop(r.send(self.mempool.info(unix_secs()))),
             Request::MempoolTxids(r) => drop(r.send(self.mempool.txids())),
@@ -243,23 +243,6 @@ impl Core {
             time: rec.header.time,
         };
         Ok(TxView { tx: block.block().txs[i].clone(), location: Some(location) })
-    }
-
-    fn send_tx(&mut self, tx: crate::primitives::Transaction) -> Result<Hash256, NodeError> {
-        let txid = tx.txid();
-        // With the tx index usable, a confirmed transaction is named as such; without it the
-        // mempool still refuses it (its outputs are in the UTXO set, or its inputs spent).
-        if self.need_index(Needs::Tx).is_ok() && self.chain.store().tx_block(&txid)?.is_some() {
-            return Err(NodeError::AlreadyInChain(txid));
-        }
-        if self.mempool.contains(&txid) {
-            return Ok(txid);
-        }
-        let copy = tx.clone();
-        let admission = self.mempool.accept_local(tx, &self.chain, unix_secs())?;
-        self.announce_tx(&copy);
-        self.refresh_template_if_older(Duration::from_millis(500));
-        Ok(admission.txid)
     }
 
     fn submit_block(&mut self, block: crate::primitives::Block) -> SubmitOutcome {

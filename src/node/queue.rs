@@ -1,7 +1,8 @@
 //! The core's inbox: two bounded lanes, one for the network (gossip, sync, peers' requests)
 //! and one for RPC, served in turn so neither waits behind the other's backlog. Both are
 //! bounded in count, the network lane in bytes too; a full lane is refused at once ("busy"),
-//! never waited on, so async callers cannot stall.
+//! never waited on, so async callers cannot stall. A third lane, served before both, carries
+//! results of work the core already accepted (the verifier pool's, bounded by that pool).
 
 use crate::p2p::link::NetJob;
 use std::collections::VecDeque;
@@ -37,6 +38,8 @@ pub(crate) struct Limits {
 }
 
 struct Lanes<R> {
+    /// Results of the core's own work handed out (served first, bounded by their producer).
+    internal: VecDeque<R>,
     api: VecDeque<R>,
     net: VecDeque<(NetJob, usize)>,
     net_bytes: usize,
@@ -57,6 +60,7 @@ impl<R> Inbox<R> {
     pub(crate) fn new(limits: Limits) -> Inbox<R> {
         Inbox {
             lanes: Mutex::new(Lanes {
+                internal: VecDeque::new(),
                 api: VecDeque::new(),
                 net: VecDeque::new(),
                 net_bytes: 0,
@@ -89,6 +93,19 @@ impl<R> Inbox<R> {
         Ok(())
     }
 
+    /// Queues the result of work the core handed out; taken before either lane. Not
+    /// bounded here: the producer bounds what it has outstanding.
+    pub(crate) fn push_internal(&self, r: R) -> Result<(), (Refused, R)> {
+        let mut l = self.lock();
+        if l.closed {
+            return Err((Refused::Closed, r));
+        }
+        l.internal.push_back(r);
+        drop(l);
+        self.ready.notify_one();
+        Ok(())
+    }
+
     /// Queues a network item.
     pub(crate) fn push_net(&self, job: NetJob) -> Result<(), Refused> {
         let cost = job.work.cost();
@@ -112,8 +129,11 @@ impl<R> Inbox<R> {
     /// `timeout` for one.
     pub(crate) fn pop(&self, timeout: Duration) -> Option<Job<R>> {
         let mut l = self.lock();
-        if l.api.is_empty() && l.net.is_empty() && !timeout.is_zero() {
+        if l.api.is_empty() && l.net.is_empty() && l.internal.is_empty() && !timeout.is_zero() {
             l = self.ready.wait_timeout(l, timeout).map(|(g, _)| g).unwrap_or_else(|p| p.into_inner().0);
+        }
+        if let Some(r) = l.internal.pop_front() {
+            return Some(Job::Api(r));
         }
         let take_net = match (l.net.is_empty(), l.api.is_empty()) {
             (true, true) => return None,
@@ -136,13 +156,14 @@ impl<R> Inbox<R> {
         let mut l = self.lock();
         l.closed = true;
         l.net_bytes = 0;
+        l.internal.clear();
         (l.net.drain(..).map(|(j, _)| j).collect(), l.api.drain(..).collect())
     }
 
-    /// Items waiting in (network, API) lanes.
+    /// Items waiting in (network, API and internal) lanes.
     pub(crate) fn depth(&self) -> (usize, usize) {
         let l = self.lock();
-        (l.net.len(), l.api.len())
+        (l.net.len(), l.api.len() + l.internal.len())
     }
 }
 
@@ -174,6 +195,25 @@ mod tests {
             })
             .collect();
         assert_eq!(order, ["n7", "a0", "n8", "a1", "a2"]);
+    }
+
+    #[test]
+    fn internal_results_go_first_and_ignore_the_lane_bounds() {
+        let q: Inbox<u32> = Inbox::new(Limits { api_count: 1, net_count: 1, net_bytes: 1 << 20 });
+        q.push_api(1).unwrap();
+        q.push_net(net(2)).unwrap();
+        for r in 10..15 {
+            q.push_internal(r).unwrap();
+        }
+        let order: Vec<String> = std::iter::from_fn(|| q.pop(Duration::ZERO))
+            .map(|j| match j {
+                Job::Net(n) => format!("n{}", n.token),
+                Job::Api(a) => format!("a{a}"),
+            })
+            .collect();
+        assert_eq!(order, ["a10", "a11", "a12", "a13", "a14", "n2", "a1"]);
+        q.close();
+        assert_eq!(q.push_internal(1).unwrap_err().0, Refused::Closed);
     }
 
     #[test]

@@ -61,7 +61,7 @@ impl From<crate::node::NodeError> for ErrorObjectOwned {
         use crate::mempool::MempoolError;
         use crate::node::NodeError as N;
         let code = match &e {
-            N::Busy(_) | N::Stopped => codes::IN_WARMUP,
+            N::Busy(_) | N::VerifyBusy { .. } | N::Stopped => codes::IN_WARMUP,
             N::BlockNotFound(_) | N::TxNotFound(_) | N::TxNotConfirmed(_) | N::TxNotInBlock { .. } => {
                 codes::INVALID_ADDRESS_OR_KEY
             }

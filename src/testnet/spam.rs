@@ -6,7 +6,12 @@
 //! signed in advance (one input, one output back to the same wallet), so the run measures the
 //! nodes, not the signer. The run submits them round-robin across the nodes at the target
 //! rate in JSON-RPC batches from several threads, while one thread follows new blocks and
-//! records when each transaction confirmed.
+//! records when each transaction confirmed. A node that answers "busy" (-28: its verifier
+//! pool is full) gets the transaction again after a pause, as a real client would; every
+//! other refusal is counted by its reason. At the end every offered transaction is either
+//! confirmed, refused (with a reason), or reported as unaccounted. The report has each
+//! node's CPU seconds and memory over the run and a per-second series, written as JSON and
+//! as an SVG chart.
 
 use super::Testnet;
 use crate::primitives::{Amount, Hash256, OutPoint, Transaction, TxIn, TxOut};
@@ -30,6 +35,34 @@ pub struct SpamOptions {
     pub drain_seconds: f64,
     /// Mine the preparation block on this node (default: the first running node).
     pub miner: Option<String>,
+    /// Where the JSON series and the chart go (`None`: not written).
+    pub out: Option<std::path::PathBuf>,
+}
+
+/// One node's resource use over the submission and drain window.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct NodeUsage {
+    /// The node.
+    pub name: String,
+    /// CPU seconds (user + system) used during the run.
+    pub cpu_seconds: f64,
+    /// Resident memory at the end, MiB.
+    pub rss_mib: f64,
+    /// Largest resident memory sampled during the run, MiB.
+    pub max_rss_mib: f64,
+}
+
+/// One second of the run.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Second {
+    /// Seconds since the first submission (the bucket's start).
+    pub t: u32,
+    /// Transactions accepted by a node in this second.
+    pub submitted: usize,
+    /// Transactions seen confirmed in this second.
+    pub confirmed: usize,
+    /// Largest mempool (transactions) sampled on any node in this second.
+    pub mempool: u64,
 }
 
 /// What a run measured.
@@ -39,8 +72,14 @@ pub struct SpamReport {
     pub offered: usize,
     /// Accepted by a node.
     pub submitted: usize,
-    /// Refused by a node (first error kept in `first_error`).
+    /// Refused by a node (first error kept in `first_error`, counts by reason in `refusals`).
     pub refused: usize,
+    /// Refusals by reason (RPC error code and message, ids and numbers elided).
+    pub refusals: std::collections::BTreeMap<String, usize>,
+    /// Resubmissions after a "busy" answer (not counted as refusals unless they ran out).
+    pub busy_retries: usize,
+    /// Accepted but neither seen confirmed nor refused by the end (should be 0).
+    pub unaccounted: usize,
     /// Confirmed in a block by the end.
     pub confirmed: usize,
     /// Submission window, seconds.
@@ -58,6 +97,48 @@ pub struct SpamReport {
     pub blocks: usize,
     /// The first refusal, if any.
     pub first_error: Option<String>,
+    /// Each node's CPU and memory.
+    pub nodes: Vec<NodeUsage>,
+    /// Per-second series.
+    pub series: Vec<Second>,
+}
+
+/// A "busy" transaction is offered again after this pause…
+const BUSY_PAUSE: Duration = Duration::from_millis(50);
+/// …at most this many times before it counts as refused.
+const BUSY_TRIES: usize = 100;
+
+/// The refusal's reason for counting: the RPC code and message with ids and numbers elided.
+fn reason(e: &crate::rpc::client::RpcError) -> String {
+    static IDS: std::sync::LazyLock<regex::Regex> =
+        std::sync::LazyLock::new(|| regex::Regex::new(r"[0-9a-f]{64}(:\d+)?|\d+").expect("valid regex"));
+    let text = match e.code() {
+        Some(code) => format!("{code}: {e}"),
+        None => format!("transport: {e}"),
+    };
+    IDS.replace_all(&text, "N").into_owned()
+}
+
+/// A "busy" answer (-28 with "busy" in it; -28 also means shutting down, not retried).
+fn is_busy(e: &crate::rpc::client::RpcError) -> bool {
+    e.code() == Some(crate::rpc::codes::IN_WARMUP) && e.to_string().contains("busy")
+}
+
+/// CPU seconds (user + system) and resident memory (MiB) of process `pid`, from /proc.
+fn proc_usage(pid: u32) -> Option<(f64, f64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the parenthesised command name: state is field 3, utime 14, stime 15.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let rss_kb: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())?;
+    Some((ticks / hz, rss_kb / 1024.0))
 }
 
 /// Fee of a spam transaction (one input, one output: about 150 bytes at 1000 sat/kB, doubled).
@@ -251,7 +332,13 @@ pub fn run(t: &mut Testnet, opts: &SpamOptions) -> Result<SpamReport> {
     let last_send: Arc<Mutex<Option<Instant>>> = Arc::new(Mutex::new(None));
     let sent_at: Arc<Mutex<HashMap<Hash256, Instant>>> =
         Arc::new(Mutex::new(HashMap::with_capacity(offered)));
-    let refused = Arc::new(Mutex::new((0usize, None::<String>)));
+    let refused = Arc::new(Mutex::new(Refusals::default()));
+    let accepted_at: Arc<Mutex<Vec<Instant>>> = Arc::new(Mutex::new(Vec::with_capacity(offered)));
+    let pids: Vec<(String, Option<u32>)> =
+        nodes.iter().map(|n| Ok((n.clone(), t.node(n)?.pid))).collect::<Result<_>>()?;
+    let cpu_before: Vec<f64> =
+        pids.iter().map(|(_, p)| p.and_then(proc_usage).map_or(0.0, |u| u.0)).collect();
+    let mut max_rss: Vec<f64> = vec![0.0; pids.len()];
     let start = Instant::now();
     let senders = 4usize;
     let batch = ((opts.tps / 10.0).ceil() as usize).clamp(1, BATCH);
@@ -262,7 +349,7 @@ pub fn run(t: &mut Testnet, opts: &SpamOptions) -> Result<SpamReport> {
     for s in 0..senders {
         let (batches, configs, sent_at, refused) =
             (batches.clone(), configs.clone(), sent_at.clone(), refused.clone());
-        let last_send = last_send.clone();
+        let (last_send, accepted_at) = (last_send.clone(), accepted_at.clone());
         handles.push(std::thread::spawn(move || {
             // One client (keep-alive connection) per node for this thread.
             let clients: Vec<Result<BlockingClient, String>> =
@@ -275,55 +362,69 @@ pub fn run(t: &mut Testnet, opts: &SpamOptions) -> Result<SpamReport> {
                 }
                 // Each batch goes to the node that owns most of it (round-robin otherwise).
                 let node = batches[k].first().map_or(0, |b| b.0) % clients.len();
-                let calls: Vec<(&str, RawParams)> = batches[k]
-                    .iter()
-                    .map(|(_, _, hex)| {
-                        ("sendrawtransaction", RawParams::Positional(vec![hex.as_str().into()]))
-                    })
-                    .collect();
-                // Recorded before posting, so a block the watcher reads while the answer is on
-                // its way still counts; refused transactions are taken out again below.
-                let now = Instant::now();
-                {
-                    let mut map = sent_at.lock().expect("lock");
-                    for (_, txid, _) in &batches[k] {
-                        map.insert(*txid, now);
-                    }
-                }
-                let answer = match &clients[node] {
-                    Ok(c) => c.wait(c.batch::<Hash256>(calls)).map_err(|e| e.to_string()),
-                    Err(e) => Err(e.clone()),
-                };
-                {
-                    let mut l = last_send.lock().expect("lock");
-                    let done = Instant::now();
-                    *l = Some(l.map_or(done, |x| x.max(done)));
-                }
-                match answer {
-                    Ok(answers) => {
+                let mut pending: Vec<&(usize, Hash256, String)> = batches[k].iter().collect();
+                let mut tries = 0;
+                while !pending.is_empty() {
+                    let calls: Vec<(&str, RawParams)> = pending
+                        .iter()
+                        .map(|(_, _, hex)| {
+                            ("sendrawtransaction", RawParams::Positional(vec![hex.as_str().into()]))
+                        })
+                        .collect();
+                    // Recorded before posting (the first time), so a block the watcher reads
+                    // while the answer is on its way still counts; refused transactions are
+                    // taken out again below.
+                    let now = Instant::now();
+                    {
                         let mut map = sent_at.lock().expect("lock");
-                        // Answers come in call order; a missing one counts as refused.
-                        for (j, (_, txid, _)) in batches[k].iter().enumerate() {
-                            let error = match answers.get(j) {
-                                Some(Ok(_)) => continue,
-                                Some(Err(e)) => e.to_string(),
-                                None => "no answer in the batch reply".to_string(),
-                            };
-                            map.remove(txid);
-                            let mut r = refused.lock().expect("lock");
-                            r.0 += 1;
-                            r.1.get_or_insert(error);
+                        for (_, txid, _) in &pending {
+                            map.entry(*txid).or_insert(now);
                         }
                     }
-                    Err(e) => {
-                        let mut map = sent_at.lock().expect("lock");
-                        for (_, txid, _) in &batches[k] {
-                            map.remove(txid);
-                        }
-                        let mut r = refused.lock().expect("lock");
-                        r.0 += batches[k].len();
-                        r.1.get_or_insert(e);
+                    let answer = match &clients[node] {
+                        Ok(c) => c.wait(c.batch::<Hash256>(calls)),
+                        Err(e) => Err(crate::rpc::client::RpcError::Client(e.clone())),
+                    };
+                    {
+                        let mut l = last_send.lock().expect("lock");
+                        let done = Instant::now();
+                        *l = Some(l.map_or(done, |x| x.max(done)));
                     }
+                    let retry = tries < BUSY_TRIES;
+                    let mut busy = Vec::new();
+                    let refuse = |item: &(usize, Hash256, String), why: String, text: String| {
+                        sent_at.lock().expect("lock").remove(&item.1);
+                        refused.lock().expect("lock").add(why, text);
+                    };
+                    match answer {
+                        Ok(answers) => {
+                            // Answers come in call order; a missing one counts as refused.
+                            for (j, item) in pending.iter().enumerate() {
+                                match answers.get(j) {
+                                    Some(Ok(_)) => accepted_at.lock().expect("lock").push(Instant::now()),
+                                    Some(Err(e)) if retry && is_busy(e) => busy.push(*item),
+                                    Some(Err(e)) => refuse(item, reason(e), e.to_string()),
+                                    None => refuse(
+                                        item,
+                                        "no answer in the batch reply".into(),
+                                        "no answer in the batch reply".into(),
+                                    ),
+                                }
+                            }
+                        }
+                        Err(e) if retry && is_busy(&e) => busy = pending.clone(),
+                        Err(e) => {
+                            for item in &pending {
+                                refuse(item, reason(&e), e.to_string());
+                            }
+                        }
+                    }
+                    if !busy.is_empty() {
+                        refused.lock().expect("lock").busy_retries += busy.len();
+                        std::thread::sleep(BUSY_PAUSE);
+                    }
+                    pending = busy;
+                    tries += 1;
                 }
                 k += senders;
             }
@@ -338,6 +439,7 @@ pub fn run(t: &mut Testnet, opts: &SpamOptions) -> Result<SpamReport> {
     // A transaction confirmed twice (its first block reorganised away) counts once.
     let mut counted: std::collections::HashSet<Hash256> = std::collections::HashSet::new();
     let mut confirmed_at: Vec<Instant> = Vec::new();
+    let mut mempool_samples: Vec<(Instant, u64)> = Vec::new();
     let mut max_mempool = 0u64;
     let mut blocks = 0usize;
     let deadline = start + Duration::from_secs_f64(opts.seconds + opts.drain_seconds);
@@ -346,9 +448,17 @@ pub fn run(t: &mut Testnet, opts: &SpamOptions) -> Result<SpamReport> {
         if !sending_done && handles.iter().all(|h| h.is_finished()) {
             sending_done = true;
         }
+        let mut largest = 0;
         for n in &nodes {
             if let Ok(v) = t.ask(n, |c| c.wait(c.getmempoolinfo())) {
-                max_mempool = max_mempool.max(v.size);
+                largest = largest.max(v.size);
+            }
+        }
+        max_mempool = max_mempool.max(largest);
+        mempool_samples.push((Instant::now(), largest));
+        for (i, (_, pid)) in pids.iter().enumerate() {
+            if let Some((_, rss)) = pid.and_then(proc_usage) {
+                max_rss[i] = max_rss[i].max(rss);
             }
         }
         let height = watch.wait(watch.getblockcount())? as u64;
@@ -380,6 +490,19 @@ pub fn run(t: &mut Testnet, opts: &SpamOptions) -> Result<SpamReport> {
     for h in handles {
         let _ = h.join();
     }
+    let usage: Vec<NodeUsage> = pids
+        .iter()
+        .enumerate()
+        .map(|(i, (name, pid))| {
+            let now = pid.and_then(proc_usage);
+            NodeUsage {
+                name: name.clone(),
+                cpu_seconds: now.map_or(0.0, |u| u.0 - cpu_before[i]),
+                rss_mib: now.map_or(0.0, |u| u.1),
+                max_rss_mib: max_rss[i].max(now.map_or(0.0, |u| u.1)),
+            }
+        })
+        .collect();
     // Batch k is due at k intervals: the window of n batches is n intervals (the last
     // batch stands for the interval after it), or longer if the sending fell behind.
     let submit_seconds = last_send
@@ -388,14 +511,18 @@ pub fn run(t: &mut Testnet, opts: &SpamOptions) -> Result<SpamReport> {
         .map_or(opts.seconds, |l| l.duration_since(start).as_secs_f64())
         .max(batches.len() as f64 * batch_interval);
     let submitted = sent_at.lock().expect("lock").len();
-    let (refused_n, first_error) = refused.lock().expect("lock").clone();
+    let refusals = std::mem::take(&mut *refused.lock().expect("lock"));
+    let series = per_second(start, &accepted_at.lock().expect("lock"), &confirmed_at, &mempool_samples);
     latencies.sort_by(|a, b| a.total_cmp(b));
     let pct = |p: f64| -> f64 { latencies[((latencies.len() - 1) as f64 * p).round() as usize] };
     let span = confirmed_at.iter().max().map_or(0.0, |last| last.duration_since(start).as_secs_f64());
-    Ok(SpamReport {
+    let report = SpamReport {
         offered,
         submitted,
-        refused: refused_n,
+        refused: refusals.count,
+        refusals: refusals.by_reason,
+        busy_retries: refusals.busy_retries,
+        unaccounted: submitted.saturating_sub(latencies.len()),
         confirmed: latencies.len(),
         submit_seconds,
         submitted_tps: submitted as f64 / submit_seconds,
@@ -403,8 +530,89 @@ pub fn run(t: &mut Testnet, opts: &SpamOptions) -> Result<SpamReport> {
         latency: (!latencies.is_empty()).then(|| [pct(0.5), pct(0.9), pct(0.99), pct(1.0)]),
         max_mempool,
         blocks,
-        first_error,
-    })
+        first_error: refusals.first,
+        nodes: usage,
+        series,
+    };
+    if let Some(dir) = &opts.out {
+        write_outputs(dir, opts, &report)?;
+    }
+    Ok(report)
+}
+
+/// Refusals seen by the sender threads.
+#[derive(Default)]
+struct Refusals {
+    count: usize,
+    first: Option<String>,
+    by_reason: std::collections::BTreeMap<String, usize>,
+    busy_retries: usize,
+}
+
+impl Refusals {
+    fn add(&mut self, why: String, text: String) {
+        self.count += 1;
+        self.first.get_or_insert(text);
+        *self.by_reason.entry(why).or_default() += 1;
+    }
+}
+
+/// Buckets the run into seconds from `start`.
+fn per_second(
+    start: Instant,
+    accepted: &[Instant],
+    confirmed: &[Instant],
+    mempool: &[(Instant, u64)],
+) -> Vec<Second> {
+    let sec = |i: &Instant| i.saturating_duration_since(start).as_secs() as usize;
+    let last = accepted.iter().chain(confirmed).chain(mempool.iter().map(|(i, _)| i)).map(sec).max();
+    let Some(last) = last else { return Vec::new() };
+    let mut out: Vec<Second> =
+        (0..=last).map(|t| Second { t: t as u32, submitted: 0, confirmed: 0, mempool: 0 }).collect();
+    for i in accepted {
+        out[sec(i)].submitted += 1;
+    }
+    for i in confirmed {
+        out[sec(i)].confirmed += 1;
+    }
+    for (i, n) in mempool {
+        let m = &mut out[sec(i)].mempool;
+        *m = (*m).max(*n);
+    }
+    out
+}
+
+/// The report as JSON and the series as a chart, in `dir` (`spam-<unix time>.json`/`.svg`).
+fn write_outputs(dir: &std::path::Path, opts: &SpamOptions, r: &SpamReport) -> Result<()> {
+    use crate::plot::{Chart, Series};
+    std::fs::create_dir_all(dir).map_err(|e| anyhow!("creating {}: {e}", dir.display()))?;
+    let stamp = crate::clock::unix_secs();
+    let json = dir.join(format!("spam-{stamp}.json"));
+    let svg = dir.join(format!("spam-{stamp}.svg"));
+    let points = |f: &dyn Fn(&Second) -> f64| -> Vec<(f64, f64)> {
+        r.series.iter().map(|s| (s.t as f64 + 0.5, f(s))).collect()
+    };
+    let chart = Chart {
+        title: format!(
+            "quarry testnet spam: {} tx/s offered for {} s ({} nodes)",
+            opts.tps,
+            opts.seconds,
+            r.nodes.len()
+        ),
+        x_label: "seconds since the first submission".into(),
+        y_label: "transactions per second / in mempool".into(),
+        series: vec![
+            Series::line("accepted tx/s", points(&|s| s.submitted as f64)),
+            Series::line("confirmed tx/s", points(&|s| s.confirmed as f64)),
+            Series { dashed: true, ..Series::line("largest mempool", points(&|s| s.mempool as f64)) },
+        ],
+        y_from_zero: true,
+    };
+    std::fs::write(&json, serde_json::to_string_pretty(r)?)
+        .map_err(|e| anyhow!("writing {}: {e}", json.display()))?;
+    std::fs::write(&svg, chart.to_svg()).map_err(|e| anyhow!("writing {}: {e}", svg.display()))?;
+    eprintln!("series written to {} and {}", json.display(), svg.display());
+    Ok(())
 }
 
 /// The report as text.
@@ -415,19 +623,25 @@ pub fn report_text(r: &SpamReport) -> String {
         }
         None => "- (nothing confirmed)".into(),
     };
-    format!(
-        "offered      {}\nsubmitted    {} ({:.1} tx/s over {:.1} s)\nrefused      {}{}\nconfirmed    {} ({:.1} tx/s from first submission to last confirmation, {} blocks)\nlatency      {latency}\nmax mempool  {} txs\n",
-        r.offered,
-        r.submitted,
-        r.submitted_tps,
-        r.submit_seconds,
-        r.refused,
+    let mut out = format!(
+        "offered      {}\nsubmitted    {} ({:.1} tx/s over {:.1} s; {} resubmissions after \"busy\")\nrefused      {}{}\n",
+        r.offered, r.submitted, r.submitted_tps, r.submit_seconds, r.busy_retries, r.refused,
         r.first_error.as_deref().map(|e| format!(" (first: {e})")).unwrap_or_default(),
-        r.confirmed,
-        r.confirmed_tps,
-        r.blocks,
-        r.max_mempool,
-    )
+    );
+    for (why, n) in &r.refusals {
+        out.push_str(&format!("  {n:>8}  {why}\n"));
+    }
+    out.push_str(&format!(
+        "confirmed    {} ({:.1} tx/s from first submission to last confirmation, {} blocks)\nunaccounted  {}\nlatency      {latency}\nmax mempool  {} txs\n",
+        r.confirmed, r.confirmed_tps, r.blocks, r.unaccounted, r.max_mempool,
+    ));
+    for n in &r.nodes {
+        out.push_str(&format!(
+            "node {:<8} cpu {:>7.1} s  rss {:>6.0} MiB (max {:.0} MiB)\n",
+            n.name, n.cpu_seconds, n.rss_mib, n.max_rss_mib
+        ));
+    }
+    out
 }
 
 /// An error when some submitted transactions did not confirm within the drain time (the

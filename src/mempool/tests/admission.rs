@@ -236,3 +236,83 @@ fn null_prevout_outside_a_coinbase_is_invalid() {
     let (_, inner) = consensus_error(fx.accept(tx));
     assert_eq!(inner, ConsensusError::NullPrevout { input: 1 });
 }
+
+// ---- Pipelined admission (accept_deferred, then accept_verified) ---------------------------
+
+fn job(d: Result<Deferred, MempoolError>) -> ScriptJob {
+    match d {
+        Ok(Deferred::Verify(job)) => job,
+        other => panic!("expected a script job, got {other:?}"),
+    }
+}
+
+#[test]
+fn deferred_admission_leaves_the_pool_unchanged_until_the_scripts_pass() {
+    let mut fx = Fx::new();
+    let coin = fx.fund(100_000);
+    let tx = pay(&[coin.clone()], &[90_000]);
+    let j = job(fx.pool.accept_deferred(tx.clone(), &fx.utxos, NOW, false));
+    assert_eq!((j.txid, &j.tx, &j.spent), (tx.txid(), &tx, &vec![coin.1.clone()]));
+    assert!(fx.pool.is_empty() && !fx.cache.contains(&tx.txid()), "nothing admitted or cached yet");
+    // The caller verified the scripts (and records it in the cache, as the node's pool does).
+    assert_eq!(crate::consensus::verify_tx_scripts(&j.tx, &j.spent), Ok(()));
+    let a = added(fx.pool.accept_verified(j, &fx.utxos, NOW, false));
+    assert_eq!(a.txid, tx.txid());
+    assert!(fx.pool.contains(&tx.txid()) && fx.cache.contains(&tx.txid()));
+    // A transaction whose scripts are cached needs no job: the outcome is final at once.
+    let mut fresh = Fx::new();
+    fresh.utxos = fx.utxos.clone();
+    fresh.cache.insert(tx.txid());
+    assert!(matches!(
+        fresh.pool.accept_deferred(tx, &fresh.utxos, NOW, false),
+        Ok(Deferred::Done(Accepted::Added(_)))
+    ));
+}
+
+#[test]
+fn cheap_rules_refuse_before_any_script_job_is_made() {
+    let mut fx = Fx::new();
+    let coin = fx.fund(100_000);
+    let free = pay(&[coin], &[100_000]); // no fee at all
+    assert!(matches!(
+        fx.pool.accept_deferred(free, &fx.utxos, NOW, false),
+        Err(MempoolError::FeeTooLow { fee: 0, .. })
+    ));
+    let missing = pay(&[(OutPoint { txid: Hash256([7; 32]), index: 0 }, txout(5_000))], &[4_000]);
+    // Local submissions never become orphans; gossip keeps them.
+    assert!(matches!(
+        fx.pool.accept_deferred(missing.clone(), &fx.utxos, NOW, true),
+        Err(MempoolError::MissingInputs { .. })
+    ));
+    assert!(matches!(
+        fx.pool.accept_deferred(missing, &fx.utxos, NOW, false),
+        Ok(Deferred::Done(Accepted::Orphan { .. }))
+    ));
+}
+
+#[test]
+fn the_second_half_rechecks_what_changed_while_the_scripts_were_checked() {
+    let mut fx = Fx::new();
+    let coin = fx.fund(100_000);
+    let first = pay(&[coin.clone()], &[90_000]);
+    let rival = pay(&[coin.clone()], &[90_500]); // same input, less fee
+    let j_first = job(fx.pool.accept_deferred(first.clone(), &fx.utxos, NOW, false));
+    let j_rival = job(fx.pool.accept_deferred(rival.clone(), &fx.utxos, NOW, false));
+    added(fx.pool.accept_verified(j_first, &fx.utxos, NOW, false));
+    // The rival now conflicts with a pool entry and does not pay enough to replace it.
+    match fx.pool.accept_verified(j_rival, &fx.utxos, NOW, false) {
+        Err(MempoolError::ReplacementRateTooLow { conflict, .. }) => assert_eq!(conflict, first.txid()),
+        other => panic!("{other:?}"),
+    }
+    // And a job whose coin was spent by a block meanwhile finds its input missing.
+    let other = fx.fund(50_000);
+    let late = pay(&[other.clone()], &[40_000]);
+    let j_late = job(fx.pool.accept_deferred(late, &fx.utxos, NOW, true));
+    fx.utxos.coins.remove(&other.0);
+    assert!(matches!(
+        fx.pool.accept_verified(j_late, &fx.utxos, NOW, true),
+        Err(MempoolError::MissingInputs { .. })
+    ));
+    assert_eq!(fx.pool.len(), 1);
+    fx.pool.graph.assert_consistent();
+}
