@@ -108,6 +108,42 @@ fn a_node_mines_accepts_a_spend_confirms_it_and_proves_it() {
     let node = start(dir.path(), Some(port));
     assert_eq!(node.rpc("getblockcount", json!([])), json!(12));
     assert_eq!(node.rpc("getrawmempool", json!([])), json!([pending.txid().to_string()]));
+
+    // sendrawtransactions: one outcome per transaction, in order, each as sendrawtransaction
+    // would answer; the bad ones change nothing for the good one.
+    let parent = (OutPoint { txid: pending.txid(), index: 0 }, pending.outputs[0].clone());
+    let pay = TxOut {
+        value: Amount::from_sat(parent.1.value.to_sat() - 10_000).unwrap(),
+        lock: p2pkh_lock(&key(5)),
+    };
+    let good = spend_p2pkh(&key(4), std::slice::from_ref(&parent), vec![pay], 0);
+    let mut bad = good.clone();
+    bad.outputs[0].value = Amount::from_sat(bad.outputs[0].value.to_sat() - 1).unwrap(); // breaks the signature
+    let outcomes = node.rpc(
+        "sendrawtransactions",
+        json!([[hex::encode(bad.encode()), "zz", hex::encode(good.encode()), hex::encode(good.encode())]]),
+    );
+    let o = outcomes.as_array().unwrap();
+    assert_eq!(o.len(), 4, "{outcomes}");
+    assert_eq!(o[0]["error"]["code"], json!(-26), "{outcomes}");
+    assert!(o[0]["error"]["message"].as_str().unwrap().contains("script failed"), "{outcomes}");
+    assert_eq!(o[1]["error"]["code"], json!(-22), "{outcomes}");
+    assert_eq!(o[2], json!({"txid": good.txid().to_string()}));
+    assert_eq!(o[3], json!({"txid": good.txid().to_string()}), "already in the mempool: its txid");
+    let mut pool: Vec<String> = node
+        .rpc("getrawmempool", json!([]))
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap().into())
+        .collect();
+    pool.sort();
+    let mut want = vec![pending.txid().to_string(), good.txid().to_string()];
+    want.sort();
+    assert_eq!(pool, want);
+    let too_many: Vec<String> = vec!["00".into(); 1001];
+    assert_eq!(node.rpc_err("sendrawtransactions", json!([too_many]))["code"], json!(-8));
+
     node.stop();
 }
 

@@ -69,6 +69,9 @@ pub enum Command {
     /// against the single-node block-connect rate, and block propagation hop latency across
     /// a 4-node line (A-B-C-D) for ~1 MB blocks.
     BenchP2p(BenchP2pArgs),
+    /// Measure one node's memory and disk with a large chainstate (default 1,000,000 UTXOs)
+    /// and a full mempool, and the rate its blocks are mined and connected.
+    BenchUtxo(bench_p2p::utxo::BenchUtxoArgs),
 }
 
 /// `quarry node`. Every flag may also be set in `<datadir>/quarry.toml` (same names with
@@ -317,6 +320,7 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Command::BenchHash(args) => crate::cli::bench_hash::run(&args),
         Command::BenchP2p(args) => bench_p2p::run(&args),
+        Command::BenchUtxo(args) => bench_p2p::utxo::run(&args),
         Command::Node(args) => node::run_node(args),
         Command::Explorer(args) => explorer::run(args),
         Command::Pool(args) => pool::run(args),

@@ -123,6 +123,9 @@ impl Core {
                     }
                     let _ = reply.send(Ok(accepted.txid()));
                 }
+                // The same transaction submitted twice while the first was being checked:
+                // answered like a resubmission, with its txid.
+                Err(MempoolError::AlreadyInPool { txid }) => drop(reply.send(Ok(txid))),
                 Err(e) => drop(reply.send(Err(e.into()))),
             },
         }

@@ -61,6 +61,12 @@ pub trait QuarryApi {
     #[method(name = "sendrawtransaction")]
     async fn sendrawtransaction(&self, hexstring: String) -> RpcResult<Hash256>;
 
+    /// Submits up to 1,000 transactions at once (quarry's own): their admissions run
+    /// together, so their signature checks are batched. One outcome per transaction, in
+    /// order: `{"txid"}` or `{"error": {code, message}}` as `sendrawtransaction` would answer.
+    #[method(name = "sendrawtransactions")]
+    async fn sendrawtransactions(&self, hexstrings: Vec<String>) -> RpcResult<Vec<SendOutcome>>;
+
     /// Submits a block: `null` when accepted, else the reason (BIP 22: `duplicate`,
     /// `inconclusive: ...`, `invalid: ...`, a rule's message).
     #[method(name = "submitblock")]

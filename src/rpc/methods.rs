@@ -92,6 +92,15 @@ pub static METHODS: &[Method] = &[
         help: "Submits a transaction to the mempool and relays it; prints its txid.",
     },
     Method {
+        name: "sendrawtransactions",
+        params: &[req(
+            "hexstrings",
+            "an array of signed transactions as hex (at most 1000)",
+            is::<Vec<String>>,
+        )],
+        help: "Submits many transactions at once (their signature checks batched); one txid or error each.",
+    },
+    Method {
         name: "submitblock",
         params: &[req("hexdata", "a block as hex", is::<String>)],
         help: "Submits a block: nothing when accepted, else the reason (BIP 22).",

@@ -302,6 +302,37 @@ impl QuarryApiServer for RpcService {
         Ok(self.node.send_transaction(tx).await?)
     }
 
+    async fn sendrawtransactions(&self, hexstrings: Vec<String>) -> RpcResult<Vec<SendOutcome>> {
+        if hexstrings.len() > MAX_SEND_BATCH {
+            return Err(err(
+                codes::INVALID_PARAMETER,
+                format!("{} transactions in one call; at most {MAX_SEND_BATCH}", hexstrings.len()),
+            ));
+        }
+        let max = self.node.network().params().max_tx_size;
+        let calls = hexstrings.iter().enumerate().map(|(i, hex)| async move {
+            let tx = hex_param(hex, "hexstrings").and_then(|bytes| {
+                Transaction::decode(&bytes, max).map_err(|e| {
+                    err(codes::DESERIALIZATION_ERROR, format!("TX decode failed: transaction {i}: {e}"))
+                })
+            });
+            let answer = match tx {
+                Ok(tx) => self.node.send_transaction(tx).await.map_err(ErrorObjectOwned::from),
+                Err(e) => Err(e),
+            };
+            match answer {
+                Ok(txid) => SendOutcome { txid: Some(txid), error: None },
+                Err(e) => SendOutcome {
+                    txid: None,
+                    error: Some(SendError { code: e.code(), message: e.message().to_string() }),
+                },
+            }
+        });
+        // Every admission is queued at once: the core takes them in turn and their scripts
+        // reach the verifier pool together.
+        Ok(futures::future::join_all(calls).await)
+    }
+
     async fn submitblock(&self, hexdata: String) -> RpcResult<Option<String>> {
         let bytes = hex_param(&hexdata, "hexdata")?;
         let block = Block::decode(&bytes, self.node.network().params().max_block_size)

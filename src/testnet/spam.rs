@@ -5,7 +5,7 @@
 //! outputs (fan-out transactions), a block confirms them, and every spam transaction is
 //! signed in advance (one input, one output back to the same wallet), so the run measures the
 //! nodes, not the signer. The run submits them round-robin across the nodes at the target
-//! rate in JSON-RPC batches from several threads, while one thread follows new blocks and
+//! rate in `sendrawtransactions` calls from several threads, while one thread follows new blocks and
 //! records when each transaction confirmed. A node that answers "busy" (-28: its verifier
 //! pool is full) gets the transaction again after a pause, as a real client would; every
 //! other refusal is counted by its reason. At the end every offered transaction is either
@@ -16,7 +16,7 @@
 use super::Testnet;
 use crate::primitives::{Amount, Hash256, OutPoint, Transaction, TxIn, TxOut};
 use crate::rpc::api::QuarryApiClient;
-use crate::rpc::client::{BlockingClient, RawParams, RpcConfig};
+use crate::rpc::client::{BlockingClient, RpcConfig};
 use crate::script::templates::address_lock;
 use crate::wallet::ops;
 use anyhow::{anyhow, bail, Result};
@@ -145,9 +145,9 @@ fn proc_usage(pid: u32) -> Option<(f64, f64)> {
 const SPAM_FEE: u64 = 300;
 /// Outputs per fan-out transaction.
 const FANOUT: usize = 1_800;
-/// Most transactions per JSON-RPC batch (a batch holds at most a tenth of a second's worth,
-/// so a low rate is sent as it is asked for, not in bursts).
-const BATCH: usize = 100;
+/// Most transactions per `sendrawtransactions` call (a call holds at most a tenth of a
+/// second's worth, so a low rate is sent as it is asked for, not in bursts).
+const BATCH: usize = crate::rpc::types::MAX_SEND_BATCH;
 
 /// Gives every running node `per_node` outputs of `value` (to its address 0), paid by fan-out
 /// transactions from any wallet's spendable coins (the miners' wallets hold most of them),
@@ -365,12 +365,7 @@ pub fn run(t: &mut Testnet, opts: &SpamOptions) -> Result<SpamReport> {
                 let mut pending: Vec<&(usize, Hash256, String)> = batches[k].iter().collect();
                 let mut tries = 0;
                 while !pending.is_empty() {
-                    let calls: Vec<(&str, RawParams)> = pending
-                        .iter()
-                        .map(|(_, _, hex)| {
-                            ("sendrawtransaction", RawParams::Positional(vec![hex.as_str().into()]))
-                        })
-                        .collect();
+                    let hexes: Vec<String> = pending.iter().map(|(_, _, hex)| hex.clone()).collect();
                     // Recorded before posting (the first time), so a block the watcher reads
                     // while the answer is on its way still counts; refused transactions are
                     // taken out again below.
@@ -382,7 +377,7 @@ pub fn run(t: &mut Testnet, opts: &SpamOptions) -> Result<SpamReport> {
                         }
                     }
                     let answer = match &clients[node] {
-                        Ok(c) => c.wait(c.batch::<Hash256>(calls)),
+                        Ok(c) => c.wait(c.sendrawtransactions(hexes)),
                         Err(e) => Err(crate::rpc::client::RpcError::Client(e.clone())),
                     };
                     {
@@ -400,10 +395,17 @@ pub fn run(t: &mut Testnet, opts: &SpamOptions) -> Result<SpamReport> {
                         Ok(answers) => {
                             // Answers come in call order; a missing one counts as refused.
                             for (j, item) in pending.iter().enumerate() {
-                                match answers.get(j) {
-                                    Some(Ok(_)) => accepted_at.lock().expect("lock").push(Instant::now()),
-                                    Some(Err(e)) if retry && is_busy(e) => busy.push(*item),
-                                    Some(Err(e)) => refuse(item, reason(e), e.to_string()),
+                                let answer = answers.get(j).map(|a| match &a.error {
+                                    None => Ok(()),
+                                    Some(e) => Err(crate::rpc::client::RpcError::Call {
+                                        code: e.code,
+                                        message: e.message.clone(),
+                                    }),
+                                });
+                                match answer {
+                                    Some(Ok(())) => accepted_at.lock().expect("lock").push(Instant::now()),
+                                    Some(Err(e)) if retry && is_busy(&e) => busy.push(*item),
+                                    Some(Err(e)) => refuse(item, reason(&e), e.to_string()),
                                     None => refuse(
                                         item,
                                         "no answer in the batch reply".into(),

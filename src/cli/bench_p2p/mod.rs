@@ -29,6 +29,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 mod propagation;
 mod rpc;
 mod sync;
+pub mod utxo;
 
 use propagation::propagation_bench;
 use rpc::{Rpc, RpcTarget};

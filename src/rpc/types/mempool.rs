@@ -85,3 +85,27 @@ pub enum GetRawMempool {
     /// Verbose: an object from txid to entry.
     Verbose(OrderedMap<MempoolEntry>),
 }
+
+/// Most transactions one `sendrawtransactions` call takes.
+pub const MAX_SEND_BATCH: usize = 1000;
+
+/// One transaction's outcome in `sendrawtransactions`: its txid, or the error
+/// `sendrawtransaction` would have answered for it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SendOutcome {
+    /// The txid, when accepted (or already in the mempool).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub txid: Option<Hash256>,
+    /// Why not, when refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<SendError>,
+}
+
+/// A refused transaction's error: the JSON-RPC error object of `sendrawtransaction`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SendError {
+    /// JSON-RPC error code (-22, -25, -26, -27, -28 as for `sendrawtransaction`).
+    pub code: i32,
+    /// The message, naming the rule and the values.
+    pub message: String,
+}
