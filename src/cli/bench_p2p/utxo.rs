@@ -6,7 +6,7 @@
 //! refuses ("mempool is full"), and times one full block of them mined and connected against
 //! the big UTXO set. RSS is read from /proc, disk use by walking the data directory.
 
-use super::{regtest_address, secs, Cluster, Rpc, SEND_BATCH};
+use super::{regtest_address, secs, Cluster, Rpc};
 use crate::primitives::{Amount, OutPoint, Transaction, TxOut};
 use crate::rpc::api::QuarryApiClient;
 use crate::testkit::{key, p2pkh_lock, spend_p2pkh};
@@ -34,9 +34,9 @@ const OUTPUTS: usize = 1_500;
 const VALUE: u64 = 10_000;
 /// Fee of a fan-out (about 20 sat/byte).
 const FAN_FEE: u64 = 1_000_000;
-/// Fee of a one-input one-output spend (~150 bytes): just above the relay minimum, so the
+/// Fee of a one-input one-output spend (203 bytes): just above the relay minimum, so the
 /// pool fills with the cheapest transactions it takes.
-const SPEND_FEE: u64 = 200;
+const SPEND_FEE: u64 = 300;
 
 /// Resident memory now and at its peak (MiB) of process `pid`.
 fn rss(pid: u32) -> (f64, f64) {
@@ -69,7 +69,21 @@ fn disk_bytes(dir: &std::path::Path) -> u64 {
 fn send(rpc: &Rpc, txs: &[Transaction], stop_on_refusal: bool) -> Result<(usize, Option<String>)> {
     let mut accepted = 0;
     let mut first = None;
-    for chunk in txs.chunks(SEND_BATCH) {
+    // Calls of at most 1,000 transactions and ~8 MB of hex (the server takes 16 MB bodies).
+    let mut chunks: Vec<&[Transaction]> = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for (i, tx) in txs.iter().enumerate() {
+        let size = 2 * tx.encoded_size();
+        if i > start && (i - start == crate::rpc::types::MAX_SEND_BATCH || bytes + size > 8 << 20) {
+            chunks.push(&txs[start..i]);
+            (start, bytes) = (i, 0);
+        }
+        bytes += size;
+    }
+    if start < txs.len() {
+        chunks.push(&txs[start..]);
+    }
+    for chunk in chunks {
         let hexes = chunk.iter().map(|t| hex::encode(t.encode())).collect();
         for outcome in rpc.wait(rpc.sendrawtransactions(hexes))? {
             match outcome.error {
