@@ -121,13 +121,19 @@ impl<B: Copy + PartialEq> Race<B> {
         out
     }
 
-    /// The network built on our block at `index` (0-based after the fork): the branch up to it
-    /// is now shared, so the race restarts from `block`, the network's child of it. Our blocks
-    /// after `index` are abandoned.
-    fn rebase_on_ours(&mut self, index: usize, block: B, height: u32) -> usize {
-        let abandoned = self.private.len() - index - 1;
-        *self = Race::new(block, height);
-        abandoned
+    /// The network built on our published block at `index` (0-based after the fork): the
+    /// branch up to it is now shared, so the fork point moves there; our later blocks race on.
+    fn rebase_on_ours(&mut self, index: usize) {
+        let rest = self.private.split_off(index + 1);
+        let base = self.private[index];
+        *self = Race {
+            base,
+            base_height: self.base_height + index as u32 + 1,
+            published: self.published.saturating_sub(index + 1),
+            private: rest,
+            public_len: 0,
+            public_tip: base,
+        };
     }
 
     /// Records a public block; returns false if it does not lengthen the public branch (a
@@ -194,13 +200,8 @@ impl<B: Copy + PartialEq> Strategy<B> for Selfish<B> {
             Event::Honest { block, parent, height } => {
                 if let Some(i) = r.ours(parent) {
                     // The network mined on our published block (gamma): our branch up to it
-                    // is in the best chain.
-                    let abandoned = r.rebase_on_ours(i, block, height);
-                    return if abandoned > 0 {
-                        Decision::GiveUp { abandoned, mine_on: block }
-                    } else {
-                        Decision::Withhold { mine_on: block }
-                    };
+                    // is in the best chain; the rest of it races the network's new block.
+                    r.rebase_on_ours(i);
                 }
                 if !r.public_block(block, height) {
                     return Decision::Withhold { mine_on: r.head() };
@@ -383,8 +384,21 @@ mod tests {
         let mut s = Selfish::new(0u32, 0);
         s.on_event(Event::Mined { block: 101 });
         honest(&mut s, 201, 0, 1);
-        assert_eq!(honest(&mut s, 202, 101, 2), Decision::Withhold { mine_on: 202 });
+        assert_eq!(honest(&mut s, 202, 101, 2), Decision::GiveUp { abandoned: 0, mine_on: 202 });
         assert_eq!((s.lead(), s.withheld()), (0, 0));
+    }
+
+    #[test]
+    fn selfish_keeps_a_long_lead_when_the_network_builds_on_a_published_block() {
+        let mut s = Selfish::new(0u32, 0);
+        for b in 101..=104 {
+            s.on_event(Event::Mined { block: b });
+        }
+        assert_eq!(honest(&mut s, 201, 0, 1), Decision::Publish { blocks: vec![101], mine_on: 104 });
+        // The network mines on our 101: 102..104 (one more than the network's 202) race on,
+        // lead 3 - 1 = 2: publish one more, keep the rest.
+        assert_eq!(honest(&mut s, 202, 101, 2), Decision::Publish { blocks: vec![102], mine_on: 104 });
+        assert_eq!((s.lead(), s.withheld()), (2, 2));
     }
 
     #[test]
