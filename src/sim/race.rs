@@ -120,6 +120,75 @@ pub fn selfish(alpha: f64, gamma: f64, blocks: u64, seed: u64) -> SelfishResult 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::chain::Chain;
+    use crate::consensus::validation::block_subsidy;
+    use crate::consensus::Network;
+    use crate::primitives::{Block, Hash256, Script};
+    use crate::testkit::{assemble, coinbase};
+
+    /// A regtest child of `parent` in `chain` (which must hold it), made unique by `tag`.
+    fn child(chain: &Chain, parent: Hash256, time: u32, tag: u64) -> Block {
+        let params = chain.params();
+        let ctx = chain.header_context(&parent, u64::MAX / 2).unwrap();
+        let cb =
+            coinbase(ctx.height, block_subsidy(params, ctx.height), Script(vec![0x6a]), &tag.to_le_bytes());
+        assemble(params, parent, time.max(ctx.median_time_past + 1), ctx.expected_bits, vec![cb])
+    }
+
+    /// One double-spend trial like [`double_spend_trial`] (the same draws), but with real
+    /// blocks, and the honest side's verdict given by a real [`Chain`] on the memory store
+    /// receiving the attacker's published branch.
+    fn double_spend_trial_on_chains(q: f64, confirmations: u32, rng: &mut StdRng) -> bool {
+        let params = Network::Regtest.params();
+        let (mut honest, mut private) = (Chain::memory(params), Chain::memory(params));
+        let now = params.genesis_time as u64 + 1_000_000;
+        let mut attack = DoubleSpend::new(0u64, 0, confirmations, MAX_DEFICIT);
+        let mut bodies: Vec<Block> = vec![params.genesis.clone()];
+        let mut honest_height = 0;
+        loop {
+            let id = bodies.len() as u64;
+            let time = params.genesis_time + id as u32;
+            let event = if rng.gen::<f64>() < q {
+                let b = child(&private, private.tip().hash, time, id);
+                private.process_block(b.clone(), now).unwrap();
+                bodies.push(b);
+                Event::Mined { block: id }
+            } else {
+                let parent = honest.tip().hash;
+                let b = child(&honest, parent, time, id);
+                honest.process_block(b.clone(), now).unwrap();
+                bodies.push(b);
+                honest_height += 1;
+                Event::Honest { block: id, parent: 0, height: honest_height }
+            };
+            let decision = attack.on_event(event);
+            match attack.outcome() {
+                AttackOutcome::Racing => continue,
+                AttackOutcome::Failed => return false,
+                AttackOutcome::Succeeded => {
+                    for id in decision.published() {
+                        honest.process_block(bodies[*id as usize].clone(), now).unwrap();
+                    }
+                    return honest.tip().hash == private.tip().hash;
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_race_model_and_a_real_chain_judge_every_double_spend_alike() {
+        // The race model's rule (adopted only if strictly longer) is quarry's fork choice.
+        for (q, z) in [(0.45, 1), (0.35, 2)] {
+            let (mut a, mut b) = (StdRng::seed_from_u64(3), StdRng::seed_from_u64(3));
+            let mut wins = 0;
+            for _ in 0..60 {
+                let model = double_spend_trial(q, z, &mut a);
+                assert_eq!(model, double_spend_trial_on_chains(q, z, &mut b), "q {q} z {z}");
+                wins += model as u32;
+            }
+            assert!(wins > 0, "some attempts succeed at q = {q}");
+        }
+    }
 
     #[test]
     fn an_attacker_with_no_hash_rate_never_wins_and_a_lone_miner_always_does() {
