@@ -110,6 +110,9 @@ impl Default for Config {
 /// 1.5 KB and 21 us per node and block (1,000,000: about 1.5 GB and 20 s).
 pub const FULL_MODE_MAX: usize = 1_000_000;
 
+/// Most nodes x blocks in any mode: a bit per node and block, so at most 256 MB of bitsets.
+pub const INDEX_MODE_MAX: usize = 1 << 31;
+
 /// Most blocks a simulation mines (bounds memory: a few bytes per block per node).
 pub const MAX_BLOCKS: u32 = 1_000_000;
 
@@ -236,11 +239,21 @@ pub fn run(cfg: &Config) -> Result<Report, SimError> {
         return Err(SimError::Config(format!("--blocks {}: expected 1 to {MAX_BLOCKS}", cfg.blocks)));
     }
     if !(cfg.interval > 0.0 && cfg.interval.is_finite()) || !(cfg.bandwidth >= 0.0) {
-        return Err(SimError::Config("--interval must be > 0 and --bandwidth >= 0".into()));
+        return Err(SimError::Config(format!(
+            "--interval {} must be > 0 and --bandwidth-mbit {} >= 0",
+            cfg.interval,
+            cfg.bandwidth * 8.0 / 1e6
+        )));
     }
     let mut rng = StdRng::seed_from_u64(cfg.seed);
     let graph = Graph::build(&cfg.topology, cfg.nodes, cfg.latency, &mut rng)?;
     let n = graph.len();
+    if n.saturating_mul(cfg.blocks as usize) > INDEX_MODE_MAX {
+        return Err(SimError::Config(format!(
+            "nodes x blocks = {} is above {INDEX_MODE_MAX} (each node keeps a bit per block): lower --nodes or --blocks",
+            n as u64 * cfg.blocks as u64
+        )));
+    }
     if cfg.chain == ChainMode::Full && n.saturating_mul(cfg.blocks as usize) > FULL_MODE_MAX {
         return Err(SimError::Config(format!(
             "--chain full keeps a chainstate per node: nodes x blocks = {} is above {FULL_MODE_MAX}; use --chain index",
@@ -654,6 +667,11 @@ mod tests {
     fn refusals_name_the_flag() {
         let e = run(&Config { blocks: 0, ..Config::default() }).unwrap_err().to_string();
         assert!(e.contains("--blocks 0"), "{e}");
+        let e = run(&Config { bandwidth: -1.0, ..Config::default() }).unwrap_err().to_string();
+        assert!(e.contains("--bandwidth-mbit"), "{e}");
+        let e =
+            run(&Config { nodes: 100_000, blocks: 100_000, ..Config::default() }).unwrap_err().to_string();
+        assert!(e.contains("lower --nodes or --blocks"), "{e}");
         let e = run(&Config { chain: ChainMode::Full, nodes: 1000, blocks: 10_000, ..Config::default() })
             .unwrap_err()
             .to_string();

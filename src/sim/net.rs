@@ -115,6 +115,9 @@ impl Topology {
     }
 }
 
+/// Most nodes of a complete graph (about 2 million links).
+pub const MAX_COMPLETE: usize = 2000;
+
 /// Most nodes a simulation takes.
 pub const MAX_NODES: usize = 100_000;
 
@@ -137,6 +140,11 @@ impl Graph {
         let edges: Vec<(u32, u32, Option<f64>)> = match topology {
             Topology::Complete => {
                 check_nodes(nodes, 2)?;
+                if nodes > MAX_COMPLETE {
+                    return Err(SimError::Config(format!(
+                        "a complete graph on {nodes} nodes has too many links: at most {MAX_COMPLETE} nodes"
+                    )));
+                }
                 let mut e = Vec::new();
                 for a in 0..nodes as u32 {
                     for b in a + 1..nodes as u32 {
