@@ -84,6 +84,10 @@ pub struct RunArgs {
     /// Split the network in halves at START seconds for LENGTH seconds: START:LENGTH.
     #[arg(long, value_name = "START:LENGTH")]
     pub partition: Option<String>,
+    /// Make node 0 a selfish pool (Eyal-Sirer, `miner::strategy::Selfish`) with this hash share;
+    /// the report gives its share of the main chain (`pool_revenue`).
+    #[arg(long, value_name = "ALPHA")]
+    pub selfish: Option<f64>,
     /// Seed of every random draw.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
@@ -245,6 +249,7 @@ fn run_one(a: RunArgs) -> Result<()> {
             ChainArg::Full => ChainMode::Full,
         },
         partition,
+        selfish: a.selfish,
     };
     let started = Instant::now();
     let report = engine::run(&cfg)?;

@@ -23,6 +23,7 @@ use super::SimError;
 use crate::chain::Chain;
 use crate::consensus::validation::block_subsidy;
 use crate::consensus::{Network, Params};
+use crate::miner::strategy::{Event, Selfish, Strategy};
 use crate::primitives::{Block, Hash256, Script};
 use crate::testkit::{assemble, coinbase};
 use rand::rngs::StdRng;
@@ -86,6 +87,8 @@ pub struct Config {
     pub chain: ChainMode,
     /// An optional partition.
     pub partition: Option<Partition>,
+    /// Node 0 is a selfish pool (`miner::strategy::Selfish`) with this share of the hash rate.
+    pub selfish: Option<f64>,
 }
 
 impl Default for Config {
@@ -102,6 +105,7 @@ impl Default for Config {
             seed: 1,
             chain: ChainMode::Index,
             partition: None,
+            selfish: None,
         }
     }
 }
@@ -156,14 +160,19 @@ pub struct Report {
     pub tips_agree: bool,
     /// FNV-1a over every node's final tip id, to compare runs and modes.
     pub tips_digest: String,
+    /// With a selfish pool: its share of the final main chain's blocks.
+    pub pool_revenue: Option<f64>,
 }
 
 const US: f64 = 1e6;
 const NONE: u32 = u32::MAX;
+/// The selfish pool's node, when there is one.
+const POOL: u32 = 0;
 
 #[derive(Clone, Copy)]
 struct SimBlock {
     parent: u32,
+    miner: u32,
     height: u32,
     mined_at: u64,
 }
@@ -231,6 +240,8 @@ struct Sim<'a> {
     tied_at_heal: Option<bool>,
     tip_count: HashMap<u32, u32>,
     lock: Script,
+    /// The selfish pool's strategy and the block it mines on.
+    pool: Option<(Selfish<u32>, u32)>,
 }
 
 /// Runs a simulation to the end (every block mined and every message delivered).
@@ -266,6 +277,14 @@ pub fn run(cfg: &Config) -> Result<Report, SimError> {
             HashShares::Skewed => exp_sample(&mut rng, 1.0),
         })
         .collect();
+    let mut shares = shares;
+    if let Some(alpha) = cfg.selfish {
+        if !(0.0..1.0).contains(&alpha) {
+            return Err(SimError::Config(format!("--selfish {alpha}: expected a hash share in 0..1")));
+        }
+        let others: f64 = shares[1..].iter().sum();
+        shares[0] = alpha / (1.0 - alpha) * others;
+    }
     let mut acc = 0.0;
     let cumulative = shares
         .iter()
@@ -290,7 +309,8 @@ pub fn run(cfg: &Config) -> Result<Report, SimError> {
             })
             .collect(),
         graph,
-        blocks: vec![SimBlock { parent: NONE, height: 0, mined_at: 0 }],
+        blocks: vec![SimBlock { parent: NONE, miner: NONE, height: 0, mined_at: 0 }],
+        pool: cfg.selfish.map(|_| (Selfish::new(0, 0), 0)),
         bodies: vec![params.genesis.clone()],
         ids: HashMap::from([(params.genesis_hash, 0)]),
         cumulative,
@@ -365,10 +385,13 @@ impl Sim<'_> {
 
     fn mine(&mut self) -> Result<(), SimError> {
         let m = self.pick_miner();
-        let parent = self.nodes[m as usize].tip;
+        let parent = match &self.pool {
+            Some((_, mine_on)) if m == POOL => *mine_on,
+            _ => self.nodes[m as usize].tip,
+        };
         let id = self.blocks.len() as u32;
         let height = self.blocks[parent as usize].height + 1;
-        self.blocks.push(SimBlock { parent, height, mined_at: self.now });
+        self.blocks.push(SimBlock { parent, miner: m, height, mined_at: self.now });
         if let Some(chain) = &self.nodes[m as usize].chain {
             let phash = self.bodies[parent as usize].hash();
             let now = self.header_now();
@@ -382,7 +405,23 @@ impl Sim<'_> {
             self.bodies.push(block);
         }
         self.mined += 1;
-        self.accept(m, NONE, id)
+        self.accept(m, NONE, id)?;
+        if m == POOL {
+            self.pool_event(Event::Mined { block: id });
+        }
+        Ok(())
+    }
+
+    /// Feeds the selfish pool (node 0) an event and carries out its decision.
+    fn pool_event(&mut self, event: Event<u32>) {
+        let Some((strategy, mine_on)) = &mut self.pool else { return };
+        let decision = strategy.on_event(event);
+        *mine_on = decision.mine_on();
+        for &b in decision.published() {
+            for k in 0..self.graph.links[POOL as usize].len() {
+                self.send(POOL, k, b);
+            }
+        }
     }
 
     /// The header clock: genesis time plus virtual seconds.
@@ -419,7 +458,15 @@ impl Sim<'_> {
                 self.prop_count += 1;
             }
             self.choose_tip(n, b)?;
-            self.relay(n, from, b);
+            if n == POOL && self.pool.is_some() {
+                // The pool relays only what its strategy publishes; it hears the rest.
+                let blk = self.blocks[b as usize];
+                if blk.miner != POOL {
+                    self.pool_event(Event::Honest { block: b, parent: blk.parent, height: blk.height });
+                }
+            } else {
+                self.relay(n, from, b);
+            }
             let node = &mut self.nodes[n as usize];
             let (ready, rest): (Vec<_>, Vec<_>) = node.orphans.drain(..).partition(|(c, _)| {
                 let p = self.blocks[*c as usize].parent;
@@ -619,6 +666,14 @@ impl Sim<'_> {
             events: self.events,
             tips_agree: self.tip_count.len() == 1,
             tips_digest: format!("{digest:016x}"),
+            pool_revenue: self.pool.as_ref().map(|_| {
+                let (mut cur, mut ours) = (best, 0u32);
+                while cur != 0 {
+                    ours += (self.blocks[cur as usize].miner == POOL) as u32;
+                    cur = self.blocks[cur as usize].parent;
+                }
+                ours as f64 / main_chain.max(1) as f64
+            }),
         }
     }
 }
@@ -661,6 +716,22 @@ mod tests {
         assert!(r.partition_orphaned.unwrap() > 0, "{r:?}");
         assert!(r.converged_after_heal_s.is_some() && r.tips_agree, "{r:?}");
         assert!(r.max_reorg_depth >= r.partition_orphaned.unwrap(), "{r:?}");
+    }
+
+    #[test]
+    fn a_selfish_pool_in_the_network_beats_its_share_at_45_percent() {
+        let cfg = Config {
+            nodes: 50,
+            latency: Latency::Uniform(20.0, 200.0),
+            blocks: 4000,
+            selfish: Some(0.45),
+            ..Config::default()
+        };
+        let r = run(&cfg).unwrap();
+        let revenue = r.pool_revenue.unwrap();
+        // Eyal-Sirer: 0.65 at gamma = 0; honest mining would give 0.45.
+        assert!(revenue > 0.55, "{r:?}");
+        assert!(run(&Config { selfish: None, ..cfg }).unwrap().pool_revenue.is_none());
     }
 
     #[test]

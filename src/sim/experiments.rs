@@ -163,6 +163,7 @@ fn stale_config(ratio: f64, nodes: usize, blocks: u32, seed: u64) -> Config {
         seed,
         chain: ChainMode::Index,
         partition: None,
+        selfish: None,
     }
 }
 
