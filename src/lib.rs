@@ -34,6 +34,7 @@ pub mod pool;
 pub mod primitives;
 pub mod rpc;
 pub mod script;
+pub mod sim;
 pub mod store;
 pub mod testkit;
 pub mod testnet;

@@ -71,6 +71,16 @@ fn rule_broken(from: &str, to: &Target, sub: Option<&str>) -> Option<&'static st
     if from == "httpd" && matches!(to, Target::Module(_)) && !module(&[]) {
         return Some("(g) httpd is a leaf: the HTTP server imports no quarry module");
     }
+    if from == "sim"
+        && (io(&IO_CRATES)
+            || module(&[
+                "node", "p2p", "rpc", "daemon", "cli", "testnet", "explorer", "pool", "wallet", "index",
+            ]))
+    {
+        return Some(
+            "(i) the simulator runs chain, consensus and miner::strategy in virtual time: no I/O crate, nothing above chain",
+        );
+    }
     if from == "p2p" && module(&["node", "rpc", "cli", "daemon"]) {
         return Some(
             "(e) p2p is below node, rpc, daemon and cli: it reaches the core through link::CoreLink",

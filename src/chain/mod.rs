@@ -168,7 +168,25 @@ impl Chain {
 
     /// [`Chain::open`] with the coins cache configured.
     pub fn open_with(dir: &Path, params: &'static Params, cache: CacheConfig) -> Result<Chain, ChainError> {
-        let store = Arc::new(Store::open(dir)?);
+        Chain::with_store(Arc::new(Store::open(dir)?), params, cache)
+    }
+
+    /// A chain on a fresh in-memory store ([`Store::memory`]): the same block index, fork
+    /// choice and reorganisations as on disk, nothing persisted (the simulator, fast tests).
+    pub fn memory(params: &'static Params) -> Chain {
+        // Inline flushes on size alone: no flush thread, nothing driven by the wall clock.
+        let cache =
+            CacheConfig { limit_bytes: 4 << 20, interval: std::time::Duration::MAX, background: false };
+        Chain::with_store(Arc::new(Store::memory()), params, cache)
+            .expect("a fresh memory store opens: it holds no record that could be corrupt")
+    }
+
+    /// Opens the chain on `store` (see [`Chain::open`]).
+    pub fn with_store(
+        store: Arc<Store>,
+        params: &'static Params,
+        cache: CacheConfig,
+    ) -> Result<Chain, ChainError> {
         let mut chain = Chain {
             params,
             store,

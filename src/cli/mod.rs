@@ -11,6 +11,7 @@ mod explorer;
 pub(crate) mod node;
 mod pool;
 pub(crate) mod rpc;
+mod sim;
 mod testnet;
 mod wallet;
 
@@ -72,6 +73,10 @@ pub enum Command {
     /// Measure one node's memory and disk with a large chainstate (default 1,000,000 UTXOs)
     /// and a full mempool, and the rate its blocks are mined and connected.
     BenchUtxo(bench_p2p::utxo::BenchUtxoArgs),
+    /// Simulate a network in virtual time over quarry's fork choice (deterministic: the same
+    /// seed gives the same output), and run experiments beside the theory: double-spend,
+    /// selfish, stale, partition.
+    Sim(sim::SimArgs),
 }
 
 /// `quarry node`. Every flag may also be set in `<datadir>/quarry.toml` (same names with
@@ -324,6 +329,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Node(args) => node::run_node(args),
         Command::Explorer(args) => explorer::run(args),
         Command::Pool(args) => pool::run(args),
+        Command::Sim(args) => sim::run(args),
         Command::Miner(args) => pool::run_miner(args),
         Command::Key(KeyCommand::New { network }) => {
             let sk = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);

@@ -12,6 +12,7 @@
 //! the job stale, so no block for an old tip and no second block for one job gets through.
 
 pub mod kernel;
+pub mod strategy;
 pub mod template;
 
 use crate::primitives::{Block, BlockHeader, U256};

@@ -1,20 +1,26 @@
-//! RocksDB storage. Every column family is declared in [`ColumnFamily`]; each block connect
+//! Chainstate storage: RocksDB on disk ([`Store::open`]) or ordered maps in memory
+//! ([`Store::memory`], for the simulator and fast tests) behind one API, with the same keys
+//! and byte-identical records (the backend layer, `backend.rs`, only moves bytes). Every
+//! column family is declared in [`ColumnFamily`]; each block connect
 //! and disconnect is one `WriteBatch` (undo + indexes + active-chain height + tip), so a
 //! crash at any instant leaves the chain at the old tip or the new one, never between. The
 //! UTXO column family is written by flushes of the chain's coins cache
 //! ([`Store::write_coins`]), each recording the block it corresponds to (`utxo_best`); the
 //! chain replays the blocks between that and the tip on open.
 //!
-//! Writes go through RocksDB's write-ahead log without fsync: a killed process loses nothing
+//! On disk, writes go through RocksDB's write-ahead log without fsync: a killed process loses nothing
 //! acknowledged (the OS holds the log); a power cut may lose the last blocks, never atomicity.
 
 use crate::codec::{self, CodecError};
 use crate::consensus::{created_outputs, BlockConnect, CheckedBlock, Coin};
 use crate::primitives::{Block, BlockHeader, DecodeError, Hash256, OutPoint, U256};
-use rocksdb::{BlockBasedOptions, Cache, ColumnFamilyDescriptor, IteratorMode, Options, WriteBatch, DB};
+use backend::Backend;
+use rocksdb::{BlockBasedOptions, Cache, ColumnFamilyDescriptor, Options, DB};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
+
+mod backend;
 
 /// Version of the on-disk layout; a store with another version is refused.
 pub const SCHEMA_VERSION: u32 = 4;
@@ -222,9 +228,10 @@ pub struct UtxoDigest {
     pub total: u64,
 }
 
-/// The RocksDB chainstate.
+/// The chainstate: RocksDB ([`Store::open`]) or memory ([`Store::memory`]), with the same
+/// records either way.
 pub struct Store {
-    db: DB,
+    db: Backend,
 }
 
 impl Store {
@@ -255,74 +262,88 @@ impl Store {
             ColumnFamilyDescriptor::new(cf.name(), o)
         });
         let db = DB::open_cf_descriptors(&opts, path, cfs)?;
-        let store = Store { db };
-        match store.db.get_cf(store.cf(ColumnFamily::Meta), META_SCHEMA)? {
-            None => {
-                store.db.put_cf(store.cf(ColumnFamily::Meta), META_SCHEMA, SCHEMA_VERSION.to_le_bytes())?
-            }
+        let store = Store { db: Backend::Rocks(db) };
+        store.check_schema()?;
+        Ok(store)
+    }
+
+    /// An empty chainstate in memory (the simulator, fast tests): the same records as on
+    /// disk, gone with the value.
+    pub fn memory() -> Store {
+        let store = Store { db: Backend::memory() };
+        store.check_schema().expect("an empty memory store takes the schema version");
+        store
+    }
+
+    /// True for a [`Store::memory`] store.
+    pub fn is_memory(&self) -> bool {
+        self.db.is_memory()
+    }
+
+    fn check_schema(&self) -> Result<(), StoreError> {
+        match self.db.get_with(ColumnFamily::Meta, META_SCHEMA, <[u8]>::to_vec)? {
+            None => self.db.put(ColumnFamily::Meta, META_SCHEMA, &SCHEMA_VERSION.to_le_bytes())?,
             Some(v) => {
                 let got = v.as_slice().try_into().map(u32::from_le_bytes).unwrap_or(u32::MAX);
                 if got == SCHEMA_V3 {
                     // Version 3 wrote the UTXO set in every connect's batch: it is at the tip.
-                    let meta = store.cf(ColumnFamily::Meta);
-                    let mut batch = WriteBatch::default();
-                    if let Some(tip) = store.db.get_cf(meta, META_TIP)? {
+                    let meta = ColumnFamily::Meta;
+                    let mut batch = self.db.batch();
+                    if let Some(tip) = self.db.get_with(meta, META_TIP, <[u8]>::to_vec)? {
                         // Version 3 also wrote the indexes in that batch.
-                        batch.put_cf(meta, META_UTXO_BEST, &tip);
-                        batch.put_cf(meta, META_INDEX_BEST, tip);
+                        batch.put(meta, META_UTXO_BEST, &tip);
+                        batch.put(meta, META_INDEX_BEST, tip);
                     }
-                    batch.put_cf(meta, META_SCHEMA, SCHEMA_VERSION.to_le_bytes());
-                    store.db.write(batch)?;
+                    batch.put(meta, META_SCHEMA, SCHEMA_VERSION.to_le_bytes());
+                    self.db.write(batch)?;
                 } else if got != SCHEMA_VERSION {
                     return Err(StoreError::Schema { got, expected: SCHEMA_VERSION });
                 }
             }
         }
-        Ok(store)
-    }
-
-    fn cf(&self, cf: ColumnFamily) -> &rocksdb::ColumnFamily {
-        self.db.cf_handle(cf.name()).expect("every column family is opened in Store::open")
+        Ok(())
     }
 
     /// Every index record, for loading the block index at start.
     pub fn load_index(&self) -> Result<Vec<(Hash256, IndexRecord)>, StoreError> {
         let mut out = Vec::new();
-        for item in self.db.iterator_cf(self.cf(ColumnFamily::Index), IteratorMode::Start) {
-            let (k, v) = item?;
-            let hash = Hash256(k.as_ref().try_into().map_err(|_| StoreError::Corrupt {
+        self.db.scan(ColumnFamily::Index, &[], |k, v| {
+            let hash = Hash256(k.try_into().map_err(|_| StoreError::Corrupt {
                 cf: "index",
                 detail: format!("key of {} bytes", k.len()),
             })?);
-            out.push((hash, codec::decode(&v).map_err(corrupt(ColumnFamily::Index))?));
-        }
+            out.push((hash, codec::decode(v).map_err(corrupt(ColumnFamily::Index))?));
+            Ok(true)
+        })?;
         Ok(out)
     }
 
     /// Writes (or overwrites) index records, e.g. status changes, in one batch.
     pub fn put_index(&self, records: &[(Hash256, &IndexRecord)]) -> Result<(), StoreError> {
-        let mut batch = WriteBatch::default();
+        let mut batch = self.db.batch();
         for (hash, rec) in records {
-            batch.put_cf(self.cf(ColumnFamily::Index), hash.0, encode(rec));
+            batch.put(ColumnFamily::Index, hash.0, encode(rec));
         }
-        Ok(self.db.write(batch)?)
+        self.db.write(batch)
     }
 
     /// Stores a checked block's body and its index record in one batch.
     pub fn put_block(&self, block: &CheckedBlock, rec: &IndexRecord) -> Result<(), StoreError> {
-        let mut batch = WriteBatch::default();
-        batch.put_cf(self.cf(ColumnFamily::Blocks), block.hash().0, block.block().encode());
-        batch.put_cf(self.cf(ColumnFamily::Index), block.hash().0, encode(rec));
-        Ok(self.db.write(batch)?)
+        let mut batch = self.db.batch();
+        batch.put(ColumnFamily::Blocks, block.hash().0, block.block().encode());
+        batch.put(ColumnFamily::Index, block.hash().0, encode(rec));
+        self.db.write(batch)
     }
 
     /// A stored block.
     pub fn get_block(&self, hash: &Hash256) -> Result<Option<CheckedBlock>, StoreError> {
-        let Some(bytes) = self.db.get_pinned_cf(self.cf(ColumnFamily::Blocks), hash.0)? else {
+        let Some(block) =
+            self.db.get_with(ColumnFamily::Blocks, &hash.0, |bytes| Block::decode(bytes, usize::MAX))?
+        else {
             return Ok(None);
         };
-        let block = Block::decode(&bytes, usize::MAX)
-            .map_err(|e: DecodeError| StoreError::Corrupt { cf: "blocks", detail: e.to_string() })?;
+        let block =
+            block.map_err(|e: DecodeError| StoreError::Corrupt { cf: "blocks", detail: e.to_string() })?;
         Ok(Some(CheckedBlock::from_trusted_store(block)))
     }
 
@@ -331,23 +352,21 @@ impl Store {
         let mut keys: Vec<[u8; 36]> = outpoints.iter().map(OutPoint::to_bytes).collect();
         keys.sort_unstable();
         keys.dedup();
-        let values = self.db.batched_multi_get_cf(self.cf(ColumnFamily::Utxo), &keys, true);
         let mut out = HashMap::with_capacity(keys.len());
-        for (k, v) in keys.iter().zip(values) {
-            if let Some(v) = v? {
-                let op = OutPoint::from_bytes(k).expect("36-byte key");
-                out.insert(op, codec::decode(&v).map_err(corrupt(ColumnFamily::Utxo))?);
-            }
-        }
+        self.db.multi_get(ColumnFamily::Utxo, &keys, |k, v| {
+            let op = OutPoint::from_bytes(k).expect("36-byte key");
+            out.insert(op, codec::decode(v).map_err(corrupt(ColumnFamily::Utxo))?);
+            Ok(())
+        })?;
         Ok(out)
     }
 
     /// One unspent coin.
     pub fn get_coin(&self, outpoint: &OutPoint) -> Result<Option<Coin>, StoreError> {
-        match self.db.get_pinned_cf(self.cf(ColumnFamily::Utxo), outpoint.to_bytes())? {
-            None => Ok(None),
-            Some(v) => Ok(Some(codec::decode(&v).map_err(corrupt(ColumnFamily::Utxo))?)),
-        }
+        self.db
+            .get_with(ColumnFamily::Utxo, &outpoint.to_bytes(), codec::decode)?
+            .transpose()
+            .map_err(corrupt(ColumnFamily::Utxo))
     }
 
     /// The tip recorded by the last connect or disconnect.
@@ -361,7 +380,7 @@ impl Store {
     }
 
     fn meta_hash(&self, key: &[u8]) -> Result<Option<Hash256>, StoreError> {
-        let Some(v) = self.db.get_cf(self.cf(ColumnFamily::Meta), key)? else { return Ok(None) };
+        let Some(v) = self.db.get_with(ColumnFamily::Meta, key, <[u8]>::to_vec)? else { return Ok(None) };
         let h = v.as_slice().try_into().map_err(|_| StoreError::Corrupt {
             cf: "meta",
             detail: format!("{} of {} bytes", String::from_utf8_lossy(key), v.len()),
@@ -376,42 +395,42 @@ impl Store {
         changes: impl Iterator<Item = (&'a OutPoint, &'a Option<Coin>)>,
         best: &Hash256,
     ) -> Result<(), StoreError> {
-        let utxo = self.cf(ColumnFamily::Utxo);
-        let mut batch = WriteBatch::default();
+        let utxo = ColumnFamily::Utxo;
+        let mut batch = self.db.batch();
         for (op, coin) in changes {
             match coin {
-                Some(c) => batch.put_cf(utxo, op.to_bytes(), encode(c)),
-                None => batch.delete_cf(utxo, op.to_bytes()),
+                Some(c) => batch.put(utxo, op.to_bytes(), encode(c)),
+                None => batch.delete(utxo, op.to_bytes()),
             }
         }
-        batch.put_cf(self.cf(ColumnFamily::Meta), META_UTXO_BEST, best.0);
-        Ok(self.db.write(batch)?)
+        batch.put(ColumnFamily::Meta, META_UTXO_BEST, best.0);
+        self.db.write(batch)
     }
 
     /// The undo data of a block (the coins it spent), if stored.
     pub fn get_undo(&self, hash: &Hash256) -> Result<Option<Vec<(OutPoint, Coin)>>, StoreError> {
-        match self.db.get_pinned_cf(self.cf(ColumnFamily::Undo), hash.0)? {
-            None => Ok(None),
-            Some(bytes) => Ok(Some(codec::decode(&bytes).map_err(corrupt(ColumnFamily::Undo))?)),
-        }
+        self.db
+            .get_with(ColumnFamily::Undo, &hash.0, codec::decode)?
+            .transpose()
+            .map_err(corrupt(ColumnFamily::Undo))
     }
 
     /// The active-chain block at `height`.
     pub fn hash_at(&self, height: u32) -> Result<Option<Hash256>, StoreError> {
-        let v = self.db.get_cf(self.cf(ColumnFamily::Active), height.to_be_bytes())?;
-        Ok(v.and_then(|v| v.as_slice().try_into().ok()).map(Hash256))
+        let v = self.db.get_with(ColumnFamily::Active, &height.to_be_bytes(), |v| v.try_into().ok())?;
+        Ok(v.flatten().map(Hash256))
     }
 
     /// Makes the genesis block the tip of an empty store (its outputs are not spendable).
     pub fn init_genesis(&self, genesis: &CheckedBlock, rec: &IndexRecord) -> Result<(), StoreError> {
-        let mut batch = WriteBatch::default();
-        batch.put_cf(self.cf(ColumnFamily::Blocks), genesis.hash().0, genesis.block().encode());
-        batch.put_cf(self.cf(ColumnFamily::Index), genesis.hash().0, encode(rec));
-        batch.put_cf(self.cf(ColumnFamily::Active), 0u32.to_be_bytes(), genesis.hash().0);
-        batch.put_cf(self.cf(ColumnFamily::Meta), META_TIP, genesis.hash().0);
-        batch.put_cf(self.cf(ColumnFamily::Meta), META_UTXO_BEST, genesis.hash().0);
-        batch.put_cf(self.cf(ColumnFamily::Meta), META_INDEX_BEST, genesis.hash().0);
-        Ok(self.db.write(batch)?)
+        let mut batch = self.db.batch();
+        batch.put(ColumnFamily::Blocks, genesis.hash().0, genesis.block().encode());
+        batch.put(ColumnFamily::Index, genesis.hash().0, encode(rec));
+        batch.put(ColumnFamily::Active, 0u32.to_be_bytes(), genesis.hash().0);
+        batch.put(ColumnFamily::Meta, META_TIP, genesis.hash().0);
+        batch.put(ColumnFamily::Meta, META_UTXO_BEST, genesis.hash().0);
+        batch.put(ColumnFamily::Meta, META_INDEX_BEST, genesis.hash().0);
+        self.db.write(batch)
     }
 
     /// Connects a block: stores its undo data, records it at `height` in the active chain and
@@ -424,11 +443,11 @@ impl Store {
         effect: &BlockConnect,
     ) -> Result<(), StoreError> {
         let hash = block.hash();
-        let mut batch = WriteBatch::default();
-        batch.put_cf(self.cf(ColumnFamily::Undo), hash.0, encode(&effect.spent));
-        batch.put_cf(self.cf(ColumnFamily::Active), height.to_be_bytes(), hash.0);
-        batch.put_cf(self.cf(ColumnFamily::Meta), META_TIP, hash.0);
-        Ok(self.db.write(batch)?)
+        let mut batch = self.db.batch();
+        batch.put(ColumnFamily::Undo, hash.0, encode(&effect.spent));
+        batch.put(ColumnFamily::Active, height.to_be_bytes(), hash.0);
+        batch.put(ColumnFamily::Meta, META_TIP, hash.0);
+        self.db.write(batch)
     }
 
     /// Disconnects the tip block at `height`: removes it from the active chain and makes its
@@ -441,9 +460,9 @@ impl Store {
     ) -> Result<Vec<(OutPoint, Coin)>, StoreError> {
         let hash = block.hash();
         let spent = self.get_undo(&hash)?.ok_or(StoreError::Missing { what: "undo data", hash })?;
-        let mut batch = WriteBatch::default();
-        batch.delete_cf(self.cf(ColumnFamily::Active), height.to_be_bytes());
-        batch.put_cf(self.cf(ColumnFamily::Meta), META_TIP, block.header().prev.0);
+        let mut batch = self.db.batch();
+        batch.delete(ColumnFamily::Active, height.to_be_bytes());
+        batch.put(ColumnFamily::Meta, META_TIP, block.header().prev.0);
         self.db.write(batch)?;
         Ok(spent)
     }
@@ -464,21 +483,18 @@ impl Store {
         best: &Hash256,
         which: IndexSet,
     ) -> Result<(), StoreError> {
-        let (addr, txindex, history) = (
-            self.cf(ColumnFamily::Address),
-            self.cf(ColumnFamily::TxIndex),
-            self.cf(ColumnFamily::AddressHistory),
-        );
-        let mut batch = WriteBatch::default();
+        let (addr, txindex, history) =
+            (ColumnFamily::Address, ColumnFamily::TxIndex, ColumnFamily::AddressHistory);
+        let mut batch = self.db.batch();
         for step in steps {
             let (block, height, spent) = (step.block, step.height, step.spent);
             let hash = block.hash();
             if which.tx {
                 for txid in block.txids() {
                     if step.connect {
-                        batch.put_cf(txindex, txid.0, hash.0);
+                        batch.put(txindex, txid.0, hash.0);
                     } else {
-                        batch.delete_cf(txindex, txid.0);
+                        batch.delete(txindex, txid.0);
                     }
                 }
             }
@@ -486,45 +502,45 @@ impl Store {
                 for (op, out) in created_outputs(block) {
                     let key = address_key(&out.lock.0, &op);
                     if step.connect {
-                        batch.put_cf(addr, key, []);
+                        batch.put(addr, key, []);
                     } else {
-                        batch.delete_cf(addr, key);
+                        batch.delete(addr, key);
                     }
                 }
                 for (op, coin) in spent {
                     let key = address_key(&coin.out.lock.0, op);
                     if step.connect {
-                        batch.delete_cf(addr, key);
+                        batch.delete(addr, key);
                     } else {
-                        batch.put_cf(addr, key, []);
+                        batch.put(addr, key, []);
                     }
                 }
                 for key in history_keys(block, height, spent) {
                     if step.connect {
-                        batch.put_cf(history, key, []);
+                        batch.put(history, key, []);
                     } else {
-                        batch.delete_cf(history, key);
+                        batch.delete(history, key);
                     }
                 }
             }
         }
-        batch.put_cf(self.cf(ColumnFamily::Meta), META_INDEX_BEST, best.0);
-        Ok(self.db.write(batch)?)
+        batch.put(ColumnFamily::Meta, META_INDEX_BEST, best.0);
+        self.db.write(batch)
     }
 
     /// Makes the stored indexes match `which`: an index switched off since the last start is
     /// deleted; one switched on is cleared and every index rebuilt from genesis (its data
     /// would be stale). Returns whether a rebuild was set up.
     pub fn prepare_indexes(&self, which: IndexSet) -> Result<bool, StoreError> {
-        let meta = self.cf(ColumnFamily::Meta);
-        let was = match self.db.get_cf(meta, META_INDEX_SET)? {
+        let meta = ColumnFamily::Meta;
+        let was = match self.db.get_with(meta, META_INDEX_SET, <[u8]>::to_vec)? {
             Some(v) if v.len() == 2 => IndexSet { tx: v[0] == 1, address: v[1] == 1 },
             // Older stores kept both.
             _ => IndexSet { tx: true, address: true },
         };
-        let mut batch = WriteBatch::default();
-        let clear = |batch: &mut WriteBatch, cf: ColumnFamily| {
-            batch.delete_range_cf(self.cf(cf), &[][..], &[0xffu8; 80][..]);
+        let mut batch = self.db.batch();
+        let clear = |batch: &mut backend::Batch<'_>, cf: ColumnFamily| {
+            batch.delete_range(cf, &[][..], &[0xffu8; 80][..]);
         };
         if was.tx && !which.tx {
             clear(&mut batch, ColumnFamily::TxIndex);
@@ -540,19 +556,19 @@ impl Store {
             }
             let genesis =
                 self.hash_at(0)?.ok_or(StoreError::Missing { what: "genesis", hash: Hash256::ZERO })?;
-            batch.put_cf(meta, META_INDEX_BEST, genesis.0);
+            batch.put(meta, META_INDEX_BEST, genesis.0);
         }
-        batch.put_cf(meta, META_INDEX_SET, [which.tx as u8, which.address as u8]);
+        batch.put(meta, META_INDEX_SET, [which.tx as u8, which.address as u8]);
         self.db.write(batch)?;
         Ok(rebuild)
     }
 
     /// The index record of one block.
     pub fn get_index(&self, hash: &Hash256) -> Result<Option<IndexRecord>, StoreError> {
-        match self.db.get_pinned_cf(self.cf(ColumnFamily::Index), hash.0)? {
-            None => Ok(None),
-            Some(v) => Ok(Some(codec::decode(&v).map_err(corrupt(ColumnFamily::Index))?)),
-        }
+        self.db
+            .get_with(ColumnFamily::Index, &hash.0, codec::decode)?
+            .transpose()
+            .map_err(corrupt(ColumnFamily::Index))
     }
 
     /// Active-chain transactions paying or spending exactly `lock`, oldest first, as (height,
@@ -560,11 +576,9 @@ impl Store {
     pub fn history_by_lock(&self, lock: &[u8], limit: usize) -> Result<Vec<(u32, Hash256)>, StoreError> {
         let prefix = Sha256::digest(lock);
         let mut out = Vec::new();
-        let mode = IteratorMode::From(prefix.as_slice(), rocksdb::Direction::Forward);
-        for item in self.db.iterator_cf(self.cf(ColumnFamily::AddressHistory), mode) {
-            let (k, _) = item?;
+        self.db.scan(ColumnFamily::AddressHistory, prefix.as_slice(), |k, _| {
             if !k.starts_with(prefix.as_slice()) || out.len() >= limit {
-                break;
+                return Ok(false);
             }
             if k.len() != 68 {
                 return Err(StoreError::Corrupt {
@@ -574,14 +588,15 @@ impl Store {
             }
             let height = u32::from_be_bytes(k[32..36].try_into().expect("4 bytes"));
             out.push((height, Hash256(k[36..68].try_into().expect("32 bytes"))));
-        }
+            Ok(true)
+        })?;
         Ok(out)
     }
 
     /// The active-chain block holding `txid`, if any.
     pub fn tx_block(&self, txid: &Hash256) -> Result<Option<Hash256>, StoreError> {
-        let v = self.db.get_cf(self.cf(ColumnFamily::TxIndex), txid.0)?;
-        Ok(v.and_then(|v| v.as_slice().try_into().ok()).map(Hash256))
+        let v = self.db.get_with(ColumnFamily::TxIndex, &txid.0, |v| v.try_into().ok())?;
+        Ok(v.flatten().map(Hash256))
     }
 
     /// The outpoints of unspent coins locked by exactly `lock` (an address's script), at most
@@ -589,17 +604,16 @@ impl Store {
     pub fn outpoints_by_lock(&self, lock: &[u8], limit: usize) -> Result<Vec<OutPoint>, StoreError> {
         let prefix = Sha256::digest(lock);
         let mut ops = Vec::new();
-        let mode = IteratorMode::From(prefix.as_slice(), rocksdb::Direction::Forward);
-        for item in self.db.iterator_cf(self.cf(ColumnFamily::Address), mode) {
-            let (k, _) = item?;
+        self.db.scan(ColumnFamily::Address, prefix.as_slice(), |k, _| {
             if !k.starts_with(prefix.as_slice()) || ops.len() >= limit {
-                break;
+                return Ok(false);
             }
             ops.push(
                 OutPoint::from_bytes(&k[32..])
                     .map_err(|e| StoreError::Corrupt { cf: "address", detail: e.to_string() })?,
             );
-        }
+            Ok(true)
+        })?;
         Ok(ops)
     }
 
@@ -625,17 +639,17 @@ impl Store {
                 }
             }
         };
-        for item in self.db.iterator_cf(self.cf(ColumnFamily::Utxo), IteratorMode::Start) {
-            let (k, v) = item?;
-            emit_overlay_below(Some(&k), &mut add);
-            if overlay.contains_key(k.as_ref()) {
+        self.db.scan(ColumnFamily::Utxo, &[], |k, v| {
+            emit_overlay_below(Some(k), &mut add);
+            if overlay.contains_key(k) {
                 // Changed in memory: the overlay's entry (if a coin) is emitted in its turn,
                 // before the next stored key.
-                continue;
+                return Ok(true);
             }
-            let coin: Coin = codec::decode(&v).map_err(corrupt(ColumnFamily::Utxo))?;
-            add(&k, &v, &coin);
-        }
+            let coin: Coin = codec::decode(v).map_err(corrupt(ColumnFamily::Utxo))?;
+            add(k, v, &coin);
+            Ok(true)
+        })?;
         emit_overlay_below(None, &mut add);
         Ok(UtxoDigest { hash: Hash256(Sha256::digest(h.finalize()).into()), count, total })
     }
