@@ -463,3 +463,72 @@ fn scenario_slow_link() {
         scenario("slow-link");
     }
 }
+
+/// Without root `--hosts netns` is refused before anything is made, saying what is needed (as
+/// root the command runs as user nobody through `setpriv`).
+#[test]
+fn netns_without_root_says_what_is_needed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("tn");
+    let d = dir.to_str().unwrap();
+    let args =
+        ["testnet", "--dir", d, "up", "--hosts", "netns", "--nodes", "2", "--no-watch", "--no-explorer"];
+    // SAFETY: geteuid has no preconditions.
+    let out = if unsafe { libc::geteuid() } == 0 {
+        let setpriv = Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", env!("CARGO_BIN_EXE_quarry")])
+            .args(args)
+            .env("HOME", tmp.path())
+            .output();
+        match setpriv {
+            Ok(o) => o,
+            Err(e) => {
+                eprintln!("SKIPPED netns_without_root_says_what_is_needed: no setpriv to drop root ({e})");
+                return;
+            }
+        }
+    } else {
+        quarry(&args)
+    };
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("--hosts netns needs root") && stderr.contains("unshare -r"), "{stderr}");
+    assert!(!dir.exists(), "nothing is made");
+}
+
+/// kill -9 of `up` itself while it makes the namespaces (or, if it is faster than the poll,
+/// after): `down` still removes everything that was made.
+#[test]
+fn netns_down_after_up_was_killed_midway() {
+    if !netns_allowed("netns_down_after_up_was_killed_midway") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("tn");
+    let d = dir.to_str().unwrap();
+    let mut up = Command::new(env!("CARGO_BIN_EXE_quarry"))
+        .args(["testnet", "--dir", d, "up", "--hosts", "netns", "--network", "regtest", "--nodes", "4"])
+        .args(["--miners", "0", "--no-watch", "--no-explorer"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill it once the first namespace is recorded.
+    let start = std::time::Instant::now();
+    let id = loop {
+        let fabric: Option<Value> =
+            std::fs::read(dir.join("fabric.json")).ok().and_then(|b| serde_json::from_slice(&b).ok());
+        if let Some(f) = fabric {
+            if f["made"].as_array().is_some_and(|m| m.iter().any(|x| x["kind"] == "netns")) {
+                break f["id"].as_u64().unwrap();
+            }
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "up made no namespace within 60 s");
+        std::thread::sleep(Duration::from_millis(1));
+    };
+    up.kill().unwrap();
+    up.wait().unwrap();
+    ok(&quarry(&["testnet", "--dir", d, "down", "--clean"]));
+    assert!(fabric_objects(id).is_empty(), "left after down: {:?}", fabric_objects(id));
+    assert!(!dir.exists());
+}

@@ -109,9 +109,27 @@ pub fn require_root() -> Result<()> {
     Ok(())
 }
 
+/// `ip ARGS` as a child that the kernel kills if this process dies first (PR_SET_PDEATHSIG):
+/// a kill -9 of `up` cannot leave an `ip` running that makes a namespace after `down` looked.
+fn ip(args: &[&str]) -> Command {
+    let mut cmd = Command::new("ip");
+    cmd.args(args).stdin(Stdio::null());
+    // SAFETY: the closure runs between fork and exec and calls only prctl, which is
+    // async-signal-safe.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    cmd
+}
+
 /// Runs `ip ARGS`, failing with its stderr.
 pub fn run_ip(args: &[&str]) -> Result<()> {
-    let out = Command::new("ip").args(args).stdin(Stdio::null()).output().context("running ip")?;
+    let out = ip(args).output().context("running ip")?;
     if !out.status.success() {
         bail!("`ip {}` failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
     }
@@ -119,7 +137,7 @@ pub fn run_ip(args: &[&str]) -> Result<()> {
 }
 
 fn ip_output(args: &[&str]) -> Result<String> {
-    let out = Command::new("ip").args(args).stdin(Stdio::null()).output().context("running ip")?;
+    let out = ip(args).output().context("running ip")?;
     if !out.status.success() {
         bail!("`ip {}` failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
     }

@@ -268,6 +268,9 @@ impl Testnet {
             children: HashMap::new(),
         };
         if topology.hosts == Hosts::Netns {
+            // Saved first, so a crash right after the plan still leaves a testnet that `down`
+            // knows how to clean.
+            t.save()?;
             let fabric = FabricState::plan(dir, &t.names())?;
             for n in &mut t.state.nodes {
                 let f = fabric

@@ -8,8 +8,9 @@
 //!
 //! Control: the testnet writes `links.json`; this process polls it every 20 ms, applies a new
 //! generation (a link that becomes cut loses the frames in flight on it) and writes the
-//! generation to `shaper.applied`, which is also its readiness signal. It runs until killed;
-//! its TAP devices vanish with it (and with their namespaces).
+//! generation to `shaper.applied`, which is also its readiness signal. It runs until killed
+//! or until `fabric.json` is deleted; its TAP devices vanish with it (and with their
+//! namespaces).
 
 use super::hosts::{run_ip, FabricState};
 use super::links::{Direction, LinkTable, APPLIED_FILE};
@@ -151,6 +152,11 @@ fn write_applied(dir: &Path, generation: u64) -> Result<()> {
 fn control(dir: &Path, fabric: &Mutex<Fabric>, ports: &[Port]) -> Result<()> {
     loop {
         std::thread::sleep(Duration::from_millis(20));
+        if !dir.join(super::hosts::FABRIC_FILE).exists() {
+            // The testnet was cleaned (e.g. after `up` died before recording this process).
+            eprintln!("shaper: {} is gone: exiting", dir.join(super::hosts::FABRIC_FILE).display());
+            return Ok(());
+        }
         let table = match LinkTable::load(dir) {
             Ok(t) => t,
             Err(e) => {
