@@ -370,7 +370,7 @@ pub fn applied(dir: &Path) -> Option<u64> {
 pub fn apply(dir: &Path, table: &LinkTable) -> Result<()> {
     table.save(dir)?;
     let start = Instant::now();
-    while applied(dir).is_none_or(|g| g < table.generation) {
+    while !matches!(applied(dir), Some(g) if g >= table.generation) {
         if start.elapsed() > Duration::from_secs(5) {
             bail!(
                 "the shaper did not apply link table generation {} within 5 s (is it running? see {})",
