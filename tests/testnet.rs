@@ -373,3 +373,182 @@ fn scenario_runs_in_its_dir_and_checks_node_names_first() {
     let out = quarry(&["testnet", "--dir", d, "scenario", file.to_str().unwrap()]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("already holds a testnet"));
 }
+
+/// True if this process may make network namespaces (root); otherwise prints why the test
+/// is skipped.
+fn netns_allowed(test: &str) -> bool {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    let tun = Path::new("/dev/net/tun").exists();
+    if !root || !tun {
+        eprintln!(
+            "SKIPPED {test}: --hosts netns needs root and /dev/net/tun (euid root: {root}, /dev/net/tun: {tun})"
+        );
+    }
+    root && tun
+}
+
+/// Namespaces, host interfaces and the id reservation of fabric `id` that exist now.
+fn fabric_objects(id: u64) -> Vec<String> {
+    let mut left = Vec::new();
+    for (dir, prefixes) in [
+        ("/run/netns", vec![format!("quarry-{id}-")]),
+        ("/sys/class/net", vec![format!("qm{id}h"), format!("qd{id}n")]),
+    ] {
+        if let Ok(entries) = std::fs::read_dir(dir) {
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if prefixes.iter().any(|p| name.starts_with(p.as_str())) {
+                    left.push(format!("{dir}/{name}"));
+                }
+            }
+        }
+    }
+    let reservation = format!("/run/quarry-testnet/{id}");
+    if Path::new(&reservation).exists() {
+        left.push(reservation);
+    }
+    left
+}
+
+/// `--hosts netns`: every node in its own namespace with its own addresses, RPC reachable
+/// from the host; `down` removes every namespace and device, also after kill -9 of every
+/// process the testnet started (nodes and shaper), and a resumed `up` makes them again.
+#[test]
+fn netns_up_down_removes_everything_also_after_kill_9() {
+    if !netns_allowed("netns_up_down_removes_everything_also_after_kill_9") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("tn");
+    let d = dir.to_str().unwrap();
+    let up = ["testnet", "--dir", d, "up", "--hosts", "netns", "--network", "regtest", "--nodes", "3"];
+    let out = ok(&quarry(&[&up[..], &["--miners", "0", "--no-watch", "--no-explorer"]].concat()));
+    assert!(out.contains("namespaces up"), "{out}");
+    let fabric: Value = serde_json::from_slice(&std::fs::read(dir.join("fabric.json")).unwrap()).unwrap();
+    let id = fabric["id"].as_u64().unwrap();
+    // 3 namespaces, 3 host-side veths (the TAPs live inside the namespaces), 1 reservation.
+    assert_eq!(fabric_objects(id).len(), 7, "{:?}", fabric_objects(id));
+    let state: Value = serde_json::from_slice(&std::fs::read(dir.join("testnet.json")).unwrap()).unwrap();
+    for (i, n) in state["nodes"].as_array().unwrap().iter().enumerate() {
+        assert_eq!(n["ip"], Value::from(format!("10.202.{id}.{}", 4 * i + 2)), "{n}");
+        assert_eq!(n["p2p_ip"], Value::from(format!("10.201.{id}.{}", i + 1)), "{n}");
+    }
+    // The CLI reaches each node; peers connect over their namespace addresses.
+    let peers: Value =
+        serde_json::from_str(&ok(&quarry(&["testnet", "--dir", d, "rpc", "n1", "getpeerinfo"]))).unwrap();
+    let addrs: Vec<&str> = peers.as_array().unwrap().iter().filter_map(|p| p["addr"].as_str()).collect();
+    assert!(
+        !addrs.is_empty() && addrs.iter().all(|a| a.starts_with(&format!("/ip4/10.201.{id}."))),
+        "{addrs:?}"
+    );
+
+    // kill -9 every process: nodes and shaper.
+    let shaper = fabric["shaper_pid"].as_u64().unwrap();
+    let mut all = pids(&dir);
+    all.push(shaper);
+    for p in &all {
+        assert!(Command::new("kill").args(["-KILL", &p.to_string()]).status().unwrap().success());
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(!fabric_objects(id).is_empty());
+    ok(&quarry(&["testnet", "--dir", d, "down"]));
+    assert!(fabric_objects(id).is_empty(), "left after down: {:?}", fabric_objects(id));
+    for p in &all {
+        assert!(!alive(*p), "process {p} left behind");
+    }
+    // Resumed: the same plan is made again, and `down --clean` removes it and every file.
+    let out = ok(&quarry(&["testnet", "--dir", d, "up", "--no-watch", "--no-explorer"]));
+    assert!(out.contains("namespaces up"), "{out}");
+    assert_eq!(fabric_objects(id).len(), 7);
+    let resumed = pids(&dir);
+    ok(&quarry(&["testnet", "--dir", d, "down", "--clean"]));
+    assert!(fabric_objects(id).is_empty(), "left after down --clean: {:?}", fabric_objects(id));
+    for p in &resumed {
+        assert!(!alive(*p), "process {p} left behind");
+    }
+    assert!(!dir.exists());
+}
+
+#[test]
+fn scenario_partition_heal_netns() {
+    if netns_allowed("scenario_partition_heal_netns") {
+        scenario("partition-heal-netns");
+    }
+}
+
+#[test]
+fn scenario_slow_link() {
+    if netns_allowed("scenario_slow_link") {
+        scenario("slow-link");
+    }
+}
+
+/// Without root `--hosts netns` is refused before anything is made, saying what is needed (as
+/// root the command runs as user nobody through `setpriv`).
+#[test]
+fn netns_without_root_says_what_is_needed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("tn");
+    let d = dir.to_str().unwrap();
+    let args =
+        ["testnet", "--dir", d, "up", "--hosts", "netns", "--nodes", "2", "--no-watch", "--no-explorer"];
+    // SAFETY: geteuid has no preconditions.
+    let out = if unsafe { libc::geteuid() } == 0 {
+        let setpriv = Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", env!("CARGO_BIN_EXE_quarry")])
+            .args(args)
+            .env("HOME", tmp.path())
+            .output();
+        match setpriv {
+            Ok(o) => o,
+            Err(e) => {
+                eprintln!("SKIPPED netns_without_root_says_what_is_needed: no setpriv to drop root ({e})");
+                return;
+            }
+        }
+    } else {
+        quarry(&args)
+    };
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("--hosts netns needs root") && stderr.contains("unshare -r"), "{stderr}");
+    assert!(!dir.exists(), "nothing is made");
+}
+
+/// kill -9 of `up` itself while it makes the namespaces (or, if it is faster than the poll,
+/// after): `down` still removes everything that was made.
+#[test]
+fn netns_down_after_up_was_killed_midway() {
+    if !netns_allowed("netns_down_after_up_was_killed_midway") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("tn");
+    let d = dir.to_str().unwrap();
+    let mut up = Command::new(env!("CARGO_BIN_EXE_quarry"))
+        .args(["testnet", "--dir", d, "up", "--hosts", "netns", "--network", "regtest", "--nodes", "4"])
+        .args(["--miners", "0", "--no-watch", "--no-explorer"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill it once the first namespace is recorded.
+    let start = std::time::Instant::now();
+    let id = loop {
+        let fabric: Option<Value> =
+            std::fs::read(dir.join("fabric.json")).ok().and_then(|b| serde_json::from_slice(&b).ok());
+        if let Some(f) = fabric {
+            if f["made"].as_array().is_some_and(|m| m.iter().any(|x| x["kind"] == "netns")) {
+                break f["id"].as_u64().unwrap();
+            }
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "up made no namespace within 60 s");
+        std::thread::sleep(Duration::from_millis(1));
+    };
+    up.kill().unwrap();
+    up.wait().unwrap();
+    ok(&quarry(&["testnet", "--dir", d, "down", "--clean"]));
+    assert!(fabric_objects(id).is_empty(), "left after down: {:?}", fabric_objects(id));
+    assert!(!dir.exists());
+}

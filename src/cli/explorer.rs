@@ -52,8 +52,8 @@ pub fn run(args: ExplorerArgs) -> Result<()> {
                 .nodes
                 .iter()
                 .filter_map(|n| {
-                    n.http_port
-                        .map(|p| NodeEntry { name: n.name.clone(), api: format!("http://127.0.0.1:{p}") })
+                    let ip = n.ip.unwrap_or(std::net::Ipv4Addr::LOCALHOST);
+                    n.http_port.map(|p| NodeEntry { name: n.name.clone(), api: format!("http://{ip}:{p}") })
                 })
                 .collect(),
             Err(_) => Vec::new(),

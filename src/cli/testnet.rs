@@ -54,6 +54,11 @@ pub enum TestnetCommand {
         /// Do not start the web explorer (`quarry explorer --testnet DIR`).
         #[arg(long)]
         no_explorer: bool,
+        /// Where the nodes run: `loopback` (all on 127.0.0.1) or `netns` (one network namespace
+        /// per node, links shaped by the topology; needs root) [default: the topology's
+        /// `hosts`, else loopback].
+        #[arg(long, value_enum)]
+        hosts: Option<testnet::hosts::Hosts>,
     },
     /// Show each node's height, tip, peers, mempool, hash rate and last fork.
     Status {
@@ -110,6 +115,16 @@ pub enum TestnetCommand {
         /// Keep the scenario's directory (logs, data) afterwards.
         #[arg(long)]
         keep: bool,
+        /// Run the scenario's topology with these hosts instead of its own `hosts`.
+        #[arg(long, value_enum)]
+        hosts: Option<testnet::hosts::Hosts>,
+    },
+    /// The link shaper of a `--hosts netns` testnet (started by `up`; not for direct use).
+    #[command(hide = true)]
+    Shaper {
+        /// The directory holding fabric.json and links.json.
+        #[arg(long)]
+        fabric: PathBuf,
     },
     /// Send valid P2PKH transactions from the nodes' wallets at a fixed rate and report
     /// submitted vs confirmed tx/s, confirmation latency and mempool sizes.
@@ -209,17 +224,22 @@ pub fn run(args: TestnetArgs) -> Result<()> {
         None => testnet::default_dir()?,
     };
     match args.command {
-        TestnetCommand::Up { nodes, miners, topology, network, clean, no_watch, no_explorer } => {
-            let topology = match topology {
+        TestnetCommand::Up { nodes, miners, topology, network, clean, no_watch, no_explorer, hosts } => {
+            let mut topology = match topology {
                 Some(path) => Topology::load(&path)?,
                 None => Topology::generated(network, nodes, miners)?,
             };
+            if let Some(h) = hosts {
+                topology.hosts = h;
+                topology.check()?;
+            }
             let interactive = std::io::stdout().is_terminal();
             let opts = UpOptions {
                 clean,
                 watch: !no_watch && interactive,
                 progress: interactive,
                 explorer: !no_explorer,
+                prefund: true,
             };
             let mut t = testnet::up(&dir, &topology, &opts)?;
             println!("testnet up in {} ({} network)", dir.display(), t.network);
@@ -248,8 +268,8 @@ pub fn run(args: TestnetArgs) -> Result<()> {
             t.start_node(&node)?;
             t.wait_ready(&node, Duration::from_secs(60))?;
             println!(
-                "started {node} (RPC 127.0.0.1:{}, log {})",
-                t.rpc_config(&node)?.addr.port(),
+                "started {node} (RPC {}, log {})",
+                t.rpc_config(&node)?.addr,
                 t.log_path(&node).display()
             );
             Ok(())
@@ -312,8 +332,17 @@ pub fn run(args: TestnetArgs) -> Result<()> {
             }
             Ok(())
         }
-        TestnetCommand::Scenario { file, keep } => {
-            let scenario = Scenario::load(&file)?;
+        TestnetCommand::Shaper { fabric } => testnet::shaper::run(&fabric),
+        TestnetCommand::Scenario { file, keep, hosts } => {
+            let mut scenario = Scenario::load(&file)?;
+            if let Some(h) = hosts {
+                scenario.topology.hosts = h;
+                scenario.topology.check()?;
+                scenario.check_steps()?;
+            }
+            if scenario.topology.hosts == testnet::hosts::Hosts::Netns {
+                testnet::hosts::require_root()?;
+            }
             let progress = std::io::stdout().is_terminal();
             // `--dir`: run there (kept afterwards); otherwise in a temporary directory.
             let (run_dir, tmp) = match &explicit_dir {

@@ -2,7 +2,7 @@
 //!
 //! A testnet directory may sit beside the user's own files (`--dir .` is legal), so cleaning
 //! never deletes the directory wholesale. It deletes the state file (`testnet.json`, and a
-//! leftover `testnet.json.tmp` from an interrupted save), the explorer's `explorer.log`, `prometheus.yml`, `grafana-dashboard.json` and the node data directories the
+//! leftover `testnet.json.tmp` from an interrupted save), the explorer's `explorer.log`, `prometheus.yml`, `grafana-dashboard.json`, a netns testnet's `fabric.json`, `links.json`, `shaper.applied` and `shaper.log` (after removing its namespaces) and the node data directories the
 //! state records, each only after checking that it is one (a real directory, not a symlink,
 //! holding the `node_key` every testnet node directory gets at creation). The directory itself
 //! goes only if it is empty afterwards. Every check runs before the first deletion, so a
@@ -98,12 +98,15 @@ fn read_state(dir: &Path) -> Result<State> {
 pub fn clean(dir: &Path) -> Result<Cleaned> {
     let dirs = node_dirs(dir, &read_state(dir)?)?;
     let state_path = Testnet::state_path(dir);
+    // A `--hosts netns` testnet's namespaces and devices go first (a no-op when down did it).
+    super::hosts::teardown(dir)?;
     let mut deleted = Vec::new();
     for d in dirs {
         std::fs::remove_dir_all(&d).with_context(|| format!("deleting {}", d.display()))?;
         deleted.push(d);
     }
-    for made in ["explorer.log", super::observe::PROMETHEUS_FILE, super::observe::GRAFANA_FILE] {
+    let made_files = ["explorer.log", super::observe::PROMETHEUS_FILE, super::observe::GRAFANA_FILE];
+    for made in made_files.iter().chain(super::hosts::FILES.iter()) {
         let path = dir.join(made);
         if path.is_file() {
             std::fs::remove_file(&path).with_context(|| format!("deleting {}", path.display()))?;
@@ -147,6 +150,9 @@ mod tests {
             start: true,
             http_port: None,
             metrics_port: None,
+            netns: None,
+            ip: None,
+            p2p_ip: None,
         }
     }
 
@@ -155,6 +161,9 @@ mod tests {
             network: "regtest".into(),
             nodes: names.iter().map(|n| node(n)).collect(),
             explorer: None,
+            hosts: Default::default(),
+            default_link: Default::default(),
+            links: Vec::new(),
         };
         std::fs::write(Testnet::state_path(dir), serde_json::to_vec(&state).unwrap()).unwrap();
     }

@@ -193,10 +193,11 @@ pub fn dump(t: &mut Testnet, out: &Path) -> Result<Dumped> {
             Err(e) => d.missing.push(format!("{name} getpeerinfo: {e:#}")),
         }
         let port = t.state.nodes.iter().find(|n| n.name == name).and_then(|n| n.metrics_port);
+        let ip = t.node_ip(&name).unwrap_or(std::net::Ipv4Addr::LOCALHOST);
         match port {
             None => d.missing.push(format!("{name}: no metrics port (a testnet made before --metrics)")),
             Some(p) => {
-                let addr = std::net::SocketAddr::from(([127, 0, 0, 1], p));
+                let addr = std::net::SocketAddr::from((ip, p));
                 match crate::httpd::get(addr, "/metrics", Duration::from_secs(5), 16 << 20) {
                     Ok((200, text)) => save(&mut d, &format!("{name}.metrics.txt"), text.as_bytes())?,
                     Ok((status, body)) => {

@@ -2,14 +2,20 @@
 //!
 //! A testnet lives in one directory: `testnet.json` (the nodes, their ports, peer ids and
 //! process ids) and a data directory per node (chainstate, node key, wallet, `node.log`).
-//! Nodes are ordinary `quarry node` processes on 127.0.0.1 in their own process group, so
-//! they keep running after `up` returns; `down` stops them gracefully (RPC `stop`, then
-//! SIGTERM, then SIGKILL) and checks that no process is left.
+//! Nodes are ordinary `quarry node` processes in their own process group, so they keep
+//! running after `up` returns; `down` stops them gracefully (RPC `stop`, then SIGTERM, then
+//! SIGKILL) and checks that no process is left. With `--hosts loopback` (the default) they
+//! all use 127.0.0.1; with `--hosts netns` each runs in its own network namespace
+//! ([`hosts`]) and its links are shaped ([`links`], [`shaper`]); `down` then also removes
+//! every namespace and device the testnet made.
 
 pub mod clean;
+pub mod hosts;
+pub mod links;
 pub mod logs;
 pub mod observe;
 pub mod scenario;
+pub mod shaper;
 pub mod spam;
 mod status;
 pub mod topology;
@@ -24,9 +30,11 @@ use crate::rpc::api::QuarryApiClient;
 use crate::rpc::client::{BlockingClient, RpcConfig, RpcError};
 use crate::wallet::keystore::Wallet;
 use anyhow::{anyhow, bail, Context, Result};
+use hosts::{FabricState, Hosts};
+use links::{LinkParams, LinkSpec, LinkTable};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-use std::net::{SocketAddr, TcpListener};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -59,6 +67,15 @@ pub struct NodeState {
     /// Metrics port on 127.0.0.1 (`--metrics`).
     #[serde(default)]
     pub metrics_port: Option<u16>,
+    /// `--hosts netns`: the node's namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub netns: Option<String>,
+    /// `--hosts netns`: its management address (RPC, HTTP API, metrics; default 127.0.0.1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<Ipv4Addr>,
+    /// `--hosts netns`: its P2P address (default 127.0.0.1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p2p_ip: Option<Ipv4Addr>,
 }
 
 /// The testnet's explorer process, as recorded in `testnet.json`.
@@ -80,6 +97,15 @@ pub struct State {
     /// The explorer `up` started.
     #[serde(default)]
     pub explorer: Option<ExplorerState>,
+    /// Where the nodes run.
+    #[serde(default)]
+    pub hosts: Hosts,
+    /// The topology's conditions of every link not listed in `links` (netns only).
+    #[serde(default, skip_serializing_if = "LinkParams::is_clear")]
+    pub default_link: LinkParams,
+    /// The topology's links (netns only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub links: Vec<LinkSpec>,
 }
 
 /// A testnet directory and the node processes this process started.
@@ -164,6 +190,9 @@ impl Testnet {
     /// what a testnet made); on failure the node directories made so far are removed again.
     pub fn create(dir: &Path, topology: &Topology) -> Result<Testnet> {
         topology.check()?;
+        if topology.hosts == Hosts::Netns {
+            hosts::require_root()?;
+        }
         if Testnet::state_path(dir).exists() {
             bail!("{} already holds a testnet (pass --clean to wipe it)", dir.display());
         }
@@ -220,14 +249,38 @@ impl Testnet {
                 start: spec.start,
                 http_port: Some(free_port()?),
                 metrics_port: Some(free_port()?),
+                netns: None,
+                ip: None,
+                p2p_ip: None,
             });
         }
-        let t = Testnet {
+        let mut t = Testnet {
             dir: dir.to_path_buf(),
-            state: State { network: network.name().into(), nodes, explorer: None },
+            state: State {
+                network: network.name().into(),
+                nodes,
+                explorer: None,
+                hosts: topology.hosts,
+                default_link: topology.default_link.unwrap_or_default(),
+                links: topology.links.clone(),
+            },
             network,
             children: HashMap::new(),
         };
+        if topology.hosts == Hosts::Netns {
+            // Saved first, so a crash right after the plan still leaves a testnet that `down`
+            // knows how to clean.
+            t.save()?;
+            let fabric = FabricState::plan(dir, &t.names())?;
+            for n in &mut t.state.nodes {
+                let f = fabric
+                    .node(&n.name)
+                    .ok_or_else(|| anyhow!("node {} has no place in the fabric", n.name))?;
+                n.netns = Some(f.netns.clone());
+                n.ip = Some(f.node_ip);
+                n.p2p_ip = Some(f.data_ip);
+            }
+        }
         t.save()?;
         Ok(t)
     }
@@ -293,7 +346,80 @@ impl Testnet {
     /// Where a node's RPC is and how to authenticate (its cookie).
     pub fn rpc_config(&self, name: &str) -> Result<RpcConfig> {
         let n = self.node(name)?;
-        Ok(RpcConfig::new(SocketAddr::from(([127, 0, 0, 1], n.rpc_port)), &self.datadir(name), None))
+        Ok(RpcConfig::new(SocketAddr::from((self.node_ip(name)?, n.rpc_port)), &self.datadir(name), None))
+    }
+
+    /// The address a node's RPC, HTTP API and metrics listen on: 127.0.0.1, or with `--hosts
+    /// netns` its management address (reachable from the host).
+    pub fn node_ip(&self, name: &str) -> Result<Ipv4Addr> {
+        Ok(self.node(name)?.ip.unwrap_or(Ipv4Addr::LOCALHOST))
+    }
+
+    /// The base link table of the topology (before any `shape`), one generation above what
+    /// `links.json` holds now.
+    pub fn base_links(&self) -> Result<LinkTable> {
+        let names = self.names();
+        let index = |n: &str| {
+            names.iter().position(|x| x == n).ok_or_else(|| anyhow!("link names unknown node {n:?}"))
+        };
+        let mut specs = Vec::new();
+        for l in &self.state.links {
+            specs.push((index(&l.nodes[0])?, index(&l.nodes[1])?, l.params()));
+        }
+        let mut t = LinkTable::new(names.len(), self.state.default_link, &specs);
+        t.generation = self.current_links().map_or(1, |c| c.generation + 1);
+        Ok(t)
+    }
+
+    /// The link table in force (`links.json`), if this is a netns testnet that has one.
+    pub fn current_links(&self) -> Option<LinkTable> {
+        LinkTable::load(&self.dir).ok()
+    }
+
+    /// Changes the links (netns only): writes the table and waits until the shaper applies it.
+    pub fn set_links(&self, mut table: LinkTable) -> Result<()> {
+        if self.state.hosts != Hosts::Netns {
+            bail!("links can be shaped or cut only in a --hosts netns testnet (this one runs on loopback)");
+        }
+        table.generation = self.current_links().map_or(1, |c| c.generation + 1);
+        hosts::apply(&self.dir, &table)
+    }
+
+    /// Index of node `name` in the state (its shaper port).
+    pub fn index(&self, name: &str) -> Result<usize> {
+        self.state.nodes.iter().position(|n| n.name == name).ok_or_else(|| anyhow!("no node named {name:?}"))
+    }
+
+    /// True if the netns fabric (namespaces and shaper) is up.
+    pub fn fabric_up(&self) -> bool {
+        match FabricState::load(&self.dir) {
+            Ok(f) => f.shaper_pid.is_some_and(|pid| process_alive(pid, &self.dir.to_string_lossy())),
+            Err(_) => false,
+        }
+    }
+
+    /// Makes the namespaces and starts the shaper with the topology's links (netns only; a
+    /// no-op when they are up).
+    pub fn setup_hosts(&mut self) -> Result<()> {
+        if self.state.hosts != Hosts::Netns || self.fabric_up() {
+            return Ok(());
+        }
+        let table = self.base_links()?;
+        table.save(&self.dir)?;
+        let exe = std::env::current_exe().context("finding the quarry executable")?;
+        let fabric = hosts::setup(&self.dir, &exe)?;
+        if fabric.netem == Some(true) {
+            println!(
+                "namespaces up (fabric {}; the kernel has netem, links are shaped by quarry's shaper)",
+                fabric.id
+            );
+        } else {
+            println!(
+                "namespaces up (fabric {}; no netem in this kernel: links are shaped by quarry's shaper)",
+                fabric.id
+            );
+        }
+        Ok(())
     }
 
     /// Runs `f` with a client for node `name`: `t.ask(name, |c| c.wait(c.getblockcount()))`.
@@ -305,7 +431,7 @@ impl Testnet {
     /// A node's dialable multiaddr.
     pub fn p2p_addr(&self, name: &str) -> Result<String> {
         let n = self.node(name)?;
-        Ok(format!("/ip4/127.0.0.1/tcp/{}/p2p/{}", n.p2p_port, n.peer_id))
+        Ok(format!("/ip4/{}/tcp/{}/p2p/{}", n.p2p_ip.unwrap_or(Ipv4Addr::LOCALHOST), n.p2p_port, n.peer_id))
     }
 
     /// True while the node's process runs.
@@ -339,24 +465,43 @@ impl Testnet {
             .append(true)
             .open(self.log_path(name))
             .with_context(|| format!("opening {}", self.log_path(name).display()))?;
-        let mut cmd = Command::new(exe);
+        let ip = n.ip.unwrap_or(Ipv4Addr::LOCALHOST);
+        let mut cmd = match &n.netns {
+            Some(ns) => {
+                if !self.fabric_up() {
+                    bail!(
+                        "node {name} runs in namespace {ns}, which is not up: start the testnet with `{}`",
+                        hint(&self.dir, "up")
+                    );
+                }
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(exe);
+                c
+            }
+            None => Command::new(exe),
+        };
         cmd.args(["node", "--network", self.network.name()])
             .arg("--datadir")
             .arg(&datadir)
             .arg("--rpc-bind")
-            .arg(format!("127.0.0.1:{}", n.rpc_port))
-            .arg("--p2p-port")
-            .arg(n.p2p_port.to_string())
-            .arg("--mine-threads")
-            .arg(n.threads.to_string());
+            .arg(format!("{ip}:{}", n.rpc_port));
+        match n.p2p_ip {
+            Some(p2p) => cmd.arg("--listen").arg(format!("/ip4/{p2p}/tcp/{}", n.p2p_port)),
+            None => cmd.arg("--p2p-port").arg(n.p2p_port.to_string()),
+        };
+        cmd.arg("--mine-threads").arg(n.threads.to_string());
         for b in &n.bootnodes {
             cmd.arg("--bootnode").arg(self.p2p_addr(b)?);
         }
         if let Some(port) = n.http_port {
-            cmd.arg("--http").arg(format!("127.0.0.1:{port}"));
+            cmd.arg("--http").arg(format!("{ip}:{port}"));
         }
         if let Some(port) = n.metrics_port {
-            cmd.arg("--metrics").arg(format!("127.0.0.1:{port}"));
+            cmd.arg("--metrics").arg(format!("{ip}:{port}"));
+        }
+        if n.ip.is_some() && (n.http_port.is_some() || n.metrics_port.is_some()) {
+            // The management address is reachable from the host alone (see `hosts`).
+            cmd.arg("--public-http");
         }
         if n.mine {
             let address = self.wallet(name)?.address(0).encode();
@@ -568,6 +713,8 @@ impl Testnet {
         if !left.is_empty() {
             bail!("nodes still running after down: {}", left.join(", "));
         }
+        // Namespaces, devices and the shaper (also those left by a crash).
+        hosts::teardown(&self.dir)?;
         Ok(())
     }
 

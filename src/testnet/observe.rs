@@ -21,8 +21,9 @@ pub fn prometheus_config(t: &Testnet) -> String {
     );
     for n in &t.state.nodes {
         if let Some(p) = n.metrics_port {
+            let ip = n.ip.unwrap_or(std::net::Ipv4Addr::LOCALHOST);
             out.push_str(&format!(
-                "      - targets: ['127.0.0.1:{p}']\n        labels:\n          node: '{}'\n",
+                "      - targets: ['{ip}:{p}']\n        labels:\n          node: '{}'\n",
                 n.name
             ));
         }

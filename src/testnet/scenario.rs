@@ -4,9 +4,14 @@
 //! FILE` brings the topology up in a fresh directory, runs the steps, and always takes the
 //! nodes down; it exits non-zero on the first failed step, naming it.
 //!
-//! Partitions use the nodes' RPC: every node bans (`setban`) the peers of the other groups,
-//! which closes those connections and refuses new ones; `heal` lifts the bans and reconnects.
+//! On loopback, partitions use the nodes' RPC: every node bans (`setban`) the peers of the
+//! other groups, which closes those connections and refuses new ones; `heal` lifts the bans
+//! and reconnects. With `hosts = "netns"` a partition cuts the links between the groups in the
+//! shaper (nothing passes, frames in flight are lost; TCP sees the cut), `heal` joins them
+//! again, and `shape` / `unshape` change link conditions at run time.
 
+use super::hosts::Hosts;
+use super::links::ParamChange;
 use super::topology::Topology;
 use super::{Testnet, UpOptions};
 use crate::primitives::{Amount, Hash256, Transaction, TxIn, TxOut};
@@ -30,6 +35,10 @@ pub struct Scenario {
     /// What it shows.
     #[serde(default)]
     pub description: String,
+    /// Pre-fund every node's wallet at start (default true; false saves the ~25 blocks it
+    /// mines when no step spends coins).
+    #[serde(default = "yes")]
+    pub prefund: bool,
     /// The nodes.
     pub topology: Topology,
     /// The steps, in order.
@@ -51,6 +60,25 @@ pub enum Step {
     Partition { groups: Vec<Vec<String>> },
     /// Undo the partition and reconnect.
     Heal,
+    /// Change link conditions (netns): the links between `groups` (as `partition` names
+    /// them), or the listed `links`, or every link; the fields given replace the current ones.
+    Shape {
+        links: Option<Vec<[String; 2]>>,
+        groups: Option<Vec<Vec<String>>>,
+        #[serde(default, deserialize_with = "some_number")]
+        latency_ms: Option<f64>,
+        #[serde(default, deserialize_with = "some_number")]
+        jitter_ms: Option<f64>,
+        #[serde(default, deserialize_with = "some_number")]
+        loss_percent: Option<f64>,
+        rate_kbit: Option<u64>,
+    },
+    /// Give links (chosen as for `shape`) back the topology's conditions.
+    Unshape { links: Option<Vec<[String; 2]>>, groups: Option<Vec<Vec<String>>> },
+    /// Count the blocks mined since the scenario started that no running node has in its
+    /// active chain (stale blocks: getchaintips of every node), print the stale rate, and fail
+    /// with fewer than `min` (default 0).
+    StaleBlocks { min: Option<u64> },
     /// Mine blocks on a node (paying its wallet).
     Mine { node: String, blocks: u32 },
     /// Pay `amount` coins from `from`'s wallet to `to`'s wallet, submitted to `via` (default `from`).
@@ -103,6 +131,42 @@ struct Runner {
     labels: HashMap<String, String>,
     killed: HashMap<String, (u64, String)>,
     partition: Vec<(String, String)>,
+    /// Height when the steps began (stale blocks are counted above it).
+    start_height: u64,
+}
+
+fn some_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Num {
+        I(i64),
+        F(f64),
+    }
+    Ok(Some(match Num::deserialize(d)? {
+        Num::I(i) => i as f64,
+        Num::F(f) => f,
+    }))
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Every ordered pair (a, b) of nodes in different groups.
+fn cross_pairs(groups: &[Vec<String>]) -> Vec<(String, String)> {
+    let mut pairs = Vec::new();
+    for (i, g) in groups.iter().enumerate() {
+        for (j, h) in groups.iter().enumerate() {
+            if i != j {
+                for a in g {
+                    for b in h {
+                        pairs.push((a.clone(), b.clone()));
+                    }
+                }
+            }
+        }
+    }
+    pairs
 }
 
 impl Scenario {
@@ -118,8 +182,48 @@ impl Scenario {
     pub fn parse(text: &str) -> Result<Scenario> {
         let s: Scenario = toml::from_str(text).context("not a valid scenario")?;
         s.topology.check()?;
-        s.check_node_names()?;
+        s.check_steps()?;
         Ok(s)
+    }
+
+    /// [`Scenario::check_node_names`], and that `shape` / `unshape` appear only with
+    /// `hosts = "netns"`.
+    pub fn check_steps(&self) -> Result<()> {
+        self.check_node_names()?;
+        if self.topology.hosts != Hosts::Netns {
+            if let Some((i, step)) = self
+                .steps
+                .iter()
+                .enumerate()
+                .find(|(_, s)| matches!(s, Step::Shape { .. } | Step::Unshape { .. }))
+            {
+                bail!(
+                    "step {} ({}) shapes links, which needs hosts = \"netns\" in [topology] (or --hosts netns)",
+                    i + 1,
+                    describe(step)
+                );
+            }
+        }
+        for (i, step) in self.steps.iter().enumerate() {
+            if let Step::Shape { latency_ms, jitter_ms, loss_percent, rate_kbit, .. } = step {
+                let change = ParamChange {
+                    latency_ms: *latency_ms,
+                    jitter_ms: *jitter_ms,
+                    loss_percent: *loss_percent,
+                    rate_kbit: *rate_kbit,
+                };
+                super::links::LinkParams {
+                    latency_ms: 0.0,
+                    jitter_ms: 0.0,
+                    loss_percent: 0.0,
+                    rate_kbit: None,
+                }
+                .with(&ParamChange { jitter_ms: None, ..change })
+                .check()
+                .with_context(|| format!("step {} ({})", i + 1, describe(step)))?;
+            }
+        }
+        Ok(())
     }
 
     /// Every node a step names is one of the topology's, checked before anything starts.
@@ -143,9 +247,12 @@ impl Scenario {
     pub fn run(&self, dir: &Path, progress: bool) -> Result<Report> {
         let started = Instant::now();
         println!("scenario {}: {}", self.name, self.description.trim());
-        let opts = UpOptions { clean: true, watch: false, progress, explorer: false };
+        let opts = UpOptions { clean: true, watch: false, progress, explorer: false, prefund: self.prefund };
         let t = super::up(dir, &self.topology, &opts).context("bringing the topology up")?;
-        let mut r = Runner { t, labels: HashMap::new(), killed: HashMap::new(), partition: Vec::new() };
+        let first = t.names().into_iter().next().unwrap_or_default();
+        let start_height = t.ask(&first, |c| c.wait(c.getblockcount())).unwrap_or(0) as u64;
+        let mut r =
+            Runner { t, labels: HashMap::new(), killed: HashMap::new(), partition: Vec::new(), start_height };
         let mut result = Ok(());
         let mut steps_run = 0;
         for (i, step) in self.steps.iter().enumerate() {
@@ -188,7 +295,10 @@ fn step_nodes(step: &Step) -> Vec<&String> {
         | Step::AssertHeight { node, .. }
         | Step::AssertNothingLost { node } => vec![node],
         Step::Partition { groups } => groups.iter().flatten().collect(),
-        Step::Heal | Step::Sleep { .. } | Step::AssertOneOf { .. } => vec![],
+        Step::Shape { links, groups, .. } | Step::Unshape { links, groups } => {
+            links.iter().flatten().flatten().chain(groups.iter().flatten().flatten()).collect()
+        }
+        Step::Heal | Step::Sleep { .. } | Step::AssertOneOf { .. } | Step::StaleBlocks { .. } => vec![],
         Step::Send { from, to, via, .. } => [from, to].into_iter().chain(via.as_ref()).collect(),
         Step::DoubleSpend { from, nodes, .. } => [from, &nodes[0], &nodes[1]].into_iter().collect(),
         Step::WaitSync { nodes, .. } | Step::AssertSameTip { nodes } | Step::AssertSameUtxos { nodes } => {
@@ -210,6 +320,24 @@ fn describe(step: &Step) -> String {
             )
         }
         Step::Heal => "heal".into(),
+        Step::Shape { links, groups, latency_ms, jitter_ms, loss_percent, rate_kbit } => {
+            let mut set = Vec::new();
+            if let Some(v) = latency_ms {
+                set.push(format!("latency {v} ms"));
+            }
+            if let Some(v) = jitter_ms {
+                set.push(format!("jitter {v} ms"));
+            }
+            if let Some(v) = loss_percent {
+                set.push(format!("loss {v}%"));
+            }
+            if let Some(v) = rate_kbit {
+                set.push(format!("rate {v} kbit/s"));
+            }
+            format!("shape {}: {}", which_links(links, groups), set.join(", "))
+        }
+        Step::Unshape { links, groups } => format!("unshape {}", which_links(links, groups)),
+        Step::StaleBlocks { min } => format!("stale blocks (at least {})", min.unwrap_or(0)),
         Step::Mine { node, blocks } => format!("mine {blocks} on {node}"),
         Step::Send { from, to, amount, label, .. } => format!("send {amount} {from} -> {to} as {label}"),
         Step::DoubleSpend { from, nodes, label } => {
@@ -236,6 +364,19 @@ fn describe(step: &Step) -> String {
     }
 }
 
+fn which_links(links: &Option<Vec<[String; 2]>>, groups: &Option<Vec<Vec<String>>>) -> String {
+    match (links, groups) {
+        (Some(l), _) => l.iter().map(|[a, b]| format!("{a}-{b}")).collect::<Vec<_>>().join(","),
+        (None, Some(g)) => {
+            format!(
+                "between {}",
+                g.iter().map(|g| format!("{{{}}}", g.join(","))).collect::<Vec<_>>().join(" | ")
+            )
+        }
+        (None, None) => "every link".into(),
+    }
+}
+
 /// Txids in a node's mempool, as strings (the labels' form).
 fn mempool_txids(t: &Testnet, node: &str) -> Result<Vec<String>> {
     match t.ask(node, |c| c.wait(c.getrawmempool(Some(false))))? {
@@ -246,6 +387,75 @@ fn mempool_txids(t: &Testnet, node: &str) -> Result<Vec<String>> {
 
 fn coins(s: &str) -> Result<Amount> {
     Amount::from_coins_str(s).map_err(|e| anyhow!("amount {s:?}: {e}"))
+}
+
+/// Unordered node-index pairs a `shape` / `unshape` step names: its `links`, or the links
+/// between its `groups`, or every pair.
+fn chosen_links(
+    t: &Testnet,
+    links: &Option<Vec<[String; 2]>>,
+    groups: &Option<Vec<Vec<String>>>,
+) -> Result<Vec<(usize, usize)>> {
+    let mut out = Vec::new();
+    let mut add = |a: usize, b: usize| {
+        let key = (a.min(b), a.max(b));
+        if a != b && !out.contains(&key) {
+            out.push(key);
+        }
+    };
+    match (links, groups) {
+        (Some(l), _) => {
+            for [a, b] in l {
+                add(t.index(a)?, t.index(b)?);
+            }
+        }
+        (None, Some(g)) => {
+            for (a, b) in cross_pairs(g) {
+                add(t.index(&a)?, t.index(&b)?);
+            }
+        }
+        (None, None) => {
+            let n = t.names().len();
+            for a in 0..n {
+                for b in a + 1..n {
+                    add(a, b);
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// (stale blocks above `since`, all blocks mined above `since`): the union over the running
+/// nodes of the blocks on their abandoned branches (getchaintips, then the headers down each
+/// branch), and the active chain's length above `since`.
+fn stale_blocks(t: &mut Testnet, since: u64) -> Result<(u64, u64)> {
+    let mut stale = std::collections::HashSet::new();
+    let mut height = 0u64;
+    for n in t.running() {
+        height = height.max(t.ask(&n, |c| c.wait(c.getblockcount()))? as u64);
+        let tips = t.ask(&n, |c| c.wait(c.getchaintips()))?;
+        for tip in tips.iter().filter(|x| x.status == TipStatus::ValidFork) {
+            let mut hash = tip.hash;
+            let mut h = tip.height as u64;
+            for _ in 0..tip.branchlen.min(10_000) {
+                if h <= since {
+                    break;
+                }
+                if !stale.insert(hash) {
+                    break;
+                }
+                let info = t.ask(&n, |c| c.wait(c.header_info(&hash)))?;
+                match info.previousblockhash {
+                    Some(prev) => hash = prev,
+                    None => break,
+                }
+                h -= 1;
+            }
+        }
+    }
+    let stale = stale.len() as u64;
+    Ok((stale, stale + height.saturating_sub(since)))
 }
 
 impl Runner {
@@ -289,19 +499,83 @@ impl Runner {
                 self.killed.insert(node.clone(), (height, tip));
                 Ok(format!("(was at height {height})"))
             }
-            Step::Partition { groups } => {
-                let mut pairs = Vec::new();
-                for (i, g) in groups.iter().enumerate() {
-                    for (j, h) in groups.iter().enumerate() {
-                        if i != j {
-                            for a in g {
-                                for b in h {
-                                    pairs.push((a.clone(), b.clone()));
-                                }
-                            }
-                        }
+            Step::Partition { groups } if t.state.hosts == Hosts::Netns => {
+                let pairs = cross_pairs(groups);
+                let mut table =
+                    t.current_links().ok_or_else(|| anyhow!("no links.json: is the fabric up?"))?;
+                for (a, b) in &pairs {
+                    let (i, j) = (t.index(a)?, t.index(b)?);
+                    if let Some(l) = table.get_mut(i, j) {
+                        l.cut = true;
                     }
                 }
+                t.set_links(table)?;
+                let cut = pairs.len() / 2;
+                self.partition = pairs;
+                Ok(format!("({cut} links cut in the shaper)"))
+            }
+            Step::Heal if t.state.hosts == Hosts::Netns => {
+                let mut table =
+                    t.current_links().ok_or_else(|| anyhow!("no links.json: is the fabric up?"))?;
+                for l in &mut table.links {
+                    l.cut = false;
+                }
+                t.set_links(table)?;
+                // Connections that timed out during the cut are dialled again.
+                for (a, b) in std::mem::take(&mut self.partition) {
+                    let addr = t.p2p_addr(&b)?;
+                    let _ = t.ask(&a, |c| c.wait(c.addnode(addr, "onetry".into())));
+                }
+                Ok(String::new())
+            }
+            Step::Shape { links, groups, latency_ms, jitter_ms, loss_percent, rate_kbit } => {
+                let change = ParamChange {
+                    latency_ms: *latency_ms,
+                    jitter_ms: *jitter_ms,
+                    loss_percent: *loss_percent,
+                    rate_kbit: *rate_kbit,
+                };
+                let mut table =
+                    t.current_links().ok_or_else(|| anyhow!("no links.json: is the fabric up?"))?;
+                let chosen = chosen_links(t, links, groups)?;
+                for &(i, j) in &chosen {
+                    if let Some(l) = table.get_mut(i, j) {
+                        let p = l.params.with(&change);
+                        p.check().with_context(|| format!("link {}-{}", t.names()[i], t.names()[j]))?;
+                        l.params = p;
+                    }
+                }
+                t.set_links(table)?;
+                Ok(format!("({} links)", chosen.len()))
+            }
+            Step::Unshape { links, groups } => {
+                let base = t.base_links()?;
+                let mut table =
+                    t.current_links().ok_or_else(|| anyhow!("no links.json: is the fabric up?"))?;
+                let chosen = chosen_links(t, links, groups)?;
+                for &(i, j) in &chosen {
+                    if let (Some(l), Some(b)) = (table.get_mut(i, j), base.get(i, j)) {
+                        l.params = b.params;
+                    }
+                }
+                t.set_links(table)?;
+                Ok(format!("({} links)", chosen.len()))
+            }
+            Step::StaleBlocks { min } => {
+                let (stale, total) = stale_blocks(t, self.start_height)?;
+                let rate = if total == 0 { 0.0 } else { stale as f64 / total as f64 };
+                let note = format!(
+                    "({stale} stale of {total} blocks mined above height {}: stale rate {:.1}%)",
+                    self.start_height,
+                    100.0 * rate
+                );
+                if stale < min.unwrap_or(0) {
+                    bail!("{note}: expected at least {}", min.unwrap_or(0));
+                }
+                Ok(note)
+            }
+            Step::Partition { groups } => {
+                let pairs = cross_pairs(groups);
                 for (a, b) in &pairs {
                     let peer = t
                         .state

@@ -1,6 +1,9 @@
 //! Topology files: which nodes, which mine and with how many threads, who bootstraps from
-//! whom, and (optionally) their ports.
+//! whom, (optionally) their ports, where they run (`hosts`) and, in network namespaces, the
+//! conditions of their links (`default_link`, `[[link]]`).
 
+use super::hosts::Hosts;
+use super::links::{LinkParams, LinkSpec};
 use crate::consensus::Network;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
@@ -8,15 +11,24 @@ use std::collections::HashSet;
 use std::path::Path;
 
 /// A testnet's shape (`testnet/*.toml`).
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Topology {
     /// Network the nodes run (default dev: 5-second blocks with retargeting).
     #[serde(default = "default_network", with = "network_name")]
     pub network: Network,
+    /// Where the nodes run: `loopback` (default) or `netns` (one namespace each; root).
+    #[serde(default)]
+    pub hosts: Hosts,
     /// The nodes.
     #[serde(rename = "node")]
     pub nodes: Vec<NodeSpec>,
+    /// Conditions of every link not listed under `[[link]]` (netns; default clear).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_link: Option<LinkParams>,
+    /// Conditions of single links (netns).
+    #[serde(rename = "link", default, skip_serializing_if = "Vec::is_empty")]
+    pub links: Vec<LinkSpec>,
 }
 
 /// One node of a topology.
@@ -92,7 +104,7 @@ impl Topology {
                 start: true,
             })
             .collect();
-        Ok(Topology { network, nodes })
+        Ok(Topology { network, hosts: Hosts::Loopback, nodes, default_link: None, links: Vec::new() })
     }
 
     /// Reads and checks a topology file.
@@ -134,6 +146,39 @@ impl Topology {
                     bail!("node {}: port {port} is used twice in this topology", n.name);
                 }
             }
+        }
+        if self.hosts == Hosts::Netns && self.nodes.len() > super::hosts::MAX_NODES {
+            bail!(
+                "hosts = \"netns\" takes at most {} nodes, got {}",
+                super::hosts::MAX_NODES,
+                self.nodes.len()
+            );
+        }
+        if self.hosts == Hosts::Loopback && (self.default_link.is_some() || !self.links.is_empty()) {
+            bail!(
+                "default_link and [[link]] shape links between network namespaces: add hosts = \"netns\" \
+                 (or pass --hosts netns)"
+            );
+        }
+        if let Some(d) = &self.default_link {
+            d.check().context("default_link")?;
+        }
+        let mut pairs = HashSet::new();
+        for l in &self.links {
+            let [a, b] = &l.nodes;
+            for x in [a, b] {
+                if !names.contains(x.as_str()) {
+                    bail!("link {a}-{b}: {x:?} is not a node of this topology");
+                }
+            }
+            if a == b {
+                bail!("link {a}-{b}: a link joins two different nodes");
+            }
+            let key = if a < b { (a, b) } else { (b, a) };
+            if !pairs.insert(key) {
+                bail!("link {a}-{b} appears twice");
+            }
+            l.params().check().with_context(|| format!("link {a}-{b}"))?;
         }
         for n in &self.nodes {
             for b in &n.bootnodes {
@@ -180,5 +225,27 @@ mod tests {
         assert_eq!(t.network, Network::Dev);
         assert_eq!(t.nodes[0].threads, 1);
         assert!(t.nodes[0].start);
+        assert_eq!(t.hosts, Hosts::Loopback);
+    }
+
+    #[test]
+    fn links_are_checked() {
+        let base = "hosts = \"netns\"\n[[node]]\nname = \"a\"\n[[node]]\nname = \"b\"\n";
+        let t = Topology::parse(&format!(
+            "default_link = {{ loss_percent = 100.0 }}\n{base}[[link]]\nnodes = [\"a\", \"b\"]\nlatency_ms = 200\njitter_ms = 5.5\nrate_kbit = 1000\n"
+        ))
+        .unwrap();
+        assert_eq!(t.hosts, Hosts::Netns);
+        assert_eq!(t.links[0].latency_ms, 200.0);
+        assert_eq!(t.links[0].rate_kbit, Some(1000));
+        assert_eq!(t.default_link.unwrap().loss_percent, 100.0);
+        let bad = |extra: &str| format!("{:#}", Topology::parse(&format!("{base}{extra}")).unwrap_err());
+        assert!(bad("[[link]]\nnodes = [\"a\", \"c\"]\n").contains("\"c\" is not a node"));
+        assert!(bad("[[link]]\nnodes = [\"a\", \"a\"]\n").contains("two different nodes"));
+        assert!(bad("[[link]]\nnodes = [\"a\", \"b\"]\n[[link]]\nnodes = [\"b\", \"a\"]\n").contains("twice"));
+        assert!(bad("[[link]]\nnodes = [\"a\", \"b\"]\nloss_percent = 120.0\n").contains("loss_percent"));
+        assert!(bad("[[link]]\nnodes = [\"a\", \"b\"]\ndelay = 1\n").contains("delay"));
+        let loopback = "[[node]]\nname = \"a\"\n[[node]]\nname = \"b\"\n[[link]]\nnodes = [\"a\", \"b\"]\n";
+        assert!(format!("{:#}", Topology::parse(loopback).unwrap_err()).contains("hosts = \"netns\""));
     }
 }

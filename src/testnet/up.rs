@@ -18,6 +18,8 @@ pub struct UpOptions {
     pub progress: bool,
     /// Start the explorer and print its URL.
     pub explorer: bool,
+    /// Pre-fund every node's wallet (a scenario may skip it: `prefund = false`).
+    pub prefund: bool,
 }
 
 fn bar(len: u64, msg: &str, show: bool) -> indicatif::ProgressBar {
@@ -57,6 +59,14 @@ pub fn up(dir: &Path, topology: &Topology, opts: &UpOptions) -> Result<Testnet> 
                     super::hint(dir, "down")
                 );
             }
+            if existing.state.hosts == super::hosts::Hosts::Netns && !existing.fabric_up() {
+                bail!(
+                    "the link shaper of the testnet in {} is not running but nodes are: stop it with `{}`, then `{}`",
+                    dir.display(),
+                    super::hint(dir, "down"),
+                    super::hint(dir, "up")
+                );
+            }
             // A running testnet with stopped nodes (crashed, or `stop NODE`): start those.
             println!(
                 "the testnet in {} runs; starting its stopped nodes: {}",
@@ -93,6 +103,7 @@ pub fn up(dir: &Path, topology: &Topology, opts: &UpOptions) -> Result<Testnet> 
 }
 
 fn bring_up(t: &mut Testnet, opts: &UpOptions) -> Result<()> {
+    t.setup_hosts()?;
     let to_start: Vec<String> = t.state.nodes.iter().filter(|n| n.start).map(|n| n.name.clone()).collect();
     let pb = bar(to_start.len() as u64, "starting nodes", opts.progress);
     for name in &to_start {
@@ -118,7 +129,9 @@ fn bring_up(t: &mut Testnet, opts: &UpOptions) -> Result<()> {
         })?;
         pb.finish();
     }
-    prefund(t, &to_start, opts)?;
+    if opts.prefund {
+        prefund(t, &to_start, opts)?;
+    }
     super::observe::write(t)?;
     println!(
         "metrics: Prometheus scrape config {}, Grafana dashboard {}",

@@ -10,8 +10,13 @@
 //!    transactions, one block mined on A, and the moment each node first reports the new tip
 //!    polled over JSON-RPC. Hop latency is the difference between neighbours.
 //!
+//! With `--hosts netns --latency-ms L` every node runs in its own network namespace (the
+//! testnet's fabric: [`crate::testnet::hosts`]), only the links of the line exist, and the
+//! propagation rounds alternate between clear links and links delayed by L one way (set just
+//! before the timed block), so the zero-latency hop and the delayed hop come from one run.
+//!
 //! Every child process is killed (and the work directory removed unless `--keep`) when the
-//! command ends, fails or panics.
+//! command ends, fails or panics; in netns mode the namespaces are removed too.
 
 use crate::consensus::Network;
 use crate::primitives::{Address, AddressKind, OutPoint, TxOut};
@@ -19,6 +24,8 @@ use crate::rpc::api::QuarryApiClient;
 use crate::rpc::client::RpcConfig;
 use crate::script::templates::pubkey_hash;
 use crate::testkit::key;
+use crate::testnet::hosts::{FabricState, Hosts};
+use crate::testnet::links::{LinkParams, LinkTable};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use std::net::SocketAddr;
@@ -59,6 +66,14 @@ pub struct BenchP2pArgs {
     /// Milliseconds between tip polls while timing propagation.
     #[arg(long, default_value_t = 1)]
     pub poll_ms: u64,
+    /// Where the nodes run: `loopback`, or `netns` (one network namespace per node, only the
+    /// line's links; root). Needs `--relay compact` or `full`.
+    #[arg(long, value_enum, default_value_t = crate::testnet::hosts::Hosts::Loopback)]
+    pub hosts: crate::testnet::hosts::Hosts,
+    /// With `--hosts netns`: one-way latency of every line link in the delayed rounds (ms);
+    /// the other rounds run over clear links.
+    #[arg(long, default_value_t = 200.0)]
+    pub latency_ms: f64,
     /// Keep the work directory (chainstates and each node's `node.log`) and print its path.
     /// Children inherit RUST_LOG, e.g. RUST_LOG=info,p2p::sync=debug.
     #[arg(long)]
@@ -119,11 +134,23 @@ struct Cluster {
     dir: PathBuf,
     keep: bool,
     nodes: Vec<NodeProc>,
+    /// `--hosts netns`: the fabric (in `dir`) the nodes run in.
+    fabric: Option<FabricState>,
 }
+
+/// The nodes of the bench, in fabric order.
+const NAMES: [&str; 5] = ["a", "b", "c", "d", "e"];
+/// The line's links (and E on B), by index into [`NAMES`].
+const LINE: [(usize, usize); 4] = [(0, 1), (1, 2), (2, 3), (1, 4)];
 
 impl Drop for Cluster {
     fn drop(&mut self) {
         self.nodes.clear(); // kills and waits for each
+        if self.fabric.is_some() {
+            if let Err(e) = crate::testnet::hosts::teardown(&self.dir) {
+                eprintln!("bench-p2p: {e:#}");
+            }
+        }
         if self.keep {
             eprintln!("bench-p2p: work directory kept: {}", self.dir.display());
         } else {
@@ -144,12 +171,37 @@ fn tail(path: &Path, n: usize) -> String {
 }
 
 impl Cluster {
-    fn new(keep: bool) -> Result<Cluster> {
+    fn new(keep: bool, hosts: Hosts) -> Result<Cluster> {
         let exe = std::env::current_exe().context("finding this executable to start nodes")?;
         let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
         let dir = std::env::temp_dir().join(format!("quarry-bench-p2p-{}-{nanos}", std::process::id()));
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        Ok(Cluster { exe, dir, keep, nodes: Vec::new() })
+        let mut cluster = Cluster { exe, dir, keep, nodes: Vec::new(), fabric: None };
+        if hosts == Hosts::Netns {
+            let names: Vec<String> = NAMES.iter().map(|n| n.to_string()).collect();
+            cluster.fabric = Some(FabricState::plan(&cluster.dir, &names)?);
+            cluster.links(0.0)?.save(&cluster.dir)?;
+            cluster.fabric = Some(crate::testnet::hosts::setup(&cluster.dir, &cluster.exe)?);
+        }
+        Ok(cluster)
+    }
+
+    /// The link table: only the line's links, each `latency_ms` one way.
+    fn links(&self, latency_ms: f64) -> Result<LinkTable> {
+        let line = LinkParams { latency_ms, ..Default::default() };
+        let specs: Vec<(usize, usize, LinkParams)> = LINE.iter().map(|&(a, b)| (a, b, line)).collect();
+        let mut t =
+            LinkTable::new(NAMES.len(), LinkParams { loss_percent: 100.0, ..Default::default() }, &specs);
+        t.generation = crate::testnet::hosts::applied(&self.dir).unwrap_or(0) + 1;
+        Ok(t)
+    }
+
+    /// `--hosts netns`: sets the line's latency and waits until the shaper applied it.
+    fn shape(&self, latency_ms: f64) -> Result<()> {
+        if self.fabric.is_some() {
+            crate::testnet::hosts::apply(&self.dir, &self.links(latency_ms)?)?;
+        }
+        Ok(())
     }
 
     /// Starts node `name` (a regtest node on loopback with its own data directory) and waits
@@ -160,14 +212,33 @@ impl Cluster {
         let log_path = datadir.join("node.log");
         let mut last_error = String::new();
         // A port picked free can be taken before the node binds it: retry a few times.
+        let place = self.fabric.as_ref().map(|f| f.node(name).cloned());
+        let (rpc_ip, p2p_ip) = match &place {
+            Some(Some(n)) => (n.node_ip, n.data_ip),
+            Some(None) => bail!("node {name} has no place in the fabric"),
+            None => (std::net::Ipv4Addr::LOCALHOST, std::net::Ipv4Addr::LOCALHOST),
+        };
         for _ in 0..3 {
             let port = free_port()?;
             let log = std::fs::File::create(&log_path)
                 .with_context(|| format!("creating {}", log_path.display()))?;
-            let child = Command::new(&self.exe)
+            let mut cmd = match &place {
+                Some(Some(n)) => {
+                    let mut c = Command::new("ip");
+                    c.args(["netns", "exec", &n.netns]).arg(&self.exe);
+                    c
+                }
+                _ => Command::new(&self.exe),
+            };
+            let child = cmd
                 .args(["node", "--network", "regtest", "--datadir"])
                 .arg(&datadir)
-                .args(["--rpc-bind", &format!("127.0.0.1:{port}"), "--listen", "/ip4/127.0.0.1/tcp/0"])
+                .args([
+                    "--rpc-bind",
+                    &format!("{rpc_ip}:{port}"),
+                    "--listen",
+                    &format!("/ip4/{p2p_ip}/tcp/0"),
+                ])
                 .args(["--mine-threads", "1"])
                 .args(extra)
                 .stdin(Stdio::null())
@@ -175,7 +246,7 @@ impl Cluster {
                 .stderr(log)
                 .spawn()
                 .with_context(|| format!("starting node {name} ({})", self.exe.display()))?;
-            let rpc = SocketAddr::from(([127, 0, 0, 1], port));
+            let rpc = SocketAddr::from((rpc_ip, port));
             self.nodes.push(NodeProc { name, child, datadir: datadir.clone(), rpc });
             let index = self.nodes.len() - 1;
             match self.wait_rpc(index) {
@@ -324,9 +395,26 @@ pub fn run(args: &BenchP2pArgs) -> Result<()> {
     if args.poll_ms > 1_000 {
         bail!("--poll-ms must be at most 1000, got {}", args.poll_ms);
     }
-    let mut cluster = Cluster::new(args.keep)?;
+    if args.hosts == Hosts::Netns {
+        if args.relay == RelayChoice::Both {
+            bail!(
+                "--hosts netns alternates link latency between rounds: pass --relay compact or --relay full"
+            );
+        }
+        if !(1.0..=10_000.0).contains(&args.latency_ms) {
+            bail!("--latency-ms must be 1 to 10000, got {}", args.latency_ms);
+        }
+    }
+    let mut cluster = Cluster::new(args.keep, args.hosts)?;
     println!(
-        "quarry bench-p2p: regtest nodes on loopback, {} CPUs, work directory {}",
+        "quarry bench-p2p: regtest nodes on {}, {} CPUs, work directory {}",
+        match args.hosts {
+            Hosts::Loopback => "loopback".to_string(),
+            Hosts::Netns => format!(
+                "network namespaces (a line of links, {} ms one way in every other round)",
+                args.latency_ms
+            ),
+        },
         super::default_threads(),
         cluster.dir.display()
     );

@@ -160,6 +160,11 @@ fn watch_tip(
     }
 }
 
+/// `--hosts netns`: the rounds over clear links.
+const CLEAR: &str = "0ms-links";
+/// `--hosts netns`: the rounds over delayed links.
+const DELAYED: &str = "delayed";
+
 struct Round {
     /// The origin's relay mode.
     mode: &'static str,
@@ -257,7 +262,9 @@ pub(super) fn propagation_bench(
     wait_line(&mut rpcs, &want)?;
     let (id_b, id_c) = (peer_id(&mut rpcs[1])?, peer_id(&mut rpcs[2])?);
     // Origins: A announces compact blocks unless --relay full; E (with both) full blocks.
+    let netns = cluster.fabric.is_some();
     let origins: Vec<(usize, &'static str)> = match args.relay {
+        _ if netns => vec![(0, CLEAR), (0, DELAYED)],
         RelayChoice::Both => vec![(0, "compact"), (4, "full")],
         RelayChoice::Compact => vec![(0, "compact")],
         RelayChoice::Full => vec![(0, "full")],
@@ -340,7 +347,8 @@ pub(super) fn propagation_bench(
         wait_line(&mut rpcs, &want)?;
         let before = [bytes_from(&mut rpcs[2], &id_b)?, bytes_from(&mut rpcs[3], &id_c)?];
 
-        // The timed block.
+        // The timed block (netns: over links delayed just now, or clear ones).
+        cluster.shape(if mode == DELAYED { args.latency_ms } else { 0.0 })?;
         let targets: Vec<RpcTarget> = line.iter().map(|&i| rpcs[i].target.clone()).collect();
         let stop = AtomicBool::new(false);
         let (mined, seen) = std::thread::scope(|s| -> Result<(String, Vec<(String, Instant)>)> {
@@ -390,6 +398,7 @@ pub(super) fn propagation_bench(
             }
         }
         wait_tip(&mut rpcs, &mined)?;
+        cluster.shape(0.0)?;
         // Late gossip (a compact relay's Accept arrives before the connect) has landed by now.
         std::thread::sleep(Duration::from_millis(200));
         let after = [bytes_from(&mut rpcs[2], &id_b)?, bytes_from(&mut rpcs[3], &id_c)?];
@@ -480,8 +489,25 @@ pub(super) fn propagation_bench(
             rs.len()
         );
     }
-    if let [(_, compact), (_, full)] = p50s[..] {
-        println!("{:<28} {:.3} (compact hop p50 / full hop p50, same run)", "compact / full", compact / full);
+    match p50s[..] {
+        [(_, zero), (_, delayed)] if netns => {
+            let expected = args.latency_ms + zero;
+            println!(
+                "{:<28} {delayed:.1} ms vs {:.0} ms + {zero:.1} ms (the 0 ms hop) = {expected:.1} ms: ratio {:.3}, {:+.1}%",
+                "delayed hop p50",
+                args.latency_ms,
+                delayed / expected,
+                (delayed / expected - 1.0) * 100.0
+            );
+        }
+        [(_, compact), (_, full)] => {
+            println!(
+                "{:<28} {:.3} (compact hop p50 / full hop p50, same run)",
+                "compact / full",
+                compact / full
+            );
+        }
+        _ => {}
     }
     println!(
         "{:<28} every {} ms per node over keep-alive JSON-RPC (getbestblockhash)",

@@ -119,7 +119,7 @@ pub fn run(args: &BenchUtxoArgs) -> Result<()> {
     if !(OUTPUTS..=10_000_000).contains(&args.utxos) {
         bail!("--utxos must be in {OUTPUTS}..=10000000, got {}", args.utxos);
     }
-    let mut cluster = Cluster::new(args.keep)?;
+    let mut cluster = Cluster::new(args.keep, crate::testnet::hosts::Hosts::Loopback)?;
     println!(
         "quarry bench-utxo: one regtest node on loopback, default --dbcache and mempool cap, {} CPUs, work directory {}",
         super::super::default_threads(),
