@@ -117,10 +117,10 @@ pub struct NetLink {
 }
 
 impl CoreLink for NetLink {
-    fn submit(&self, job: NetJob) -> Result<(), LinkError> {
-        self.inbox.push_net(job).map_err(|e| match e {
-            Refused::Full => LinkError::Busy,
-            Refused::Closed => LinkError::Stopped,
+    fn submit(&self, job: NetJob) -> Result<(), (LinkError, NetJob)> {
+        self.inbox.push_net(job).map_err(|(e, job)| match e {
+            Refused::Full => (LinkError::Busy, job),
+            Refused::Closed => (LinkError::Stopped, job),
         })
     }
 }

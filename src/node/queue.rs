@@ -106,17 +106,17 @@ impl<R> Inbox<R> {
         Ok(())
     }
 
-    /// Queues a network item.
-    pub(crate) fn push_net(&self, job: NetJob) -> Result<(), Refused> {
+    /// Queues a network item, or gives it back with why not.
+    pub(crate) fn push_net(&self, job: NetJob) -> Result<(), (Refused, NetJob)> {
         let cost = job.work.cost();
         let mut l = self.lock();
         if l.closed {
-            return Err(Refused::Closed);
+            return Err((Refused::Closed, job));
         }
         if l.net.len() >= self.limits.net_count
             || (!l.net.is_empty() && l.net_bytes + cost > self.limits.net_bytes)
         {
-            return Err(Refused::Full);
+            return Err((Refused::Full, job));
         }
         l.net_bytes += cost;
         l.net.push_back((job, cost));
@@ -224,12 +224,12 @@ mod tests {
             q.push_net(net(i as u64)).unwrap();
         }
         assert_eq!(q.push_api(9).unwrap_err().0, Refused::Full);
-        assert_eq!(q.push_net(net(9)).unwrap_err(), Refused::Full);
+        assert_eq!(q.push_net(net(9)).unwrap_err().0, Refused::Full);
         assert_eq!(q.depth(), (3, 3));
         let (n, a) = q.close();
         assert_eq!((n.len(), a.len()), (3, 3));
         assert_eq!(q.push_api(1).unwrap_err().0, Refused::Closed);
-        assert_eq!(q.push_net(net(1)).unwrap_err(), Refused::Closed);
+        assert_eq!(q.push_net(net(1)).unwrap_err().0, Refused::Closed);
         assert!(q.pop(Duration::ZERO).is_none());
     }
 
@@ -248,7 +248,7 @@ mod tests {
         };
         q.push_net(serve(1)).unwrap();
         q.push_net(serve(2)).unwrap();
-        assert_eq!(q.push_net(serve(3)).unwrap_err(), Refused::Full, "512 + 256 > 600 bytes");
+        assert_eq!(q.push_net(serve(3)).unwrap_err().0, Refused::Full, "512 + 256 > 600 bytes");
         q.push_net(big()).unwrap();
         assert!(matches!(q.pop(Duration::ZERO), Some(Job::Net(j)) if j.token == 1));
         q.push_net(serve(4)).unwrap();

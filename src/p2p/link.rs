@@ -178,8 +178,9 @@ pub enum LinkError {
 
 /// How the service reaches the core. Never blocks: a full queue is [`LinkError::Busy`].
 pub trait CoreLink: Send + Sync + 'static {
-    /// Queues `job`; its [`NetDone`] arrives on the completion channel given at start.
-    fn submit(&self, job: NetJob) -> Result<(), LinkError>;
+    /// Queues `job`; its [`NetDone`] arrives on the completion channel given at start. A
+    /// refused job is given back (the service may offer it again).
+    fn submit(&self, job: NetJob) -> Result<(), (LinkError, NetJob)>;
 }
 
 /// Whose fault a failure is: the one classification every path uses.

@@ -32,8 +32,10 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 use wire::Topic;
 
-/// Commands queued for the network service at most.
-const COMMAND_QUEUE: usize = 1024;
+/// Commands queued for the network service at most (publications are bounded in bytes too,
+/// by [`MAX_PUBLISH_BYTES`]). 1,024 dropped transactions announced in bursts of 1,000 (one
+/// `sendrawtransactions` call) while the service was busy: 418 of 80,000 at 10,000 tx/s.
+const COMMAND_QUEUE: usize = 32_768;
 
 /// Network settings of a node.
 #[derive(Clone, Debug)]

@@ -7,7 +7,9 @@
 //! trait the node implements.
 
 use super::behaviour::{Behaviour, BehaviourEvent, SwarmSettings};
-use super::link::{Acceptance, CoreLink, NetDone, NetJob, NetOutcome, NetWork, SyncEvent, Verdict};
+use super::link::{
+    Acceptance, CoreLink, LinkError, NetDone, NetJob, NetOutcome, NetWork, SyncEvent, Verdict,
+};
 use super::peers::{BanList, Misbehaviour, Scores, BAN_SECONDS};
 use super::sync::{Action, Failure, ReqId};
 use super::wire::{self, GossipMessage, Request, Response, Topic};
@@ -38,6 +40,9 @@ const MAX_VALIDATING_BLOCK_BYTES: usize = 64 << 20;
 const MAX_SERVING: usize = 16;
 /// How often the sync machine ticks and added nodes are redialled.
 const TICK: Duration = Duration::from_millis(500);
+/// Longest a gossiped transaction waits for room in the core's queue before it is ignored;
+/// under the 8.4 s gossipsub keeps an unvalidated message, so an Accept still forwards it.
+const TX_WAIT: Duration = Duration::from_secs(5);
 
 /// What the service remembers about an item in the core's queue, by token.
 enum Pending {
@@ -87,6 +92,9 @@ struct Service {
     validating_tx_bytes: usize,
     /// Bytes of gossiped blocks queued for the core.
     validating_block_bytes: usize,
+    /// Gossiped transactions the core's queue was too full to take, with when they came
+    /// (their bytes count in `validating_tx_bytes`).
+    waiting_txs: std::collections::VecDeque<(NetWork, Pending, Instant)>,
     tick_in_flight: bool,
     last_redial: Instant,
     last_kad: Instant,
@@ -148,6 +156,7 @@ pub(crate) async fn run(
         active: true,
         validating_tx_bytes: 0,
         validating_block_bytes: 0,
+        waiting_txs: std::collections::VecDeque::new(),
         tick_in_flight: false,
         last_redial: Instant::now(),
         last_kad: Instant::now(),
@@ -181,6 +190,11 @@ impl Service {
     /// Queues `work` for the core, remembering `pending` under a fresh token. Gives the
     /// pending record back if the core is busy or stopped.
     fn submit(&mut self, work: NetWork, pending: Pending) -> Result<(), Pending> {
+        self.submit_keep(work, pending).map_err(|(pending, _, _)| pending)
+    }
+
+    /// [`Service::submit`], giving the work back too when the core does not take it.
+    fn submit_keep(&mut self, work: NetWork, pending: Pending) -> Result<(), (Pending, NetWork, LinkError)> {
         let token = self.next_token;
         self.next_token += 1;
         match self.link.submit(NetJob { token, work }) {
@@ -188,9 +202,30 @@ impl Service {
                 self.pending.insert(token, pending);
                 Ok(())
             }
-            Err(e) => {
+            Err((e, job)) => {
                 debug!(target: "p2p", error = %e, "core did not take the item");
-                Err(pending)
+                Err((pending, job.work, e))
+            }
+        }
+    }
+
+    /// Offers the gossiped transactions the core was too busy to take again, oldest first,
+    /// until it refuses one; those waiting past [`TX_WAIT`] are ignored (counted in
+    /// `quarry_mempool_refused_total{reason="core_busy"}`).
+    fn retry_waiting_txs(&mut self) {
+        while let Some((work, pending, since)) = self.waiting_txs.pop_front() {
+            if since.elapsed() > TX_WAIT {
+                crate::metrics::tx_refused("core_busy");
+                self.finish_gossip(pending, Verdict::ignore());
+                continue;
+            }
+            match self.submit_keep(work, pending) {
+                Ok(()) => {}
+                Err((pending, work, LinkError::Busy)) => {
+                    self.waiting_txs.push_front((work, pending, since));
+                    break;
+                }
+                Err((pending, _, LinkError::Stopped)) => self.finish_gossip(pending, Verdict::ignore()),
             }
         }
     }
@@ -251,7 +286,12 @@ impl Service {
             return;
         }
         let Some(pending) = self.pending.remove(&done.token) else { return };
-        match (pending, done.outcome) {
+        self.on_done_pending(pending, done.outcome);
+        self.retry_waiting_txs();
+    }
+
+    fn on_done_pending(&mut self, pending: Pending, outcome: NetOutcome) {
+        match (pending, outcome) {
             (pending @ Pending::Gossip { .. }, NetOutcome::FetchTxs { block, request }) => {
                 let Pending::Gossip { source, .. } = &pending else { unreachable!() };
                 let source = *source;
@@ -334,6 +374,7 @@ impl Service {
     }
 
     fn on_tick(&mut self) {
+        self.retry_waiting_txs();
         let t = now();
         self.full_only.store(self.full_only_peers(), std::sync::atomic::Ordering::Relaxed);
         self.scores.tick(t);
@@ -609,9 +650,15 @@ impl Service {
             GossipMessage::Compact(compact) => NetWork::GossipCompact { peer: source, compact },
         };
         let pending = Pending::Gossip { id: id.clone(), source, block, cost, label: topic_label };
-        match self.submit(work, pending) {
+        match self.submit_keep(work, pending) {
             Ok(()) if block => self.validating_block_bytes += cost,
             Ok(()) => self.validating_tx_bytes += cost,
+            // A transaction waits (its bytes counted) and is offered again as the core frees
+            // room: gossip does not send it twice, so ignoring it would lose it for this node.
+            Err((pending, work, LinkError::Busy)) if !block => {
+                self.validating_tx_bytes += cost;
+                self.waiting_txs.push_back((work, pending, Instant::now()));
+            }
             Err(_) => report(self, MessageAcceptance::Ignore), // busy: our problem, not the peer's
         }
     }
