@@ -112,11 +112,29 @@ const BUSY_TRIES: usize = 100;
 fn reason(e: &crate::rpc::client::RpcError) -> String {
     static IDS: std::sync::LazyLock<regex::Regex> =
         std::sync::LazyLock::new(|| regex::Regex::new(r"[0-9a-f]{64}(:\d+)?|\d+").expect("valid regex"));
-    let text = match e.code() {
-        Some(code) => format!("{code}: {e}"),
-        None => format!("transport: {e}"),
-    };
-    IDS.replace_all(&text, "N").into_owned()
+    match e {
+        crate::rpc::client::RpcError::Call { code, message } => {
+            format!("{code}: {}", IDS.replace_all(message, "N"))
+        }
+        other => format!("transport: {}", IDS.replace_all(&other.to_string(), "N")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rpc::client::RpcError;
+
+    #[test]
+    fn refusal_reasons_keep_the_code_and_elide_ids_and_numbers() {
+        let call = |message: &str| RpcError::Call { code: -26, message: message.into() };
+        let a = reason(&call(&format!("transaction {} is already in the mempool", "ab".repeat(32))));
+        let b = reason(&call(&format!("transaction {} is already in the mempool", "cd".repeat(32))));
+        assert_eq!(a, "-26: transaction N is already in the mempool");
+        assert_eq!(a, b, "one reason for every txid");
+        assert_eq!(reason(&call("fee 200 sat below 203")), "-26: fee N sat below N");
+        assert!(reason(&RpcError::Client("connection refused".into())).starts_with("transport: "));
+    }
 }
 
 /// A "busy" answer (-28 with "busy" in it; -28 also means shutting down, not retried).
