@@ -4,7 +4,9 @@ use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
 fn main() -> std::process::ExitCode {
-    let cli = quarry::cli::Cli::parse();
+    // `quarry --network dev rpc ...` as well as `quarry rpc --network dev ...`.
+    let cli =
+        quarry::cli::Cli::parse_from(quarry::cli::argv::hoist_leading_options(std::env::args_os().collect()));
     // The node logs its progress by default; one-shot commands only warnings. RUST_LOG wins.
     let default = if matches!(cli.command, quarry::cli::Command::Node(_)) { "info" } else { "warn" };
     tracing_subscriber::fmt()

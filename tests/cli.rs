@@ -76,6 +76,56 @@ fn rpc_and_wallet_find_the_node_from_its_datadir_and_rpc_waits_for_it() {
 }
 
 #[test]
+fn options_before_the_command_name_and_wait_outlasting_a_stale_cookie() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("a");
+    let d = s(&dir);
+    let node = Node::start(&dir, "regtest", Some(free_port()), &[]);
+    // bitcoin-cli habit: global options before the command name.
+    assert_eq!(ok(&quarry(&["--network", "regtest", "--datadir", d, "rpc", "getblockcount"])).trim(), "0");
+    ok(&quarry(&["--datadir", d, "wallet", "create"]));
+    assert!(dir.join("wallet.json").exists(), "the wallet was made in --datadir");
+    let e = fails(&quarry(&["--no-such-option", "rpc", "getblockcount"]));
+    assert!(e.contains("--no-such-option"), "{e}");
+    // A cookie left by an earlier run of the node (a crash), not yet replaced: without --wait
+    // the 401 is reported at once; with --wait the call waits until the cookie is the node's.
+    let stale = tmp.path().join("stale");
+    std::fs::create_dir_all(&stale).unwrap();
+    std::fs::write(stale.join(".cookie"), "__cookie__:0000").unwrap();
+    let addr = node.addr.to_string();
+    let e = fails(&quarry(&["rpc", "--datadir", s(&stale), "--rpc-connect", &addr, "getblockcount"]));
+    assert!(e.contains("authentication failed"), "{e}");
+    let mut waiting = Command::new(env!("CARGO_BIN_EXE_quarry"))
+        .args(["rpc", "--datadir", s(&stale), "--rpc-connect", &addr, "--wait", "--wait-timeout", "60"])
+        .arg("getblockcount")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1000));
+    assert!(waiting.try_wait().unwrap().is_none(), "--wait gave up on a stale cookie");
+    std::fs::write(stale.join(".cookie"), node.cookie()).unwrap();
+    let out = waiting.wait_with_output().unwrap();
+    assert_eq!(ok(&out).trim(), "0");
+    // With --rpc-user a 401 is a wrong password, not a node starting: reported at once.
+    let e = fails(&quarry(&[
+        "rpc",
+        "--datadir",
+        d,
+        "--rpc-user",
+        "x",
+        "--rpc-password",
+        "y",
+        "--wait",
+        "--wait-timeout",
+        "60",
+        "getblockcount",
+    ]));
+    assert!(e.contains("authentication failed"), "{e}");
+    node.stop();
+}
+
+#[test]
 fn rpc_wait_gives_up_after_its_timeout() {
     let tmp = tempfile::tempdir().unwrap();
     let port = free_port().to_string();

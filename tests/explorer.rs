@@ -428,6 +428,8 @@ fn partition_and_heal_show_in_metrics_and_in_the_explorer() {
         .unwrap()
         .iter()
         .any(|p| p["targets"][0]["expr"] == "quarry_chain_height"));
+    // A real Prometheus server scrapes the nodes with that file (read back at the end).
+    let prometheus = Prometheus::start(&dir.join("prometheus.yml"));
     wait_for("one tip on all nodes", 30, || names.iter().all(|n| net.tip(n) == net.tip("n1")));
     let before: Vec<f64> = names.iter().map(|n| net.metrics(n)["quarry_chain_reorgs_total"]).collect();
     let height = net.rpc("n1", "getblockcount", json!([])).as_u64().unwrap();
@@ -483,6 +485,15 @@ fn partition_and_heal_show_in_metrics_and_in_the_explorer() {
     assert!(accepted.is_some_and(|v| *v >= 3.0), "n3's gossip counters: {m3:?}");
     assert!(m1["quarry_process_resident_memory_bytes"] > 0.0 && m1["quarry_process_open_fds"] > 0.0);
     assert!(m1["quarry_rpc_requests_total{method=\"generatetoaddress\",result=\"ok\"}"] >= 1.0);
+    // Every node's height and n1's reorg, read back through Prometheus' query API.
+    if let Some(p) = &prometheus {
+        let height = net.rpc("n2", "getblockcount", json!([])).as_f64().unwrap();
+        let want: Vec<(String, f64)> = names.iter().map(|n| (n.to_string(), height)).collect();
+        wait_for("Prometheus to scrape every node's height", 60, || p.query("quarry_chain_height") == want);
+        let reorgs = p.query("quarry_chain_reorgs_total");
+        assert_eq!(reorgs.iter().find(|(n, _)| n == "n1").map(|r| r.1), Some(after[0]), "{reorgs:?}");
+    }
+    drop(prometheus);
 
     let Some(mut b) = browser else {
         check_logs_and_dump(&net, &d, &lone);
@@ -660,6 +671,72 @@ struct Browser {
     addr: SocketAddr,
     session: String,
     _profile: tempfile::TempDir,
+}
+
+/// A real Prometheus server (Debian's `prometheus` package) on loopback with the scrape
+/// configuration a testnet wrote; stopped by pid when dropped. None (with a message) when it is
+/// not installed; with QUARRY_REQUIRE_PROMETHEUS set (CI) a missing one fails the test.
+struct Prometheus {
+    child: std::process::Child,
+    addr: SocketAddr,
+    _data: tempfile::TempDir,
+}
+
+impl Prometheus {
+    fn start(config: &std::path::Path) -> Option<Prometheus> {
+        let Some(exe) = find_exe("prometheus") else {
+            assert!(
+                std::env::var_os("QUARRY_REQUIRE_PROMETHEUS").is_none(),
+                "QUARRY_REQUIRE_PROMETHEUS is set but prometheus is not installed (apt-get install prometheus)"
+            );
+            eprintln!(
+                "SKIP the Prometheus part: prometheus is not installed (Debian: apt-get install prometheus)"
+            );
+            return None;
+        };
+        let data = tempfile::tempdir().unwrap();
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let log = std::fs::File::create(data.path().join("prometheus.log")).unwrap();
+        let child = std::process::Command::new(exe)
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!("--storage.tsdb.path={}", data.path().join("tsdb").display()))
+            .arg(format!("--web.listen-address={addr}"))
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        Some(Prometheus { child, addr, _data: data })
+    }
+
+    /// The instant vector of `metric` (a bare name), as (node label, value) sorted by node;
+    /// empty while Prometheus is not up or has not scraped yet.
+    fn query(&self, metric: &str) -> Vec<(String, f64)> {
+        assert!(metric.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'), "{metric}");
+        let Ok((200, body)) = get(self.addr, &format!("/api/v1/query?query={metric}"), T, 1 << 20) else {
+            return Vec::new();
+        };
+        let v: Value =
+            serde_json::from_str(&body).unwrap_or_else(|e| panic!("Prometheus answered {body}: {e}"));
+        assert_eq!(v["status"], "success", "{v}");
+        let mut out: Vec<(String, f64)> = v["data"]["result"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                let node = r["metric"]["node"].as_str().unwrap_or_default().to_string();
+                (node, r["value"][1].as_str().unwrap().parse().unwrap())
+            })
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 fn find_exe(name: &str) -> Option<std::path::PathBuf> {

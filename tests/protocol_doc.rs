@@ -619,7 +619,10 @@ fn p2p_constants() -> Vec<(&'static str, String)> {
     use quarry::p2p::peers::{self, Misbehaviour as M};
     use quarry::p2p::{behaviour, sync};
     let gossip = behaviour::gossip_config().expect("gossip config");
-    let s = String::new;
+    use quarry::mempool::MempoolError;
+    let h = || quarry::primitives::Hash256::ZERO;
+    let bad = || quarry::consensus::ConsensusError::NoTransactions;
+    let junk = || quarry::primitives::DecodeError::TrailingBytes { what: "x", extra: 1 };
     vec![
         ("protocol_version", wire::PROTOCOL_VERSION.to_string()),
         ("status_size", wire::STATUS_SIZE.to_string()),
@@ -654,17 +657,20 @@ fn p2p_constants() -> Vec<(&'static str, String)> {
         ("recovery_seconds", peers::RECOVERY_SECONDS.to_string()),
         ("request_burst", peers::REQUEST_BURST.to_string()),
         ("requests_per_second", peers::REQUESTS_PER_SECOND.to_string()),
-        ("penalty_invalid_block", M::InvalidBlock(s()).penalty().to_string()),
-        ("penalty_invalid_headers", M::InvalidHeaders(s()).penalty().to_string()),
-        ("penalty_malformed", M::Malformed(s()).penalty().to_string()),
-        ("penalty_oversized", M::Oversized(s()).penalty().to_string()),
-        ("penalty_unconnected_headers", M::UnconnectedHeaders(s()).penalty().to_string()),
-        ("penalty_invalid_tx", M::InvalidTx(s()).penalty().to_string()),
-        ("penalty_unsolicited", M::Unsolicited(s()).penalty().to_string()),
-        ("penalty_stalled", M::Stalled(s()).penalty().to_string()),
+        ("penalty_invalid_block", M::InvalidBlock { hash: h(), error: bad() }.penalty().to_string()),
+        ("penalty_invalid_headers", M::InvalidHeaders { hash: h(), error: bad() }.penalty().to_string()),
+        ("penalty_malformed", M::Malformed { what: "x", error: junk() }.penalty().to_string()),
+        ("penalty_oversized", M::TooManyHeaders { got: 2001, max: 2000 }.penalty().to_string()),
+        ("penalty_unconnected_headers", M::UnconnectedHeaders { hash: h(), prev: h() }.penalty().to_string()),
+        ("penalty_invalid_tx", M::InvalidTx(MempoolError::Coinbase { txid: h() }).penalty().to_string()),
+        ("penalty_unsolicited", M::BlockNotAsked { hash: h() }.penalty().to_string()),
+        ("penalty_stalled", M::Stalled { request: 1, asked: "blocks", blocks: 1 }.penalty().to_string()),
         ("penalty_request_flood", M::RequestFlood.penalty().to_string()),
-        ("penalty_bad_compact_block", M::BadCompactBlock(s()).penalty().to_string()),
-        ("penalty_relayed_invalid_block", M::RelayedInvalidBlock(s()).penalty().to_string()),
+        ("penalty_bad_compact_block", M::BadCompactBlock { hash: h() }.penalty().to_string()),
+        (
+            "penalty_relayed_invalid_block",
+            M::RelayedInvalidBlock { hash: h(), error: bad() }.penalty().to_string(),
+        ),
         ("short_id_bytes", quarry::p2p::compact::SHORT_ID_BYTES.to_string()),
         ("max_blocktxn_indexes", quarry::p2p::compact::MAX_BLOCKTXN_INDEXES.to_string()),
     ]

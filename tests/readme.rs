@@ -113,3 +113,48 @@ fn readme_mining_pool_block_runs_as_a_script() {
     }
     assert!(out.contains("quarry stopping"), "{out}");
 }
+
+/// README's "Local testnet" synopsis: every command a `quarry testnet ...` line shows exists,
+/// and its `--help` lists every option the line gives it.
+#[test]
+fn readme_testnet_synopsis_matches_each_commands_help() {
+    let synopsis = block("Local testnet");
+    let mut checked = 0;
+    for line in synopsis.lines().filter_map(|l| l.strip_prefix("quarry testnet ")) {
+        let line = line.split(" #").next().unwrap();
+        // `stop n2 / start n2 / restart n2`: three commands on one line.
+        for part in line.split(" / ") {
+            let sub = part.split_whitespace().next().expect("a command name");
+            let out = common::quarry(&["testnet", sub, "--help"]);
+            let help = common::ok(&out);
+            for word in part.split_whitespace() {
+                let option = word.trim_matches(|c| c == '[' || c == ']');
+                if let Some(name) = option.strip_prefix("--") {
+                    let name = name.split(['=', ' ']).next().unwrap();
+                    assert!(help.contains(&format!("--{name}")), "`testnet {sub}` has no --{name}:\n{help}");
+                }
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 12, "only {checked} synopsis commands found:\n{synopsis}");
+}
+
+/// testnet/README.md's TOML examples load as topologies: the node block as written, the
+/// hosts-and-links block with the two nodes its link names.
+#[test]
+fn testnet_readme_toml_blocks_load() {
+    let readme = include_str!("../testnet/README.md");
+    let blocks: Vec<&str> = readme
+        .split("```toml\n")
+        .skip(1)
+        .map(|rest| &rest[..rest.find("```").expect("the block ends")])
+        .collect();
+    assert_eq!(blocks.len(), 2, "the topology examples");
+    let t = quarry::testnet::topology::Topology::parse(blocks[0]).unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!(t.nodes.len(), 1);
+    let linked = format!("{}\n[[node]]\nname = \"n1\"\n[[node]]\nname = \"n2\"\n", blocks[1]);
+    let t = quarry::testnet::topology::Topology::parse(&linked).unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!(t.links.len(), 1);
+    assert!(t.default_link.is_some());
+}

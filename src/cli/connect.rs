@@ -109,6 +109,16 @@ impl Target {
     pub fn datadir(&self) -> &Path {
         &self.datadir
     }
+
+    /// True for the failures `--wait` waits out with this target: [`is_not_ready`], and with
+    /// cookie authentication also a refused or half-written cookie, which is what a client
+    /// sees when it read the cookie a crashed node left behind just before the restarted
+    /// node wrote its new one.
+    pub fn waits_out(&self, e: &RpcError) -> bool {
+        is_not_ready(e)
+            || (self.user.is_none()
+                && matches!(e, RpcError::Unauthorized { .. } | RpcError::MalformedCookie { .. }))
+    }
 }
 
 /// True for the failures `--wait` waits out: no cookie yet, nothing listening yet, or the

@@ -1,9 +1,8 @@
-//! The `quarry` command line: clap derive, one `Args` struct per concern.
-//!
-//! Today: `quarry chain ...` inspects and extends a local chainstate directly, and
-//! `quarry bench-hash` measures hashing. The node, RPC, wallet and testnet commands arrive
-//! with their issues.
+//! The `quarry` command line: clap derive, one `Args` struct per concern, one module per
+//! command (`node`, `rpc`, `wallet`, `testnet`, `pool`, `explorer`, `sim`, the benches), and
+//! [`argv`] for options written before the command name.
 
+pub mod argv;
 mod bench_hash;
 mod bench_p2p;
 mod connect;

@@ -1,7 +1,7 @@
 //! `quarry rpc <method> [params]`: one raw call through the RPC client, printed like
 //! bitcoin-cli prints it (strings bare, `null` as nothing, anything else as pretty JSON).
 
-use super::connect::{is_not_ready, Target};
+use super::connect::Target;
 use super::RpcArgs;
 use crate::rpc::client::{BlockingClient, RawParams, RpcError};
 use crate::rpc::methods;
@@ -17,8 +17,10 @@ pub struct CallArgs {
     /// Seconds to wait for the answer.
     #[arg(long, default_value_t = 600, value_name = "SECONDS")]
     pub timeout: u64,
-    /// Wait for the node to come up (its cookie written, its RPC server answering) before
-    /// calling, like bitcoin-cli's -rpcwait; gives up after --wait-timeout.
+    /// Wait for the node to come up (its cookie written, its RPC server answering, a stale
+    /// cookie from an earlier run replaced) before calling, like bitcoin-cli's -rpcwait; gives
+    /// up after --wait-timeout. `quarry testnet rpc NODE --wait` also waits for a stopped
+    /// node to be started.
     #[arg(long)]
     pub wait: bool,
     /// Seconds --wait waits at most.
@@ -119,7 +121,7 @@ pub(super) fn call(target: &Target, args: &CallArgs) -> Result<()> {
         let config = target.config(timeout)?;
         let r = BlockingClient::new(&config).and_then(|c| c.wait(c.call_raw(&method, params.clone())));
         match (&r, deadline) {
-            (Err(e), Some(deadline)) if is_not_ready(e) => {
+            (Err(e), Some(deadline)) if target.waits_out(e) => {
                 if Instant::now() >= deadline {
                     bail!("the node did not come up within {} s (--wait-timeout): {e}", args.wait_timeout);
                 }

@@ -203,10 +203,10 @@ fn tries(t: &Testnet) -> String {
 }
 
 /// Where `node` of `t` is: its recorded RPC port, its data directory and cookie. A stopped
-/// node is refused with the command that starts it.
-fn node_target(t: &mut Testnet, node: &str) -> Result<Target> {
+/// node is refused with the command that starts it, unless the caller will wait for it.
+fn node_target(t: &mut Testnet, node: &str, wait: bool) -> Result<Target> {
     let config = t.rpc_config(node)?;
-    if !t.is_running(node) {
+    if !wait && !t.is_running(node) {
         bail!(
             "node {node} is not running: start it with `{}`",
             testnet::hint(&t.dir, &format!("start {node}"))
@@ -296,11 +296,11 @@ pub fn run(args: TestnetArgs) -> Result<()> {
         }
         TestnetCommand::Rpc { node, call } => {
             let mut t = Testnet::open(&dir)?;
-            super::rpc::call(&node_target(&mut t, &node)?, &call)
+            super::rpc::call(&node_target(&mut t, &node, call.wait)?, &call)
         }
         TestnetCommand::Wallet { node, opts, command } => {
             let mut t = Testnet::open(&dir)?;
-            super::wallet::run_on(&node_target(&mut t, &node)?, &opts, json, &command)
+            super::wallet::run_on(&node_target(&mut t, &node, false)?, &opts, json, &command)
         }
         TestnetCommand::Down { clean } => {
             if clean {

@@ -85,10 +85,8 @@ impl Core {
                         if let Some(penalty) = self.judge_fallback(&block) {
                             out.push(penalty);
                         }
-                        let result = match self.process_block_from(block, orphan_source(&peer)) {
-                            Ok(_) => Ok(()),
-                            Err(e) => Err((matches!(Blame::for_block(&e), Blame::Peer(_)), e.to_string())),
-                        };
+                        let result = self.process_block_from(block, orphan_source(&peer)).map(|_| ());
+                        let result = result.map_err(|e| Blame::for_block(&e));
                         self.sync.on_processed(hash, result, &self.chain);
                     }
                     other => out.push(other),

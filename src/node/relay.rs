@@ -7,7 +7,7 @@ use super::core::Core;
 use crate::chain::{ChainError, ProcessOutcome};
 use crate::clock::{unix_ms, unix_secs};
 use crate::consensus::{CheckedBlock, ConsensusError};
-use crate::p2p::compact::{CompactBlock, PartialBlock, MAX_BLOCKTXN_INDEXES};
+use crate::p2p::compact::{CompactBlock, CompactError, PartialBlock, MAX_BLOCKTXN_INDEXES};
 use crate::p2p::link::{Acceptance, Blame, BlockRelay, NetOutcome, Verdict};
 use crate::p2p::peers::Misbehaviour;
 use crate::p2p::sync::{Action, Failure};
@@ -139,18 +139,18 @@ impl Core {
             Ok(Response::BlockTxn { block: got, txs }) if got == block && !txs.is_empty() => {
                 match r.partial.fill(&r.asked, txs) {
                     Ok(()) => return self.rebuilt(peer, r.partial, true),
-                    Err(e) => Some(Misbehaviour::Unsolicited(e.to_string())),
+                    Err(e) => Some(Misbehaviour::BadBlockTxn(e)),
                 }
             }
             Ok(Response::BlockTxn { block: got, .. }) if got != block => {
-                Some(Misbehaviour::Unsolicited(format!("blocktxn for block {got}, asked about {block}")))
+                Some(Misbehaviour::BadBlockTxn(CompactError::WrongBlock { asked: block, got }))
             }
             // None (it no longer has the block), busy, or no answer: nobody's fault.
             Ok(Response::BlockTxn { .. }) | Ok(Response::Busy) | Err(_) => None,
-            Ok(other) => Some(Misbehaviour::Unsolicited(format!(
-                "asked for blocktxn, got {}",
-                crate::p2p::wire::response_name(&other)
-            ))),
+            Ok(other) => Some(Misbehaviour::WrongAnswer {
+                asked: "blocktxn",
+                got: crate::p2p::wire::response_name(&other),
+            }),
         };
         let mut verdict = self.fall_back(peer, r.partial.compact().clone());
         verdict.fault = fault;
@@ -215,12 +215,7 @@ impl Core {
         if compact.matches(block, &block.txids()) {
             return None;
         }
-        Some(Action::Penalise {
-            peer,
-            why: Misbehaviour::BadCompactBlock(format!(
-                "the short ids announced for block {hash} are not those of its transactions"
-            )),
-        })
+        Some(Action::Penalise { peer, why: Misbehaviour::BadCompactBlock { hash } })
     }
 
     /// Stores and connects the blocks relayed before connecting; returns penalties for
@@ -241,11 +236,11 @@ impl Core {
                 }
                 Ok(_) => {}
                 Err(e) => match Blame::for_block(&e) {
-                    Blame::Peer(_) => {
+                    Blame::Peer(Misbehaviour::InvalidBlock { hash, error }) => {
                         tracing::warn!(target: "p2p::gossip", %hash, %peer, error = %e, "a compact block relayed after the stateless checks failed to connect");
                         out.push(Action::Penalise {
                             peer,
-                            why: Misbehaviour::RelayedInvalidBlock(e.to_string()),
+                            why: Misbehaviour::RelayedInvalidBlock { hash, error },
                         });
                     }
                     _ => {
@@ -281,10 +276,7 @@ impl Core {
             },
         };
         if let Some(&bad) = indexes.iter().find(|&&i| i as usize >= txs.len()) {
-            let why = Misbehaviour::Malformed(format!(
-                "getblocktxn index {bad} is outside block {block} of {} transactions",
-                txs.len()
-            ));
+            let why = Misbehaviour::BlockTxnIndex { block, index: bad, txs: txs.len() };
             return (Response::BlockTxn { block, txs: Vec::new() }, vec![Action::Penalise { peer, why }]);
         }
         let txs = indexes.iter().map(|&i| txs[i as usize].clone()).collect();

@@ -198,17 +198,19 @@ pub enum Blame {
 impl Blame {
     /// The blame for a block the chain refused (or stored and then failed to connect).
     pub fn for_block(e: &ChainError) -> Blame {
-        match e.fault() {
-            Fault::Sender => Blame::Peer(Misbehaviour::InvalidBlock(e.to_string())),
-            Fault::Transient => Blame::Transient,
-            Fault::Local => Blame::Ours,
+        match (e.fault(), e) {
+            (Fault::Sender, ChainError::Invalid { hash, error }) => {
+                Blame::Peer(Misbehaviour::InvalidBlock { hash: *hash, error: error.clone() })
+            }
+            (Fault::Transient, _) => Blame::Transient,
+            _ => Blame::Ours,
         }
     }
 
     /// The blame for a transaction the mempool refused.
     pub fn for_tx(e: &MempoolError) -> Blame {
         match e.fault() {
-            Fault::Sender => Blame::Peer(Misbehaviour::InvalidTx(e.to_string())),
+            Fault::Sender => Blame::Peer(Misbehaviour::InvalidTx(e.clone())),
             Fault::Transient => Blame::Transient,
             Fault::Local => Blame::Ours,
         }

@@ -1,6 +1,10 @@
 //! Peer policy: misbehaviour scores, bans (persisted in `<datadir>/banned.json`), and the
 //! inbound request rate limit. Pure bookkeeping over an injected clock.
 
+use super::compact::CompactError;
+use crate::consensus::ConsensusError;
+use crate::mempool::MempoolError;
+use crate::primitives::{DecodeError, Hash256};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -17,50 +21,62 @@ pub const REQUEST_BURST: f64 = 2_000.0;
 /// …and per second sustained.
 pub const REQUESTS_PER_SECOND: f64 = 1_000.0;
 
-/// Something a peer did wrong. Only the peer's own faults appear here: our busy core, our
-/// database errors, a block whose parent we lack or a tx that conflicts with our mempool
-/// are never held against a peer.
+/// Something a peer did wrong, with the typed error or the values that show it. Only the
+/// peer's own faults appear here: our busy core, our database errors, a block whose parent we
+/// lack or a tx that conflicts with our mempool are never held against a peer (see
+/// [`super::link::Blame`], the one classification every path uses).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Misbehaviour {
-    /// A block that breaks a consensus rule.
-    InvalidBlock(String),
-    /// A transaction that breaks a consensus rule.
-    InvalidTx(String),
-    /// Headers with bad proof of work, bits or times.
-    InvalidHeaders(String),
-    /// Headers that do not form a chain from a block we know.
-    UnconnectedHeaders(String),
-    /// Bytes that do not decode (gossip payload or sync message).
-    Malformed(String),
-    /// A message over a size or count limit.
-    Oversized(String),
-    /// A response carrying what we did not ask for.
-    Unsolicited(String),
+    /// A block that breaks a consensus rule (including its proof of work).
+    InvalidBlock { hash: Hash256, error: ConsensusError },
+    /// A transaction the mempool refused for a rule the sender could have checked.
+    InvalidTx(MempoolError),
+    /// A header with bad proof of work, bits or time.
+    InvalidHeaders { hash: Hash256, error: ConsensusError },
+    /// Headers that do not form a chain from a block we know: header `hash` names `prev`,
+    /// which is not the block before it (nor a block we have).
+    UnconnectedHeaders { hash: Hash256, prev: Hash256 },
+    /// Bytes that do not decode: `what` is the message (a gossip topic, a sync request or
+    /// response).
+    Malformed { what: &'static str, error: DecodeError },
+    /// A headers answer longer than the protocol allows.
+    TooManyHeaders { got: usize, max: usize },
+    /// A `GetBlockTxn` asking for a transaction index the block does not have.
+    BlockTxnIndex { block: Hash256, index: u32, txs: usize },
+    /// A block in a `Blocks` answer that was not asked for (or sent twice).
+    BlockNotAsked { hash: Hash256 },
+    /// An answer of another kind than the request.
+    WrongAnswer { asked: &'static str, got: &'static str },
+    /// A `BlockTxn` answer that does not fill the compact block it was asked for.
+    BadBlockTxn(CompactError),
     /// A request it did not answer in time.
-    Stalled(String),
+    Stalled { request: u64, asked: &'static str, blocks: usize },
     /// Requests faster than the rate limit.
     RequestFlood,
     /// A compact block whose short ids are not those of the block it announced.
-    BadCompactBlock(String),
+    BadCompactBlock { hash: Hash256 },
     /// A compact block relayed after the stateless checks that then failed to connect (the
     /// relayer checked only those; a ban would let one invalid block with valid proof of
     /// work split the network).
-    RelayedInvalidBlock(String),
+    RelayedInvalidBlock { hash: Hash256, error: ConsensusError },
 }
 
 impl Misbehaviour {
     /// Points taken off the score.
     pub fn penalty(&self) -> i32 {
         match self {
-            Misbehaviour::InvalidBlock(_) | Misbehaviour::InvalidHeaders(_) => 100,
-            Misbehaviour::Malformed(_)
-            | Misbehaviour::Oversized(_)
-            | Misbehaviour::UnconnectedHeaders(_)
-            | Misbehaviour::BadCompactBlock(_) => 50,
+            Misbehaviour::InvalidBlock { .. } | Misbehaviour::InvalidHeaders { .. } => 100,
+            Misbehaviour::Malformed { .. }
+            | Misbehaviour::TooManyHeaders { .. }
+            | Misbehaviour::BlockTxnIndex { .. }
+            | Misbehaviour::UnconnectedHeaders { .. }
+            | Misbehaviour::BadCompactBlock { .. } => 50,
             Misbehaviour::InvalidTx(_)
-            | Misbehaviour::Unsolicited(_)
-            | Misbehaviour::RelayedInvalidBlock(_) => 20,
-            Misbehaviour::Stalled(_) => 10,
+            | Misbehaviour::BlockNotAsked { .. }
+            | Misbehaviour::WrongAnswer { .. }
+            | Misbehaviour::BadBlockTxn(_)
+            | Misbehaviour::RelayedInvalidBlock { .. } => 20,
+            Misbehaviour::Stalled { .. } => 10,
             Misbehaviour::RequestFlood => 5,
         }
     }
@@ -69,17 +85,36 @@ impl Misbehaviour {
 impl std::fmt::Display for Misbehaviour {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Misbehaviour::InvalidBlock(s) => write!(f, "invalid block: {s}"),
-            Misbehaviour::InvalidTx(s) => write!(f, "invalid transaction: {s}"),
-            Misbehaviour::InvalidHeaders(s) => write!(f, "invalid headers: {s}"),
-            Misbehaviour::UnconnectedHeaders(s) => write!(f, "headers do not connect: {s}"),
-            Misbehaviour::Malformed(s) => write!(f, "malformed message: {s}"),
-            Misbehaviour::Oversized(s) => write!(f, "oversized message: {s}"),
-            Misbehaviour::Unsolicited(s) => write!(f, "unsolicited response: {s}"),
-            Misbehaviour::Stalled(s) => write!(f, "stalled: {s}"),
+            Misbehaviour::InvalidBlock { hash, error } => write!(f, "invalid block: {hash}: {error}"),
+            Misbehaviour::InvalidTx(e) => write!(f, "invalid transaction: {e}"),
+            Misbehaviour::InvalidHeaders { hash, error } => write!(f, "invalid headers: header {hash}: {error}"),
+            Misbehaviour::UnconnectedHeaders { hash, prev } => {
+                write!(f, "headers do not connect: header {hash} builds on {prev}, which is not the header before it nor a block we have")
+            }
+            Misbehaviour::Malformed { what, error } => write!(f, "malformed message: {what}: {error}"),
+            Misbehaviour::TooManyHeaders { got, max } => {
+                write!(f, "oversized message: {got} headers, at most {max}")
+            }
+            Misbehaviour::BlockTxnIndex { block, index, txs } => write!(
+                f,
+                "malformed message: getblocktxn index {index} is outside block {block} of {txs} transactions"
+            ),
+            Misbehaviour::BlockNotAsked { hash } => write!(f, "unsolicited response: block {hash} was not asked for"),
+            Misbehaviour::WrongAnswer { asked, got } => {
+                write!(f, "unsolicited response: asked for {asked}, got {got}")
+            }
+            Misbehaviour::BadBlockTxn(e) => write!(f, "unsolicited response: {e}"),
+            Misbehaviour::Stalled { request, asked, blocks } => {
+                write!(f, "stalled: request {request} ({asked}, {blocks} blocks) unanswered")
+            }
             Misbehaviour::RequestFlood => write!(f, "requests over the rate limit ({REQUESTS_PER_SECOND}/s)"),
-            Misbehaviour::BadCompactBlock(s) => write!(f, "bad compact block: {s}"),
-            Misbehaviour::RelayedInvalidBlock(s) => write!(f, "relayed an invalid compact block: {s}"),
+            Misbehaviour::BadCompactBlock { hash } => write!(
+                f,
+                "bad compact block: the short ids announced for block {hash} are not those of its transactions"
+            ),
+            Misbehaviour::RelayedInvalidBlock { hash, error } => {
+                write!(f, "relayed an invalid compact block: block {hash} is invalid: {error}")
+            }
         }
     }
 }
@@ -364,13 +399,20 @@ mod tests {
     #[test]
     fn garbage_twice_bans_invalid_block_bans_at_once_stalls_do_not() {
         let mut s = PeerScore::new(0);
-        assert!(!s.penalise(&Misbehaviour::Malformed("x".into())));
-        assert!(s.penalise(&Misbehaviour::Malformed("x".into())));
+        let junk = || Misbehaviour::Malformed {
+            what: "sync response",
+            error: DecodeError::TrailingBytes { what: "response", extra: 1 },
+        };
+        assert!(!s.penalise(&junk()));
+        assert!(s.penalise(&junk()));
         let mut s = PeerScore::new(0);
-        assert!(s.penalise(&Misbehaviour::InvalidBlock("x".into())));
+        assert!(s.penalise(&Misbehaviour::InvalidBlock {
+            hash: Hash256::ZERO,
+            error: ConsensusError::NoTransactions,
+        }));
         let mut s = PeerScore::new(0);
         for _ in 0..9 {
-            assert!(!s.penalise(&Misbehaviour::Stalled("x".into())));
+            assert!(!s.penalise(&Misbehaviour::Stalled { request: 1, asked: "blocks", blocks: 1 }));
         }
         s.tick(100); // ten points recovered
         assert_eq!(s.score, -80);

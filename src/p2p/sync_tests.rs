@@ -1,12 +1,13 @@
 //! Unit tests of the sync state machine, driven against an in-memory fake chain with real
 //! regtest headers and blocks (proof of work ground by `testkit::assemble`).
 
+use super::link::Blame;
 use super::peers::Misbehaviour;
 use super::sync::*;
 use super::wire::{Request, Response, Status, MAX_HEADERS, PROTOCOL_VERSION};
 use crate::consensus::pow::{block_work, check_proof_of_work, next_bits, target_from_compact};
-use crate::consensus::{HeaderState, Network, Params};
-use crate::primitives::{Amount, Block, BlockHeader, Hash256};
+use crate::consensus::{ConsensusError, HeaderState, Network, Params};
+use crate::primitives::{Amount, Block, BlockHeader, DecodeError, Hash256};
 use crate::testkit;
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 
@@ -372,7 +373,7 @@ fn stalled_peer_is_penalised_and_replaced() {
     let acts = net.tick(now() + BLOCKS_TIMEOUT_MS + 1);
     let pens = penalties(&acts);
     assert_eq!(pens.len(), reqs.len(), "{acts:?}");
-    assert!(pens.iter().all(|(p, why)| *p == A && matches!(why, Misbehaviour::Stalled(_))), "{pens:?}");
+    assert!(pens.iter().all(|(p, why)| *p == A && matches!(why, Misbehaviour::Stalled { .. })), "{pens:?}");
     let again = get_blocks(&acts);
     assert!(again.iter().all(|r| r.0 == B), "{again:?}");
     assert_eq!(sorted(all_hashes(&reqs)), sorted(all_hashes(&again)));
@@ -445,7 +446,7 @@ fn bad_headers_are_penalised() {
     h2.prev = Hash256([9; 32]);
     assert!(testkit::mine(&mut h2, p));
     let (net, acts) = feed_headers(&bs, vec![bs[0].1.header, h2]);
-    assert!(matches!(penalties(&acts)[..], [(A, Misbehaviour::UnconnectedHeaders(_))]), "{acts:?}");
+    assert!(matches!(penalties(&acts)[..], [(A, Misbehaviour::UnconnectedHeaders { .. })]), "{acts:?}");
     assert!(!all_hashes(&get_blocks(&acts)).contains(&h2.hash()));
     assert!(net.m.pending_headers() <= 1);
     // Proof of work not met.
@@ -459,13 +460,13 @@ fn bad_headers_are_penalised() {
     assert!(testkit::mine(&mut h1b, p));
     for bad in [h1, h1b] {
         let (net, acts) = feed_headers(&bs, vec![bad]);
-        assert!(matches!(penalties(&acts)[..], [(A, Misbehaviour::InvalidHeaders(_))]), "{acts:?}");
+        assert!(matches!(penalties(&acts)[..], [(A, Misbehaviour::InvalidHeaders { .. })]), "{acts:?}");
         assert!(get_blocks(&acts).is_empty());
         assert_eq!(net.m.pending_headers(), 0);
     }
     // First header's parent unknown.
     let (net, acts) = feed_headers(&bs, headers(&bs[1..]));
-    assert!(matches!(penalties(&acts)[..], [(A, Misbehaviour::UnconnectedHeaders(_))]), "{acts:?}");
+    assert!(matches!(penalties(&acts)[..], [(A, Misbehaviour::UnconnectedHeaders { .. })]), "{acts:?}");
     assert_eq!(net.m.pending_headers(), 0);
     // Extending a block known invalid: not followed, but not penalised either (the verdict
     // may be our own invalidateblock).
@@ -495,7 +496,7 @@ fn unsolicited_and_duplicate_blocks_are_penalised_and_not_processed() {
     let acts = net.respond(peer, id, Response::Blocks(blocks));
     let pens = penalties(&acts);
     assert_eq!(pens.len(), 2, "{acts:?}");
-    assert!(pens.iter().all(|(p, why)| *p == A && matches!(why, Misbehaviour::Unsolicited(_))));
+    assert!(pens.iter().all(|(p, why)| *p == A && matches!(why, Misbehaviour::BlockNotAsked { .. })));
     let (done, _) = net.settle(acts);
     assert!(!done.contains(&stranger.hash()));
     assert_eq!(done, hs.clone(), "the asked blocks are still used");
@@ -504,13 +505,17 @@ fn unsolicited_and_duplicate_blocks_are_penalised_and_not_processed() {
 #[test]
 fn malformed_and_wrong_kind_answers_are_penalised() {
     let (mut net, bs, reqs) = headers_synced(40);
-    net.m.on_failure(A, reqs[0].1, Failure::Malformed("junk".into()), net.now, &net.chain);
+    let junk = DecodeError::TrailingBytes { what: "response", extra: 3 };
+    net.m.on_failure(A, reqs[0].1, Failure::Malformed(junk.clone()), net.now, &net.chain);
     let acts = net.m.drain();
-    assert_eq!(penalties(&acts), vec![(A, Misbehaviour::Malformed("junk".into()))]);
+    assert_eq!(penalties(&acts), vec![(A, Misbehaviour::Malformed { what: "sync response", error: junk })]);
     assert!(processes(&acts).is_empty());
     assert_eq!(all_hashes(&get_blocks(&acts)), reqs[0].2, "released and asked again");
     let acts = net.respond(A, reqs[1].1, Response::Headers(headers(&bs[..2])));
-    assert!(matches!(penalties(&acts)[..], [(A, Misbehaviour::Unsolicited(_))]), "{acts:?}");
+    assert!(
+        matches!(penalties(&acts)[..], [(A, Misbehaviour::WrongAnswer { asked: "blocks", got: "headers" })]),
+        "{acts:?}"
+    );
     assert!(processes(&acts).is_empty());
     assert_eq!(all_hashes(&get_blocks(&acts)), reqs[1].2, "released and asked again");
 }
@@ -539,13 +544,14 @@ fn invalid_block_penalises_its_sender_and_drops_descendants() {
         net.m.on_processed(*h, Ok(()), &net.chain);
     }
     net.chain.invalid.insert(bad);
-    net.m.on_processed(bad, Err((true, "bad coinbase".into())), &net.chain);
+    let why = Misbehaviour::InvalidBlock { hash: bad, error: ConsensusError::NoTransactions };
+    net.m.on_processed(bad, Err(Blame::Peer(why.clone())), &net.chain);
     let mut acts = net.m.drain();
-    assert!(matches!(penalties(&acts)[..], [(p, Misbehaviour::InvalidBlock(_))] if p == sender), "{acts:?}");
+    assert_eq!(penalties(&acts), vec![(sender, why)], "{acts:?}");
     assert_eq!(net.m.pending_headers(), 0, "descendants dropped");
     // The in-flight requests fail: nothing of the dead branch is asked again.
     for (p, id, _) in high {
-        net.m.on_failure(p, id, Failure::Other("closed".into()), net.now, &net.chain);
+        net.m.on_failure(p, id, Failure::Disconnected, net.now, &net.chain);
     }
     acts.extend(net.m.drain());
     assert!(get_blocks(&acts).is_empty(), "{acts:?}");

@@ -54,6 +54,15 @@ impl Topic {
         format!("quarry/{}/{kind}/1", network.name())
     }
 
+    /// What a message on this topic is called in penalties and logs.
+    pub fn gossip_name(self) -> &'static str {
+        match self {
+            Topic::Blocks => "gossiped block",
+            Topic::Transactions => "gossiped transaction",
+            Topic::CompactBlocks => "gossiped compact block",
+        }
+    }
+
     /// The topic with this name on this network, if any.
     pub fn parse(name: &str, network: Network) -> Option<Topic> {
         Topic::ALL.into_iter().find(|t| t.name(network) == name)
@@ -401,10 +410,7 @@ pub async fn read_frame<T: AsyncRead + Unpin + Send>(io: &mut T, max: usize) -> 
     io.read_exact(&mut len).await?;
     let len = u32::from_le_bytes(len) as usize;
     if len > max {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("frame of {len} bytes exceeds the limit of {max}"),
-        ));
+        return Err(bad_data(DecodeError::TooLarge { what: "sync frame", got: len, max }));
     }
     let mut buf = Vec::with_capacity(len.min(64 * 1024));
     (&mut *io).take(len as u64).read_to_end(&mut buf).await?;
@@ -433,6 +439,19 @@ pub struct SyncCodec {
 
 fn bad_data(e: DecodeError) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, e)
+}
+
+/// The decoding error behind a transport error of the sync protocol, if it is one: the
+/// codec reports every undecodable or oversized message as `InvalidData` wrapping a
+/// [`DecodeError`] (one that arrives unwrapped is described by its text).
+pub fn decode_failure(e: &io::Error) -> Option<DecodeError> {
+    if e.kind() != io::ErrorKind::InvalidData {
+        return None;
+    }
+    Some(match e.get_ref().and_then(|inner| inner.downcast_ref::<DecodeError>()) {
+        Some(d) => d.clone(),
+        None => DecodeError::Invalid { what: "sync message", detail: e.to_string() },
+    })
 }
 
 #[async_trait::async_trait]

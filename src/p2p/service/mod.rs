@@ -257,7 +257,7 @@ impl Service {
                 Action::Send { peer, id, request } => {
                     if !self.peers.contains_key(&peer) {
                         // Gone meanwhile: do not redial it, tell the machine.
-                        let failure = Failure::Other("peer disconnected".into());
+                        let failure = Failure::Disconnected;
                         self.sync_step(SyncEvent::Failure { peer, id, failure });
                         continue;
                     }
@@ -531,10 +531,12 @@ impl Service {
             }) => {
                 let failure = match &error {
                     OutboundFailure::Timeout => Failure::Timeout,
-                    OutboundFailure::Io(e) if e.kind() == std::io::ErrorKind::InvalidData => {
-                        Failure::Malformed(e.to_string())
-                    }
-                    other => Failure::Other(other.to_string()),
+                    OutboundFailure::Io(e) => match crate::p2p::wire::decode_failure(e) {
+                        Some(d) => Failure::Malformed(d),
+                        None => Failure::Io(e.kind()),
+                    },
+                    OutboundFailure::UnsupportedProtocols => Failure::Unsupported,
+                    _ => Failure::Disconnected,
                 };
                 if let Some((block, pending)) = self.txn_fetches.remove(&request_id) {
                     debug!(target: "p2p::gossip", %peer, %block, error = %error, "getblocktxn failed");
@@ -547,8 +549,8 @@ impl Service {
             }
             BehaviourEvent::Sync(request_response::Event::InboundFailure { peer, error, .. }) => {
                 if let request_response::InboundFailure::Io(e) = &error {
-                    if e.kind() == std::io::ErrorKind::InvalidData {
-                        self.penalise(peer, Misbehaviour::Malformed(format!("sync request: {e}")));
+                    if let Some(error) = crate::p2p::wire::decode_failure(e) {
+                        self.penalise(peer, Misbehaviour::Malformed { what: "sync request", error });
                     }
                 }
             }
@@ -613,7 +615,7 @@ impl Service {
             Ok(m) => m,
             Err(e) => {
                 report(self, MessageAcceptance::Reject);
-                self.penalise(source, Misbehaviour::Malformed(format!("{topic:?} gossip: {e}")));
+                self.penalise(source, Misbehaviour::Malformed { what: topic.gossip_name(), error: e });
                 return;
             }
         };
@@ -633,7 +635,7 @@ impl Service {
                     crate::consensus::pow::check_proof_of_work(&hash, header.bits, &params.pow_limit)
                 {
                     report(self, MessageAcceptance::Reject);
-                    self.penalise(source, Misbehaviour::InvalidBlock(format!("block {hash}: {e}")));
+                    self.penalise(source, Misbehaviour::InvalidBlock { hash, error: e });
                     return;
                 }
                 (true, self.validating_block_bytes, MAX_VALIDATING_BLOCK_BYTES)

@@ -10,7 +10,7 @@ impl<P: Copy + Ord + Eq + Hash + Debug> SyncMachine<P> {
         for block in blocks {
             let hash = block.hash();
             if !asked_set.contains(&hash) || !got.insert(hash) {
-                self.penalise(peer, Misbehaviour::Unsolicited(format!("block {hash} was not asked for")));
+                self.penalise(peer, Misbehaviour::BlockNotAsked { hash });
                 continue;
             }
             if let Some(p) = self.pending.get_mut(&hash) {
@@ -71,17 +71,13 @@ impl<P: Copy + Ord + Eq + Hash + Debug> SyncMachine<P> {
     }
 
     /// The chain's verdict on a block from [`Action::Process`]: `Ok` if stored (or already
-    /// had), `Err((peer_fault, message))` if refused.
-    pub fn on_processed(
-        &mut self,
-        hash: Hash256,
-        result: Result<(), (bool, String)>,
-        chain: &impl ChainView,
-    ) {
+    /// had), else whose fault the refusal is (a peer's misbehaviour costs whoever sent the
+    /// block, or announced it).
+    pub fn on_processed(&mut self, hash: Hash256, result: Result<(), Blame>, chain: &impl ChainView) {
         let Some(p) = self.remove_pending(&hash) else { return };
-        if let Err((fault, msg)) = result {
-            if let (true, Some(from)) = (fault, p.from.or(p.block.as_ref().map(|b| b.1))) {
-                self.penalise(from, Misbehaviour::InvalidBlock(format!("{hash}: {msg}")));
+        if let Err(blame) = result {
+            if let (Blame::Peer(why), Some(from)) = (blame, p.from.or(p.block.as_ref().map(|b| b.1))) {
+                self.penalise(from, why);
             }
             self.drop_descendants(hash);
         }

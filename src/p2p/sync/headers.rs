@@ -24,10 +24,7 @@ impl<P: Copy + Ord + Eq + Hash + Debug> SyncMachine<P> {
             return;
         };
         if headers.len() > MAX_HEADERS {
-            self.penalise(
-                peer,
-                Misbehaviour::Oversized(format!("{} headers, at most {MAX_HEADERS}", headers.len())),
-            );
+            self.penalise(peer, Misbehaviour::TooManyHeaders { got: headers.len(), max: MAX_HEADERS });
             return;
         }
         let start = self
@@ -46,8 +43,7 @@ impl<P: Copy + Ord + Eq + Hash + Debug> SyncMachine<P> {
                 // It answered our locator; we dropped that pending header meanwhile. Ask again.
                 return;
             }
-            let why =
-                Misbehaviour::UnconnectedHeaders(format!("first header's parent {} is unknown", first.prev));
+            let why = Misbehaviour::UnconnectedHeaders { hash: first.hash(), prev: first.prev };
             self.penalise(peer, why);
             return;
         };
@@ -63,12 +59,12 @@ impl<P: Copy + Ord + Eq + Hash + Debug> SyncMachine<P> {
                 Ok(s) => s,
                 // Too new for our clock: our problem as much as theirs; try again later.
                 Err(ConsensusError::TimeTooNew { .. }) => break,
-                Err(e @ ConsensusError::HeaderDoesNotLink { .. }) => {
-                    self.penalise(peer, Misbehaviour::UnconnectedHeaders(e.to_string()));
+                Err(ConsensusError::HeaderDoesNotLink { hash, prev, .. }) => {
+                    self.penalise(peer, Misbehaviour::UnconnectedHeaders { hash, prev });
                     return;
                 }
-                Err(e) => {
-                    self.penalise(peer, Misbehaviour::InvalidHeaders(format!("header {hash}: {e}")));
+                Err(error) => {
+                    self.penalise(peer, Misbehaviour::InvalidHeaders { hash, error });
                     return;
                 }
             };

@@ -15,11 +15,12 @@
 //! its timeout penalises the peer, which gets no new work for a while, and its blocks go to
 //! another peer. A gossiped block with an unknown parent makes us ask its sender for headers.
 
+use super::link::Blame;
 use super::peers::Misbehaviour;
 use super::wire::{Request, Response, Status, MAX_HEADERS, MAX_LOCATOR, PROTOCOL_VERSION};
 use crate::chain::Chain;
 use crate::consensus::{ConsensusError, HeaderState, Params};
-use crate::primitives::{Block, BlockHeader, Hash256, U256};
+use crate::primitives::{Block, BlockHeader, DecodeError, Hash256, U256};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt::Debug;
 use std::hash::Hash;
@@ -103,9 +104,13 @@ pub enum Failure {
     /// No answer in time (the transport's own timeout).
     Timeout,
     /// The answer did not decode or broke a limit: the peer's fault.
-    Malformed(String),
-    /// Connection closed, protocol not supported, our own error: nobody's fault.
-    Other(String),
+    Malformed(DecodeError),
+    /// The connection closed (or could not be opened) before the answer: nobody's fault.
+    Disconnected,
+    /// The peer does not speak the sync protocol: nobody's fault.
+    Unsupported,
+    /// Another transport error, of this kind: nobody's fault.
+    Io(std::io::ErrorKind),
 }
 
 /// An output of the machine.
@@ -126,6 +131,17 @@ enum Kind {
     Status,
     Headers,
     Blocks,
+}
+
+impl Kind {
+    /// The request's name in penalties and logs.
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Status => "status",
+            Kind::Headers => "headers",
+            Kind::Blocks => "blocks",
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -428,7 +444,7 @@ impl<P: Copy + Ord + Eq + Hash + Debug> SyncMachine<P> {
             (kind, other) => {
                 self.release(peer, kind, &req.hashes);
                 let got = super::wire::response_name(&other);
-                self.penalise(peer, Misbehaviour::Unsolicited(format!("asked for {kind:?}, got {got}")));
+                self.penalise(peer, Misbehaviour::WrongAnswer { asked: kind.name(), got });
             }
         }
         self.schedule(chain);
@@ -467,11 +483,13 @@ impl<P: Copy + Ord + Eq + Hash + Debug> SyncMachine<P> {
                 if let Some(p) = self.peers.get_mut(&peer) {
                     p.stalled_until = self.now_ms + STALL_COOLDOWN_MS;
                 }
-                let what = format!("request {id} ({:?}, {} blocks) unanswered", req.kind, req.hashes.len());
-                self.penalise(peer, Misbehaviour::Stalled(what));
+                let blocks = if req.kind == Kind::Blocks { req.hashes.len() } else { 0 };
+                self.penalise(peer, Misbehaviour::Stalled { request: id, asked: req.kind.name(), blocks });
             }
-            Failure::Malformed(e) => self.penalise(peer, Misbehaviour::Malformed(e)),
-            Failure::Other(_) => {}
+            Failure::Malformed(error) => {
+                self.penalise(peer, Misbehaviour::Malformed { what: "sync response", error })
+            }
+            Failure::Disconnected | Failure::Unsupported | Failure::Io(_) => {}
         }
     }
 
