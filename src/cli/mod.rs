@@ -225,7 +225,9 @@ pub(crate) fn parse_hashrate(s: &str) -> Result<f64, String> {
     };
     match digits.parse::<f64>() {
         Ok(v) if v.is_finite() && v > 0.0 => Ok(v * scale),
-        _ => Err(format!("{s:?} is not a hash rate: pass a positive number of hashes per second, e.g. 250000 or 250k")),
+        _ => Err(format!(
+            "{s:?} is not a hash rate: pass a positive number of hashes per second, e.g. 250000 or 250k"
+        )),
     }
 }
 

@@ -432,3 +432,28 @@ pub fn mine_blocks<T: MiningTarget>(
     miner.clear();
     Ok(mined)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pacer_books_hashes_at_its_rate_and_does_not_make_up_idle_time() {
+        let start = Instant::now();
+        let mut p = Pacer::new(1_000.0);
+        // Chunks of about 10 ms of hashes, at least one, at most the kernel's chunk.
+        assert_eq!((p.chunk(1 << 17), p.chunk(4)), (10, 4));
+        assert_eq!(Pacer::new(0.5).chunk(1 << 17), 1);
+        for _ in 0..5 {
+            p.pace(10);
+        }
+        // Five chunks of 10 ms: the fifth may start only after the first four are due.
+        assert!(start.elapsed() >= Duration::from_millis(40), "{:?}", start.elapsed());
+        assert!(p.next >= start + Duration::from_millis(50));
+        // After an idle spell the schedule restarts from now instead of bursting.
+        p.next = Instant::now() - Duration::from_secs(5);
+        let before = Instant::now();
+        p.pace(10);
+        assert!(p.next >= before + Duration::from_millis(10));
+    }
+}

@@ -12,7 +12,7 @@
 //! `process_block` (the chain stores and maybe reorganises to it), then announce it. A restart
 //! forgets the withheld blocks (they are lost, as if abandoned).
 
-use super::api::{AttackView, NodeError, StrategyInfo};
+use super::api::{AttackView, DoubleSpendStart, NodeError, StrategyInfo};
 use super::core::Core;
 use crate::chain::ChainEvent;
 use crate::clock::unix_secs;
@@ -124,7 +124,12 @@ pub(super) struct Adversary {
 
 impl Adversary {
     /// The state for `strategy`; a selfish miner starts on `tip`.
-    pub(super) fn new(strategy: MiningStrategy, hashrate: Option<f64>, tip: Hash256, height: u32) -> Adversary {
+    pub(super) fn new(
+        strategy: MiningStrategy,
+        hashrate: Option<f64>,
+        tip: Hash256,
+        height: u32,
+    ) -> Adversary {
         let active = (strategy == MiningStrategy::Selfish).then(|| Active::selfish(tip, height));
         Adversary {
             strategy,
@@ -230,7 +235,9 @@ impl Core {
                     self.announce_block(&copy);
                     self.adv.stats.published += 1;
                 }
-                Err(e) => warn!(target: "miner", %hash, error = %e, "a withheld block was refused on release"),
+                Err(e) => {
+                    warn!(target: "miner", %hash, error = %e, "a withheld block was refused on release")
+                }
             }
         }
         if let Decision::GiveUp { abandoned, .. } = decision {
@@ -246,7 +253,8 @@ impl Core {
                 info!(target: "miner", outcome = view.outcome, private = view.private_len, public = view.public_len, "double-spend attempt ended");
                 self.adv.last_attack = Some(view);
                 let tip = self.chain.tip();
-                next = (self.adv.strategy == MiningStrategy::Selfish).then(|| Active::selfish(tip.hash, tip.height));
+                next = (self.adv.strategy == MiningStrategy::Selfish)
+                    .then(|| Active::selfish(tip.hash, tip.height));
             }
         }
         if let Some(a) = &mut next {
@@ -321,7 +329,15 @@ impl Core {
         let mut t = BlockTemplate::coinbase_only(&ctx, lock.clone());
         if let Some(tx) = conflict {
             // The conflicting spend's fee is left out of the coinbase (it may not exceed it).
-            t = BlockTemplate::new(t.prev, t.height, t.time, t.bits, t.coinbase_lock, t.coinbase_value, vec![tx.clone()]);
+            t = BlockTemplate::new(
+                t.prev,
+                t.height,
+                t.time,
+                t.bits,
+                t.coinbase_lock,
+                t.coinbase_value,
+                vec![tx.clone()],
+            );
         }
         Some(Some(t))
     }
@@ -330,13 +346,8 @@ impl Core {
     /// reversed by `conflict`, which spends one of its inputs; the miner turns to a private
     /// branch from the tip holding `conflict`, published once strictly longer after the
     /// merchant's `confirmations`, abandoned `max_deficit` blocks behind.
-    pub(super) fn start_double_spend(
-        &mut self,
-        payment: Hash256,
-        conflict: Transaction,
-        confirmations: u32,
-        max_deficit: u32,
-    ) -> Result<AttackView, NodeError> {
+    pub(super) fn start_double_spend(&mut self, start: DoubleSpendStart) -> Result<AttackView, NodeError> {
+        let DoubleSpendStart { payment, conflict, confirmations, max_deficit } = start;
         let refuse = |why: String| Err(NodeError::Miner(why));
         if self.miner.is_none() {
             return refuse("a double spend needs the continuous miner: start the node with --mine".into());
@@ -357,8 +368,12 @@ impl Core {
             return refuse(format!("payment {payment} is not in this node's mempool: send it first"));
         };
         let conflict_id = conflict.txid();
-        if conflict_id == payment || !conflict.inputs.iter().any(|i| paid.inputs.iter().any(|p| p.prevout == i.prevout)) {
-            return refuse(format!("transaction {conflict_id} does not spend any input of payment {payment}"));
+        if conflict_id == payment
+            || !conflict.inputs.iter().any(|i| paid.inputs.iter().any(|p| p.prevout == i.prevout))
+        {
+            return refuse(format!(
+                "transaction {conflict_id} does not spend any input of payment {payment}"
+            ));
         }
         let mut spent = Vec::with_capacity(conflict.inputs.len());
         for input in &conflict.inputs {
@@ -382,8 +397,11 @@ impl Core {
         };
         let view = attack.view();
         info!(target: "miner", %payment, conflict = %conflict_id, fork = %tip.hash, confirmations, max_deficit, "double-spend attempt started");
-        self.adv.active =
-            Some(Active { plan: Plan::DoubleSpend(Box::new(attack)), withheld: HashMap::new(), mine_on: tip.hash });
+        self.adv.active = Some(Active {
+            plan: Plan::DoubleSpend(Box::new(attack)),
+            withheld: HashMap::new(),
+            mine_on: tip.hash,
+        });
         self.refresh_template();
         Ok(view)
     }
@@ -393,7 +411,10 @@ impl Core {
         let a = &self.adv;
         let (strategy, attack) = match &a.active {
             Some(Active { plan: Plan::DoubleSpend(x), .. }) => ("double-spend", Some(x.view())),
-            _ => (if a.strategy == MiningStrategy::Selfish { "selfish" } else { "honest" }, a.last_attack.clone()),
+            _ => (
+                if a.strategy == MiningStrategy::Selfish { "selfish" } else { "honest" },
+                a.last_attack.clone(),
+            ),
         };
         StrategyInfo {
             strategy,

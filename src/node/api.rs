@@ -322,6 +322,18 @@ pub struct TemplateView {
     pub mark: TemplateMark,
 }
 
+/// What `startdoublespend` asks for (see [`NodeHandle::start_double_spend`]).
+pub(crate) struct DoubleSpendStart {
+    /// The payment to reverse (in the mempool).
+    pub payment: Hash256,
+    /// The spend of one of its inputs for the private branch.
+    pub conflict: Transaction,
+    /// Public blocks the merchant waits for.
+    pub confirmations: u32,
+    /// Blocks behind at which to give up.
+    pub max_deficit: u32,
+}
+
 /// A request to the core. `Verified` carries results from the verifier pool (internal: no
 /// API user sends it).
 pub(crate) enum Request {
@@ -337,13 +349,7 @@ pub(crate) enum Request {
     MempoolTxids(Reply<Vec<Hash256>>),
     MiningInfo(Reply<MiningInfo>),
     StrategyInfo(Reply<StrategyInfo>),
-    StartDoubleSpend {
-        payment: Hash256,
-        conflict: Transaction,
-        confirmations: u32,
-        max_deficit: u32,
-        reply: Reply<Result<AttackView, NodeError>>,
-    },
+    StartDoubleSpend { start: DoubleSpendStart, reply: Reply<Result<AttackView, NodeError>> },
     Generate { n: u32, lock: Script, reply: Reply<Result<Vec<Hash256>, NodeError>> },
     TxOut { outpoint: OutPoint, include_mempool: bool, reply: Reply<Result<Option<TxOutView>, NodeError>> },
     UtxoSetInfo(Reply<Result<UtxoSetInfo, NodeError>>),
@@ -451,7 +457,8 @@ impl NodeHandle {
         confirmations: u32,
         max_deficit: u32,
     ) -> Result<AttackView, NodeError> {
-        self.ask(|reply| Request::StartDoubleSpend { payment, conflict, confirmations, max_deficit, reply }).await?
+        let start = DoubleSpendStart { payment, conflict, confirmations, max_deficit };
+        self.ask(|reply| Request::StartDoubleSpend { start, reply }).await?
     }
 
     /// Mines `n` blocks paying `lock`. The core mines them one at a time between other

@@ -20,8 +20,9 @@ pub mod tipmark;
 mod verify;
 
 pub use self::api::{
-    AddressCoin, AttackView, BlockView, ChainInfo, ChainTipView, HeaderView, MiningInfo, NodeError, NodeHandle,
-    StrategyInfo, SubmitOutcome, TemplateMark, TemplateView, TxLocation, TxOutView, TxView, UtxoSetInfo,
+    AddressCoin, AttackView, BlockView, ChainInfo, ChainTipView, HeaderView, MiningInfo, NodeError,
+    NodeHandle, StrategyInfo, SubmitOutcome, TemplateMark, TemplateView, TxLocation, TxOutView, TxView,
+    UtxoSetInfo,
 };
-pub use crate::miner::MiningStrategy;
 pub use self::core::{CoreConfig, CoreNet, Lifecycle, MiningConfig, NetLink, Started};
+pub use crate::miner::MiningStrategy;

@@ -23,7 +23,17 @@ fn a_selfish_miner_withholds_until_the_network_catches_up_then_releases() {
         &dir.path().join("s"),
         "regtest",
         Some(free_port()),
-        &["--mine", "--miner-address", &selfish_addr, "--strategy", "selfish", "--mine-hashrate", "2", "--mine-threads", "1"],
+        &[
+            "--mine",
+            "--miner-address",
+            &selfish_addr,
+            "--strategy",
+            "selfish",
+            "--mine-hashrate",
+            "2",
+            "--mine-threads",
+            "1",
+        ],
     );
     let h = start(&dir.path().join("h"), &[s.p2p_addr()]);
     wait_for(30, "h connected to s", || connected(&h, 1));
@@ -66,7 +76,15 @@ fn a_selfish_miner_withholds_until_the_network_catches_up_then_releases() {
 fn double_spend_and_strategy_refusals_say_what_to_do() {
     let dir = tempfile::tempdir().unwrap();
     // --strategy without --mine.
-    let out = common::quarry(&["node", "--network", "regtest", "--datadir", dir.path().join("x").to_str().unwrap(), "--strategy", "selfish"]);
+    let out = common::quarry(&[
+        "node",
+        "--network",
+        "regtest",
+        "--datadir",
+        dir.path().join("x").to_str().unwrap(),
+        "--strategy",
+        "selfish",
+    ]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("pass --mine too"));
     let out = common::quarry(&["node", "--network", "regtest", "--mine-hashrate", "fast"]);

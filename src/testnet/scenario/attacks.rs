@@ -41,13 +41,14 @@ impl Runner {
         for h in self.start_height + 1..=tip {
             let hash = t.ask(via, |c| c.wait(c.getblockhash(h as i64)))?;
             let block = t.ask(via, |c| c.wait(c.getblock(hash.to_string(), Some(2u8.into()))))?;
-            let GetBlock::Full(b) = block else { bail!("node {via}: getblock 2 did not answer full transactions") };
-            let payee = b
-                .tx
-                .first()
-                .and_then(|cb| cb.vout.first())
-                .and_then(|o| o.script_pubkey.address.clone())
-                .unwrap_or_default();
+            let GetBlock::Full(b) = block else {
+                bail!("node {via}: getblock 2 did not answer full transactions")
+            };
+            let payee =
+                b.tx.first()
+                    .and_then(|cb| cb.vout.first())
+                    .and_then(|o| o.script_pubkey.address.clone())
+                    .unwrap_or_default();
             let who = owner.get(&payee).cloned().unwrap_or_else(|| "other".into());
             *counts.entry(who).or_default() += 1;
         }
@@ -74,15 +75,23 @@ impl Runner {
         if shares.total == 0 {
             bail!("no block above height {} on {via}", self.start_height);
         }
-        let hashrate: BTreeMap<String, f64> =
-            self.t.state.nodes.iter().filter(|n| n.mine).filter_map(|n| Some((n.name.clone(), n.hashrate?))).collect();
+        let hashrate: BTreeMap<String, f64> = self
+            .t
+            .state
+            .nodes
+            .iter()
+            .filter(|n| n.mine)
+            .filter_map(|n| Some((n.name.clone(), n.hashrate?)))
+            .collect();
         let total_rate: f64 = hashrate.values().sum();
         let mut parts = Vec::new();
         for (n, c) in &shares.by_miner {
             let share = *c as f64 / shares.total as f64;
             let hash_share = hashrate.get(n).filter(|_| total_rate > 0.0).map(|h| h / total_rate);
             parts.push(match hash_share {
-                Some(hs) => format!("{n} {c} ({:.1}% of blocks, {:.1}% of hashes)", 100.0 * share, 100.0 * hs),
+                Some(hs) => {
+                    format!("{n} {c} ({:.1}% of blocks, {:.1}% of hashes)", 100.0 * share, 100.0 * hs)
+                }
                 None => format!("{n} {c} ({:.1}%)", 100.0 * share),
             });
         }
@@ -90,7 +99,8 @@ impl Runner {
         let mut deepest = 0u64;
         for n in self.t.running() {
             let tips = self.t.ask(&n, |c| c.wait(c.getchaintips()))?;
-            let d = tips.iter().filter(|x| x.status == TipStatus::ValidFork).map(|x| x.branchlen as u64).max();
+            let d =
+                tips.iter().filter(|x| x.status == TipStatus::ValidFork).map(|x| x.branchlen as u64).max();
             deepest = deepest.max(d.unwrap_or(0));
         }
         let note = format!(
@@ -143,7 +153,8 @@ impl Runner {
                 outputs,
                 lock_time: 0,
             };
-            ops::sign_p2pkh_inputs(&wallet, &mut tx, std::slice::from_ref(&coin.out)).map_err(|e| anyhow!("{e}"))?;
+            ops::sign_p2pkh_inputs(&wallet, &mut tx, std::slice::from_ref(&coin.out))
+                .map_err(|e| anyhow!("{e}"))?;
             Ok(tx)
         };
         let change = coin.out.value.checked_sub(amount)?.checked_sub(fee)?;
@@ -157,14 +168,25 @@ impl Runner {
         self.labels.insert(format!("{label}.pay"), txid.to_string());
         self.labels.insert(format!("{label}.conflict"), conflict.txid().to_string());
         let info = rpc
-            .wait(rpc.startdoublespend(txid.to_string(), hex::encode(conflict.encode()), confirmations, max_deficit))
+            .wait(rpc.startdoublespend(
+                txid.to_string(),
+                hex::encode(conflict.encode()),
+                confirmations,
+                max_deficit,
+            ))
             .with_context(|| format!("node {attacker}: startdoublespend"))?;
         Ok(info)
     }
 
     /// Waits until the attacker's attempt ends, then until every running node shares a tip,
     /// and reads whether the merchant's node lost the payment.
-    pub(super) fn finish_attack(&mut self, attacker: &str, victim: &str, label: &str, timeout: Duration) -> Result<Trial> {
+    pub(super) fn finish_attack(
+        &mut self,
+        attacker: &str,
+        victim: &str,
+        label: &str,
+        timeout: Duration,
+    ) -> Result<Trial> {
         let started = Instant::now();
         let mut last = None;
         self.t.wait_until(&format!("{attacker}'s double spend to end"), timeout, |t| {

@@ -91,4 +91,3 @@ pub(super) fn stale_blocks(t: &mut Testnet, since: u64) -> Result<(u64, u64)> {
     let stale = stale.len() as u64;
     Ok((stale, stale + height.saturating_sub(since)))
 }
-

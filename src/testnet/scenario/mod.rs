@@ -14,11 +14,11 @@ mod attacks;
 mod links;
 mod steps;
 
-use super::hosts::Hosts;
-use super::links::ParamChange;
 use self::links::{chosen_links, cross_pairs, stale_blocks};
 pub use self::steps::Step;
 use self::steps::{describe, step_nodes};
+use super::hosts::Hosts;
+use super::links::ParamChange;
 use super::topology::Topology;
 use super::{Testnet, UpOptions};
 use crate::primitives::{Amount, Hash256, Transaction, TxIn, TxOut};
@@ -577,7 +577,8 @@ impl Runner {
             }
             Step::BlockShare { via, node, min, max } => self.block_share_step(via, node, *min, *max),
             Step::DoubleSpendAttack { attacker, victim, amount, confirmations, max_deficit, label } => {
-                let info = self.start_attack(attacker, victim, amount, *confirmations, *max_deficit, label)?;
+                let info =
+                    self.start_attack(attacker, victim, amount, *confirmations, *max_deficit, label)?;
                 Ok(format!("(payment {}, fork at height {})", info.payment, info.fork_height))
             }
             Step::WaitAttack { attacker, victim, label, expect, timeout } => {
@@ -613,7 +614,11 @@ impl Runner {
                 }
                 let note = format!("({reversed} of {trials} payments reversed)");
                 if min_reversed.is_some_and(|m| reversed < m) || max_reversed.is_some_and(|m| reversed > m) {
-                    bail!("{note}: expected {} to {}", min_reversed.unwrap_or(0), max_reversed.unwrap_or(*trials));
+                    bail!(
+                        "{note}: expected {} to {}",
+                        min_reversed.unwrap_or(0),
+                        max_reversed.unwrap_or(*trials)
+                    );
                 }
                 Ok(note)
             }
@@ -667,7 +672,8 @@ mod tests {
         }
         assert!(n >= 13, "{n} scenarios");
         // The attack steps name their nodes too.
-        let e = scenario("[[step]]\ndo = \"wait-attack\"\nattacker = \"a\"\nvictim = \"z\"\nlabel = \"x\"\n").unwrap_err();
+        let e = scenario("[[step]]\ndo = \"wait-attack\"\nattacker = \"a\"\nvictim = \"z\"\nlabel = \"x\"\n")
+            .unwrap_err();
         assert!(format!("{e:#}").contains("\"z\""), "{e:#}");
         // A selfish strategy needs a miner.
         let e = Scenario::parse("name = \"t\"\n[topology]\n[[topology.node]]\nname = \"a\"\nstrategy = \"selfish\"\n[[step]]\ndo = \"heal\"\n").unwrap_err();

@@ -97,7 +97,13 @@ pub enum Step {
     /// Wait until `attacker`'s attempt labelled `label` ends and the nodes agree; print how it
     /// went; with `expect` (`reversed` or `confirmed`), fail on the other outcome for the
     /// payment on `victim`.
-    WaitAttack { attacker: String, victim: String, label: String, expect: Option<String>, timeout: Option<u64> },
+    WaitAttack {
+        attacker: String,
+        victim: String,
+        label: String,
+        expect: Option<String>,
+        timeout: Option<u64>,
+    },
     /// `trials` attempts in a row as `double-spend-attack` + `wait-attack` (labels
     /// `LABEL1`, `LABEL2`, ...), then the count of payments reversed; fails outside
     /// [`min_reversed`, `max_reversed`].
@@ -120,7 +126,6 @@ pub enum Step {
     AssertTipsDiffer { nodes: [String; 2] },
 }
 
-
 fn some_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
@@ -133,7 +138,6 @@ fn some_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<f64>, D:
         Num::F(f) => f,
     }))
 }
-
 
 /// The node names a step refers to.
 pub(super) fn step_nodes(step: &Step) -> Vec<&String> {
@@ -254,4 +258,3 @@ fn which_links(links: &Option<Vec<[String; 2]>>, groups: &Option<Vec<Vec<String>
         (None, None) => "every link".into(),
     }
 }
-
