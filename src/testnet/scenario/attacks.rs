@@ -18,6 +18,8 @@ pub(super) struct Shares {
     pub by_miner: Vec<(String, u64)>,
     /// Blocks counted.
     pub total: u64,
+    /// The miner of each block counted, lowest height first.
+    pub sequence: Vec<String>,
 }
 
 /// A double-spend attempt that ended, with what the merchant's node holds afterwards.
@@ -27,7 +29,55 @@ pub(super) struct Trial {
     pub seconds: f64,
 }
 
+/// Each miner's share of the blocks so far against the block count (solid), its hash share
+/// (dashed), and for a selfish miner Eyal-Sirer's prediction at gamma = 0 (dashed).
+fn share_chart(shares: &Shares, hashrate: &BTreeMap<String, f64>, total: f64, selfish: &[String]) -> String {
+    use crate::plot::{Chart, Series};
+    let n = shares.sequence.len() as f64;
+    let mut series = Vec::new();
+    for (miner, _) in &shares.by_miner {
+        let mut mined = 0u64;
+        let points = shares
+            .sequence
+            .iter()
+            .enumerate()
+            .map(|(i, m)| {
+                mined += (m == miner) as u64;
+                ((i + 1) as f64, mined as f64 / (i + 1) as f64)
+            })
+            .collect();
+        series.push(Series::line(format!("{miner}: block share"), points));
+        if let Some(h) = hashrate.get(miner).filter(|_| total > 0.0) {
+            let a = h / total;
+            series.push(Series {
+                dashed: true,
+                ..Series::line(format!("{miner}: hash share"), vec![(1.0, a), (n, a)])
+            });
+            if selfish.contains(miner) {
+                let r = crate::sim::theory::selfish_revenue(a, 0.0);
+                series.push(Series {
+                    dashed: true,
+                    ..Series::line(format!("{miner}: Eyal-Sirer g=0"), vec![(1.0, r), (n, r)])
+                });
+            }
+        }
+    }
+    Chart {
+        title: format!("block share per miner over {} blocks of the active chain", shares.total),
+        x_label: "blocks since the steps began".into(),
+        y_label: "share of the blocks so far".into(),
+        series,
+        y_from_zero: true,
+    }
+    .to_svg()
+}
+
 impl Runner {
+    /// Nodes whose miner runs `strategy = "selfish"`.
+    fn selfish_nodes(&self) -> Vec<String> {
+        self.t.state.nodes.iter().filter(|n| !n.strategy.is_honest()).map(|n| n.name.clone()).collect()
+    }
+
     /// Who mined the active chain of `via` above the start height: each block's coinbase
     /// pays the address its node's miner was given (the wallet's first address).
     pub(super) fn block_shares(&mut self, via: &str) -> Result<Shares> {
@@ -38,6 +88,7 @@ impl Runner {
         }
         let tip = t.ask(via, |c| c.wait(c.getblockcount()))? as u64;
         let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+        let mut sequence = Vec::new();
         for h in self.start_height + 1..=tip {
             let hash = t.ask(via, |c| c.wait(c.getblockhash(h as i64)))?;
             let block = t.ask(via, |c| c.wait(c.getblock(hash.to_string(), Some(2u8.into()))))?;
@@ -50,12 +101,13 @@ impl Runner {
                     .and_then(|o| o.script_pubkey.address.clone())
                     .unwrap_or_default();
             let who = owner.get(&payee).cloned().unwrap_or_else(|| "other".into());
-            *counts.entry(who).or_default() += 1;
+            *counts.entry(who.clone()).or_default() += 1;
+            sequence.push(who);
         }
         let mut by_miner: Vec<(String, u64)> =
             t.names().into_iter().filter_map(|n| counts.remove(&n).map(|c| (n, c))).collect();
         by_miner.extend(counts);
-        Ok(Shares { total: by_miner.iter().map(|(_, c)| c).sum(), by_miner })
+        Ok(Shares { total: by_miner.iter().map(|(_, c)| c).sum(), by_miner, sequence })
     }
 
     /// The `block-share` step: shares beside hash shares (from the topology's `hashrate`),
@@ -66,6 +118,7 @@ impl Runner {
         node: &Option<String>,
         min: Option<f64>,
         max: Option<f64>,
+        chart: &Option<String>,
     ) -> Result<String> {
         let via = match via {
             Some(v) => v.clone(),
@@ -94,6 +147,10 @@ impl Runner {
                 }
                 None => format!("{n} {c} ({:.1}%)", 100.0 * share),
             });
+        }
+        if let Some(path) = chart {
+            let svg = share_chart(&shares, &hashrate, total_rate, &self.selfish_nodes());
+            std::fs::write(path, svg).with_context(|| format!("writing the chart {path}"))?;
         }
         let (stale, mined) = super::links::stale_blocks(&mut self.t, self.start_height)?;
         let mut deepest = 0u64;
@@ -229,4 +286,25 @@ pub(super) fn trial_note(t: &Trial) -> String {
         t.seconds,
         if t.reversed { "reversed" } else { "stays confirmed" }
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_share_chart_draws_running_shares_beside_hash_shares_and_the_prediction() {
+        let seq: Vec<String> = ["s", "h", "s", "s"].iter().map(|x| x.to_string()).collect();
+        let shares = Shares { by_miner: vec![("h".into(), 1), ("s".into(), 3)], total: 4, sequence: seq };
+        let rates = BTreeMap::from([("h".to_string(), 6.0), ("s".to_string(), 4.0)]);
+        let svg = share_chart(&shares, &rates, 10.0, &["s".to_string()]);
+        assert!(svg.starts_with("<svg") || svg.contains("<svg"), "{svg}");
+        for label in
+            ["h: block share", "s: block share", "s: hash share", "s: Eyal-Sirer g=0", "over 4 blocks"]
+        {
+            assert!(svg.contains(label), "{label} missing");
+        }
+        // Only the selfish miner gets a prediction.
+        assert!(!svg.contains("h: Eyal-Sirer"));
+    }
 }

@@ -575,7 +575,9 @@ impl Runner {
                 })?;
                 Ok(format!("(height {target})"))
             }
-            Step::BlockShare { via, node, min, max } => self.block_share_step(via, node, *min, *max),
+            Step::BlockShare { via, node, min, max, chart } => {
+                self.block_share_step(via, node, *min, *max, chart)
+            }
             Step::DoubleSpendAttack { attacker, victim, amount, confirmations, max_deficit, label } => {
                 let info =
                     self.start_attack(attacker, victim, amount, *confirmations, *max_deficit, label)?;

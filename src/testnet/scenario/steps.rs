@@ -80,8 +80,15 @@ pub enum Step {
     /// The active chain of `via` (default: the first running node) above the height the steps
     /// began at, by miner (coinbase payee), beside each miner's share of the topology's
     /// `hashrate`; the stale rate and the deepest abandoned branch. With `node`, fails when its
-    /// block share is outside [`min`, `max`].
-    BlockShare { via: Option<String>, node: Option<String>, min: Option<f64>, max: Option<f64> },
+    /// block share is outside [`min`, `max`]. With `chart`, writes each miner's running share
+    /// (beside its hash share and, for a selfish miner, Eyal-Sirer's prediction) as SVG there.
+    BlockShare {
+        via: Option<String>,
+        node: Option<String>,
+        min: Option<f64>,
+        max: Option<f64>,
+        chart: Option<String>,
+    },
     /// `attacker` pays `amount` coins to `victim`'s wallet (`LABEL.pay`) and its node starts
     /// a double-spend attempt (`startdoublespend`) with a spend of the same coin back to itself
     /// (`LABEL.conflict`): published once strictly longer after `confirmations`, given up at
