@@ -47,6 +47,10 @@ pub struct NodeConfig {
     pub mine_to: Option<String>,
     /// Miner threads (also used by generatetoaddress).
     pub mine_threads: usize,
+    /// Most hashes per second of the continuous miner (`--mine-hashrate`).
+    pub mine_hashrate: Option<f64>,
+    /// How the continuous miner publishes (`--strategy`).
+    pub strategy: crate::node::MiningStrategy,
     /// Peer-to-peer settings (None: no networking).
     pub p2p: Option<crate::p2p::P2pConfig>,
     /// How our own blocks are announced (`--relay`).
@@ -77,7 +81,12 @@ pub fn run(config: NodeConfig) -> Result<()> {
         Some(a) => {
             let addr = Address::decode(a, config.network.address_hrp())
                 .map_err(|e| anyhow::anyhow!("--miner-address {a}: {e}"))?;
-            Some(MiningConfig { lock: address_lock(&addr), threads: config.mine_threads })
+            Some(MiningConfig {
+                lock: address_lock(&addr),
+                threads: config.mine_threads,
+                hashrate: config.mine_hashrate,
+                strategy: config.strategy,
+            })
         }
     };
     if config.mine_threads > crate::miner::Miner::MAX_THREADS {

@@ -474,3 +474,6 @@ fn bench_p2p_smoke() {
 
 #[path = "p2p/compact.rs"]
 mod compact;
+
+#[path = "p2p/adversary.rs"]
+mod adversary;

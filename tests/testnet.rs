@@ -117,9 +117,15 @@ fn clean_deletes_only_what_the_testnet_made() {
 }
 
 fn scenario(name: &str) {
+    scenario_out(name);
+}
+
+/// Runs a shipped scenario; its output.
+fn scenario_out(name: &str) -> String {
     let path = format!("{}/testnet/scenarios/{name}.toml", env!("CARGO_MANIFEST_DIR"));
     let out = ok(&quarry(&["testnet", "scenario", &path]));
     assert!(out.contains(&format!("scenario {name} passed")), "{out}");
+    out
 }
 
 #[test]
@@ -140,6 +146,33 @@ fn scenario_crash_and_recover() {
 #[test]
 fn scenario_late_joiner() {
     scenario("late-joiner");
+}
+
+/// A selfish miner (40%) withholds and races; the figures are printed.
+#[test]
+fn scenario_selfish_miner() {
+    let out = scenario_out("selfish-miner");
+    assert!(out.contains("% of hashes") && out.contains("stale"), "{out}");
+}
+
+/// q = 0.7: the attacker's branch always overtakes, the merchant's payment is reversed.
+#[test]
+fn scenario_majority_double_spend() {
+    let out = scenario_out("majority-double-spend");
+    assert!(out.contains("succeeded") && out.contains("payment reversed"), "{out}");
+}
+
+/// q = 0.2, z = 3: the payment stays confirmed in most of three trials.
+#[test]
+fn scenario_minority_double_spend() {
+    let out = scenario_out("minority-double-spend");
+    assert!(out.contains("trial 3:") && out.contains("payments reversed"), "{out}");
+}
+
+/// An eclipsed node follows the attacker's chain until one honest link appears.
+#[test]
+fn scenario_eclipse() {
+    scenario("eclipse");
 }
 
 /// A scenario whose assertion is wrong fails, names the step, and stops its nodes.

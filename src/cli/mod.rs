@@ -198,6 +198,36 @@ pub struct MiningArgs {
     /// Mining threads, also used by generatetoaddress [default: the number of CPUs].
     #[arg(long)]
     pub mine_threads: Option<usize>,
+    /// Most hashes per second of the continuous miner, over all its threads (e.g. 500000,
+    /// 500k, 2M); set it well below the machine's speed and hash shares between nodes are
+    /// exact on a shared machine [default: no limit].
+    #[arg(long, value_name = "H/S", value_parser = parse_hashrate)]
+    pub mine_hashrate: Option<f64>,
+    /// How the continuous miner publishes: honest (every block at once) or selfish
+    /// (Eyal-Sirer: withhold, race a tie, release when the lead of two is cut to one)
+    /// [default: honest].
+    #[arg(long, value_enum)]
+    pub strategy: Option<crate::node::MiningStrategy>,
+}
+
+/// A hash rate: a positive number, optionally ending in k, M or G.
+pub(crate) fn parse_hashrate(s: &str) -> Result<f64, String> {
+    let (digits, scale) = match s.trim().strip_suffix(['k', 'K']) {
+        Some(d) => (d, 1e3),
+        None => match s.trim().strip_suffix('M') {
+            Some(d) => (d, 1e6),
+            None => match s.trim().strip_suffix('G') {
+                Some(d) => (d, 1e9),
+                None => (s.trim(), 1.0),
+            },
+        },
+    };
+    match digits.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v * scale),
+        _ => Err(format!(
+            "{s:?} is not a hash rate: pass a positive number of hashes per second, e.g. 250000 or 250k"
+        )),
+    }
 }
 
 /// `quarry key ...`

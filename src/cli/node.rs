@@ -18,6 +18,8 @@ pub(crate) struct ConfigFile {
     mine: Option<bool>,
     miner_address: Option<String>,
     mine_threads: Option<usize>,
+    mine_hashrate: Option<f64>,
+    strategy: Option<crate::node::MiningStrategy>,
     listen: Option<Vec<String>>,
     p2p_port: Option<u16>,
     bootnodes: Option<Vec<String>>,
@@ -77,6 +79,13 @@ pub(super) fn run_node(args: NodeArgs) -> Result<()> {
     let address = args.mining.miner_address.or(file.miner_address);
     if mine && address.is_none() {
         bail!("--mine needs --miner-address ADDRESS (an address of network {network})");
+    }
+    let strategy = args.mining.strategy.or(file.strategy).unwrap_or_default();
+    if strategy != crate::node::MiningStrategy::Honest && !mine {
+        bail!("--strategy {strategy:?} decides what the continuous miner publishes: pass --mine too");
+    }
+    if let Some(h) = file.mine_hashrate.filter(|h| !(h.is_finite() && *h > 0.0)) {
+        bail!("quarry.toml mine_hashrate = {h}: pass a positive number of hashes per second");
     }
     let mine_threads = args.mining.mine_threads.or(file.mine_threads).unwrap_or_else(default_threads).max(1);
     let no_p2p = args.p2p.no_p2p || file.no_p2p.unwrap_or(false);
@@ -143,6 +152,8 @@ pub(super) fn run_node(args: NodeArgs) -> Result<()> {
         min_free_mb: args.min_free_mb,
         mine_to: if mine { address } else { None },
         mine_threads,
+        mine_hashrate: args.mining.mine_hashrate.or(file.mine_hashrate),
+        strategy,
         p2p,
         relay: args.p2p.relay.or(file.relay).unwrap_or_default(),
         http_bind: args.observe.http,
@@ -161,12 +172,13 @@ mod tests {
         std::fs::write(
             &path,
             "rpc_bind = \"127.0.0.1:1\"\nrpc_user = \"u\"\nrpc_password = \"p\"\nrpc_server_timeout = 5\n\
-             mine = false\nminer_address = \"x\"\nmine_threads = 1\nlisten = []\np2p_port = 2\nbootnodes = []\n\
+             mine = false\nminer_address = \"x\"\nmine_threads = 1\nmine_hashrate = 1000.0\nstrategy = \"selfish\"\nlisten = []\np2p_port = 2\nbootnodes = []\n\
              mdns = false\nmax_peers = 8\nno_p2p = true\n",
         )
         .unwrap();
         let c = read_config(&path).unwrap();
         assert_eq!((c.p2p_port, c.max_peers, c.no_p2p), (Some(2), Some(8), Some(true)));
+        assert_eq!((c.mine_hashrate, c.strategy), (Some(1000.0), Some(crate::node::MiningStrategy::Selfish)));
         assert_eq!(config_rpc_bind(dir.path()).unwrap(), Some("127.0.0.1:1".parse().unwrap()));
         std::fs::write(&path, "maxpeers = 8\n").unwrap();
         assert!(format!("{:#}", read_config(&path).unwrap_err()).contains("maxpeers"));

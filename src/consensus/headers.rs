@@ -27,6 +27,18 @@ pub struct HeaderState {
 }
 
 impl HeaderState {
+    /// The header-context facts for a child of this header (height, required bits, median
+    /// time past), with `now` the clock: what a miner needs to build on it.
+    pub fn next_context(&self, params: &Params, now: u64) -> HeaderContext {
+        let mut times = self.recent_times.clone();
+        HeaderContext {
+            height: self.height + 1,
+            expected_bits: next_bits(params, self.height, self.time, self.anchor_time),
+            median_time_past: median_time(&mut times),
+            now,
+        }
+    }
+
     /// Validates `header` as this state's child (linkage, proof of work, bits, times) and
     /// returns the child's state. `now` is the validating node's clock.
     pub fn child(
@@ -40,14 +52,7 @@ impl HeaderState {
             return Err(ConsensusError::HeaderDoesNotLink { hash, prev: header.prev, expected: self.hash });
         }
         check_proof_of_work(&hash, header.bits, &params.pow_limit)?;
-        let mut times = self.recent_times.clone();
-        let ctx = HeaderContext {
-            height: self.height + 1,
-            expected_bits: next_bits(params, self.height, self.time, self.anchor_time),
-            median_time_past: median_time(&mut times),
-            now,
-        };
-        check_header_context(header, &ctx, params)?;
+        check_header_context(header, &self.next_context(params, now), params)?;
         let target = target_from_compact(header.bits)?;
         let height = self.height + 1;
         let anchor_time = match height.cmp(&ASERT_ANCHOR_HEIGHT) {

@@ -35,6 +35,35 @@ pub fn chunk(kernel: Kernel) -> u32 {
     }
 }
 
+/// How the continuous miner (`--mine`) behaves (`--strategy`).
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum MiningStrategy {
+    /// Mine on the best tip and publish every block at once.
+    #[default]
+    Honest,
+    /// Eyal-Sirer selfish mining: withhold blocks, publish to race a tie, release on a lead
+    /// of two cut to one, give up when behind.
+    Selfish,
+}
+
+impl MiningStrategy {
+    /// The name `--strategy` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            MiningStrategy::Honest => "honest",
+            MiningStrategy::Selfish => "selfish",
+        }
+    }
+
+    /// True for the default, honest strategy.
+    pub fn is_honest(&self) -> bool {
+        *self == MiningStrategy::Honest
+    }
+}
+
 /// Miner settings.
 #[derive(Clone, Debug)]
 pub struct MinerConfig {
@@ -45,12 +74,16 @@ pub struct MinerConfig {
     /// Highest nonce scanned before rolling the extra nonce (`u32::MAX` normally; tests lower
     /// it to exercise rolling).
     pub max_nonce: u32,
+    /// Most hashes per second over all threads (`--mine-hashrate`; `None`: as fast as the
+    /// machine goes). Miners limited well below the machine's speed get exact hash shares on
+    /// a shared machine: a block is found per hash with the same chance for everyone.
+    pub hashrate: Option<f64>,
 }
 
 impl MinerConfig {
     /// `threads` workers with the fastest kernel and the full nonce range.
     pub fn new(threads: usize) -> MinerConfig {
-        MinerConfig { threads: threads.max(1), kernel: Kernel::detect(), max_nonce: u32::MAX }
+        MinerConfig { threads: threads.max(1), kernel: Kernel::detect(), max_nonce: u32::MAX, hashrate: None }
     }
 }
 
@@ -227,9 +260,46 @@ fn next_job(shared: &Shared) -> Option<Arc<Job>> {
     }
 }
 
+/// Holds one thread to `rate` hashes per second: before each chunk it waits until the hashes
+/// already done are due. Time spent idle (no job) or starved of CPU is not made up later by
+/// a burst: the schedule restarts when it falls more than [`Pacer::SLACK`] behind.
+struct Pacer {
+    rate: f64,
+    next: Instant,
+}
+
+impl Pacer {
+    const SLACK: Duration = Duration::from_millis(50);
+    /// Chunks last about this long, so a job change is seen within it.
+    const CHUNK: Duration = Duration::from_millis(10);
+
+    fn new(rate: f64) -> Pacer {
+        Pacer { rate: rate.max(1e-3), next: Instant::now() }
+    }
+
+    /// Nonces to scan in the next chunk, at most `max`.
+    fn chunk(&self, max: u32) -> u32 {
+        (self.rate * Self::CHUNK.as_secs_f64()).clamp(1.0, max as f64) as u32
+    }
+
+    /// Waits until `hashes` more may be done, then books them.
+    fn pace(&mut self, hashes: u64) {
+        let now = Instant::now();
+        if self.next + Self::SLACK < now {
+            self.next = now;
+        }
+        if self.next > now {
+            std::thread::sleep(self.next - now);
+        }
+        self.next += Duration::from_secs_f64(hashes as f64 / self.rate);
+    }
+}
+
 fn worker(t: usize, shared: &Shared, found: &Sender<Found>) {
     let kernel = shared.config.kernel;
     let max_nonce = shared.config.max_nonce as u64;
+    let threads = shared.hashes.len().max(1) as f64;
+    let mut pacer = shared.config.hashrate.map(|h| Pacer::new(h / threads));
     let (mut last_job, mut counter) = (0u64, 0u64);
     while let Some(job) = next_job(shared) {
         shared.working_on[t].store(job.id, Ordering::SeqCst);
@@ -247,7 +317,14 @@ fn worker(t: usize, shared: &Shared, found: &Sender<Found>) {
             let tail = tail_words(&bytes);
             let mut start = 0u64;
             while start <= max_nonce {
-                let count = (max_nonce - start + 1).min(chunk(kernel) as u64) as u32;
+                let most = pacer.as_ref().map_or(chunk(kernel), |p| p.chunk(chunk(kernel)));
+                let count = (max_nonce - start + 1).min(most as u64) as u32;
+                if let Some(p) = &mut pacer {
+                    p.pace(count as u64);
+                    if !current() {
+                        break 'job;
+                    }
+                }
                 let r = scan(kernel, &mid, &tail, start as u32, count, &job.target);
                 shared.hashes[t].fetch_add(r.hashes, Ordering::Relaxed);
                 if let Some(nonce) = r.found {
@@ -354,4 +431,29 @@ pub fn mine_blocks<T: MiningTarget>(
     }
     miner.clear();
     Ok(mined)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pacer_books_hashes_at_its_rate_and_does_not_make_up_idle_time() {
+        let start = Instant::now();
+        let mut p = Pacer::new(1_000.0);
+        // Chunks of about 10 ms of hashes, at least one, at most the kernel's chunk.
+        assert_eq!((p.chunk(1 << 17), p.chunk(4)), (10, 4));
+        assert_eq!(Pacer::new(0.5).chunk(1 << 17), 1);
+        for _ in 0..5 {
+            p.pace(10);
+        }
+        // Five chunks of 10 ms: the fifth may start only after the first four are due.
+        assert!(start.elapsed() >= Duration::from_millis(40), "{:?}", start.elapsed());
+        assert!(p.next >= start + Duration::from_millis(50));
+        // After an idle spell the schedule restarts from now instead of bursting.
+        p.next = Instant::now() - Duration::from_secs(5);
+        let before = Instant::now();
+        p.pace(10);
+        assert!(p.next >= before + Duration::from_millis(10));
+    }
 }

@@ -179,6 +179,58 @@ pub struct MiningInfo {
     pub kernel: Option<&'static str>,
 }
 
+/// `getstrategyinfo`'s facts: how the continuous miner behaves ([`super::adversary`]).
+#[derive(Clone, Debug)]
+pub struct StrategyInfo {
+    /// `honest`, `selfish`, or `double-spend` while an attempt races.
+    pub strategy: &'static str,
+    /// True when the continuous miner runs.
+    pub mining: bool,
+    /// `--mine-hashrate`, hashes per second.
+    pub hashrate_limit: Option<f64>,
+    /// The block the strategy mines on (none when honest).
+    pub mine_on: Option<Hash256>,
+    /// Blocks mined and not published.
+    pub withheld: usize,
+    /// Private branch length minus the public branch's since the fork point.
+    pub lead: i64,
+    /// Blocks mined while a strategy was active.
+    pub mined: u64,
+    /// Of those, published.
+    pub published: u64,
+    /// Blocks given up (withheld or published, on a branch the strategy abandoned).
+    pub abandoned: u64,
+    /// Most blocks withheld at once.
+    pub longest_withheld: u64,
+    /// The double-spend attempt racing, else the last one that ended.
+    pub attack: Option<AttackView>,
+}
+
+/// A double-spend attempt (`startdoublespend`, `getstrategyinfo`).
+#[derive(Clone, Debug)]
+pub struct AttackView {
+    /// `racing`, `succeeded` or `failed`.
+    pub outcome: &'static str,
+    /// The payment to the merchant.
+    pub payment: Hash256,
+    /// The conflicting spend on the private branch.
+    pub conflict: Hash256,
+    /// The block both branches share.
+    pub fork: Hash256,
+    /// Its height.
+    pub fork_height: u32,
+    /// Private blocks after the fork point.
+    pub private_len: u32,
+    /// Public blocks after the fork point.
+    pub public_len: u32,
+    /// Confirmations the merchant waits for.
+    pub confirmations: u32,
+    /// Blocks behind at which the attacker gives up.
+    pub max_deficit: u32,
+    /// Times the fork point moved (the network's next block lacked the payment).
+    pub restarts: u32,
+}
+
 /// An unspent output (`gettxout`).
 #[derive(Clone, Debug)]
 pub struct TxOutView {
@@ -270,6 +322,18 @@ pub struct TemplateView {
     pub mark: TemplateMark,
 }
 
+/// What `startdoublespend` asks for (see [`NodeHandle::start_double_spend`]).
+pub(crate) struct DoubleSpendStart {
+    /// The payment to reverse (in the mempool).
+    pub payment: Hash256,
+    /// The spend of one of its inputs for the private branch.
+    pub conflict: Transaction,
+    /// Public blocks the merchant waits for.
+    pub confirmations: u32,
+    /// Blocks behind at which to give up.
+    pub max_deficit: u32,
+}
+
 /// A request to the core. `Verified` carries results from the verifier pool (internal: no
 /// API user sends it).
 pub(crate) enum Request {
@@ -284,6 +348,8 @@ pub(crate) enum Request {
     MempoolEntries { reply: Reply<Vec<(Hash256, EntryInfo)>> },
     MempoolTxids(Reply<Vec<Hash256>>),
     MiningInfo(Reply<MiningInfo>),
+    StrategyInfo(Reply<StrategyInfo>),
+    StartDoubleSpend { start: DoubleSpendStart, reply: Reply<Result<AttackView, NodeError>> },
     Generate { n: u32, lock: Script, reply: Reply<Result<Vec<Hash256>, NodeError>> },
     TxOut { outpoint: OutPoint, include_mempool: bool, reply: Reply<Result<Option<TxOutView>, NodeError>> },
     UtxoSetInfo(Reply<Result<UtxoSetInfo, NodeError>>),
@@ -376,6 +442,23 @@ impl NodeHandle {
     /// Miner and difficulty facts.
     pub async fn mining_info(&self) -> Result<MiningInfo, NodeError> {
         self.ask(Request::MiningInfo).await
+    }
+
+    /// How the continuous miner behaves (strategy, withheld blocks, a double spend).
+    pub async fn strategy_info(&self) -> Result<StrategyInfo, NodeError> {
+        self.ask(Request::StrategyInfo).await
+    }
+
+    /// Starts a double-spend attempt against `payment` (in the mempool) with `conflict`.
+    pub async fn start_double_spend(
+        &self,
+        payment: Hash256,
+        conflict: Transaction,
+        confirmations: u32,
+        max_deficit: u32,
+    ) -> Result<AttackView, NodeError> {
+        let start = DoubleSpendStart { payment, conflict, confirmations, max_deficit };
+        self.ask(|reply| Request::StartDoubleSpend { start, reply }).await?
     }
 
     /// Mines `n` blocks paying `lock`. The core mines them one at a time between other

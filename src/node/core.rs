@@ -43,6 +43,10 @@ pub struct MiningConfig {
     pub lock: Script,
     /// Miner threads.
     pub threads: usize,
+    /// Most hashes per second over all threads (`--mine-hashrate`).
+    pub hashrate: Option<f64>,
+    /// How mined blocks are published (`--strategy`).
+    pub strategy: crate::miner::MiningStrategy,
 }
 
 /// A `generatetoaddress` in progress: one block per core step.
@@ -95,6 +99,8 @@ pub(crate) struct Core {
     changes: tokio::sync::watch::Sender<super::api::TemplateMark>,
     /// Script checks of incoming transactions; `None` once stopped at shutdown.
     pub(super) verifier: Option<super::verify::Verifier>,
+    /// Selfish mining and double spends ([`super::adversary`]).
+    pub(super) adv: super::adversary::Adversary,
 }
 
 /// Flags shared between the runtime and the core thread.
@@ -257,6 +263,7 @@ impl Core {
                 tracing::debug!(target: "chain", height, hash = %block.hash(), "new tip");
             }
         }
+        self.adversary_observe(events);
         self.refresh_template();
         // A generate in progress mines on the new tip too.
         if let Some(job) = self.generating.front_mut() {
@@ -268,11 +275,18 @@ impl Core {
         }
     }
 
-    /// Gives the continuous miner a template on the current tip.
-    fn refresh_template(&mut self) {
+    /// Gives the continuous miner a template on the current tip (or where its strategy
+    /// mines).
+    pub(super) fn refresh_template(&mut self) {
         if let Some((miner, lock)) = &self.miner {
-            let source = MempoolTemplates { pool: &self.mempool, lock: lock.clone() };
-            miner.set_template(source.template(&self.chain.tip_context(unix_secs())));
+            match self.adversary_template(lock) {
+                None => {
+                    let source = MempoolTemplates { pool: &self.mempool, lock: lock.clone() };
+                    miner.set_template(source.template(&self.chain.tip_context(unix_secs())));
+                }
+                Some(Some(t)) => drop(miner.set_template(t)),
+                Some(None) => miner.clear(),
+            }
             self.template_at = Instant::now();
         }
     }
@@ -373,6 +387,10 @@ impl Core {
         }
         let found = self.miner.as_ref().and_then(|(m, _)| m.take_found(Duration::ZERO));
         if let Some(block) = found {
+            if self.adv.is_active() {
+                self.adversary_mined(block);
+                return self.sample_miner();
+            }
             let hash = block.hash();
             let encoded = block.clone();
             match self.process_block(block) {
@@ -383,6 +401,11 @@ impl Core {
                 Err(e) => warn!(target: "miner", %hash, error = %e, "mined block rejected"),
             }
         }
+        self.sample_miner();
+    }
+
+    /// Samples the hash-rate meter and refreshes an old template.
+    fn sample_miner(&mut self) {
         if let Some((m, _)) = &self.miner {
             self.meter.sample(m);
             if self.template_at.elapsed() > Duration::from_secs(5) {
@@ -511,12 +534,21 @@ pub fn start(
             Ok(report) => info!(target: "mempool", ?report, "mempool loaded"),
             Err(e) => warn!(target: "mempool", error = %e, "mempool file not loaded; starting empty"),
         }
-        let miner = config.mining.and_then(|m| match Miner::try_start(MinerConfig::new(m.threads)) {
+        let tip = chain.tip();
+        let adv = super::adversary::Adversary::new(
+            config.mining.as_ref().map_or(Default::default(), |m| m.strategy),
+            config.mining.as_ref().and_then(|m| m.hashrate),
+            tip.hash,
+            tip.height,
+        );
+        let miner = config.mining.and_then(|m| {
+            match Miner::try_start(MinerConfig { hashrate: m.hashrate, ..MinerConfig::new(m.threads) }) {
             Ok(miner) => Some((miner, m.lock)),
             Err(e) => {
                 tracing::error!(target: "miner", error = %e, "cannot start the miner; running without it");
                 None
             }
+        }
         });
         let (publish, done) = match net {
             Some(n) => (Some(n.publish), Some(n.done)),
@@ -546,6 +578,7 @@ pub fn start(
             fatal: None,
             changes,
             verifier,
+            adv,
         };
         core.refresh_template();
         core.publish_mark();

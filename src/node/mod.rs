@@ -9,6 +9,7 @@
 //! network, RPC, signals) is `crate::daemon`'s job, above this module.
 
 mod admit;
+pub mod adversary;
 pub mod api;
 pub mod core;
 mod net;
@@ -19,7 +20,9 @@ pub mod tipmark;
 mod verify;
 
 pub use self::api::{
-    AddressCoin, BlockView, ChainInfo, ChainTipView, HeaderView, MiningInfo, NodeError, NodeHandle,
-    SubmitOutcome, TemplateMark, TemplateView, TxLocation, TxOutView, TxView, UtxoSetInfo,
+    AddressCoin, AttackView, BlockView, ChainInfo, ChainTipView, HeaderView, MiningInfo, NodeError,
+    NodeHandle, StrategyInfo, SubmitOutcome, TemplateMark, TemplateView, TxLocation, TxOutView, TxView,
+    UtxoSetInfo,
 };
 pub use self::core::{CoreConfig, CoreNet, Lifecycle, MiningConfig, NetLink, Started};
+pub use crate::miner::MiningStrategy;

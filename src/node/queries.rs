@@ -107,6 +107,8 @@ impl Core {
                 drop(reply.send(entries))
             }
             Request::MiningInfo(r) => drop(r.send(self.mining_info())),
+            Request::StrategyInfo(r) => drop(r.send(self.strategy_info())),
+            Request::StartDoubleSpend { start, reply } => drop(reply.send(self.start_double_spend(start))),
             Request::Generate { n, lock, reply } => self.start_generate(n, lock, reply),
             Request::TxOut { outpoint, include_mempool, reply } => {
                 drop(reply.send(self.tx_out(outpoint, include_mempool)))

@@ -84,6 +84,24 @@ pub trait QuarryApi {
     #[method(name = "getmininginfo")]
     async fn getmininginfo(&self) -> RpcResult<MiningInfo>;
 
+    /// How this node's continuous miner publishes: its strategy, withheld blocks, lead and
+    /// the double-spend attempt racing (or the last one).
+    #[method(name = "getstrategyinfo")]
+    async fn getstrategyinfo(&self) -> RpcResult<StrategyInfo>;
+
+    /// Starts a double-spend attempt: `txid` (a payment in this node's mempool) is to be
+    /// reversed by `hexstring`, a transaction spending one of its inputs, mined on a private
+    /// branch from the tip; published once strictly longer after `confirmations` public
+    /// blocks, abandoned at `maxdeficit` blocks behind. Needs the continuous miner (honest).
+    #[method(name = "startdoublespend")]
+    async fn startdoublespend(
+        &self,
+        txid: String,
+        hexstring: String,
+        confirmations: u32,
+        maxdeficit: u32,
+    ) -> RpcResult<AttackInfo>;
+
     /// A block template for an outside miner (BIP 22/23). With `template_request.longpollid`
     /// the call waits until the tip or the mempool changes from that template (at most
     /// [`super::service::LONGPOLL_WAIT`]) and then answers with a fresh one.

@@ -113,6 +113,21 @@ pub static METHODS: &[Method] = &[
     },
     Method { name: "getmininginfo", params: &[], help: "Mining state and this node's hash rate." },
     Method {
+        name: "getstrategyinfo",
+        params: &[],
+        help: "How the continuous miner publishes: strategy, withheld blocks, lead, double spend.",
+    },
+    Method {
+        name: "startdoublespend",
+        params: &[
+            req("txid", "the txid of a payment in this node's mempool", is::<String>),
+            req("hexstring", "a signed transaction spending an input of that payment, as hex", is::<String>),
+            req("confirmations", "an integer, at least 1 (the merchant's)", is::<u32>),
+            req("maxdeficit", "an integer, at least 1 (blocks behind to give up at)", is::<u32>),
+        ],
+        help: "Double-spends a payment with a private branch (attack demo; needs --mine).",
+    },
+    Method {
         name: "getblocktemplate",
         params: &[opt(
             "template_request",

@@ -38,6 +38,21 @@ pub struct RpcService {
     pub stop: Arc<tokio::sync::Notify>,
 }
 
+fn attack_info(a: crate::node::AttackView) -> AttackInfo {
+    AttackInfo {
+        outcome: a.outcome.to_string(),
+        payment: a.payment,
+        conflict: a.conflict,
+        fork: a.fork,
+        fork_height: a.fork_height,
+        private_blocks: a.private_len,
+        public_blocks: a.public_len,
+        confirmations: a.confirmations,
+        max_deficit: a.max_deficit,
+        restarts: a.restarts,
+    }
+}
+
 fn hash_param(s: &str, what: &str) -> Result<Hash256, ErrorObjectOwned> {
     s.parse().map_err(|e| {
         err(codes::INVALID_PARAMETER, format!("{what} must be a 64-hex-digit hash, got {s:?}: {e}"))
@@ -414,6 +429,37 @@ impl QuarryApiServer for RpcService {
             hashespersec_per_thread: i.rate.per_thread,
             kernel: i.kernel.map(str::to_string),
         })
+    }
+
+    async fn getstrategyinfo(&self) -> RpcResult<StrategyInfo> {
+        let i = self.node.strategy_info().await?;
+        Ok(StrategyInfo {
+            strategy: i.strategy.to_string(),
+            mining: i.mining,
+            hashrate_limit: i.hashrate_limit,
+            mine_on: i.mine_on,
+            withheld: i.withheld as u64,
+            lead: i.lead,
+            mined: i.mined,
+            published: i.published,
+            abandoned: i.abandoned,
+            longest_withheld: i.longest_withheld,
+            attack: i.attack.map(attack_info),
+        })
+    }
+
+    async fn startdoublespend(
+        &self,
+        txid: String,
+        hexstring: String,
+        confirmations: u32,
+        maxdeficit: u32,
+    ) -> RpcResult<AttackInfo> {
+        let payment = hash_param(&txid, "txid")?;
+        let bytes = hex_param(&hexstring, "hexstring")?;
+        let conflict = Transaction::decode(&bytes, self.node.network().params().max_tx_size)
+            .map_err(|e| err(codes::DESERIALIZATION_ERROR, format!("TX decode failed: {e}")))?;
+        Ok(attack_info(self.node.start_double_spend(payment, conflict, confirmations, maxdeficit).await?))
     }
 
     async fn getblocktemplate(

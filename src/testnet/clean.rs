@@ -153,6 +153,8 @@ mod tests {
             netns: None,
             ip: None,
             p2p_ip: None,
+            strategy: Default::default(),
+            hashrate: None,
         }
     }
 

@@ -76,6 +76,12 @@ pub struct NodeState {
     /// `--hosts netns`: its P2P address (default 127.0.0.1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub p2p_ip: Option<Ipv4Addr>,
+    /// How its miner publishes (`--strategy`).
+    #[serde(default, skip_serializing_if = "crate::miner::MiningStrategy::is_honest")]
+    pub strategy: crate::miner::MiningStrategy,
+    /// Its miner's hash-rate limit, hashes per second (`--mine-hashrate`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hashrate: Option<f64>,
 }
 
 /// The testnet's explorer process, as recorded in `testnet.json`.
@@ -252,6 +258,8 @@ impl Testnet {
                 netns: None,
                 ip: None,
                 p2p_ip: None,
+                strategy: spec.strategy,
+                hashrate: spec.hashrate,
             });
         }
         let mut t = Testnet {
@@ -506,6 +514,10 @@ impl Testnet {
         if n.mine {
             let address = self.wallet(name)?.address(0).encode();
             cmd.arg("--mine").arg("--miner-address").arg(address);
+            cmd.arg("--strategy").arg(n.strategy.name());
+            if let Some(h) = n.hashrate {
+                cmd.arg("--mine-hashrate").arg(h.to_string());
+            }
         }
         cmd.stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
         #[cfg(unix)]

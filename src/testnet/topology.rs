@@ -32,7 +32,7 @@ pub struct Topology {
 }
 
 /// One node of a topology.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct NodeSpec {
     /// Unique name (letters, digits, '-'); also its data directory's name.
@@ -55,6 +55,13 @@ pub struct NodeSpec {
     /// Start with the testnet (false: a scenario starts it later, e.g. a late joiner).
     #[serde(default = "yes")]
     pub start: bool,
+    /// How its miner publishes: `honest` (default) or `selfish` (needs `mine = true`).
+    #[serde(default, skip_serializing_if = "crate::miner::MiningStrategy::is_honest")]
+    pub strategy: crate::miner::MiningStrategy,
+    /// Its miner's hash-rate limit, hashes per second (`--mine-hashrate`; default none).
+    /// Limits well below the machine's speed make hash shares exact.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hashrate: Option<f64>,
 }
 
 fn default_network() -> Network {
@@ -102,6 +109,8 @@ impl Topology {
                 rpc_port: None,
                 p2p_port: None,
                 start: true,
+                strategy: Default::default(),
+                hashrate: None,
             })
             .collect();
         Ok(Topology { network, hosts: Hosts::Loopback, nodes, default_link: None, links: Vec::new() })
@@ -137,6 +146,12 @@ impl Topology {
             }
             if n.threads == 0 || n.threads > 64 {
                 bail!("node {}: threads must be 1 to 64, got {}", n.name, n.threads);
+            }
+            if !n.strategy.is_honest() && !n.mine {
+                bail!("node {}: strategy = \"{}\" needs mine = true", n.name, n.strategy.name());
+            }
+            if n.hashrate.is_some_and(|h| !(h.is_finite() && h > 0.0)) {
+                bail!("node {}: hashrate must be a positive number of hashes per second", n.name);
             }
         }
         let mut ports = HashSet::new();

@@ -79,3 +79,56 @@ pub struct BlockTemplateInfo {
     /// a coinbase larger than this may make the block too large.
     pub coinbase_reserved_size: u64,
 }
+
+/// `getstrategyinfo`: how this node's continuous miner publishes (quarry's own method).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StrategyInfo {
+    /// `honest`, `selfish`, or `double-spend` while an attempt races.
+    pub strategy: String,
+    /// True when the continuous miner runs.
+    pub mining: bool,
+    /// `--mine-hashrate` in hashes per second (`null`: no limit).
+    pub hashrate_limit: Option<f64>,
+    /// The block the strategy mines on (`null` when honest).
+    pub mine_on: Option<Hash256>,
+    /// Blocks mined and not published.
+    pub withheld: u64,
+    /// Private branch length minus the public branch's since the fork point.
+    pub lead: i64,
+    /// Blocks mined while a strategy was active.
+    pub mined: u64,
+    /// Of those, published.
+    pub published: u64,
+    /// Blocks given up on an abandoned private branch.
+    pub abandoned: u64,
+    /// Most blocks withheld at once.
+    pub longest_withheld: u64,
+    /// The double-spend attempt racing, else the last one that ended (`null`: none).
+    pub attack: Option<AttackInfo>,
+}
+
+/// A double-spend attempt (`startdoublespend`, `getstrategyinfo`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AttackInfo {
+    /// `racing`, `succeeded` (the private branch was published strictly longer after the
+    /// merchant's confirmations) or `failed` (gave up at the deficit).
+    pub outcome: String,
+    /// The payment to the merchant.
+    pub payment: Hash256,
+    /// The conflicting spend mined on the private branch.
+    pub conflict: Hash256,
+    /// The last block both branches share.
+    pub fork: Hash256,
+    /// Its height.
+    pub fork_height: u32,
+    /// Private blocks after the fork point.
+    pub private_blocks: u32,
+    /// Public blocks after the fork point (the payment's block is the first).
+    pub public_blocks: u32,
+    /// Confirmations the merchant waits for.
+    pub confirmations: u32,
+    /// Blocks behind at which the attacker gives up.
+    pub max_deficit: u32,
+    /// Times the fork point moved because the network's next block lacked the payment.
+    pub restarts: u32,
+}

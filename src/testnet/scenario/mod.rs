@@ -10,6 +10,13 @@
 //! shaper (nothing passes, frames in flight are lost; TCP sees the cut), `heal` joins them
 //! again, and `shape` / `unshape` change link conditions at run time.
 
+mod attacks;
+mod links;
+mod steps;
+
+use self::links::{chosen_links, cross_pairs, stale_blocks};
+pub use self::steps::Step;
+use self::steps::{describe, step_nodes};
 use super::hosts::Hosts;
 use super::links::ParamChange;
 use super::topology::Topology;
@@ -46,78 +53,6 @@ pub struct Scenario {
     pub steps: Vec<Step>,
 }
 
-/// One step.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(tag = "do", rename_all = "kebab-case", deny_unknown_fields)]
-pub enum Step {
-    /// Start a stopped node.
-    Start { node: String },
-    /// Stop a node gracefully.
-    Stop { node: String },
-    /// SIGKILL a node (remembering its height and tip for `assert-nothing-lost`).
-    Kill { node: String },
-    /// Cut the network into groups (nodes not listed keep all their links).
-    Partition { groups: Vec<Vec<String>> },
-    /// Undo the partition and reconnect.
-    Heal,
-    /// Change link conditions (netns): the links between `groups` (as `partition` names
-    /// them), or the listed `links`, or every link; the fields given replace the current ones.
-    Shape {
-        links: Option<Vec<[String; 2]>>,
-        groups: Option<Vec<Vec<String>>>,
-        #[serde(default, deserialize_with = "some_number")]
-        latency_ms: Option<f64>,
-        #[serde(default, deserialize_with = "some_number")]
-        jitter_ms: Option<f64>,
-        #[serde(default, deserialize_with = "some_number")]
-        loss_percent: Option<f64>,
-        rate_kbit: Option<u64>,
-    },
-    /// Give links (chosen as for `shape`) back the topology's conditions.
-    Unshape { links: Option<Vec<[String; 2]>>, groups: Option<Vec<Vec<String>>> },
-    /// Count the blocks mined since the scenario started that no running node has in its
-    /// active chain (stale blocks: getchaintips of every node), print the stale rate, and fail
-    /// with fewer than `min` (default 0).
-    StaleBlocks { min: Option<u64> },
-    /// Mine blocks on a node (paying its wallet).
-    Mine { node: String, blocks: u32 },
-    /// Pay `amount` coins from `from`'s wallet to `to`'s wallet, submitted to `via` (default `from`).
-    Send { from: String, to: String, amount: String, label: String, via: Option<String> },
-    /// Spend one coin of `from`'s wallet twice: `LABEL.a` to `nodes[0]`'s wallet submitted
-    /// there, `LABEL.b` to `nodes[1]`'s wallet submitted there.
-    DoubleSpend { from: String, nodes: [String; 2], label: String },
-    /// Wait until the nodes (default: all running) share a tip.
-    WaitSync { nodes: Option<Vec<String>>, timeout: Option<u64> },
-    /// Wait until a node reaches a height.
-    WaitHeight { node: String, height: u64, timeout: Option<u64> },
-    /// Wait until the labelled transaction is in the node's mempool (relayed), e.g. before
-    /// mining it on another node.
-    WaitMempool { label: String, node: String, timeout: Option<u64> },
-    /// Sleep.
-    Sleep { seconds: f64 },
-    /// All (or the listed) running nodes share a tip.
-    AssertSameTip { nodes: Option<Vec<String>> },
-    /// All (or the listed) running nodes have the same UTXO set digest.
-    AssertSameUtxos { nodes: Option<Vec<String>> },
-    /// The node reorganised away a branch of at least this many blocks.
-    AssertReorg { node: String, min_depth: u64 },
-    /// The labelled transaction is confirmed on the node (default: every running node).
-    AssertConfirmed { label: String, node: Option<String> },
-    /// The labelled transaction is not confirmed on the node (default: every running node).
-    AssertNotConfirmed { label: String, node: Option<String> },
-    /// The labelled transaction waits in the node's mempool.
-    AssertInMempool { label: String, node: String },
-    /// Exactly one of the two labelled transactions is confirmed everywhere (and the same one).
-    AssertOneOf { labels: [String; 2] },
-    /// The node's confirmed wallet balance is within bounds (coins).
-    AssertBalance { node: String, min: Option<String>, max: Option<String> },
-    /// The node is at least at this height.
-    AssertHeight { node: String, min: u64 },
-    /// After a `kill` and restart: the node's height is at least what it was when killed and
-    /// its tip at that moment is still stored.
-    AssertNothingLost { node: String },
-}
-
 /// Outcome of a run.
 pub struct Report {
     /// Steps that ran (all of them when it passed).
@@ -135,38 +70,8 @@ struct Runner {
     start_height: u64,
 }
 
-fn some_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Num {
-        I(i64),
-        F(f64),
-    }
-    Ok(Some(match Num::deserialize(d)? {
-        Num::I(i) => i as f64,
-        Num::F(f) => f,
-    }))
-}
-
 fn yes() -> bool {
     true
-}
-
-/// Every ordered pair (a, b) of nodes in different groups.
-fn cross_pairs(groups: &[Vec<String>]) -> Vec<(String, String)> {
-    let mut pairs = Vec::new();
-    for (i, g) in groups.iter().enumerate() {
-        for (j, h) in groups.iter().enumerate() {
-            if i != j {
-                for a in g {
-                    for b in h {
-                        pairs.push((a.clone(), b.clone()));
-                    }
-                }
-            }
-        }
-    }
-    pairs
 }
 
 impl Scenario {
@@ -280,103 +185,6 @@ impl Scenario {
     }
 }
 
-/// The node names a step refers to.
-fn step_nodes(step: &Step) -> Vec<&String> {
-    match step {
-        Step::Start { node }
-        | Step::Stop { node }
-        | Step::Kill { node }
-        | Step::Mine { node, .. }
-        | Step::WaitHeight { node, .. }
-        | Step::WaitMempool { node, .. }
-        | Step::AssertReorg { node, .. }
-        | Step::AssertInMempool { node, .. }
-        | Step::AssertBalance { node, .. }
-        | Step::AssertHeight { node, .. }
-        | Step::AssertNothingLost { node } => vec![node],
-        Step::Partition { groups } => groups.iter().flatten().collect(),
-        Step::Shape { links, groups, .. } | Step::Unshape { links, groups } => {
-            links.iter().flatten().flatten().chain(groups.iter().flatten().flatten()).collect()
-        }
-        Step::Heal | Step::Sleep { .. } | Step::AssertOneOf { .. } | Step::StaleBlocks { .. } => vec![],
-        Step::Send { from, to, via, .. } => [from, to].into_iter().chain(via.as_ref()).collect(),
-        Step::DoubleSpend { from, nodes, .. } => [from, &nodes[0], &nodes[1]].into_iter().collect(),
-        Step::WaitSync { nodes, .. } | Step::AssertSameTip { nodes } | Step::AssertSameUtxos { nodes } => {
-            nodes.iter().flatten().collect()
-        }
-        Step::AssertConfirmed { node, .. } | Step::AssertNotConfirmed { node, .. } => node.iter().collect(),
-    }
-}
-
-fn describe(step: &Step) -> String {
-    match step {
-        Step::Start { node } => format!("start {node}"),
-        Step::Stop { node } => format!("stop {node}"),
-        Step::Kill { node } => format!("kill -9 {node}"),
-        Step::Partition { groups } => {
-            format!(
-                "partition {}",
-                groups.iter().map(|g| format!("{{{}}}", g.join(","))).collect::<Vec<_>>().join(" | ")
-            )
-        }
-        Step::Heal => "heal".into(),
-        Step::Shape { links, groups, latency_ms, jitter_ms, loss_percent, rate_kbit } => {
-            let mut set = Vec::new();
-            if let Some(v) = latency_ms {
-                set.push(format!("latency {v} ms"));
-            }
-            if let Some(v) = jitter_ms {
-                set.push(format!("jitter {v} ms"));
-            }
-            if let Some(v) = loss_percent {
-                set.push(format!("loss {v}%"));
-            }
-            if let Some(v) = rate_kbit {
-                set.push(format!("rate {v} kbit/s"));
-            }
-            format!("shape {}: {}", which_links(links, groups), set.join(", "))
-        }
-        Step::Unshape { links, groups } => format!("unshape {}", which_links(links, groups)),
-        Step::StaleBlocks { min } => format!("stale blocks (at least {})", min.unwrap_or(0)),
-        Step::Mine { node, blocks } => format!("mine {blocks} on {node}"),
-        Step::Send { from, to, amount, label, .. } => format!("send {amount} {from} -> {to} as {label}"),
-        Step::DoubleSpend { from, nodes, label } => {
-            format!("double-spend a coin of {from}: {label}.a via {}, {label}.b via {}", nodes[0], nodes[1])
-        }
-        Step::WaitSync { nodes, .. } => {
-            format!("wait for one tip on {}", nodes.as_ref().map_or("all".into(), |n| n.join(",")))
-        }
-        Step::WaitHeight { node, height, .. } => format!("wait for {node} at height {height}"),
-        Step::WaitMempool { label, node, .. } => format!("wait for {label} in {node}'s mempool"),
-        Step::Sleep { seconds } => format!("sleep {seconds} s"),
-        Step::AssertSameTip { .. } => "assert same tip".into(),
-        Step::AssertSameUtxos { .. } => "assert same UTXO set".into(),
-        Step::AssertReorg { node, min_depth } => format!("assert {node} reorganised >= {min_depth} blocks"),
-        Step::AssertConfirmed { label, .. } => format!("assert {label} confirmed"),
-        Step::AssertNotConfirmed { label, .. } => format!("assert {label} not confirmed"),
-        Step::AssertInMempool { label, node } => format!("assert {label} in {node}'s mempool"),
-        Step::AssertOneOf { labels } => {
-            format!("assert exactly one of {} / {} confirmed", labels[0], labels[1])
-        }
-        Step::AssertBalance { node, .. } => format!("assert {node}'s balance"),
-        Step::AssertHeight { node, min } => format!("assert {node} height >= {min}"),
-        Step::AssertNothingLost { node } => format!("assert {node} lost nothing"),
-    }
-}
-
-fn which_links(links: &Option<Vec<[String; 2]>>, groups: &Option<Vec<Vec<String>>>) -> String {
-    match (links, groups) {
-        (Some(l), _) => l.iter().map(|[a, b]| format!("{a}-{b}")).collect::<Vec<_>>().join(","),
-        (None, Some(g)) => {
-            format!(
-                "between {}",
-                g.iter().map(|g| format!("{{{}}}", g.join(","))).collect::<Vec<_>>().join(" | ")
-            )
-        }
-        (None, None) => "every link".into(),
-    }
-}
-
 /// Txids in a node's mempool, as strings (the labels' form).
 fn mempool_txids(t: &Testnet, node: &str) -> Result<Vec<String>> {
     match t.ask(node, |c| c.wait(c.getrawmempool(Some(false))))? {
@@ -387,75 +195,6 @@ fn mempool_txids(t: &Testnet, node: &str) -> Result<Vec<String>> {
 
 fn coins(s: &str) -> Result<Amount> {
     Amount::from_coins_str(s).map_err(|e| anyhow!("amount {s:?}: {e}"))
-}
-
-/// Unordered node-index pairs a `shape` / `unshape` step names: its `links`, or the links
-/// between its `groups`, or every pair.
-fn chosen_links(
-    t: &Testnet,
-    links: &Option<Vec<[String; 2]>>,
-    groups: &Option<Vec<Vec<String>>>,
-) -> Result<Vec<(usize, usize)>> {
-    let mut out = Vec::new();
-    let mut add = |a: usize, b: usize| {
-        let key = (a.min(b), a.max(b));
-        if a != b && !out.contains(&key) {
-            out.push(key);
-        }
-    };
-    match (links, groups) {
-        (Some(l), _) => {
-            for [a, b] in l {
-                add(t.index(a)?, t.index(b)?);
-            }
-        }
-        (None, Some(g)) => {
-            for (a, b) in cross_pairs(g) {
-                add(t.index(&a)?, t.index(&b)?);
-            }
-        }
-        (None, None) => {
-            let n = t.names().len();
-            for a in 0..n {
-                for b in a + 1..n {
-                    add(a, b);
-                }
-            }
-        }
-    }
-    Ok(out)
-}
-
-/// (stale blocks above `since`, all blocks mined above `since`): the union over the running
-/// nodes of the blocks on their abandoned branches (getchaintips, then the headers down each
-/// branch), and the active chain's length above `since`.
-fn stale_blocks(t: &mut Testnet, since: u64) -> Result<(u64, u64)> {
-    let mut stale = std::collections::HashSet::new();
-    let mut height = 0u64;
-    for n in t.running() {
-        height = height.max(t.ask(&n, |c| c.wait(c.getblockcount()))? as u64);
-        let tips = t.ask(&n, |c| c.wait(c.getchaintips()))?;
-        for tip in tips.iter().filter(|x| x.status == TipStatus::ValidFork) {
-            let mut hash = tip.hash;
-            let mut h = tip.height as u64;
-            for _ in 0..tip.branchlen.min(10_000) {
-                if h <= since {
-                    break;
-                }
-                if !stale.insert(hash) {
-                    break;
-                }
-                let info = t.ask(&n, |c| c.wait(c.header_info(&hash)))?;
-                match info.previousblockhash {
-                    Some(prev) => hash = prev,
-                    None => break,
-                }
-                h -= 1;
-            }
-        }
-    }
-    let stale = stale.len() as u64;
-    Ok((stale, stale + height.saturating_sub(since)))
 }
 
 impl Runner {
@@ -823,6 +562,87 @@ impl Runner {
                     header.height.map_or("an unknown height".to_string(), |h| h.to_string())
                 ))
             }
+            Step::Connect { from, to } => {
+                let addr = t.p2p_addr(to)?;
+                t.ask(from, |c| c.wait(c.addnode(addr, "add".into())))?;
+                Ok(String::new())
+            }
+            Step::WaitBlocks { node, blocks, timeout } => {
+                let target = self.start_height + blocks;
+                let timeout = Duration::from_secs(timeout.unwrap_or(120));
+                t.wait_until(&format!("{node} at height {target}"), timeout, |t| {
+                    Ok(t.ask(node, |c| c.wait(c.getblockcount()))? as u64 >= target)
+                })?;
+                Ok(format!("(height {target})"))
+            }
+            Step::BlockShare { via, node, min, max, chart } => {
+                self.block_share_step(via, node, *min, *max, chart)
+            }
+            Step::DoubleSpendAttack { attacker, victim, amount, confirmations, max_deficit, label } => {
+                let info =
+                    self.start_attack(attacker, victim, amount, *confirmations, *max_deficit, label)?;
+                Ok(format!("(payment {}, fork at height {})", info.payment, info.fork_height))
+            }
+            Step::WaitAttack { attacker, victim, label, expect, timeout } => {
+                let timeout = Duration::from_secs(timeout.unwrap_or(300));
+                let trial = self.finish_attack(attacker, victim, label, timeout)?;
+                let note = format!("({})", attacks::trial_note(&trial));
+                let got = if trial.reversed { "reversed" } else { "confirmed" };
+                match expect.as_deref() {
+                    Some(e) if e != got => bail!("{note}: expected the payment {e}"),
+                    _ => Ok(note),
+                }
+            }
+            Step::DoubleSpendTrials {
+                attacker,
+                victim,
+                amount,
+                confirmations,
+                max_deficit,
+                label,
+                trials,
+                min_reversed,
+                max_reversed,
+                timeout,
+            } => {
+                let timeout = Duration::from_secs(timeout.unwrap_or(300));
+                let mut reversed = 0;
+                for i in 1..=*trials {
+                    let l = format!("{label}{i}");
+                    self.start_attack(attacker, victim, amount, *confirmations, *max_deficit, &l)?;
+                    let trial = self.finish_attack(attacker, victim, &l, timeout)?;
+                    println!("         trial {i}: {}", attacks::trial_note(&trial));
+                    reversed += trial.reversed as u32;
+                }
+                let note = format!("({reversed} of {trials} payments reversed)");
+                if min_reversed.is_some_and(|m| reversed < m) || max_reversed.is_some_and(|m| reversed > m) {
+                    bail!(
+                        "{note}: expected {} to {}",
+                        min_reversed.unwrap_or(0),
+                        max_reversed.unwrap_or(*trials)
+                    );
+                }
+                Ok(note)
+            }
+            Step::StrategyInfo { node, min_withheld } => {
+                let i = t.ask(node, |c| c.wait(c.getstrategyinfo()))?;
+                let note = format!(
+                    "({}: mined {}, published {}, abandoned {}, at most {} withheld at once)",
+                    i.strategy, i.mined, i.published, i.abandoned, i.longest_withheld
+                );
+                if min_withheld.is_some_and(|m| i.longest_withheld < m) {
+                    bail!("{note}: expected at least {} withheld at once", min_withheld.unwrap_or(0));
+                }
+                Ok(note)
+            }
+            Step::AssertTipsDiffer { nodes } => {
+                let a = t.ask(&nodes[0], |c| c.wait(c.getbestblockhash()))?;
+                let b = t.ask(&nodes[1], |c| c.wait(c.getbestblockhash()))?;
+                if a == b {
+                    bail!("{} and {} share the tip {a}", nodes[0], nodes[1]);
+                }
+                Ok(String::new())
+            }
         }
     }
 }
@@ -839,6 +659,27 @@ mod tests {
         let path = dir.path().join("s.toml");
         std::fs::write(&path, text).unwrap();
         Scenario::load(&path)
+    }
+
+    #[test]
+    fn every_shipped_scenario_parses() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testnet");
+        let mut n = 0;
+        for dir in ["scenarios", "benchmarks"] {
+            for e in std::fs::read_dir(root.join(dir)).unwrap() {
+                let path = e.unwrap().path();
+                Scenario::load(&path).unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
+                n += 1;
+            }
+        }
+        assert!(n >= 13, "{n} scenarios");
+        // The attack steps name their nodes too.
+        let e = scenario("[[step]]\ndo = \"wait-attack\"\nattacker = \"a\"\nvictim = \"z\"\nlabel = \"x\"\n")
+            .unwrap_err();
+        assert!(format!("{e:#}").contains("\"z\""), "{e:#}");
+        // A selfish strategy needs a miner.
+        let e = Scenario::parse("name = \"t\"\n[topology]\n[[topology.node]]\nname = \"a\"\nstrategy = \"selfish\"\n[[step]]\ndo = \"heal\"\n").unwrap_err();
+        assert!(format!("{e:#}").contains("needs mine = true"), "{e:#}");
     }
 
     #[test]
