@@ -158,8 +158,11 @@ pub struct PayoutTx {
     pub payments: Vec<(String, u64)>,
     /// The outputs: (address, base units).
     pub outputs: Vec<(String, u64)>,
-    /// The transaction fee, base units.
+    /// The fee split over the payments, base units.
     pub fee: u64,
+    /// Change below the dust limit left to the fee on top of `fee`.
+    #[serde(default)]
+    pub dust: u64,
     /// The node's tip height when it was made.
     pub tip: u32,
 }
@@ -611,6 +614,7 @@ mod tests {
             payments: payments.iter().map(|(w, a)| (w.to_string(), *a)).collect(),
             outputs: Vec::new(),
             fee: 0,
+            dust: 0,
             tip: 0,
         }
     }

@@ -319,6 +319,7 @@ pub async fn prepare(
         payments: planned.payments.clone(),
         outputs: planned.outputs.clone(),
         fee: planned.fee,
+        dust: planned.dust,
         tip,
     };
     info!(target: "pool::payout", txid = %record.txid, payments = ?record.payments, fee = record.fee, "payout recorded; broadcasting");

@@ -50,8 +50,10 @@ pub struct Plan {
     pub payments: Vec<(String, u64)>,
     /// Per address: what it receives.
     pub outputs: Vec<(String, u64)>,
-    /// The fee (with any dust change).
+    /// The fee split over the payments.
     pub fee: u64,
+    /// Change below [`DUST`] left to the fee on top (the transaction's fee is `fee + dust`).
+    pub dust: u64,
 }
 
 /// The address a worker is paid at: its `addresses.txt` entry, else its name up to the first
@@ -204,7 +206,8 @@ pub fn plan(
         spent,
         payments: payees.iter().map(|p| (p.0.clone(), p.1)).collect(),
         outputs: outs.iter().map(|(a, v)| (a.encode(), *v)).collect(),
-        fee: if with_change { fee } else { fee + change },
+        fee,
+        dust: if with_change { 0 } else { change },
     })
 }
 
@@ -325,7 +328,7 @@ mod tests {
         let p = plan(&owed(&[("a", 2_000_000), ("b", 999_500)]), who, &coins, 1_000, 100_000, &pool).unwrap();
         assert_eq!(p.payments, owed(&[("b", 999_500)]), "the next worker that fits");
         assert_eq!(p.tx.outputs.len(), 1, "500 sat of change is left to the fee");
-        assert_eq!(p.fee, signed_size(&p.tx) as u64 + 500);
+        assert_eq!((p.fee, p.dust), (signed_size(&p.tx) as u64, 500));
         assert_eq!(
             plan(&owed(&[("a", 2_000)]), who, &coins, 1_000_000, 1_000, &pool),
             None,
