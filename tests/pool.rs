@@ -390,3 +390,356 @@ fn credited_shares_survive_a_pool_crash() {
         assert_eq!(w["owed"].as_u64(), Some(found * per_share), "PPS credits are owed at once: {s}");
     }
 }
+
+/// Polls `f` every 100 ms until it holds or `secs` pass (then panics with `what`).
+fn wait_for(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !f() {
+        assert!(start.elapsed() < Duration::from_secs(secs), "timed out after {secs} s waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The ledger's records (a running pool appends; the file is compacted only at start).
+fn ledger_records(pool: &PoolProc) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(pool.dir.join("ledger.jsonl"))
+        .unwrap()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// `quarry miner --pool` for `secs` seconds; its stdout.
+fn miner_process(pool: &PoolProc, user: &str, secs: u64) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_quarry"))
+        .args(["miner", "--pool", &format!("stratum+tcp://{}", pool.stratum), "--user", user])
+        .args(["--threads", "1", "--duration", &secs.to_string()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+#[test]
+fn two_miner_processes_find_blocks_through_the_pool_and_are_paid_by_prop_after_maturity() {
+    let dir = tempfile::tempdir().unwrap();
+    let n0 = Node::start(&dir.path().join("n0"), "dev", Some(common::free_port()), &[]);
+    let boot = n0.p2p_addr();
+    let n1 = Node::start(&dir.path().join("n1"), "dev", Some(common::free_port()), &["--bootnode", &boot]);
+    wait_for(30, "the nodes to connect", || !n1.peer_ids().is_empty());
+    // alice is named by her address; bob by a name registered in addresses.txt.
+    let alice = address(Network::Dev, 1);
+    let bob_addr = address(Network::Dev, 2);
+    let pool_dir = dir.path().join("pool");
+    std::fs::create_dir_all(&pool_dir).unwrap();
+    std::fs::write(pool_dir.join("addresses.txt"), format!("# worker address\nbob {bob_addr}\n")).unwrap();
+    let pool = PoolProc::start(
+        &n0,
+        &pool_dir,
+        common::free_port(),
+        &[
+            "--payout",
+            "prop",
+            "--difficulty",
+            "0.00006103515625",
+            "--min-difficulty",
+            "0.000001",
+            "--payout-every",
+            "1",
+            "--payout-fee-rate",
+            "5000",
+            "--min-payout",
+            "0.001",
+        ],
+    );
+    let miners = [miner_process(&pool, &alice, 3), miner_process(&pool, "bob", 3)];
+    for m in miners {
+        let out = m.wait_with_output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(out.status.success(), "{text}");
+        let accepted: u64 =
+            text.split("accepted ").nth(1).and_then(|t| t.split(' ').next()).unwrap().parse().unwrap();
+        assert!(accepted > 0, "both miners had shares accepted: {text}");
+    }
+    let s = pool.stats();
+    let blocks = s["blocks"].as_array().unwrap().clone();
+    assert!(!blocks.is_empty(), "the pool found a block in 3 s of two miners: {s}");
+    let names: Vec<&str> =
+        s["workers"].as_array().unwrap().iter().map(|w| w["worker"].as_str().unwrap()).collect();
+    assert_eq!(names.len(), 2, "{s}");
+    // The pool's blocks on n0's active chain are on n1's too (two blocks found at once at
+    // one height: one of them is left off, and the pool will drop its credits).
+    let last = blocks.iter().map(|b| b["height"].as_u64().unwrap()).max().unwrap();
+    n1.wait_height(last);
+    let mut active = 0;
+    for b in &blocks {
+        let h = b["height"].as_i64().unwrap();
+        let hash = b["hash"].as_str().unwrap();
+        let (c0, c1) = (n0.client(), n1.client());
+        if c0.wait(c0.getblockhash(h)).unwrap().to_string() == hash {
+            active += 1;
+            wait_for(20, "n1 to have the pool's block", || {
+                c1.wait(c1.getblockhash(h)).map(|x| x.to_string()).ok().as_deref() == Some(hash)
+            });
+        }
+    }
+    assert!(active > 0, "{s}");
+    // The round rule, recomputed from the ledger: each block's credits are its reward split
+    // over the round's shares by difficulty, rounded down.
+    let mut round: Vec<(String, f64)> = Vec::new();
+    let mut credits: std::collections::BTreeMap<String, Vec<(String, u64)>> = Default::default();
+    for r in ledger_records(&pool) {
+        if let Some(sh) = r.get("share") {
+            round.push((sh["worker"].as_str().unwrap().into(), sh["diff"].as_f64().unwrap()));
+        } else if let Some(b) = r.get("block") {
+            let total: f64 = round.iter().map(|x| x.1).sum();
+            let mut by: std::collections::BTreeMap<String, f64> = Default::default();
+            for (w, d) in &round {
+                *by.entry(w.clone()).or_default() += d;
+            }
+            let reward = b["reward"].as_u64().unwrap();
+            let want: Vec<(String, u64)> = by
+                .into_iter()
+                .map(|(w, d)| (w, (reward as f64 * (d / total)).floor() as u64))
+                .filter(|x| x.1 > 0)
+                .collect();
+            let got: Vec<(String, u64)> = serde_json::from_value(b["credits"].clone()).unwrap();
+            assert_eq!(got, want, "block {}", b["hash"]);
+            credits.insert(b["hash"].as_str().unwrap().to_string(), got);
+            round.clear();
+        }
+    }
+    // Mature every block (maturity 20 on dev): blocks on top of the last one, by the node.
+    let c = n0.client();
+    let tip = c.wait(c.getblockcount()).unwrap() as u64;
+    let need = (last + 19).saturating_sub(tip);
+    if need > 0 {
+        c.wait(c.generatetoaddress(need as i64, address(Network::Dev, 9))).unwrap();
+    }
+    // Payouts go out one at a time; each confirms in the next block.
+    let settled = |s: &serde_json::Value| {
+        s["workers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|w| w["owed"] == 0 && w["paying"] == 0 && w["immature"] == 0)
+    };
+    let start = Instant::now();
+    let s = loop {
+        let s = pool.stats();
+        if settled(&s) {
+            break s;
+        }
+        assert!(start.elapsed() < Duration::from_secs(90), "payouts did not settle: {s}");
+        if s["payouts_pending"].as_array().is_some_and(|p| !p.is_empty()) {
+            c.wait(c.generatetoaddress(1, address(Network::Dev, 9))).unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    // Paid: the credits of the blocks that matured; orphaned blocks' credits dropped.
+    let mut expected: std::collections::BTreeMap<String, u64> = Default::default();
+    for b in s["blocks"].as_array().unwrap() {
+        let on_chain =
+            c.wait(c.getblockhash(b["height"].as_i64().unwrap())).unwrap().to_string() == b["hash"];
+        assert_eq!(b["status"] == "mature", on_chain, "{b}");
+        if on_chain {
+            for (w, a) in &credits[b["hash"].as_str().unwrap()] {
+                *expected.entry(w.clone()).or_default() += a;
+            }
+        }
+    }
+    for w in s["workers"].as_array().unwrap() {
+        let name = w["worker"].as_str().unwrap();
+        assert_eq!(w["paid"].as_u64().unwrap(), expected[name], "{name} is paid exactly its credits: {s}");
+        assert_eq!(w["credited"].as_u64().unwrap(), expected[name], "{s}");
+    }
+    // On chain: each payout pays its recorded outputs, its fee is 5 sat a byte of its size,
+    // split over the payments by amount (rounded down, the remainder one sat each from the
+    // first payee in name order).
+    let mut received: std::collections::BTreeMap<String, u64> = Default::default();
+    let payouts: Vec<serde_json::Value> =
+        ledger_records(&pool).into_iter().filter_map(|r| r.get("payout").cloned()).collect();
+    assert_eq!(
+        payouts.len(),
+        s["payouts_confirmed"].as_array().unwrap().len(),
+        "no payout abandoned or repeated"
+    );
+    for p in &payouts {
+        let txid: quarry::primitives::Hash256 = p["txid"].as_str().unwrap().parse().unwrap();
+        let info = c.wait(c.transaction_info(&txid)).unwrap();
+        assert!(info.confirmations.unwrap_or(0) >= 1, "{p}");
+        let fee = p["fee"].as_u64().unwrap();
+        let payments: Vec<(String, u64)> = serde_json::from_value(p["payments"].clone()).unwrap();
+        let total: u64 = payments.iter().map(|x| x.1).sum();
+        let mut parts: Vec<u64> =
+            payments.iter().map(|x| (fee as u128 * x.1 as u128 / total as u128) as u64).collect();
+        let rem = fee - parts.iter().sum::<u64>();
+        for part in parts.iter_mut().take(rem as usize) {
+            *part += 1;
+        }
+        // 5000 sat/kB x the size; change below 1,000 sat is left to the fee on top.
+        assert_eq!(fee, 5 * info.size, "{p}");
+        let dust = p["dust"].as_u64().unwrap();
+        let recorded_outs = p["outputs"].as_array().unwrap().len();
+        if info.vout.len() > recorded_outs {
+            assert_eq!(dust, 0, "change returned to the pool: {p}");
+        } else {
+            assert!(dust < 1_000, "{p}");
+        }
+        for ((w, amount), part) in payments.iter().zip(&parts) {
+            let to = if w == "bob" { bob_addr.clone() } else { w.clone() };
+            *received.entry(to).or_default() += amount - part;
+        }
+        let outs: Vec<(String, u64)> = serde_json::from_value(p["outputs"].clone()).unwrap();
+        for (i, (a, v)) in outs.iter().enumerate() {
+            let o = &info.vout[i];
+            assert_eq!((o.value * 1e8).round() as u64, *v, "{p}");
+            assert_eq!(o.script_pubkey.address.as_deref(), Some(a.as_str()), "{p}");
+        }
+    }
+    let total_out = |addr: &str| -> u64 {
+        let u = c.wait(c.getaddressutxos(quarry::rpc::types::AddressQuery::One(addr.into()))).unwrap();
+        u.iter().map(|x| x.satoshis).sum()
+    };
+    assert_eq!(total_out(&alice), received[&alice], "alice's coins");
+    assert_eq!(total_out(&bob_addr), received[&bob_addr], "bob's coins");
+}
+
+/// A pool's configuration for the payout task alone (no Stratum), paying from `key`.
+fn payout_config(
+    node: &Node,
+    dir: &std::path::Path,
+    key: &ed25519_dalek::SigningKey,
+) -> quarry::pool::PoolConfig {
+    quarry::pool::PoolConfig {
+        rpc: node.config(),
+        dir: dir.to_path_buf(),
+        payout: quarry::pool::Payout::Pps,
+        lock: p2pkh_lock(key),
+        start_difficulty: 1.0,
+        min_difficulty: 1.0,
+        max_difficulty: 1.0,
+        shares_per_minute: 20.0,
+        score_c: 300.0,
+        payouts: quarry::pool::PayoutConfig {
+            network: Network::Dev,
+            key: key.clone(),
+            min_payout: 100_000,
+            fee_rate: Some(2_000),
+            every: Duration::from_secs(1),
+            enabled: true,
+        },
+    }
+}
+
+#[test]
+fn a_crash_between_recording_and_confirming_a_payout_never_pays_twice() {
+    use quarry::pool::accounting::Share;
+    use quarry::pool::{payer, Ledger, Payout};
+    use std::sync::{Arc, Mutex};
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(&dir.path().join("node"), "dev", Some(common::free_port()), &["--no-p2p"]);
+    let pool_key = key(7);
+    let pool_dir = dir.path().join("pool");
+    std::fs::create_dir_all(&pool_dir).unwrap();
+    let config = payout_config(&node, &pool_dir, &pool_key);
+    let c = node.client();
+    // The pool's coins: 22 coinbases, the first two mature.
+    let pool_addr = payer::pool_address(&config).encode();
+    c.wait(c.generatetoaddress(22, pool_addr.clone())).unwrap();
+    let alice = address(Network::Dev, 1);
+    let path = pool_dir.join("ledger.jsonl");
+    // A PPS share worth exactly 10 coins (reward x 0.2 / 1.0).
+    let share = |t: u64| Share {
+        worker: format!("{alice}.rig"),
+        diff: 0.2,
+        net_diff: 1.0,
+        reward: 50 * 100_000_000,
+        time_ms: t,
+        credit: 0,
+    };
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rpc = rt.block_on(async { quarry::rpc::client::RpcClient::new(&node.config()) }).unwrap();
+    let open = || Arc::new(Mutex::new(Ledger::open(&path, Payout::Pps).unwrap()));
+    let pass = |l: &Arc<Mutex<Ledger>>| rt.block_on(payer::pass(&config, &rpc, l)).unwrap();
+    let mine = |n: i64| c.wait(c.generatetoaddress(n, address(Network::Dev, 9))).unwrap();
+    let alice_coins =
+        || c.wait(c.getaddressutxos(quarry::rpc::types::AddressQuery::One(alice.clone()))).unwrap();
+    let stats = |l: &Arc<Mutex<Ledger>>| {
+        let s = l.lock().unwrap().stats();
+        (s[0].owed, s[0].paying, s[0].paid)
+    };
+
+    // 1. A crash after the payout is recorded, before it is broadcast.
+    let ledger = open();
+    ledger.lock().unwrap().credit_share(share(1)).unwrap();
+    let tip = c.wait(c.getblockcount()).unwrap();
+    let first = rt.block_on(payer::prepare(&config, &rpc, &ledger, tip)).unwrap().expect("a payout");
+    assert_eq!(first.payments, vec![(format!("{alice}.rig"), 1_000_000_000)]);
+    assert_eq!(stats(&ledger), (0, 1_000_000_000, 0));
+    drop(ledger); // the crash
+    let ledger = open();
+    assert_eq!(stats(&ledger), (0, 1_000_000_000, 0), "recorded: not owed again after a restart");
+    pass(&ledger); // broadcast again: the same transaction
+    let txid: quarry::primitives::Hash256 = first.txid.parse().unwrap();
+    let info = c.wait(c.transaction_info(&txid)).expect("the recorded payout is in the mempool");
+    assert_eq!((info.blockhash, info.hex.clone()), (None, first.tx.clone()), "the same transaction");
+    pass(&ledger); // in the mempool: nothing new
+    assert_eq!(ledger.lock().unwrap().pending_payouts().len(), 1);
+    mine(1);
+    pass(&ledger);
+    assert_eq!(stats(&ledger), (0, 0, 1_000_000_000), "confirmed once");
+    let coins = alice_coins();
+    assert_eq!(coins.len(), 1);
+    assert_eq!(coins[0].satoshis, 1_000_000_000 - first.fee, "the payment less its fee");
+    assert_eq!(first.fee, 2 * info.size, "2000 sat/kB");
+
+    // 2. A crash after the broadcast, before the confirmation is recorded.
+    ledger.lock().unwrap().credit_share(share(2)).unwrap();
+    pass(&ledger); // recorded and broadcast
+    let second = ledger.lock().unwrap().pending_payouts()[0].clone();
+    drop(ledger);
+    mine(1);
+    let ledger = open();
+    pass(&ledger);
+    pass(&ledger);
+    assert_eq!(stats(&ledger), (0, 0, 2_000_000_000));
+    assert_eq!(alice_coins().len(), 2, "two payouts, neither repeated");
+
+    // 3. A recorded payout whose coin is spent by something else can never confirm: it is
+    // abandoned and the amount is owed (and paid) again from other coins.
+    ledger.lock().unwrap().credit_share(share(3)).unwrap();
+    let tip = c.wait(c.getblockcount()).unwrap();
+    let third = rt.block_on(payer::prepare(&config, &rpc, &ledger, tip)).unwrap().unwrap();
+    let tx = quarry::primitives::Transaction::decode(&hex::decode(&third.tx).unwrap(), usize::MAX).unwrap();
+    let spent: Vec<(quarry::primitives::OutPoint, TxOut)> = tx
+        .inputs
+        .iter()
+        .map(|i| {
+            let o = c
+                .wait(c.gettxout(i.prevout.txid.to_string(), i.prevout.index, Some(false)))
+                .unwrap()
+                .unwrap();
+            let value = Amount::from_sat((o.value * 1e8).round() as u64).unwrap();
+            (i.prevout, TxOut { value, lock: p2pkh_lock(&pool_key) })
+        })
+        .collect();
+    let total: u64 = spent.iter().map(|s| s.1.value.to_sat()).sum();
+    let other = spend_p2pkh(
+        &pool_key,
+        &spent,
+        vec![TxOut { value: Amount::from_sat(total - 100_000).unwrap(), lock: p2pkh_lock(&key(9)) }],
+        0,
+    );
+    c.wait(c.sendrawtransaction(hex::encode(other.encode()))).unwrap();
+    mine(1);
+    pass(&ledger);
+    assert!(ledger.lock().unwrap().pending_payouts().is_empty(), "abandoned");
+    assert_eq!(stats(&ledger), (1_000_000_000, 0, 2_000_000_000), "owed again");
+    pass(&ledger); // a new payout from the other coins
+    mine(1);
+    pass(&ledger);
+    assert_eq!(stats(&ledger), (0, 0, 3_000_000_000));
+    assert_eq!(alice_coins().len(), 3);
+    let _ = second;
+}

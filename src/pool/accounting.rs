@@ -9,21 +9,20 @@
 //! bounded too: only the current round's shares (for proportional and score) and the last
 //! [`PPLNS_KEEP`] shares (for PPLNS) are kept, beside per-worker totals.
 //!
-//! The payout methods ([`Payout`]), Rosenfeld's "Analysis of Bitcoin Pooled Mining Reward
-//! Systems" (2011) in the names used there:
-//! - **pps**: each share earns `reward × share difficulty / network difficulty` when it is
-//!   submitted, whether or not the pool finds blocks (the pool carries the variance).
-//! - **prop** (proportional): a block's reward is split over the shares of its round (since
-//!   the previous block) by difficulty. Open to pool hopping.
-//! - **pplns**: a block's reward is split over the last N difficulty units of shares
-//!   (N = [`PPLNS_FACTOR`] × the network difficulty), the oldest share cut to fit.
-//! - **score** (Slush): a share submitted `t` seconds into the round weighs
-//!   `difficulty × e^(t / c)` (c = [`SCORE_C`] seconds), so late shares weigh more and
-//!   hopping out of a long round does not pay.
+//! Blocks are recorded *before* they are submitted (with the block's bytes, so a restart
+//! submits again a block it may not have sent); their credits become owed only once the
+//! payout task has seen the block on the node's active chain with `coinbase_maturity`
+//! confirmations (a `matured` record), and are dropped if the block is refused or left off
+//! the chain (`orphaned`). Payouts are two-phase: the signed transaction is recorded
+//! (`payout`, its amounts now "paying", no longer owed) before it is broadcast, then
+//! `payout_confirmed` (paying → paid) or, only when the node shows it can never confirm,
+//! `payout_abandoned` (paying → owed again). A crash at any point therefore never pays twice:
+//! a recorded payout is re-broadcast as the same transaction, never rebuilt.
 //!
-//! Amounts are base units; each worker's part is rounded down and what rounding leaves goes
-//! to the pool.
+//! The payout methods are in [`super::methods`]. A ledger open for writing holds an
+//! exclusive lock on `<dir>/ledger.lock`, so two pools cannot share a directory.
 
+use super::methods::{pplns, pps, prop, score};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
 use std::io::{BufRead, Write};
@@ -67,6 +66,14 @@ pub enum LedgerError {
         /// Why.
         error: std::io::Error,
     },
+    /// Another process holds the ledger.
+    #[error("ledger {} is in use by another pool process (lock {}): stop it, or pass another --pool-dir", path.display(), lock.display())]
+    Locked {
+        /// The ledger.
+        path: PathBuf,
+        /// The lock file.
+        lock: PathBuf,
+    },
     /// A line that is not a record (a torn last line is dropped instead).
     #[error("ledger {} line {line}: {why} (the file is damaged: restore it from a backup)", path.display())]
     Corrupt {
@@ -98,13 +105,79 @@ pub struct Share {
     pub credit: u64,
 }
 
+/// A block the pool found, as recorded before it is submitted.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FoundBlock {
+    /// Its height.
+    pub height: u32,
+    /// Its id (display hex).
+    pub hash: String,
+    /// Its coinbase value, base units.
+    pub reward: u64,
+    /// Unix milliseconds.
+    pub time_ms: u64,
+    /// What its reward credits each worker, by the method.
+    pub credits: Vec<(String, u64)>,
+    /// The block's bytes as hex, kept until it is resolved (matured or orphaned), so a pool
+    /// that crashed before `submitblock` answered submits it again.
+    #[serde(default)]
+    pub block: String,
+}
+
+/// Where a found block stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BlockStatus {
+    /// Submitted (or about to be); not yet `coinbase_maturity` deep on the active chain.
+    Immature,
+    /// On the active chain and spendable: its credits are owed.
+    Mature,
+    /// Refused, or not on the active chain: its credits were dropped.
+    Orphaned,
+}
+
+/// A found block and where it stands.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BlockRec {
+    /// The block as found.
+    #[serde(flatten)]
+    pub found: FoundBlock,
+    /// Its status.
+    pub status: BlockStatus,
+}
+
+/// A payout transaction, recorded before it is broadcast.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PayoutTx {
+    /// Its txid (display hex).
+    pub txid: String,
+    /// The signed transaction, hex.
+    pub tx: String,
+    /// Per worker: what the payout settles of its balance (its output's share plus its part
+    /// of the fee).
+    pub payments: Vec<(String, u64)>,
+    /// The outputs: (address, base units).
+    pub outputs: Vec<(String, u64)>,
+    /// The fee split over the payments, base units.
+    pub fee: u64,
+    /// Change below the dust limit left to the fee on top of `fee`.
+    #[serde(default)]
+    pub dust: u64,
+    /// The node's tip height when it was made.
+    pub tip: u32,
+}
+
 /// One line of the ledger.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 enum Record {
     Share(Share),
-    Block { height: u32, hash: String, reward: u64, time_ms: u64, credits: Vec<(String, u64)> },
-    Paid { worker: String, amount: u64, txid: String },
+    Block(FoundBlock),
+    Matured { hash: String },
+    Orphaned { hash: String, why: String },
+    Payout(PayoutTx),
+    PayoutConfirmed { txid: String, blockhash: String },
+    PayoutAbandoned { txid: String, why: String },
     Snapshot(Box<State>),
 }
 
@@ -115,12 +188,23 @@ pub struct WorkerTotals {
     pub shares: u64,
     /// Their total difficulty.
     pub diff: f64,
-    /// Credits by the height of the block paying them (PPS credits: height 0, owed at once).
-    pub credits: BTreeMap<u32, u64>,
-    /// Paid so far.
+    /// Credits of blocks not yet mature, by block id.
+    pub immature: BTreeMap<String, u64>,
+    /// Credits owed once: mature blocks' and PPS shares'.
+    pub matured: u64,
+    /// In payout transactions not yet confirmed.
+    pub paying: u64,
+    /// Paid by confirmed payout transactions.
     pub paid: u64,
     /// Recent (unix ms, difficulty), for the hash-rate estimate.
     pub recent: VecDeque<(u64, f64)>,
+}
+
+impl WorkerTotals {
+    /// Owed now: matured credits less what is being paid or was paid.
+    pub fn owed(&self) -> u64 {
+        self.matured.saturating_sub(self.paying + self.paid)
+    }
 }
 
 /// The ledger's state (also its snapshot record).
@@ -129,7 +213,11 @@ struct State {
     workers: BTreeMap<String, WorkerTotals>,
     round: Vec<Share>,
     window: VecDeque<Share>,
-    blocks: Vec<(u32, String, u64)>,
+    blocks: Vec<BlockRec>,
+    /// Payout transactions recorded and not yet confirmed or abandoned.
+    payouts: Vec<PayoutTx>,
+    /// Confirmed payouts: (txid, block).
+    confirmed: Vec<(String, String)>,
 }
 
 /// A worker's line of `quarry pool stats`.
@@ -144,11 +232,15 @@ pub struct WorkerStats {
     /// Hashes per second over its recent shares (each difficulty-1 share stands for
     /// 2^32 hashes on average).
     pub hashrate: f64,
-    /// Credited, including blocks not yet mature.
+    /// Credited: matured plus immature credits.
     pub credited: u64,
-    /// Owed now: credits of mature blocks (and PPS credits) less what was paid.
+    /// Credits of blocks not yet mature.
+    pub immature: u64,
+    /// Owed now: matured credits less what is being paid or was paid.
     pub owed: u64,
-    /// Paid.
+    /// In payout transactions not yet confirmed.
+    pub paying: u64,
+    /// Paid by confirmed payouts.
     pub paid: u64,
 }
 
@@ -160,22 +252,51 @@ pub struct Ledger {
     state: State,
     /// Bytes appended since the last snapshot.
     written: u64,
+    /// Held (locked) while the ledger is open for writing.
+    _lock: Option<std::fs::File>,
+    /// The score method's time constant, seconds.
+    score_c: f64,
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> LedgerError + '_ {
     move |error| LedgerError::Io { path: path.to_path_buf(), error }
 }
 
+/// Takes the exclusive lock beside the ledger at `path`.
+fn lock(path: &Path) -> Result<std::fs::File, LedgerError> {
+    let lock = path.with_file_name("ledger.lock");
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock)
+        .map_err(io(&lock))?;
+    match f.try_lock() {
+        Ok(()) => Ok(f),
+        Err(std::fs::TryLockError::WouldBlock) => Err(LedgerError::Locked { path: path.to_path_buf(), lock }),
+        Err(std::fs::TryLockError::Error(e)) => Err(io(&lock)(e)),
+    }
+}
+
 impl Ledger {
-    /// Opens (or creates) the ledger at `path` for writing, replaying it and rewriting it
-    /// as one snapshot (which also drops a torn last line).
+    /// Opens (or creates) the ledger at `path` for writing: locks it, replays it and rewrites
+    /// it as one snapshot (which also drops a torn last line).
     pub fn open(path: &Path, method: Payout) -> Result<Ledger, LedgerError> {
+        let held = lock(path)?;
         let state = replay(path)?;
         if path.exists() {
             write_snapshot(path, &state)?;
         }
         let file = std::fs::OpenOptions::new().create(true).append(true).open(path).map_err(io(path))?;
-        Ok(Ledger { path: path.to_path_buf(), file, method, state, written: 0 })
+        Ok(Ledger {
+            path: path.to_path_buf(),
+            file,
+            method,
+            state,
+            written: 0,
+            _lock: Some(held),
+            score_c: SCORE_C,
+        })
     }
 
     /// Reads the ledger at `path` without changing it (`quarry pool stats` beside a running
@@ -183,7 +304,24 @@ impl Ledger {
     pub fn read(path: &Path) -> Result<Ledger, LedgerError> {
         let state = replay(path)?;
         let file = std::fs::File::open(path).map_err(io(path))?;
-        Ok(Ledger { path: path.to_path_buf(), file, method: Payout::Prop, state, written: 0 })
+        Ok(Ledger {
+            path: path.to_path_buf(),
+            file,
+            method: Payout::Prop,
+            state,
+            written: 0,
+            _lock: None,
+            score_c: SCORE_C,
+        })
+    }
+
+    /// The same ledger with the score method's time constant set to `c` seconds (a positive
+    /// number; [`SCORE_C`] otherwise).
+    pub fn with_score_c(mut self, c: f64) -> Ledger {
+        if c > 0.0 && c.is_finite() {
+            self.score_c = c;
+        }
+        self
     }
 
     fn append(&mut self, r: &Record) -> Result<(), LedgerError> {
@@ -195,8 +333,10 @@ impl Ledger {
         Ok(())
     }
 
-    /// Rewrites the file as one snapshot once more than [`COMPACT_BYTES`] were appended.
-    fn compact_if_large(&mut self) -> Result<(), LedgerError> {
+    /// Appends and applies a record, compacting a large file.
+    fn record(&mut self, r: Record) -> Result<(), LedgerError> {
+        self.append(&r)?;
+        self.state.apply(r);
         if self.written > COMPACT_BYTES {
             write_snapshot(&self.path, &self.state)?;
             self.file = std::fs::OpenOptions::new().append(true).open(&self.path).map_err(io(&self.path))?;
@@ -209,42 +349,62 @@ impl Ledger {
     /// it counts.
     pub fn credit_share(&mut self, mut share: Share) -> Result<(), LedgerError> {
         share.credit = if self.method == Payout::Pps { pps(&share) } else { 0 };
-        let r = Record::Share(share);
-        self.append(&r)?;
-        self.state.apply(r);
-        self.compact_if_large()
+        self.record(Record::Share(share))
     }
 
-    /// Records a block found by the pool and the credits its reward gives by the method
-    /// (none for PPS, whose shares were paid as they came); starts a new round.
-    pub fn block_found(
-        &mut self,
-        height: u32,
-        hash: String,
-        reward: u64,
-        time_ms: u64,
-    ) -> Result<Vec<(String, u64)>, LedgerError> {
-        let credits = match self.method {
+    /// The credits a block with `reward` would give now, by the method (none for PPS, whose
+    /// shares were paid as they came).
+    pub fn credits_for(&mut self, reward: u64) -> Vec<(String, u64)> {
+        match self.method {
             Payout::Pps => Vec::new(),
             Payout::Prop => prop(&self.state.round, reward),
             Payout::Pplns => {
                 let net = self.state.window.back().map_or(1.0, |s| s.net_diff);
                 pplns(self.state.window.make_contiguous(), PPLNS_FACTOR * net, reward)
             }
-            Payout::Score => score(&self.state.round, SCORE_C, reward),
-        };
-        let r = Record::Block { height, hash, reward, time_ms, credits: credits.clone() };
-        self.append(&r)?;
-        self.state.apply(r);
+            Payout::Score => score(&self.state.round, self.score_c, reward),
+        }
+    }
+
+    /// Records a block found by the pool, with its credits by the method, *before* it is
+    /// submitted; starts a new round. `block` is the block's hex.
+    pub fn block_found(
+        &mut self,
+        height: u32,
+        hash: String,
+        reward: u64,
+        time_ms: u64,
+        block: String,
+    ) -> Result<Vec<(String, u64)>, LedgerError> {
+        let credits = self.credits_for(reward);
+        let found = FoundBlock { height, hash, reward, time_ms, credits: credits.clone(), block };
+        self.record(Record::Block(found))?;
         Ok(credits)
     }
 
-    /// Records a payment.
-    pub fn paid(&mut self, worker: &str, amount: u64, txid: String) -> Result<(), LedgerError> {
-        let r = Record::Paid { worker: worker.to_string(), amount, txid };
-        self.append(&r)?;
-        self.state.apply(r);
-        Ok(())
+    /// The block `hash` is `coinbase_maturity` deep on the active chain: its credits are owed.
+    pub fn matured(&mut self, hash: &str) -> Result<(), LedgerError> {
+        self.record(Record::Matured { hash: hash.to_string() })
+    }
+
+    /// The block `hash` was refused or left off the chain: its credits are dropped.
+    pub fn orphaned(&mut self, hash: &str, why: &str) -> Result<(), LedgerError> {
+        self.record(Record::Orphaned { hash: hash.to_string(), why: why.to_string() })
+    }
+
+    /// Records a payout transaction before it is broadcast: its amounts are no longer owed.
+    pub fn payout_made(&mut self, p: PayoutTx) -> Result<(), LedgerError> {
+        self.record(Record::Payout(p))
+    }
+
+    /// A recorded payout confirmed in `blockhash`.
+    pub fn payout_confirmed(&mut self, txid: &str, blockhash: &str) -> Result<(), LedgerError> {
+        self.record(Record::PayoutConfirmed { txid: txid.to_string(), blockhash: blockhash.to_string() })
+    }
+
+    /// A recorded payout that can never confirm: its amounts are owed again.
+    pub fn payout_abandoned(&mut self, txid: &str, why: &str) -> Result<(), LedgerError> {
+        self.record(Record::PayoutAbandoned { txid: txid.to_string(), why: why.to_string() })
     }
 
     /// Shares credited in the current round.
@@ -252,19 +412,32 @@ impl Ledger {
         self.state.round.len()
     }
 
-    /// Blocks found: (height, hash, reward).
-    pub fn blocks(&self) -> &[(u32, String, u64)] {
+    /// Blocks found, oldest first.
+    pub fn blocks(&self) -> &[BlockRec] {
         &self.state.blocks
     }
 
-    /// Per-worker figures; credits of blocks at or below `mature_height` are owed.
-    pub fn stats(&self, mature_height: u32) -> Vec<WorkerStats> {
+    /// Payouts recorded and not yet confirmed or abandoned.
+    pub fn pending_payouts(&self) -> &[PayoutTx] {
+        &self.state.payouts
+    }
+
+    /// Confirmed payouts: (txid, block id).
+    pub fn confirmed_payouts(&self) -> &[(String, String)] {
+        &self.state.confirmed
+    }
+
+    /// What each worker is owed now (workers owed nothing left out), in name order.
+    pub fn owed(&self) -> Vec<(String, u64)> {
+        self.state.workers.iter().map(|(n, w)| (n.clone(), w.owed())).filter(|(_, a)| *a > 0).collect()
+    }
+
+    /// Per-worker figures.
+    pub fn stats(&self) -> Vec<WorkerStats> {
         self.state
             .workers
             .iter()
             .map(|(name, w)| {
-                let credited = w.credits.values().sum::<u64>();
-                let matured: u64 = w.credits.range(..=mature_height).map(|(_, v)| v).sum();
                 let hashrate = match (w.recent.front(), w.recent.back()) {
                     (Some(a), Some(b)) if b.0 > a.0 => {
                         let d: f64 = w.recent.iter().skip(1).map(|s| s.1).sum();
@@ -272,13 +445,16 @@ impl Ledger {
                     }
                     _ => 0.0,
                 };
+                let immature = w.immature.values().sum::<u64>();
                 WorkerStats {
                     worker: name.clone(),
                     shares: w.shares,
                     diff: w.diff,
                     hashrate,
-                    credited,
-                    owed: matured.saturating_sub(w.paid),
+                    credited: w.matured + immature,
+                    immature,
+                    owed: w.owed(),
+                    paying: w.paying,
                     paid: w.paid,
                 }
             })
@@ -297,9 +473,7 @@ impl State {
                 if w.recent.len() > RATE_KEEP {
                     w.recent.pop_front();
                 }
-                if s.credit > 0 {
-                    *w.credits.entry(0).or_default() += s.credit;
-                }
+                w.matured += s.credit;
                 self.window.push_back(s.clone());
                 if self.window.len() > PPLNS_KEEP {
                     self.window.pop_front();
@@ -308,15 +482,69 @@ impl State {
                     self.round.push(s);
                 }
             }
-            Record::Block { height, hash, reward, credits, .. } => {
-                for (worker, amount) in credits {
-                    *self.workers.entry(worker).or_default().credits.entry(height).or_default() += amount;
+            Record::Block(found) => {
+                for (worker, amount) in &found.credits {
+                    *self
+                        .workers
+                        .entry(worker.clone())
+                        .or_default()
+                        .immature
+                        .entry(found.hash.clone())
+                        .or_default() += amount;
                 }
-                self.blocks.push((height, hash, reward));
+                self.blocks.push(BlockRec { found, status: BlockStatus::Immature });
                 self.round.clear();
             }
-            Record::Paid { worker, amount, .. } => self.workers.entry(worker).or_default().paid += amount,
+            Record::Matured { hash } => self.resolve(&hash, BlockStatus::Mature),
+            Record::Orphaned { hash, .. } => self.resolve(&hash, BlockStatus::Orphaned),
+            Record::Payout(p) => {
+                for (worker, amount) in &p.payments {
+                    self.workers.entry(worker.clone()).or_default().paying += amount;
+                }
+                self.payouts.push(p);
+            }
+            Record::PayoutConfirmed { txid, blockhash } => {
+                if let Some(p) = self.take_payout(&txid) {
+                    for (worker, amount) in p.payments {
+                        let w = self.workers.entry(worker).or_default();
+                        w.paying = w.paying.saturating_sub(amount);
+                        w.paid += amount;
+                    }
+                    self.confirmed.push((txid, blockhash));
+                }
+            }
+            Record::PayoutAbandoned { txid, .. } => {
+                if let Some(p) = self.take_payout(&txid) {
+                    for (worker, amount) in p.payments {
+                        let w = self.workers.entry(worker).or_default();
+                        w.paying = w.paying.saturating_sub(amount);
+                    }
+                }
+            }
             Record::Snapshot(s) => *self = *s,
+        }
+    }
+
+    fn take_payout(&mut self, txid: &str) -> Option<PayoutTx> {
+        let i = self.payouts.iter().position(|p| p.txid == txid)?;
+        Some(self.payouts.remove(i))
+    }
+
+    /// Moves an immature block to `status`: its credits owed (mature) or dropped.
+    fn resolve(&mut self, hash: &str, status: BlockStatus) {
+        let Some(b) =
+            self.blocks.iter_mut().find(|b| b.found.hash == hash && b.status == BlockStatus::Immature)
+        else {
+            return;
+        };
+        b.status = status;
+        b.found.block.clear();
+        for w in self.workers.values_mut() {
+            if let Some(amount) = w.immature.remove(hash) {
+                if status == BlockStatus::Mature {
+                    w.matured += amount;
+                }
+            }
         }
     }
 }
@@ -332,8 +560,9 @@ fn replay(path: &Path) -> Result<State, LedgerError> {
         for (i, line) in lines.into_iter().enumerate() {
             match serde_json::from_str::<Record>(&line) {
                 Ok(r) => state.apply(r),
-                // A crash mid-write leaves at most a torn last line: that share was never
-                // acknowledged, so dropping it loses nothing credited.
+                // A crash mid-write leaves at most a torn last line: that record was never
+                // acted on (a share not acknowledged, a block not submitted, a payout not
+                // broadcast), so dropping it loses nothing.
                 Err(_) if i + 1 == n => {
                     tracing::warn!(target: "pool", line = i + 1, "dropping a torn last ledger line")
                 }
@@ -363,64 +592,6 @@ fn write_snapshot(path: &Path, state: &State) -> Result<(), LedgerError> {
     Ok(())
 }
 
-/// PPS: what one share earns, `reward × diff / net_diff`, rounded down.
-pub fn pps(s: &Share) -> u64 {
-    if s.net_diff <= 0.0 {
-        return 0;
-    }
-    (s.reward as f64 * (s.diff / s.net_diff)).floor().min(s.reward as f64) as u64
-}
-
-/// Splits `reward` by weight, each part rounded down; workers in name order.
-fn split(weights: BTreeMap<String, f64>, reward: u64) -> Vec<(String, u64)> {
-    let total: f64 = weights.values().sum();
-    if total <= 0.0 {
-        return Vec::new();
-    }
-    weights
-        .into_iter()
-        .map(|(w, x)| (w, ((reward as f64) * (x / total)).floor() as u64))
-        .filter(|(_, a)| *a > 0)
-        .collect()
-}
-
-/// Proportional: `reward` over the round's shares by difficulty.
-pub fn prop(round: &[Share], reward: u64) -> Vec<(String, u64)> {
-    let mut w = BTreeMap::new();
-    for s in round {
-        *w.entry(s.worker.clone()).or_insert(0.0) += s.diff;
-    }
-    split(w, reward)
-}
-
-/// PPLNS: `reward` over the newest shares whose difficulties add up to `n` (the oldest one
-/// counted only in part), by difficulty.
-pub fn pplns(shares: &[Share], n: f64, reward: u64) -> Vec<(String, u64)> {
-    let mut w = BTreeMap::new();
-    let mut left = n;
-    for s in shares.iter().rev() {
-        if left <= 0.0 {
-            break;
-        }
-        let take = s.diff.min(left);
-        *w.entry(s.worker.clone()).or_insert(0.0) += take;
-        left -= take;
-    }
-    split(w, reward)
-}
-
-/// Score: `reward` over the round's shares weighed `diff × e^(t/c)`, t = seconds since the
-/// round's first share (computed relative to the last share, so no overflow).
-pub fn score(round: &[Share], c: f64, reward: u64) -> Vec<(String, u64)> {
-    let Some(last) = round.last() else { return Vec::new() };
-    let mut w = BTreeMap::new();
-    for s in round {
-        let t = (s.time_ms as f64 - last.time_ms as f64) / 1000.0;
-        *w.entry(s.worker.clone()).or_insert(0.0) += s.diff * (t / c).exp();
-    }
-    split(w, reward)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -436,48 +607,21 @@ mod tests {
         }
     }
 
-    #[test]
-    fn pps_pays_each_share_its_expected_value() {
-        assert_eq!(pps(&share("a", 1.0, 0)), 10_000);
-        assert_eq!(pps(&share("a", 0.5, 0)), 5_000);
-        assert_eq!(pps(&Share { net_diff: 3.0, ..share("a", 1.0, 0) }), 333_333, "rounded down");
-        assert_eq!(pps(&Share { net_diff: 0.0, ..share("a", 1.0, 0) }), 0);
-        assert_eq!(pps(&share("a", 1000.0, 0)), 1_000_000, "never more than the reward");
+    fn payout(txid: &str, payments: &[(&str, u64)]) -> PayoutTx {
+        PayoutTx {
+            txid: txid.into(),
+            tx: "00".into(),
+            payments: payments.iter().map(|(w, a)| (w.to_string(), *a)).collect(),
+            outputs: Vec::new(),
+            fee: 0,
+            dust: 0,
+            tip: 0,
+        }
     }
 
-    #[test]
-    fn prop_splits_the_round_by_difficulty() {
-        let round = [share("a", 1.0, 0), share("b", 2.0, 1), share("a", 1.0, 2)];
-        assert_eq!(prop(&round, 1_000_000), vec![("a".into(), 500_000), ("b".into(), 500_000)]);
-        assert_eq!(
-            prop(&round[..2], 1_000),
-            vec![("a".into(), 333), ("b".into(), 666)],
-            "rounding to the pool"
-        );
-        assert!(prop(&[], 1_000).is_empty());
-    }
-
-    #[test]
-    fn pplns_counts_only_the_last_n_difficulty() {
-        let shares = [share("old", 5.0, 0), share("a", 2.0, 1), share("b", 1.0, 2)];
-        // n = 4: b 1, a 2, old 1 of its 5.
-        assert_eq!(
-            pplns(&shares, 4.0, 1_000_000),
-            vec![("a".into(), 500_000), ("b".into(), 250_000), ("old".into(), 250_000)]
-        );
-        assert_eq!(pplns(&shares, 3.0, 900), vec![("a".into(), 600), ("b".into(), 300)]);
-    }
-
-    #[test]
-    fn score_weighs_late_shares_more() {
-        // Shares c seconds apart weigh e times more each: a at 0, b at c.
-        let round = [share("a", 1.0, 0), share("b", 1.0, 300)];
-        let got = score(&round, 300.0, 1_000_000);
-        let e = std::f64::consts::E;
-        let a = (1_000_000.0 / (1.0 + e)).floor() as u64;
-        let b = (1_000_000.0 * e / (1.0 + e)).floor() as u64;
-        assert_eq!(got, vec![("a".into(), a), ("b".into(), b)]);
-        assert_eq!(score(&round[..1], 300.0, 7), vec![("a".into(), 7)]);
+    fn owed_paying_paid(l: &Ledger, i: usize) -> (u64, u64, u64) {
+        let s = &l.stats()[i];
+        (s.owed, s.paying, s.paid)
     }
 
     #[test]
@@ -488,7 +632,7 @@ mod tests {
             let mut l = Ledger::open(&path, Payout::Prop).unwrap();
             l.credit_share(share("a", 1.0, 1)).unwrap();
             l.credit_share(share("b", 3.0, 2)).unwrap();
-            l.block_found(5, "h".into(), 1_000, 3000).unwrap();
+            l.block_found(5, "h".into(), 1_000, 3000, "beef".into()).unwrap();
             l.credit_share(share("a", 1.0, 4)).unwrap();
         }
         // A crash mid-append: half a record at the end.
@@ -498,23 +642,68 @@ mod tests {
             .unwrap()
             .write_all(b"{\"share\":{\"wor")
             .unwrap();
-        let l = Ledger::open(&path, Payout::Prop).unwrap();
-        let s = l.stats(5);
-        assert_eq!(s.len(), 2);
-        assert_eq!((s[0].worker.as_str(), s[0].shares, s[0].credited, s[0].owed), ("a", 2, 250, 250));
-        assert_eq!((s[1].worker.as_str(), s[1].shares, s[1].credited), ("b", 1, 750));
-        assert_eq!(l.stats(4)[0].owed, 0, "not owed before the block matures");
-        assert_eq!(l.round_shares(), 1, "the share after the block is in the new round");
-        drop(l);
         let mut l = Ledger::open(&path, Payout::Prop).unwrap();
-        l.paid("a", 200, "t".into()).unwrap();
+        let s = l.stats();
+        assert_eq!(s.len(), 2);
+        assert_eq!((s[0].worker.as_str(), s[0].shares, s[0].credited, s[0].owed), ("a", 2, 250, 0));
+        assert_eq!((s[1].worker.as_str(), s[1].shares, s[1].credited, s[1].immature), ("b", 1, 750, 750));
+        assert_eq!(l.round_shares(), 1, "the share after the block is in the new round");
+        assert_eq!(l.blocks()[0].found.block, "beef", "an unresolved block keeps its bytes");
+        l.matured("h").unwrap();
+        assert_eq!(l.stats()[0].owed, 250, "owed once the block is mature");
+        assert!(l.blocks()[0].found.block.is_empty());
+        l.payout_made(payout("t", &[("a", 200)])).unwrap();
         drop(l);
         let l = Ledger::open(&path, Payout::Prop).unwrap();
-        assert_eq!(l.stats(5)[0].owed, 50);
-        assert_eq!(l.stats(5)[0].paid, 200);
+        assert_eq!(owed_paying_paid(&l, 0), (50, 200, 0), "a recorded payout is no longer owed");
+        assert_eq!(l.pending_payouts().len(), 1);
+        drop(l);
         // A damaged line that is not the last is an error naming the line.
         std::fs::write(&path, "garbage\n{}\n").unwrap();
         let e = Ledger::open(&path, Payout::Prop).err().unwrap().to_string();
         assert!(e.contains("line 1"), "{e}");
+    }
+
+    #[test]
+    fn payouts_move_from_paying_to_paid_or_back_to_owed() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut l = Ledger::open(&dir.path().join("ledger.jsonl"), Payout::Pps).unwrap();
+        l.credit_share(share("a", 1.0, 1)).unwrap(); // PPS: 10,000, owed at once
+        assert_eq!(owed_paying_paid(&l, 0), (10_000, 0, 0));
+        l.payout_made(payout("t1", &[("a", 6_000)])).unwrap();
+        assert_eq!(owed_paying_paid(&l, 0), (4_000, 6_000, 0));
+        l.payout_abandoned("t1", "inputs gone").unwrap();
+        assert_eq!(owed_paying_paid(&l, 0), (10_000, 0, 0), "an abandoned payout is owed again");
+        l.payout_made(payout("t2", &[("a", 10_000)])).unwrap();
+        l.payout_confirmed("t2", "b").unwrap();
+        l.payout_confirmed("t2", "b").unwrap();
+        assert_eq!(owed_paying_paid(&l, 0), (0, 0, 10_000), "confirming twice changes nothing");
+        assert_eq!(l.confirmed_payouts(), &[("t2".to_string(), "b".to_string())]);
+        assert!(l.owed().is_empty());
+    }
+
+    #[test]
+    fn an_orphaned_block_drops_its_credits() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut l = Ledger::open(&dir.path().join("ledger.jsonl"), Payout::Prop).unwrap();
+        l.credit_share(share("a", 1.0, 1)).unwrap();
+        l.block_found(3, "x".into(), 1_000, 2000, String::new()).unwrap();
+        l.orphaned("x", "refused").unwrap();
+        l.matured("x").unwrap();
+        let s = &l.stats()[0];
+        assert_eq!((s.credited, s.owed, s.immature), (0, 0, 0), "{s:?}");
+        assert_eq!(l.blocks()[0].status, BlockStatus::Orphaned, "a resolved block stays resolved");
+    }
+
+    #[test]
+    fn a_second_writer_is_refused_while_the_first_holds_the_ledger() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger.jsonl");
+        let first = Ledger::open(&path, Payout::Prop).unwrap();
+        let e = Ledger::open(&path, Payout::Prop).err().expect("a second writer is refused");
+        assert!(matches!(e, LedgerError::Locked { .. }), "{e}");
+        assert!(Ledger::read(&path).is_ok(), "reading beside a writer is fine");
+        drop(first);
+        assert!(Ledger::open(&path, Payout::Prop).is_ok(), "the lock goes with the writer");
     }
 }

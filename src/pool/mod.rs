@@ -5,23 +5,35 @@
 //! - [`share`]: difficulty ↔ target and the header a share stands for (pure);
 //! - [`job`]: templates turned into Stratum jobs (the coinbase split, the Merkle branch);
 //! - [`server`]: connections, vardiff, share checks, blocks submitted;
-//! - [`accounting`]: the fsynced ledger and the payout methods;
+//! - [`accounting`]: the fsynced ledger (shares, blocks, payouts), locked to one pool;
+//! - [`methods`]: the payout methods (pps, prop, pplns, score), pure;
+//! - [`payout`]: payout transactions (addresses, coins, fee), pure; [`payer`]: the task that
+//!   settles blocks and sends payouts through the node;
+//! - [`experiment`]: the pool attacks (hopping, sabotage, lie-in-wait) run against a real
+//!   pool and node with in-process Stratum miners (`quarry pool experiment`);
 //! - [`client`]: the miner's side of Stratum (`quarry miner --pool`).
 //!
 //! The wire rules are docs/PROTOCOL.md "Mining pool (Stratum V1)".
 
 pub mod accounting;
 pub mod client;
+pub mod experiment;
+
 pub mod job;
+pub mod methods;
+pub mod payer;
+pub mod payout;
 pub mod server;
 pub mod share;
 pub mod stratum;
 
 pub use accounting::{Ledger, LedgerError, Payout, WorkerStats};
 
+use crate::consensus::Network;
 use crate::primitives::Script;
 use crate::rpc::client::{RpcConfig, RpcError};
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// What can stop the pool or a connection.
 #[derive(Debug, thiserror::Error)]
@@ -73,4 +85,25 @@ pub struct PoolConfig {
     pub max_difficulty: f64,
     /// Vardiff aims at this many shares per minute per connection.
     pub shares_per_minute: f64,
+    /// The score method's time constant, seconds.
+    pub score_c: f64,
+    /// Payouts.
+    pub payouts: PayoutConfig,
+}
+
+/// How the pool pays (docs/PROTOCOL.md §12d "Payouts").
+#[derive(Clone, Debug)]
+pub struct PayoutConfig {
+    /// The network (addresses, coinbase maturity).
+    pub network: Network,
+    /// The pool's key: its coinbases pay `lock`, its P2PKH; payouts are signed with it.
+    pub key: ed25519_dalek::SigningKey,
+    /// Workers owed less than this (base units) wait.
+    pub min_payout: u64,
+    /// Fee rate of payout transactions, sat per 1000 bytes (`None`: the node's minimum).
+    pub fee_rate: Option<u64>,
+    /// How often the payout task runs.
+    pub every: Duration,
+    /// Off: no payout task (balances are still tracked).
+    pub enabled: bool,
 }

@@ -61,7 +61,7 @@ pub async fn serve(
     stop: Arc<tokio::sync::Notify>,
 ) -> Result<(), PoolError> {
     std::fs::create_dir_all(&config.dir).map_err(|e| PoolError::Io { path: config.dir.clone(), error: e })?;
-    let ledger = Ledger::open(&config.dir.join("ledger.jsonl"), config.payout)?;
+    let ledger = Ledger::open(&config.dir.join("ledger.jsonl"), config.payout)?.with_score_c(config.score_c);
     let rpc = RpcClient::new(&config.rpc)?;
     let (announce, _) = broadcast::channel(16);
     let shared = Arc::new(Shared {
@@ -76,6 +76,9 @@ pub async fn serve(
     let mut longpoll = None;
     follow_once(&shared, &mut longpoll).await?;
     let follower = tokio::spawn(follow_templates(shared.clone(), longpoll));
+    let payer = shared.config.payouts.enabled.then(|| {
+        tokio::spawn(super::payer::run(shared.config.clone(), shared.rpc.clone(), shared.ledger.clone()))
+    });
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     info!(target: "pool", addr = %listener.local_addr().map_or_else(|e| e.to_string(), |a| a.to_string()), payout = ?shared.config.payout, "stratum server listening");
     let result = loop {
@@ -100,6 +103,9 @@ pub async fn serve(
         }
     };
     follower.abort();
+    if let Some(p) = payer {
+        p.abort();
+    }
     result
 }
 
@@ -270,8 +276,11 @@ async fn handle_line(shared: &Arc<Shared>, s: &mut Session, text: &str) -> Vec<S
     }
 }
 
+/// Longest worker name (an address is 64 characters; `ADDRESS.RIG` names a payout address).
+pub const MAX_WORKER_NAME: usize = 128;
+
 fn valid_worker(name: &str) -> bool {
-    (1..=64).contains(&name.len())
+    (1..=MAX_WORKER_NAME).contains(&name.len())
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b':'))
 }
 
@@ -302,7 +311,7 @@ async fn handle_call(
                 return Err(StratumError::BadParam {
                     index: 0,
                     name: "username",
-                    why: "1 to 64 characters of letters, digits, '.', '_', '-', ':'".into(),
+                    why: format!("1 to {MAX_WORKER_NAME} characters of letters, digits, '.', '_', '-', ':'"),
                 });
             }
             if !s.workers.iter().any(|w| w == user) {
@@ -404,7 +413,9 @@ async fn submit(shared: &Arc<Shared>, s: &Session, call: &Call) -> Result<f64, S
     Ok(need)
 }
 
-/// Assembles the block of a share that meets the network target and submits it.
+/// Assembles the block of a share that meets the network target, records it in the ledger
+/// (closing the round) and then submits it: a crash in between leaves a recorded block the
+/// payout task submits again ([`super::payer`]), never an open round with a block on chain.
 async fn submit_block(
     shared: &Arc<Shared>,
     job: &Job,
@@ -420,28 +431,29 @@ async fn submit_block(
     };
     let block = job.template.block(coinbase, header);
     let hash = block.hash();
-    match shared.rpc.submitblock(hex::encode(block.encode())).await {
-        Ok(None) => {
-            info!(target: "pool", %hash, height = job.template.height, "block found and accepted");
-            let ledger = shared.ledger.clone();
-            let (height, reward) = (job.template.height, job.template.coinbase_value.to_sat());
-            let recorded = tokio::task::spawn_blocking(move || {
-                ledger.lock().unwrap_or_else(|e| e.into_inner()).block_found(
-                    height,
-                    hash.to_string(),
-                    reward,
-                    now_ms(),
-                )
-            })
-            .await;
-            match recorded {
-                Ok(Ok(credits)) => info!(target: "pool", %hash, ?credits, "round closed"),
-                Ok(Err(e)) => warn!(target: "pool", %hash, error = %e, "block not recorded in the ledger"),
-                Err(e) => warn!(target: "pool", %hash, error = %e, "block not recorded in the ledger"),
-            }
-        }
+    let hexed = hex::encode(block.encode());
+    let ledger = shared.ledger.clone();
+    let (height, reward, record) = (job.template.height, job.template.coinbase_value.to_sat(), hexed.clone());
+    let recorded = tokio::task::spawn_blocking(move || {
+        ledger.lock().unwrap_or_else(|e| e.into_inner()).block_found(
+            height,
+            hash.to_string(),
+            reward,
+            now_ms(),
+            record,
+        )
+    })
+    .await;
+    match recorded {
+        Ok(Ok(credits)) => info!(target: "pool", %hash, height, ?credits, "block found: round closed"),
+        Ok(Err(e)) => warn!(target: "pool", %hash, error = %e, "block not recorded in the ledger"),
+        Err(e) => warn!(target: "pool", %hash, error = %e, "block not recorded in the ledger"),
+    }
+    match shared.rpc.submitblock(hexed).await {
+        Ok(None) => info!(target: "pool", %hash, height, "block accepted"),
+        // The payout task drops its credits once it sees the node refused it.
         Ok(Some(why)) => warn!(target: "pool", %hash, why, "the node refused the block"),
-        Err(e) => warn!(target: "pool", %hash, error = %e, "submitblock failed"),
+        Err(e) => warn!(target: "pool", %hash, error = %e, "submitblock failed (the payout task retries)"),
     }
 }
 
@@ -463,6 +475,15 @@ mod tests {
             min_difficulty: 1e-6,
             max_difficulty: 1e6,
             shares_per_minute: 20.0,
+            score_c: 300.0,
+            payouts: super::super::PayoutConfig {
+                network: crate::consensus::Network::Dev,
+                key: ed25519_dalek::SigningKey::from_bytes(&[1; 32]),
+                min_payout: 1,
+                fee_rate: None,
+                every: Duration::from_secs(1),
+                enabled: false,
+            },
         }
     }
 
