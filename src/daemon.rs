@@ -125,7 +125,7 @@ pub fn run(config: NodeConfig) -> Result<()> {
         None => None,
         Some(p2p) => {
             let _guard = runtime.enter(); // the transport registers sockets with the runtime
-            Some(crate::p2p::service::bind(config.network, p2p).map_err(anyhow::Error::msg)?)
+            Some(crate::p2p::service::bind(config.network, p2p)?)
         }
     };
     let (done_tx, done_rx) = tokio::sync::mpsc::channel(NET_COMPLETIONS);

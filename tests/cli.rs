@@ -2,7 +2,7 @@
 //! wallet` find a node from its data directory, `--rpc-connect` forms, `--wait`, `help`,
 //! parameter errors in words, did-you-mean, global options after the subcommand.
 
-mod common;
+use crate::common;
 
 use common::{free_port, ok, quarry, Node};
 use std::path::Path;

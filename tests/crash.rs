@@ -130,7 +130,7 @@ fn sigkill_at_random_moments_leaves_a_block_boundary() {
     let mut max_delay = 300u64;
     for round in 0..24 {
         let mut child = Command::new(&exe)
-            .args(["crash_child", "--exact", "--nocapture", "--test-threads", "1"])
+            .args(["crash::crash_child", "--exact", "--nocapture", "--test-threads", "1"])
             .env(CHILD_ENV, work.path())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -191,7 +191,7 @@ fn sigkill_at_random_moments_leaves_a_block_boundary() {
     eprintln!("{kills} kills, {killed_mid_run} mid-run, reorg reached: {reorged}");
     // Finally let the child finish: everything connects.
     let status = Command::new(&exe)
-        .args(["crash_child", "--exact", "--test-threads", "1"])
+        .args(["crash::crash_child", "--exact", "--test-threads", "1"])
         .env(CHILD_ENV, work.path())
         .stdout(Stdio::null())
         .status()

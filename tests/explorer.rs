@@ -3,7 +3,7 @@
 //! 404, no request makes it panic (the server still answers afterwards), and the event
 //! stream reports a new tip.
 
-mod common;
+use crate::common;
 
 use common::{address, free_port, Node};
 use quarry::httpd::get;

@@ -6,7 +6,7 @@
 //!
 //! The seed corpora are written by the ignored test `write_seed_corpus` from the test
 //! vectors, the testnet files and a few hand-made values:
-//! `cargo test --test fuzz_corpus -- --ignored write_seed_corpus`.
+//! `cargo test --test suite -- --ignored fuzz_corpus::write_seed_corpus`.
 
 use quarry::fuzzing::{BoundedAlloc, TARGETS};
 use std::collections::BTreeSet;
@@ -91,8 +91,8 @@ fn fuzz_targets_corpora_and_bodies_agree() {
     );
 }
 
-/// Writes the seed corpora (run by hand: `cargo test --test fuzz_corpus -- --ignored
-/// write_seed_corpus`; the files are committed).
+/// Writes the seed corpora (run by hand: `cargo test --test suite -- --ignored
+/// fuzz_corpus::write_seed_corpus`; the files are committed).
 #[test]
 #[ignore]
 fn write_seed_corpus() {

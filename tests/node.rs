@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use std::path::Path;
 use std::process::Command;
 
-mod common;
+use crate::common;
 use common::{free_port, Node};
 
 fn address(i: u8) -> String {

@@ -10,7 +10,7 @@ use std::net::{TcpListener, TcpStream};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-mod common;
+use crate::common;
 use common::{address, free_port, Node};
 use quarry::rpc::api::QuarryApiClient;
 use quarry::rpc::client::{BlockingClient, RpcConfig};

@@ -1,6 +1,6 @@
 //! Multi-node tests: real `quarry node` processes on loopback, connected over libp2p.
 
-mod common;
+use crate::common;
 
 use common::{address, free_port, Node};
 use quarry::consensus::Network;

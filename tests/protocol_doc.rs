@@ -6,7 +6,7 @@
 //! `hash`, `header`, `block`). Every key of a block must be used by its checker, so a misspelt
 //! key fails instead of being ignored.
 //!
-//! `cargo test --test protocol_doc -- --ignored print_vectors --nocapture` prints the vectors
+//! `cargo test --test suite -- --ignored protocol_doc::print_vectors --nocapture` prints the vectors
 //! computed from the code, for pasting into the document when the encoding changes on purpose.
 
 use ed25519_dalek::{Signer, SigningKey};

@@ -6,7 +6,7 @@
 //! binary is first on `PATH`). A failing line fails the test with the script's output; the
 //! nodes a script starts are killed when it exits.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 

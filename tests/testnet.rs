@@ -1,7 +1,7 @@
 //! `quarry testnet`: up/down leaves no process behind; the shipped scenarios pass; a wrong
 //! outcome fails the scenario; spam confirms transactions.
 
-mod common;
+use crate::common;
 
 use common::{ok, quarry};
 use serde_json::Value;

@@ -12,7 +12,7 @@
 //! case whose actual outcome differs:
 //!
 //! ```text
-//! cargo test --test vectors -- --ignored generate
+//! cargo test --test suite -- --ignored vectors::generate
 //! ```
 
 use ed25519_dalek::{Signer, SigningKey};
@@ -1652,7 +1652,7 @@ fn files_match_generator() {
     }
 }
 
-/// Rewrites tests/vectors/blocks/*.json. Run: `cargo test --test vectors -- --ignored generate`.
+/// Rewrites tests/vectors/blocks/*.json. Run: `cargo test --test suite -- --ignored vectors::generate`.
 #[test]
 #[ignore = "writes the vector files; run explicitly to regenerate"]
 fn generate() {

@@ -1,7 +1,7 @@
 //! `quarry wallet` against a real regtest node process: sending between two wallets with exact
 //! balances, proof checks, and bad input that must change nothing.
 
-mod common;
+use crate::common;
 use common::{free_port, Node};
 use serde_json::{json, Value};
 use std::path::Path;

@@ -68,6 +68,10 @@ pub struct PoolServeArgs {
     /// Seconds between payout passes (settle found blocks, follow or make a payout).
     #[arg(long, value_name = "SECS", default_value_t = 5)]
     pub payout_every: u64,
+    /// Blocks that must hold a payout (its own included) before it counts as paid; until then
+    /// a reorg that drops it makes the pool send it again.
+    #[arg(long, value_name = "N", default_value_t = crate::pool::DEFAULT_PAYOUT_CONFIRMATIONS, value_parser = clap::value_parser!(u32).range(1..))]
+    pub payout_confirmations: u32,
     /// The score method's time constant c, seconds: a share t seconds into the round weighs
     /// e^(t/c). Keep it well below the expected round time, or score behaves like prop.
     #[arg(long, value_name = "SECS", default_value_t = 300.0)]
@@ -233,6 +237,7 @@ fn serve(s: &PoolServeArgs, dir: PathBuf, target: &Target) -> Result<()> {
             min_payout,
             fee_rate: s.payout_fee_rate,
             every: Duration::from_secs(s.payout_every),
+            confirmations: s.payout_confirmations,
             enabled: !s.no_payouts,
         },
     };
@@ -425,6 +430,7 @@ fn experiment_run(
             min_payout: u64::MAX,
             fee_rate: None,
             every: Duration::from_secs(3600),
+            confirmations: crate::pool::DEFAULT_PAYOUT_CONFIRMATIONS,
             enabled: false,
         },
     };

@@ -44,7 +44,7 @@ pub use graph::FeeRate;
 pub use persist::LoadStats;
 pub use select::{MempoolTemplates, COINBASE_RESERVED_SIGOPS, COINBASE_RESERVED_SIZE};
 
-use crate::chain::Chain;
+use crate::chain::{Chain, ChainError};
 use crate::consensus::{Coin, ConsensusError, Params, ScriptCache};
 use crate::primitives::{Amount, Hash256, OutPoint, Transaction, TxOut};
 use graph::Graph;
@@ -55,14 +55,14 @@ use std::sync::Arc;
 /// Read access to the UTXO set of the active chain, for admission.
 pub trait UtxoSource {
     /// The unspent coins among `outpoints` (absent ones are missing or spent).
-    fn coins(&self, outpoints: &[OutPoint]) -> Result<HashMap<OutPoint, Coin>, String>;
+    fn coins(&self, outpoints: &[OutPoint]) -> Result<HashMap<OutPoint, Coin>, ChainError>;
     /// Height of the active tip; admission checks against the next block, `tip_height + 1`.
     fn tip_height(&self) -> u32;
 }
 
 impl UtxoSource for Chain {
-    fn coins(&self, outpoints: &[OutPoint]) -> Result<HashMap<OutPoint, Coin>, String> {
-        Chain::coins(self, outpoints).map_err(|e| e.to_string())
+    fn coins(&self, outpoints: &[OutPoint]) -> Result<HashMap<OutPoint, Coin>, ChainError> {
+        Chain::coins(self, outpoints)
     }
     fn tip_height(&self) -> u32 {
         self.tip().height
@@ -79,11 +79,36 @@ pub struct MemoryUtxos {
 }
 
 impl UtxoSource for MemoryUtxos {
-    fn coins(&self, outpoints: &[OutPoint]) -> Result<HashMap<OutPoint, Coin>, String> {
+    fn coins(&self, outpoints: &[OutPoint]) -> Result<HashMap<OutPoint, Coin>, ChainError> {
         Ok(outpoints.iter().filter_map(|op| self.coins.get(op).map(|c| (*op, c.clone()))).collect())
     }
     fn tip_height(&self) -> u32 {
         self.height
+    }
+}
+
+/// The chain's error from a failed UTXO lookup (the chainstate could not be read), shared so
+/// that [`MempoolError`] stays cheap to clone; two are equal when they say the same.
+#[derive(Debug, Clone)]
+pub struct UtxoLookupFailed(pub Arc<ChainError>);
+
+impl From<ChainError> for UtxoLookupFailed {
+    fn from(e: ChainError) -> Self {
+        UtxoLookupFailed(Arc::new(e))
+    }
+}
+
+impl PartialEq for UtxoLookupFailed {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0) || self.0.to_string() == other.0.to_string()
+    }
+}
+
+impl Eq for UtxoLookupFailed {}
+
+impl std::fmt::Display for UtxoLookupFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
     }
 }
 
@@ -161,7 +186,7 @@ pub enum MempoolError {
     #[error("replacement spends an output of mempool tx {conflict}, which it would evict")]
     SpendsConflictingTx { conflict: Hash256 },
     #[error("UTXO lookup failed: {0}")]
-    Utxo(String),
+    Utxo(UtxoLookupFailed),
     #[error("cannot access mempool file {path}: {detail}")]
     Io { path: String, detail: String },
     #[error("mempool file {path} is corrupt: {detail}")]

@@ -121,7 +121,7 @@ impl Mempool {
         let coins = if lookups.is_empty() {
             HashMap::new()
         } else {
-            source.coins(&lookups).map_err(MempoolError::Utxo)?
+            source.coins(&lookups).map_err(|e| MempoolError::Utxo(e.into()))?
         };
         let mut spent = Vec::with_capacity(tx.inputs.len());
         let mut missing = Vec::new();
@@ -260,7 +260,7 @@ impl Mempool {
         allow_orphan: bool,
     ) -> Result<Accepted, MempoolError> {
         let own: Vec<OutPoint> = (0..tx.outputs.len() as u32).map(|index| OutPoint { txid, index }).collect();
-        if !source.coins(&own).map_err(MempoolError::Utxo)?.is_empty() {
+        if !source.coins(&own).map_err(|e| MempoolError::Utxo(e.into()))?.is_empty() {
             return Err(MempoolError::AlreadyConfirmed { txid });
         }
         if !allow_orphan || self.config.max_orphans == 0 {

@@ -13,7 +13,55 @@ use libp2p::{
     yamux, Multiaddr, Swarm,
 };
 use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+/// Why the network could not start: the node key, the libp2p stack or a listen address.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    /// The node key file exists but is not a key.
+    #[error(
+        "the node key {path} {what}: move it away (e.g. `mv {path} {path}.bad`) and restart to make \
+         a new one (the node's peer id changes), or restore it from a backup",
+        path = .path.display()
+    )]
+    BadKey {
+        /// The file.
+        path: PathBuf,
+        /// "is empty" or "is corrupt (N bytes ...)".
+        what: String,
+    },
+    /// Reading or writing the node key failed.
+    #[error("{action} the node key {path}: {source}", path = .path.display())]
+    KeyFile {
+        /// "reading" or "writing".
+        action: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// libp2p refused to build the transport or a behaviour (the message is libp2p's).
+    #[error("building the network stack ({part}): {detail}")]
+    Stack {
+        /// Which part.
+        part: &'static str,
+        /// libp2p's error, as it prints it.
+        detail: String,
+    },
+    /// A listen address cannot be bound.
+    #[error("cannot listen for peers on {addr}: {reason}")]
+    Listen {
+        /// The address.
+        addr: Multiaddr,
+        /// Why, with what to pass instead.
+        reason: String,
+    },
+}
+
+fn stack(part: &'static str) -> impl Fn(&dyn std::fmt::Display) -> SetupError {
+    move |e| SetupError::Stack { part, detail: e.to_string() }
+}
 
 /// Agent string announced by identify.
 pub const AGENT: &str = concat!("quarry/", env!("CARGO_PKG_VERSION"));
@@ -64,7 +112,7 @@ pub const GOSSIP_QUEUE: usize = 30_000;
 
 /// The gossipsub configuration: anonymous messages (no author, sequence number or signature)
 /// validated by the application, with content-addressed ids.
-pub fn gossip_config() -> Result<gossipsub::Config, String> {
+pub fn gossip_config() -> Result<gossipsub::Config, SetupError> {
     gossipsub::ConfigBuilder::default()
         .validation_mode(ValidationMode::Anonymous)
         .validate_messages()
@@ -81,17 +129,17 @@ pub fn gossip_config() -> Result<gossipsub::Config, String> {
         .connection_handler_queue_len(GOSSIP_QUEUE)
         .forward_queue_duration(Duration::from_secs(5))
         .build()
-        .map_err(|e| e.to_string())
+        .map_err(|e| stack("gossipsub configuration")(&e))
 }
 
 /// Builds the swarm (not yet listening).
-pub fn build_swarm(key: identity::Keypair, settings: &SwarmSettings) -> Result<Swarm<Behaviour>, String> {
+pub fn build_swarm(key: identity::Keypair, settings: &SwarmSettings) -> Result<Swarm<Behaviour>, SetupError> {
     let network = settings.network;
     let params = network.params();
     let swarm = libp2p::SwarmBuilder::with_existing_identity(key)
         .with_tokio()
         .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)
-        .map_err(|e| format!("building the TCP transport: {e}"))?
+        .map_err(|e| stack("TCP transport")(&e))?
         .with_behaviour(|key| {
             let peer_id = key.public().to_peer_id();
             let mut gossipsub = gossipsub::Behaviour::new(MessageAuthenticity::Anonymous, gossip_config()?)?;
@@ -137,7 +185,7 @@ pub fn build_swarm(key: identity::Keypair, settings: &SwarmSettings) -> Result<S
                 mdns: mdns.into(),
             })
         })
-        .map_err(|e| format!("building the network behaviour: {e}"))?
+        .map_err(|e| stack("network behaviour")(&e))?
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(300)))
         .with_connection_timeout(HANDSHAKE_TIMEOUT)
         .build();
@@ -179,49 +227,45 @@ fn tcp_socket_addr(addr: &Multiaddr) -> Option<SocketAddr> {
 /// there; then the swarm listens. (Two nodes started in the same instant could still both
 /// pass the check before either listens; the window is the microseconds between the two
 /// binds.)
-pub fn listen(swarm: &mut Swarm<Behaviour>, addrs: &[Multiaddr]) -> Result<(), String> {
-    let fail =
-        |addr: &Multiaddr, e: &dyn std::fmt::Display| format!("cannot listen for peers on {addr}: {e}");
+pub fn listen(swarm: &mut Swarm<Behaviour>, addrs: &[Multiaddr]) -> Result<(), SetupError> {
+    let fail = |addr: &Multiaddr, reason: String| SetupError::Listen { addr: addr.clone(), reason };
     // All checks first: a dual-stack check of [::]:P must not meet our own 0.0.0.0:P.
     for addr in addrs {
         let Some(sa) = tcp_socket_addr(addr).filter(|sa| sa.port() != 0) else { continue };
         if let Err(e) = std::net::TcpListener::bind(sa) {
             return Err(if e.kind() == std::io::ErrorKind::AddrInUse {
-                fail(addr, &"address in use: pass --p2p-port or --listen with a free port")
+                fail(addr, "address in use: pass --p2p-port or --listen with a free port".into())
             } else {
-                fail(addr, &format!("{e} (pass --p2p-port or --listen)"))
+                fail(addr, format!("{e} (pass --p2p-port or --listen)"))
             });
         }
     }
     for addr in addrs {
         swarm
             .listen_on(addr.clone())
-            .map_err(|e| fail(addr, &format!("{e} (pass --p2p-port or --listen)")))?;
+            .map_err(|e| fail(addr, format!("{e} (pass --p2p-port or --listen)")))?;
     }
     Ok(())
 }
 
 /// Loads the node key from `path` (protobuf-encoded ed25519 keypair), creating it with mode
 /// 0600 on first start, so the peer id is stable across restarts.
-pub fn load_or_create_key(path: &std::path::Path) -> Result<identity::Keypair, String> {
+pub fn load_or_create_key(path: &Path) -> Result<identity::Keypair, SetupError> {
+    let key_file = |action, source| SetupError::KeyFile { action, path: path.to_path_buf(), source };
     match std::fs::read(path) {
         // libp2p reads an empty or cut-short file as an RSA key and answers "cargo feature
         // `rsa` is not enabled", which says nothing about the file: name the problem instead.
-        Ok(bytes) => identity::Keypair::from_protobuf_encoding(&bytes).map_err(|_| {
-            let what = if bytes.is_empty() {
+        Ok(bytes) => identity::Keypair::from_protobuf_encoding(&bytes).map_err(|_| SetupError::BadKey {
+            path: path.to_path_buf(),
+            what: if bytes.is_empty() {
                 "is empty".to_string()
             } else {
                 format!("is corrupt ({} bytes that are not a protobuf-encoded ed25519 keypair)", bytes.len())
-            };
-            format!(
-                "the node key {} {what}: move it away (e.g. `mv {0} {0}.bad`) and restart to make a new one \
-                 (the node's peer id changes), or restore it from a backup",
-                path.display()
-            )
+            },
         }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let key = identity::Keypair::generate_ed25519();
-            let bytes = key.to_protobuf_encoding().map_err(|e| e.to_string())?;
+            let bytes = key.to_protobuf_encoding().map_err(|e| stack("node key encoding")(&e))?;
             let tmp = path.with_extension("tmp");
             {
                 use std::io::Write;
@@ -229,15 +273,13 @@ pub fn load_or_create_key(path: &std::path::Path) -> Result<identity::Keypair, S
                 opts.write(true).create(true).truncate(true);
                 #[cfg(unix)]
                 std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-                let mut f = opts.open(&tmp).map_err(|e| format!("writing {}: {e}", tmp.display()))?;
-                f.write_all(&bytes)
-                    .and_then(|()| f.sync_all())
-                    .map_err(|e| format!("writing {}: {e}", tmp.display()))?;
+                let mut f = opts.open(&tmp).map_err(|e| key_file("writing", e))?;
+                f.write_all(&bytes).and_then(|()| f.sync_all()).map_err(|e| key_file("writing", e))?;
             }
-            std::fs::rename(&tmp, path).map_err(|e| format!("writing {}: {e}", path.display()))?;
+            std::fs::rename(&tmp, path).map_err(|e| key_file("writing", e))?;
             Ok(key)
         }
-        Err(e) => Err(format!("reading the node key {}: {e}", path.display())),
+        Err(e) => Err(key_file("reading", e)),
     }
 }
 
@@ -255,6 +297,8 @@ mod tests {
         for (bytes, what) in [(&[][..], "is empty"), (&good[..good.len() / 2], "is corrupt (34 bytes")] {
             std::fs::write(&path, bytes).unwrap();
             let e = load_or_create_key(&path).unwrap_err();
+            assert!(matches!(&e, SetupError::BadKey { path: p, .. } if *p == path), "{e:?}");
+            let e = e.to_string();
             assert!(e.contains(what) && e.contains(&path.display().to_string()), "{e}");
             assert!(e.contains("move it away") && !e.contains("rsa"), "{e}");
         }

@@ -91,6 +91,10 @@ pub struct PoolConfig {
     pub payouts: PayoutConfig,
 }
 
+/// A payout counts as paid once this many blocks hold it (its own and 5 on top; `quarry pool
+/// --payout-confirmations`): a reorg shallower than that sends it again instead of losing it.
+pub const DEFAULT_PAYOUT_CONFIRMATIONS: u32 = 6;
+
 /// How the pool pays (docs/PROTOCOL.md §12d "Payouts").
 #[derive(Clone, Debug)]
 pub struct PayoutConfig {
@@ -104,6 +108,9 @@ pub struct PayoutConfig {
     pub fee_rate: Option<u64>,
     /// How often the payout task runs.
     pub every: Duration,
+    /// Blocks (the payout's own included) on top of which a payout counts as paid; until then
+    /// it stays in flight, so a reorg that takes it out of the chain sends it again.
+    pub confirmations: u32,
     /// Off: no payout task (balances are still tracked).
     pub enabled: bool,
 }

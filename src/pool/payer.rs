@@ -143,24 +143,26 @@ async fn settle_block(
     }
 }
 
-/// The active block (at or after `from`) holding `txid`, if any. Scans blocks rather than
-/// asking the tx index, which is built in the background and may lag.
+/// The active block (at or after `from`) holding `txid` and its height, if any. Scans blocks
+/// rather than asking the tx index, which is built in the background and may lag.
 async fn confirmed_in(
     rpc: &RpcClient,
     txid: &Hash256,
     from: u32,
     tip: u32,
-) -> Result<Option<Hash256>, PoolError> {
+) -> Result<Option<(Hash256, u32)>, PoolError> {
     for h in from..=tip {
         let hash = rpc.getblockhash(i64::from(h)).await?;
         if rpc.block_txids(&hash).await?.tx.contains(txid) {
-            return Ok(Some(hash));
+            return Ok(Some((hash, h)));
         }
     }
     Ok(None)
 }
 
-/// The payout in flight: confirmed → record; in the mempool → wait; otherwise broadcast it
+/// The payout in flight: confirmed deep enough ([`super::PayoutConfig::confirmations`]) → record;
+/// confirmed less deep or in the mempool → wait (a reorg that drops it from the chain finds
+/// it missing on a later pass and sends it again); otherwise broadcast it
 /// again, and abandon it only if the node refuses it *and* one of its inputs is gone (spent
 /// by something else or never there), so it can never confirm.
 async fn follow_payout(
@@ -174,7 +176,14 @@ async fn follow_payout(
     let txid = Hash256::from_str(&p.txid)
         .map_err(|e| PoolError::Template(format!("payout txid {}: {e}", p.txid)))?;
     // A reorg may have moved it below the tip it was made at: look from a maturity back.
-    if let Some(block) = confirmed_in(rpc, &txid, p.tip.saturating_sub(maturity).max(1), tip).await? {
+    if let Some((block, height)) =
+        confirmed_in(rpc, &txid, p.tip.saturating_sub(maturity).max(1), tip).await?
+    {
+        let depth = tip + 1 - height;
+        if depth < config.payouts.confirmations {
+            info!(target: "pool::payout", txid = %p.txid, %block, depth, needed = config.payouts.confirmations, "payout in a block, not yet deep enough");
+            return Ok(());
+        }
         info!(target: "pool::payout", txid = %p.txid, %block, payments = ?p.payments, "payout confirmed");
         let (t, b) = (p.txid.clone(), block.to_string());
         return with_ledger(ledger, move |l| l.payout_confirmed(&t, &b)).await;

@@ -482,6 +482,7 @@ mod tests {
                 min_payout: 1,
                 fee_rate: None,
                 every: Duration::from_secs(1),
+                confirmations: 1,
                 enabled: false,
             },
         }

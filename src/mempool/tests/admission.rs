@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::primitives::TxIn;
+use crate::store::StoreError;
 
 fn consensus_error(r: Result<Accepted, MempoolError>) -> (MempoolError, ConsensusError) {
     match r {
@@ -213,8 +214,8 @@ fn chains_of_unconfirmed_transactions_are_admitted_and_linked() {
 fn utxo_source_failure_is_not_the_peers_fault() {
     struct Broken;
     impl UtxoSource for Broken {
-        fn coins(&self, _: &[OutPoint]) -> Result<HashMap<OutPoint, Coin>, String> {
-            Err("disk on fire".into())
+        fn coins(&self, _: &[OutPoint]) -> Result<HashMap<OutPoint, Coin>, ChainError> {
+            Err(ChainError::Store(StoreError::Corrupt { cf: "utxo", detail: "disk on fire".into() }))
         }
         fn tip_height(&self) -> u32 {
             100
@@ -223,7 +224,10 @@ fn utxo_source_failure_is_not_the_peers_fault() {
     let mut fx = Fx::new();
     let coin = fx.fund(100_000);
     let e = fx.pool.accept(pay(&[coin], &[90_000]), &Broken, NOW).unwrap_err();
-    assert_eq!(e, MempoolError::Utxo("disk on fire".into()));
+    assert_eq!(e.to_string(), "UTXO lookup failed: corrupt record in column family utxo: disk on fire");
+    assert!(
+        matches!(&e, MempoolError::Utxo(u) if matches!(&*u.0, ChainError::Store(StoreError::Corrupt { .. })))
+    );
     assert!(!e.is_peer_fault());
 }
 

@@ -112,7 +112,7 @@ pub struct Bound {
 
 /// Loads the node key, builds the swarm and starts listening, so a port in use fails at
 /// start, before anything else runs. Call inside the tokio runtime.
-pub fn bind(network: Network, config: &P2pConfig) -> Result<Bound, String> {
+pub fn bind(network: Network, config: &P2pConfig) -> Result<Bound, super::behaviour::SetupError> {
     let key = super::behaviour::load_or_create_key(&config.key_path)?;
     let settings = SwarmSettings { network, max_connections: config.max_connections, mdns: config.mdns };
     let mut swarm = super::behaviour::build_swarm(key, &settings)?;
