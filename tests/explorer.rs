@@ -5,7 +5,7 @@
 
 use crate::common;
 
-use common::{address, free_port, Node};
+use common::{address, free_port, wait_for, Node};
 use quarry::httpd::get;
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Write};
@@ -377,14 +377,6 @@ impl Net {
     }
 }
 
-fn wait_for(what: &str, secs: u64, mut ok: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !ok() {
-        assert!(Instant::now() < deadline, "timed out after {secs} s waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 #[test]
 fn partition_and_heal_show_in_metrics_and_in_the_explorer() {
     let tmp = tempfile::tempdir().unwrap();
@@ -430,7 +422,7 @@ fn partition_and_heal_show_in_metrics_and_in_the_explorer() {
         .any(|p| p["targets"][0]["expr"] == "quarry_chain_height"));
     // A real Prometheus server scrapes the nodes with that file (read back at the end).
     let prometheus = Prometheus::start(&dir.join("prometheus.yml"));
-    wait_for("one tip on all nodes", 30, || names.iter().all(|n| net.tip(n) == net.tip("n1")));
+    wait_for(30, "one tip on all nodes", || names.iter().all(|n| net.tip(n) == net.tip("n1")));
     let before: Vec<f64> = names.iter().map(|n| net.metrics(n)["quarry_chain_reorgs_total"]).collect();
     let height = net.rpc("n1", "getblockcount", json!([])).as_u64().unwrap();
     assert_eq!(net.metrics("n1")["quarry_chain_height"], height as f64);
@@ -445,7 +437,7 @@ fn partition_and_heal_show_in_metrics_and_in_the_explorer() {
     for (a, b) in [("n1", "n2"), ("n1", "n3"), ("n2", "n1"), ("n3", "n1")] {
         net.rpc(a, "setban", json!([net.peer_id(b), "add", 3600]));
     }
-    wait_for("the cut links to close", 20, || {
+    wait_for(20, "the cut links to close", || {
         net.rpc("n1", "getpeerinfo", json!([])).as_array().unwrap().is_empty()
     });
     // Different payees: the same template on both sides in the same second is the same block.
@@ -453,7 +445,7 @@ fn partition_and_heal_show_in_metrics_and_in_the_explorer() {
         (address(quarry::consensus::Network::Regtest, 8), address(quarry::consensus::Network::Regtest, 9));
     let lone = net.rpc("n1", "generatetoaddress", json!([1, pay1]))[0].as_str().unwrap().to_string();
     let won = net.rpc("n2", "generatetoaddress", json!([2, pay2]))[1].as_str().unwrap().to_string();
-    wait_for("n3 to follow n2", 20, || net.tip("n3") == won);
+    wait_for(20, "n3 to follow n2", || net.tip("n3") == won);
     assert_eq!(net.tip("n1"), lone);
     if let Some(b) = browser.as_mut() {
         b.wait_until(
@@ -471,7 +463,7 @@ fn partition_and_heal_show_in_metrics_and_in_the_explorer() {
         net.rpc(a, "setban", json!([net.peer_id(b), "remove"]));
     }
     net.rpc("n1", "addnode", json!([net.p2p("n2"), "onetry"]));
-    wait_for("n1 to reorganise onto n2's branch", 30, || net.tip("n1") == won);
+    wait_for(30, "n1 to reorganise onto n2's branch", || net.tip("n1") == won);
     let after: Vec<f64> = names.iter().map(|n| net.metrics(n)["quarry_chain_reorgs_total"]).collect();
     assert_eq!(after[0], before[0] + 1.0, "the losing node counted one reorg");
     assert_eq!((after[1], after[2]), (before[1], before[2]), "the winners did not reorganise");
@@ -489,7 +481,7 @@ fn partition_and_heal_show_in_metrics_and_in_the_explorer() {
     if let Some(p) = &prometheus {
         let height = net.rpc("n2", "getblockcount", json!([])).as_f64().unwrap();
         let want: Vec<(String, f64)> = names.iter().map(|n| (n.to_string(), height)).collect();
-        wait_for("Prometheus to scrape every node's height", 60, || p.query("quarry_chain_height") == want);
+        wait_for(60, "Prometheus to scrape every node's height", || p.query("quarry_chain_height") == want);
         let reorgs = p.query("quarry_chain_reorgs_total");
         assert_eq!(reorgs.iter().find(|(n, _)| n == "n1").map(|r| r.1), Some(after[0]), "{reorgs:?}");
     }
@@ -646,7 +638,7 @@ fn check_logs_and_dump(net: &Net, d: &str, stale: &str) {
     let _ = follow.wait();
     assert!(printed(&seen, &mined), "--follow printed none of the new tips {mined:?}: {seen:?}");
     let h = mined.last().unwrap().clone();
-    wait_for("all nodes on the new tip", 20, || ["n1", "n3"].iter().all(|n| net.tip(n) == h));
+    wait_for(20, "all nodes on the new tip", || ["n1", "n3"].iter().all(|n| net.tip(n) == h));
     // dump
     let out = net.dir.parent().unwrap().join("dump");
     let printed = ok(quarry(&["testnet", "--dir", d, "dump", out.to_str().unwrap()]));
@@ -796,7 +788,7 @@ impl Browser {
             .unwrap();
         let profile = tempfile::tempdir().unwrap();
         let mut b = Browser { driver, addr, session: String::new(), _profile: profile };
-        wait_for("chromedriver to answer", 20, || std::net::TcpStream::connect_timeout(&addr, T).is_ok());
+        wait_for(20, "chromedriver to answer", || std::net::TcpStream::connect_timeout(&addr, T).is_ok());
         let caps = json!({"capabilities": {"alwaysMatch": {"browserName": "chrome", "goog:chromeOptions": {
             "binary": chromium,
             "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",

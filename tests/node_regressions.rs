@@ -55,7 +55,11 @@ fn review_sigterm_during_generatetoaddress_exits_promptly() {
         let c = BlockingClient::new(&config).unwrap();
         let _ = c.wait(c.generatetoaddress(10_000, to));
     });
-    std::thread::sleep(Duration::from_secs(2));
+    // SIGTERM once the generate is under way (its first blocks are in).
+    let c = node.client();
+    common::wait_for(60, "generatetoaddress to mine its first blocks", || {
+        c.wait(c.getblockcount()).unwrap() >= 2
+    });
     node.signal("-TERM");
     let status = node.wait_exit(30);
     assert!(status.success(), "{status}");
@@ -240,16 +244,20 @@ fn hardening_silent_connections_past_the_file_limit_do_not_stop_rpc() {
     assert!(silent.len() > 1024, "only {} connections made", silent.len());
     let answered = answers_before(&node, Duration::from_secs(60));
     assert!(answered.is_ok(), "no answer while {} silent connections were open: {answered:?}", silent.len());
-    // The server closed all but the newest 128 silent connections.
-    std::thread::sleep(Duration::from_secs(1));
-    let open = silent
-        .into_iter()
-        .filter(|mut s| {
-            s.set_nonblocking(true).unwrap();
-            matches!(s.read(&mut [0u8; 64]), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
-        })
-        .count();
-    assert!(open <= 128, "{open} silent connections still open");
+    // The server closes all but the newest 128 silent connections.
+    for s in &silent {
+        s.set_nonblocking(true).unwrap();
+    }
+    let open = || {
+        silent
+            .iter()
+            .filter(|s| {
+                let mut r: &TcpStream = s;
+                matches!(r.read(&mut [0u8; 64]), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+            })
+            .count()
+    };
+    common::wait_for(30, "the server to close all but 128 silent connections", || open() <= 128);
 }
 
 /// Hardening: jsonrpsee holds one of its 64 in-flight slots while it reads a request's body,

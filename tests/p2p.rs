@@ -2,7 +2,7 @@
 
 use crate::common;
 
-use common::{address, free_port, Node};
+use common::{address, free_port, wait_for, Node};
 use quarry::consensus::Network;
 use quarry::primitives::{Amount, Hash256, OutPoint, Script, Transaction, TxOut};
 use quarry::rpc::api::QuarryApiClient;
@@ -22,14 +22,6 @@ fn start(dir: &Path, bootnodes: &[String]) -> Node {
 }
 
 /// Polls `f` every 50 ms until it holds or `secs` pass (then panics with `what`).
-fn wait_for(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !f() {
-        assert!(start.elapsed() < Duration::from_secs(secs), "timed out after {secs} s waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 fn tip(n: &Node) -> String {
     let c = n.client();
     c.wait(c.getbestblockhash()).unwrap().to_string()

@@ -3,7 +3,7 @@
 
 use crate::common;
 
-use common::{address, Node};
+use common::{address, wait_for, Node};
 use quarry::consensus::Network;
 use quarry::primitives::{Amount, Block, OutPoint, TxOut};
 use quarry::rpc::api::QuarryApiClient;
@@ -392,14 +392,6 @@ fn credited_shares_survive_a_pool_crash() {
 }
 
 /// Polls `f` every 100 ms until it holds or `secs` pass (then panics with `what`).
-fn wait_for(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !f() {
-        assert!(start.elapsed() < Duration::from_secs(secs), "timed out after {secs} s waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 /// The ledger's records (a running pool appends; the file is compacted only at start).
 fn ledger_records(pool: &PoolProc) -> Vec<serde_json::Value> {
     std::fs::read_to_string(pool.dir.join("ledger.jsonl"))

@@ -48,7 +48,7 @@ fn testnet_up_then_down_leaves_no_process_behind() {
         assert!(r["height"].as_u64().unwrap() >= 23, "{r}");
     }
     ok(&quarry(&["testnet", "--dir", d, "down"]));
-    std::thread::sleep(Duration::from_millis(100));
+    // `down` returns only once every node has exited (a zombie counts as gone).
     for p in &running {
         assert!(!alive(*p), "process {p} left behind");
     }
@@ -319,7 +319,7 @@ fn single_node_lifecycle_testnet_rpc_and_wallet_and_hints() {
     let n1 = pids(&dir)[0];
     let n2 = pids(&dir)[1];
     assert!(Command::new("kill").args(["-KILL", &n2.to_string()]).status().unwrap().success());
-    std::thread::sleep(Duration::from_millis(200));
+    common::wait_for(10, "the killed n2 to exit", || !alive(n2));
     let out = ok(&quarry(&["testnet", "--dir", d, "up", "--no-watch"]));
     assert!(out.contains("starting its stopped nodes: n2"), "{out}");
     let now = pids(&dir);
@@ -375,7 +375,7 @@ fn single_node_lifecycle_testnet_rpc_and_wallet_and_hints() {
     }
     let running = pids(&dir);
     ok(&quarry(&["testnet", "--dir", d, "down"]));
-    std::thread::sleep(Duration::from_millis(100));
+    // `down` returns only once every node has exited (a zombie counts as gone).
     for p in &running {
         assert!(!alive(*p), "process {p} left behind");
     }
@@ -483,7 +483,7 @@ fn netns_up_down_removes_everything_also_after_kill_9() {
     for p in &all {
         assert!(Command::new("kill").args(["-KILL", &p.to_string()]).status().unwrap().success());
     }
-    std::thread::sleep(Duration::from_millis(200));
+    common::wait_for(10, "the killed processes to exit", || all.iter().all(|p| !alive(*p)));
     assert!(!fabric_objects(id).is_empty());
     ok(&quarry(&["testnet", "--dir", d, "down"]));
     assert!(fabric_objects(id).is_empty(), "left after down: {:?}", fabric_objects(id));

@@ -248,12 +248,16 @@ fn send_wait_returns_once_confirmed() {
     let a0 = a.json(&["create"])["address"].as_str().unwrap().to_string();
     node.rpc("generatetoaddress", json!([12, a0]));
     let b0 = common::address(quarry::consensus::Network::Regtest, 7);
-    // Mine a block a moment after the send; `--wait 1` must return only after it.
+    // Mine a block once the send is in the mempool; `--wait 1` must return only after it.
     let config = node.config();
     let miner = std::thread::spawn(move || {
         use quarry::rpc::api::QuarryApiClient;
-        std::thread::sleep(std::time::Duration::from_millis(800));
         let c = quarry::rpc::client::BlockingClient::new(&config).unwrap();
+        common::wait_for(
+            30,
+            "the send in the mempool",
+            || matches!(c.wait(c.getrawmempool(None)).unwrap(), quarry::rpc::types::GetRawMempool::Txids(t) if !t.is_empty()),
+        );
         c.wait(c.generatetoaddress(1, a0)).unwrap();
     });
     let sent = a.json(&["send", &b0, "1", "--wait", "1"]);

@@ -209,6 +209,15 @@ impl Drop for Node {
     }
 }
 
+/// Polls `f` every 50 ms until it holds; fails the test after `secs` seconds naming `what`.
+pub fn wait_for(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !f() {
+        assert!(start.elapsed() < Duration::from_secs(secs), "timed out after {secs} s waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// Runs the `quarry` binary with `args`, capturing its output.
 pub fn quarry(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_quarry")).args(args).output().unwrap()
