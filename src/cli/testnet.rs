@@ -118,6 +118,10 @@ pub enum TestnetCommand {
         /// Run the scenario's topology with these hosts instead of its own `hosts`.
         #[arg(long, value_enum)]
         hosts: Option<testnet::hosts::Hosts>,
+        /// Run it on this network instead of its own `network` (regtest: blocks from `mine`
+        /// steps come at once; refused if a node mines continuously without a `hashrate`).
+        #[arg(long, value_parser = super::parse_network)]
+        network: Option<Network>,
     },
     /// The link shaper of a `--hosts netns` testnet (started by `up`; not for direct use).
     #[command(hide = true)]
@@ -333,10 +337,25 @@ pub fn run(args: TestnetArgs) -> Result<()> {
             Ok(())
         }
         TestnetCommand::Shaper { fabric } => testnet::shaper::run(&fabric),
-        TestnetCommand::Scenario { file, keep, hosts } => {
+        TestnetCommand::Scenario { file, keep, hosts, network } => {
             let mut scenario = Scenario::load(&file)?;
             if let Some(h) = hosts {
                 scenario.topology.hosts = h;
+            }
+            if let Some(n) = network {
+                if n == Network::Regtest {
+                    if let Some(m) = scenario.topology.nodes.iter().find(|m| m.mine && m.hashrate.is_none()) {
+                        bail!(
+                            "--network regtest: node {} mines continuously with no `hashrate`, and on regtest \
+                             about every second hash is a block; give it a hashrate in {} or run it on its own network",
+                            m.name,
+                            file.display()
+                        );
+                    }
+                }
+                scenario.topology.network = n;
+            }
+            if hosts.is_some() || network.is_some() {
                 scenario.topology.check()?;
                 scenario.check_steps()?;
             }

@@ -151,7 +151,13 @@ impl Scenario {
     /// stopped at the end.
     pub fn run(&self, dir: &Path, progress: bool) -> Result<Report> {
         let started = Instant::now();
-        println!("scenario {}: {}", self.name, self.description.trim());
+        println!(
+            "scenario {} ({}, {} nodes): {}",
+            self.name,
+            self.topology.network,
+            self.topology.nodes.len(),
+            self.description.trim()
+        );
         let opts = UpOptions { clean: true, watch: false, progress, explorer: false, prefund: self.prefund };
         let t = super::up(dir, &self.topology, &opts).context("bringing the topology up")?;
         let first = t.names().into_iter().next().unwrap_or_default();
