@@ -47,6 +47,7 @@ pub const TARGETS: &[Target] = &[
     ("config_file", config_file),
     ("topology_file", topology_file),
     ("scenario_file", scenario_file),
+    ("stratum_line", stratum_line),
 ];
 
 /// The regtest network's limits and proof-of-work limit (trivial: about every second hash
@@ -395,5 +396,46 @@ unsafe impl std::alloc::GlobalAlloc for BoundedAlloc {
             return std::ptr::null_mut();
         }
         std::alloc::System.realloc(ptr, layout, new_size)
+    }
+}
+
+/// One Stratum line, as the pool reads it from a miner and as a miner reads it from a pool.
+/// Pool side: a line over [`MAX_LINE`](crate::pool::stratum::MAX_LINE) is refused as too long
+/// (and only such a line); a parsed call's parameters are read the way `mining.submit` reads
+/// them; every reply is one JSON line. Miner side: `mining.notify` params from the line (or its
+/// `result`) parse or are refused, and a job that parses builds a header and a share value.
+pub fn stratum_line(data: &[u8]) {
+    use crate::pool::{client, share, stratum};
+    let Ok(line) = std::str::from_utf8(data) else { return };
+    match stratum::parse_request(line) {
+        Ok(call) => {
+            assert!(line.len() <= stratum::MAX_LINE);
+            let _ = stratum::str_param(&call, 0, "worker");
+            let _ = stratum::str_param(&call, 1, "job_id");
+            let _ = stratum::hex_param(&call, 2, "extranonce2", 4);
+            let _ = stratum::u32_param(&call, 3, "ntime");
+            let _ = stratum::u32_param(&call, 4, "nonce");
+            for reply in [
+                stratum::reply(&call.id, Value::Bool(true)),
+                stratum::error_reply(&call.id, &stratum::StratumError::UnknownMethod(call.method.clone())),
+            ] {
+                assert!(reply.ends_with('\n') && reply.matches('\n').count() == 1, "{reply:?}");
+                serde_json::from_str::<Value>(&reply).expect("a reply is JSON");
+            }
+            if let Ok(job) = client::parse_notify(&call.params) {
+                let header = job.parts.header(&[1, 2, 3, 4], &[5, 6, 7, 8], job.ntime, 9);
+                let _ = share::hash_value(&header.hash());
+                let _ = share::difficulty_of(&share::hash_value(&header.hash()));
+            }
+        }
+        Err(e) => {
+            assert_eq!(matches!(e, stratum::StratumError::TooLong), line.len() > stratum::MAX_LINE, "{e}");
+            let _ = stratum::error_reply(&Value::Null, &e);
+        }
+    }
+    if let Ok(Value::Object(o)) = serde_json::from_str::<Value>(line) {
+        if let Some(Value::Array(params)) = o.get("params").or_else(|| o.get("result")) {
+            let _ = client::parse_notify(params);
+        }
     }
 }

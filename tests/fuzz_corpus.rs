@@ -300,6 +300,46 @@ mod seeds {
         out.put("banned_json", "two", br#"{"bans": {"12D3KooWA": {"until": 2000000, "reason": "invalid block"}, "12D3KooWB": {"until": 5, "reason": "expired"}}}"#);
         out.put("banned_json", "bad-entry", br#"{"bans": {"a": {"until": "soon", "reason": "x"}, "b": {"reason": "no end"}, "": {"until": 9999999, "reason": "empty id"}}}"#);
 
+        // Stratum lines: a miner's requests, a pool's notifications and replies, and bad lines.
+        let prev = "00000000".repeat(8);
+        let notify = format!(
+            r#"{{"id":null,"method":"mining.notify","params":["1a","{prev}","01000000","ffffffff",["{}"],"00000001","1e0ffff0","65000000",true]}}"#,
+            "ab".repeat(32)
+        );
+        out.put("stratum_line", "notify", notify.as_bytes());
+        out.put(
+            "stratum_line",
+            "subscribe",
+            br#"{"id":1,"method":"mining.subscribe","params":["quarry/0.1"]}"#,
+        );
+        out.put(
+            "stratum_line",
+            "authorize",
+            br#"{"id":2,"method":"mining.authorize","params":["alice.rig","x"]}"#,
+        );
+        out.put(
+            "stratum_line",
+            "submit",
+            br#"{"id":3,"method":"mining.submit","params":["alice.rig","1a","00000001","65000000","deadbeef"]}"#,
+        );
+        out.put(
+            "stratum_line",
+            "subscribe-result",
+            br#"{"id":1,"result":[[["mining.notify","1"]],"0a0b0c0d",4],"error":null}"#,
+        );
+        out.put(
+            "stratum_line",
+            "set-difficulty",
+            br#"{"id":null,"method":"mining.set_difficulty","params":[0.0001]}"#,
+        );
+        out.put("stratum_line", "not-json", b"{not json");
+        out.put("stratum_line", "params-object", br#"{"id":4,"method":"mining.submit","params":{"a":1}}"#);
+        out.put(
+            "stratum_line",
+            "too-long",
+            format!(r#"{{"id":5,"method":"{}"}}"#, "x".repeat(17_000)).as_bytes(),
+        );
+
         // quarry.toml, topologies, scenarios.
         out.put(
             "config_file",
