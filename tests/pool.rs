@@ -808,7 +808,9 @@ fn the_attack_experiment_accounts_for_every_block_and_share() {
         assert!(n(h, "accepted") > 0 && n(a, "accepted") > 0, "both miners' shares were credited: {r}");
         assert!(n(h, "accepted") <= n(h, "submitted") && n(a, "accepted") <= n(a, "submitted"), "{r}");
         assert_eq!(n(a, "blocks"), 0, "the saboteur never submits a block: {r}");
-        assert_eq!(n(h, "blocks"), blocks, "every block the pool recorded is the honest miner's: {r}");
+        // Every block the pool recorded is the honest miner's (a block share for a job the
+        // miner's previous block had just replaced is refused as stale, so it may submit more).
+        assert!(n(h, "blocks") >= blocks, "{r}");
         let paid = n(h, "reward_pool") + n(a, "reward_pool");
         match r["payout"].as_str().unwrap() {
             // Prop splits each block's reward over its round, rounding down per worker.
