@@ -452,7 +452,19 @@ fn settle(t: &mut Testnet, stats: &load::LoadStats, report: &mut SoakReport) -> 
         t.wait_ready(n, READY_WAIT)?;
     }
     t.wait_until("the nodes to reconnect", Duration::from_secs(60), |t| Ok(t.peers(NODES[0])? > 0))?;
-    t.wait_until("the nodes to converge", Duration::from_secs(120), |t| t.same_tip(None))?;
+    // Two tips of equal work stay apart (the first seen wins a tie): one more block on `a`
+    // settles it.
+    let mut converged = false;
+    for _ in 0..5 {
+        if t.wait_until("the nodes to converge", Duration::from_secs(20), |t| t.same_tip(None)).is_ok() {
+            converged = true;
+            break;
+        }
+        t.mine(NODES[0], 1)?;
+    }
+    if !converged {
+        bail!("the nodes did not converge on one tip after 5 tie-breaking blocks");
+    }
     let rpc = t.rpc(NODES[0])?;
     let height = rpc.wait(rpc.getblockcount())?;
     let mut on_chain = HashSet::new();
