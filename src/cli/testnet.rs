@@ -239,6 +239,29 @@ fn node_target(t: &mut Testnet, node: &str, wait: bool) -> Result<Target> {
     Ok(Target { network: t.network, datadir: t.datadir(node), fixed: Some(config.addr), user: None })
 }
 
+/// Where a scenario or soak runs: `--dir` if given (it must not hold a testnet), else a new
+/// temporary directory (returned, to be kept or dropped).
+fn fresh_dir(explicit: Option<&std::path::Path>, what: &str) -> Result<(PathBuf, Option<tempfile::TempDir>)> {
+    match explicit {
+        Some(d) => {
+            if Testnet::state_path(d).exists() {
+                bail!(
+                    "{} already holds a testnet: a {what} needs a fresh --dir (or none, for a temporary one)",
+                    d.display()
+                );
+            }
+            Ok((d.to_path_buf(), None))
+        }
+        None => {
+            let tmp = tempfile::Builder::new()
+                .prefix(&format!("quarry-{what}-"))
+                .tempdir()
+                .context("creating a directory")?;
+            Ok((tmp.path().join("testnet"), Some(tmp)))
+        }
+    }
+}
+
 /// Runs a testnet command.
 pub fn run(args: TestnetArgs) -> Result<()> {
     let explicit_dir = args.dir.clone();
@@ -369,24 +392,7 @@ pub fn run(args: TestnetArgs) -> Result<()> {
             }
             let progress = std::io::stdout().is_terminal();
             // `--dir`: run there (kept afterwards); otherwise in a temporary directory.
-            let (run_dir, tmp) = match &explicit_dir {
-                Some(d) => {
-                    if Testnet::state_path(d).exists() {
-                        bail!(
-                            "{} already holds a testnet: a scenario needs a fresh --dir (or none, for a temporary one)",
-                            d.display()
-                        );
-                    }
-                    (d.clone(), None)
-                }
-                None => {
-                    let tmp = tempfile::Builder::new()
-                        .prefix("quarry-scenario-")
-                        .tempdir()
-                        .context("creating a directory")?;
-                    (tmp.path().join("testnet"), Some(tmp))
-                }
-            };
+            let (run_dir, tmp) = fresh_dir(explicit_dir.as_deref(), "scenario")?;
             println!(
                 "scenario directory: {} (interrupted? stop its nodes with `{}`)",
                 run_dir.display(),
@@ -440,16 +446,7 @@ pub fn run(args: TestnetArgs) -> Result<()> {
             Ok(())
         }
         TestnetCommand::Soak { kills, seed, dbcache_bytes, hashrate, keep } => {
-            let (run_dir, tmp) = match &explicit_dir {
-                Some(d) => (d.clone(), None),
-                None => {
-                    let tmp = tempfile::Builder::new()
-                        .prefix("quarry-soak-")
-                        .tempdir()
-                        .context("creating a directory")?;
-                    (tmp.path().join("testnet"), Some(tmp))
-                }
-            };
+            let (run_dir, tmp) = fresh_dir(explicit_dir.as_deref(), "soak")?;
             eprintln!(
                 "soak directory: {} (interrupted? stop its nodes with `{}`)",
                 run_dir.display(),
@@ -471,7 +468,7 @@ pub fn run(args: TestnetArgs) -> Result<()> {
                 print!("{}", testnet::soak::report_text(&report));
             }
             if !passed {
-                bail!("the soak failed: {}", report.failures.join("; "));
+                bail!("the soak failed: {}", testnet::soak::failed_checks(&report).join("; "));
             }
             Ok(())
         }

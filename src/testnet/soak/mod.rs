@@ -496,6 +496,24 @@ fn settle(t: &mut Testnet, stats: &load::LoadStats, report: &mut SoakReport) -> 
     Ok(())
 }
 
+/// What did not hold, one line each (empty when [`SoakReport::passed`]).
+pub fn failed_checks(r: &SoakReport) -> Vec<String> {
+    let mut out = r.failures.clone();
+    if r.survived != r.kills {
+        out.push(format!("{} of {} kills survived", r.survived, r.kills));
+    }
+    if r.missing > 0 {
+        out.push(format!("{} confirmed transactions missing from the final chain", r.missing));
+    }
+    if !r.digests_equal {
+        out.push("the nodes' final UTXO digests differ (or differ from their rebuilds)".into());
+    }
+    if !r.coins_add_up {
+        out.push(format!("coins {} sat != {} sat issued", r.coins_sat, r.issued_sat));
+    }
+    out
+}
+
 /// The report as text.
 pub fn report_text(r: &SoakReport) -> String {
     let mut s = String::new();
