@@ -61,6 +61,21 @@ pub struct NodeConfig {
     pub metrics_bind: Option<SocketAddr>,
 }
 
+/// The coins cache bound: `QUARRY_DBCACHE_BYTES` (test-only) if set, else `--dbcache` MiB.
+fn dbcache_bytes(mib: usize) -> Result<usize> {
+    use crate::chain::coins::DBCACHE_BYTES_ENV;
+    match std::env::var(DBCACHE_BYTES_ENV) {
+        Err(_) => Ok(mib << 20),
+        Ok(v) => {
+            let bytes: usize = v.trim().parse().map_err(|_| {
+                anyhow::anyhow!("{DBCACHE_BYTES_ENV}={v:?}: pass a number of bytes (test-only; unset it to use --dbcache)")
+            })?;
+            tracing::warn!(target: "node", bytes, "test-only UTXO cache bound ({DBCACHE_BYTES_ENV})");
+            Ok(bytes)
+        }
+    }
+}
+
 /// Runs the node until it is asked to stop.
 pub fn run(config: NodeConfig) -> Result<()> {
     if let Some(limit) = raise_open_file_limit() {
@@ -100,9 +115,14 @@ pub fn run(config: NodeConfig) -> Result<()> {
     crate::store::check_disk_space(&config.datadir, config.min_free_mb)?;
     let chain_dir = config.datadir.join("chainstate");
     let cache = crate::chain::coins::CacheConfig {
-        limit_bytes: config.dbcache_mib << 20,
+        limit_bytes: dbcache_bytes(config.dbcache_mib)?,
         ..crate::chain::coins::CacheConfig::default()
     };
+    let pauses = crate::chain::pause::install_from_env(&config.datadir)?;
+    if !pauses.is_empty() {
+        let names: Vec<&str> = pauses.iter().map(|p| p.name()).collect();
+        tracing::warn!(target: "node", points = %names.join(","), "test-only pause points enabled ({})", crate::chain::pause::PAUSE_ENV);
+    }
     let chain = Chain::open_with(&chain_dir, params, cache).with_context(|| {
         format!("opening the chainstate at {} (is another node using this --datadir?)", chain_dir.display())
     })?;

@@ -27,6 +27,9 @@ use std::time::{Duration, Instant};
 pub const DEFAULT_DBCACHE_MIB: usize = 100;
 /// Largest `--dbcache` accepted, in MiB (1 TiB).
 pub const MAX_DBCACHE_MIB: usize = 1 << 20;
+/// Test-only environment variable: the node's cache bound in bytes, below `--dbcache`'s
+/// 1 MiB floor (a crash soak sets 2 KiB to see a flush every block or two).
+pub const DBCACHE_BYTES_ENV: &str = "QUARRY_DBCACHE_BYTES";
 /// The cache is flushed at least this often while blocks connect.
 pub const FLUSH_INTERVAL: Duration = Duration::from_secs(300);
 /// Bytes an entry costs beyond its locking script: the key, the coin, hash-map overhead.
@@ -254,13 +257,17 @@ impl CoinsCache {
         self.bytes = 0;
         self.flushes += 1;
         if sync || !self.config.background {
+            super::pause::reached(super::pause::PausePoint::Flush);
             return store.write_coins(changes.iter(), &best);
         }
         let changes = Arc::new(changes);
         let (store, layer) = (store.clone(), changes.clone());
         let thread = std::thread::Builder::new()
             .name("utxo-flush".into())
-            .spawn(move || store.write_coins(layer.iter(), &best))
+            .spawn(move || {
+                super::pause::reached(super::pause::PausePoint::Flush);
+                store.write_coins(layer.iter(), &best)
+            })
             .map_err(|e| StoreError::Corrupt {
                 cf: "utxo",
                 detail: format!("starting the flush thread: {e}"),

@@ -14,7 +14,9 @@
 
 pub mod coins;
 mod orphans;
+pub mod pause;
 mod sync_view;
+pub mod verify;
 
 use crate::consensus::pow::{block_work, next_bits, target_from_compact, ASERT_ANCHOR_HEIGHT};
 use crate::consensus::validation::median_time;
@@ -54,6 +56,12 @@ pub enum ChainError {
     /// Storage failed; the chainstate is still at a block boundary.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// `QUARRY_PAUSE_AT` names an unknown pause point.
+    #[error("{}={value:?}: unknown pause point {bad:?} (known: flush, reorg)", pause::PAUSE_ENV)]
+    PauseSetting { value: String, bad: String },
+    /// `quarry chain verify` found no chainstate.
+    #[error("no chainstate at {dir}: pass the --datadir (and --network) of a node that has run")]
+    NoChainstate { dir: String },
 }
 
 impl ChainError {
@@ -72,7 +80,9 @@ impl ChainError {
             ChainError::KnownInvalid { .. }
             | ChainError::UnknownBlock { .. }
             | ChainError::GenesisInvalidation
-            | ChainError::Store(_) => Fault::Local,
+            | ChainError::Store(_)
+            | ChainError::PauseSetting { .. }
+            | ChainError::NoChainstate { .. } => Fault::Local,
         }
     }
 }
@@ -689,8 +699,12 @@ impl Chain {
         if (self.tip().height) > fork_height {
             info!(target: "chain", from = %self.tip().hash, to = %target, depth = self.tip().height - fork_height, "reorganisation");
         }
+        let disconnecting = self.tip().height > fork_height;
         while self.tip().height > fork_height {
             self.disconnect_tip(events)?;
+        }
+        if disconnecting && !path.is_empty() {
+            pause::reached(pause::PausePoint::Reorg);
         }
         for hash in path.into_iter().rev() {
             let block = match self.fresh.remove(&hash) {

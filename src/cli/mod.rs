@@ -5,6 +5,7 @@
 pub mod argv;
 mod bench_hash;
 mod bench_p2p;
+mod chain_verify;
 mod connect;
 mod explorer;
 pub(crate) mod node;
@@ -331,6 +332,16 @@ pub enum ChainCommand {
         #[arg(long)]
         pay_to: Option<String>,
     },
+    /// Check a stopped node's chainstate: open it as the node does (rolling the UTXO set
+    /// forward to the tip), rebuild the UTXO set from the stored blocks along the active
+    /// chain, and compare the digests (exit 1 if they differ).
+    Verify {
+        #[command(flatten)]
+        data: DataArgs,
+        /// Print the report as JSON (the only output on stdout).
+        #[arg(long)]
+        json: bool,
+    },
     /// Build two competing branches in a fresh temporary regtest chainstate and show the
     /// node switching to the branch with the most work.
     ForkDemo,
@@ -352,6 +363,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Chain(ChainCommand::Mine { data, blocks, threads, pay_to }) => {
             mine(&data, blocks, threads, pay_to.as_deref())
         }
+        Command::Chain(ChainCommand::Verify { data, json }) => chain_verify::run(&data, json),
         Command::BenchHash(args) => crate::cli::bench_hash::run(&args),
         Command::BenchP2p(args) => bench_p2p::run(&args),
         Command::BenchUtxo(args) => bench_p2p::utxo::run(&args),

@@ -147,6 +147,30 @@ pub enum TestnetCommand {
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
     },
+    /// Crash soak: a fresh two-node regtest testnet (in --dir, which must not hold one, else
+    /// a temporary directory) mines while a load sends transactions, and nodes are SIGKILLed
+    /// KILLS times (at random moments, mid-flush and mid-reorg) and restarted; after each
+    /// restart the node's UTXO set must equal a rebuild from its blocks (`chain verify`), and
+    /// at the end no confirmed transaction may be missing and the coins must add up. Progress
+    /// on stderr, the report on stdout (JSON with --json); exits 1 unless everything held.
+    Soak {
+        /// Number of kills.
+        #[arg(long, default_value_t = 100)]
+        kills: usize,
+        /// Seed of the choices (node, kind order, moment).
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// The nodes' coins cache bound in bytes (QUARRY_DBCACHE_BYTES; tiny, so flushes are
+        /// frequent).
+        #[arg(long, default_value_t = testnet::soak::DEFAULT_DBCACHE_BYTES)]
+        dbcache_bytes: usize,
+        /// Each node's mining rate, hashes per second (regtest: about 2 hashes a block).
+        #[arg(long, default_value_t = testnet::soak::DEFAULT_HASHRATE)]
+        hashrate: f64,
+        /// Keep the soak's directory (logs, chainstates) afterwards.
+        #[arg(long)]
+        keep: bool,
+    },
     /// Print every node's log merged in time order, each line prefixed with its node.
     Logs {
         /// Only lines matching this regular expression (Rust regex syntax).
@@ -217,6 +241,29 @@ fn node_target(t: &mut Testnet, node: &str, wait: bool) -> Result<Target> {
         );
     }
     Ok(Target { network: t.network, datadir: t.datadir(node), fixed: Some(config.addr), user: None })
+}
+
+/// Where a scenario or soak runs: `--dir` if given (it must not hold a testnet), else a new
+/// temporary directory (returned, to be kept or dropped).
+fn fresh_dir(explicit: Option<&std::path::Path>, what: &str) -> Result<(PathBuf, Option<tempfile::TempDir>)> {
+    match explicit {
+        Some(d) => {
+            if Testnet::state_path(d).exists() {
+                bail!(
+                    "{} already holds a testnet: a {what} needs a fresh --dir (or none, for a temporary one)",
+                    d.display()
+                );
+            }
+            Ok((d.to_path_buf(), None))
+        }
+        None => {
+            let tmp = tempfile::Builder::new()
+                .prefix(&format!("quarry-{what}-"))
+                .tempdir()
+                .context("creating a directory")?;
+            Ok((tmp.path().join("testnet"), Some(tmp)))
+        }
+    }
 }
 
 /// Runs a testnet command.
@@ -364,24 +411,7 @@ pub fn run(args: TestnetArgs) -> Result<()> {
             }
             let progress = std::io::stdout().is_terminal();
             // `--dir`: run there (kept afterwards); otherwise in a temporary directory.
-            let (run_dir, tmp) = match &explicit_dir {
-                Some(d) => {
-                    if Testnet::state_path(d).exists() {
-                        bail!(
-                            "{} already holds a testnet: a scenario needs a fresh --dir (or none, for a temporary one)",
-                            d.display()
-                        );
-                    }
-                    (d.clone(), None)
-                }
-                None => {
-                    let tmp = tempfile::Builder::new()
-                        .prefix("quarry-scenario-")
-                        .tempdir()
-                        .context("creating a directory")?;
-                    (tmp.path().join("testnet"), Some(tmp))
-                }
-            };
+            let (run_dir, tmp) = fresh_dir(explicit_dir.as_deref(), "scenario")?;
             println!(
                 "scenario directory: {} (interrupted? stop its nodes with `{}`)",
                 run_dir.display(),
@@ -431,6 +461,33 @@ pub fn run(args: TestnetArgs) -> Result<()> {
             println!("saved {} files in {}", dumped.files.len(), out.display());
             for m in &dumped.missing {
                 println!("not saved: {m}");
+            }
+            Ok(())
+        }
+        TestnetCommand::Soak { kills, seed, dbcache_bytes, hashrate, keep } => {
+            let (run_dir, tmp) = fresh_dir(explicit_dir.as_deref(), "soak")?;
+            eprintln!(
+                "soak directory: {} (interrupted? stop its nodes with `{}`)",
+                run_dir.display(),
+                testnet::hint(&run_dir, "down")
+            );
+            let opts = testnet::soak::SoakOptions { kills, seed, dbcache_bytes, hashrate };
+            let result = testnet::soak::run(&run_dir, &opts);
+            let passed = result.as_ref().is_ok_and(|r| r.passed());
+            if let Some(tmp) = tmp {
+                if keep || !passed {
+                    eprintln!("kept {}", run_dir.display());
+                    let _ = tmp.keep();
+                }
+            }
+            let report = result?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", testnet::soak::report_text(&report));
+            }
+            if !passed {
+                bail!("the soak failed: {}", testnet::soak::failed_checks(&report).join("; "));
             }
             Ok(())
         }

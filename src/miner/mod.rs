@@ -293,6 +293,13 @@ impl Pacer {
         }
         self.next += Duration::from_secs_f64(hashes as f64 / self.rate);
     }
+
+    /// Gives back hashes booked but not done (the job changed during the wait): under a
+    /// template that changes faster than a chunk's wait, a slow miner would otherwise wait
+    /// for ever and never hash.
+    fn refund(&mut self, hashes: u64) {
+        self.next -= Duration::from_secs_f64(hashes as f64 / self.rate);
+    }
 }
 
 fn worker(t: usize, shared: &Shared, found: &Sender<Found>) {
@@ -322,6 +329,7 @@ fn worker(t: usize, shared: &Shared, found: &Sender<Found>) {
                 if let Some(p) = &mut pacer {
                     p.pace(count as u64);
                     if !current() {
+                        p.refund(count as u64);
                         break 'job;
                     }
                 }
@@ -455,5 +463,11 @@ mod tests {
         let before = Instant::now();
         p.pace(10);
         assert!(p.next >= before + Duration::from_millis(10));
+        // A refunded chunk (its job changed during the wait) is not waited for again.
+        let mut slow = Pacer::new(2.0);
+        slow.pace(1);
+        slow.pace(1); // waits 0.5 s
+        slow.refund(1);
+        assert!(slow.next <= Instant::now(), "the next chunk may start at once");
     }
 }

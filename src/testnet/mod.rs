@@ -16,6 +16,7 @@ pub mod logs;
 pub mod observe;
 pub mod scenario;
 pub mod shaper;
+pub mod soak;
 pub mod spam;
 mod status;
 pub mod topology;
@@ -122,6 +123,9 @@ pub struct Testnet {
     pub state: State,
     /// The network.
     pub network: Network,
+    /// Environment variables every node this value starts gets (not saved; the soak's
+    /// test-only settings).
+    pub node_env: Vec<(String, String)>,
     children: HashMap<String, Child>,
 }
 
@@ -273,6 +277,7 @@ impl Testnet {
                 links: topology.links.clone(),
             },
             network,
+            node_env: Vec::new(),
             children: HashMap::new(),
         };
         if topology.hosts == Hosts::Netns {
@@ -302,7 +307,7 @@ impl Testnet {
         let state: State =
             serde_json::from_str(&text).with_context(|| format!("{} is corrupt", path.display()))?;
         let network = state.network.parse().map_err(|e: String| anyhow!(e))?;
-        Ok(Testnet { dir: dir.to_path_buf(), state, network, children: HashMap::new() })
+        Ok(Testnet { dir: dir.to_path_buf(), state, network, node_env: Vec::new(), children: HashMap::new() })
     }
 
     /// Writes `testnet.json` atomically.
@@ -519,6 +524,7 @@ impl Testnet {
                 cmd.arg("--mine-hashrate").arg(h.to_string());
             }
         }
+        cmd.envs(self.node_env.iter().map(|(k, v)| (k, v)));
         cmd.stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
         #[cfg(unix)]
         std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
