@@ -95,6 +95,13 @@ pub struct NodeArgs {
     /// -dbcache). Default 100.
     #[arg(long, value_name = "MiB")]
     pub dbcache: Option<usize>,
+    /// Fsync the chainstate on every block: each block write, connect and disconnect (and
+    /// each UTXO-cache flush) returns only once RocksDB's write-ahead log is on disk. Off by
+    /// default: a power cut (not a crash of the process) may then lose the blocks connected
+    /// since the OS last wrote the log out, and the node resyncs them from peers; the
+    /// chainstate stays consistent either way. Costs blocks/s (see BENCHMARKS.md).
+    #[arg(long)]
+    pub sync_writes: bool,
     /// Keep the transaction index (txid -> block), which getrawtransaction and gettxoutproof
     /// need for confirmed transactions. Built in the background; switching it back on
     /// rebuilds the indexes from genesis.
