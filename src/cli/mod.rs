@@ -72,6 +72,14 @@ pub enum Command {
     /// Measure one node's memory and disk with a large chainstate (default 1,000,000 UTXOs)
     /// and a full mempool, and the rate its blocks are mined and connected.
     BenchUtxo(bench_p2p::utxo::BenchUtxoArgs),
+    /// Load and attack one node on loopback while an honest peer keeps syncing from it: many
+    /// concurrent RPC clients, connection floods, half-open, slow and random-bytes sockets,
+    /// malformed and flooding libp2p peers; reports latency, memory and who was cut off.
+    BenchAbuse(bench_p2p::abuse::BenchAbuseArgs),
+    /// Cut the power under a node N times, without and with --sync-writes (root: an ext4
+    /// image on a loop device, shut down with FS_IOC_SHUTDOWN), and report the blocks lost
+    /// and whether the chainstate stayed consistent.
+    BenchDurability(bench_p2p::durability::BenchDurabilityArgs),
     /// Simulate a network in virtual time over quarry's fork choice (deterministic: the same
     /// seed gives the same output), and run experiments beside the theory: double-spend,
     /// selfish, stale, partition.
@@ -362,6 +370,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::BenchHash(args) => crate::cli::bench_hash::run(&args),
         Command::BenchP2p(args) => bench_p2p::run(&args),
         Command::BenchUtxo(args) => bench_p2p::utxo::run(&args),
+        Command::BenchAbuse(args) => bench_p2p::abuse::run(&args),
+        Command::BenchDurability(args) => bench_p2p::durability::run(&args),
         Command::Node(args) => node::run_node(args),
         Command::Explorer(args) => explorer::run(args),
         Command::Pool(args) => pool::run(args),
