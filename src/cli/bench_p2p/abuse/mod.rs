@@ -26,6 +26,7 @@ use crate::rpc::client::RpcConfig;
 use anyhow::{bail, Result};
 use clap::Args;
 use serde::Serialize;
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 mod peers;
@@ -110,8 +111,8 @@ pub struct PhaseReport {
     pub seconds: f64,
     /// The honest RPC client's latency.
     pub honest_rpc: Latency,
-    /// The honest RPC client's failed calls.
-    pub honest_rpc_errors: u64,
+    /// The honest RPC client's failed calls, by kind (see [`rpc_load::LoadReport::errors`]).
+    pub honest_rpc_errors: BTreeMap<String, u64>,
     /// A's height at the start and end of the phase.
     pub height: (u64, u64),
     /// B's largest lag behind A during the phase, blocks.
@@ -175,7 +176,7 @@ impl Runner<'_> {
         let mut report = self.watcher.end(name, t.elapsed());
         report.catch_up_s = self.watcher.catch_up(self.rpc_b, report.height.1, CATCH_UP)?;
         eprintln!(
-            "  honest RPC {}, {} errors; A height {} -> {}, B lag at most {} blocks, caught up {}; A RSS at most {:.0} MiB",
+            "  honest RPC {}, errors {:?}; A height {} -> {}, B lag at most {} blocks, caught up {}; A RSS at most {:.0} MiB",
             report.honest_rpc.line(),
             report.honest_rpc_errors,
             report.height.0,
@@ -248,6 +249,9 @@ pub fn run(args: &BenchAbuseArgs) -> Result<()> {
     let load = runner.phase("rpc-load", || {
         let r = rt.block_on(rpc_load::run(&config, args.clients, Duration::from_secs(args.seconds)))?;
         eprintln!("  {}", r.line());
+        for (kind, example) in &r.examples {
+            eprintln!("    {kind}: {example}");
+        }
         Ok(r)
     })?;
     let hold = Duration::from_secs(args.hold_seconds);
@@ -291,6 +295,24 @@ pub fn run(args: &BenchAbuseArgs) -> Result<()> {
     ));
     let silent = phases.iter().filter(|p| p.honest_rpc.calls == 0).map(|p| p.phase).collect::<Vec<_>>();
     verdicts.push((format!("honest RPC answered in every phase (not in: {silent:?})"), silent.is_empty()));
+    let failed: BTreeMap<&str, u64> = phases
+        .iter()
+        .map(|p| {
+            (
+                p.phase,
+                p.honest_rpc_errors
+                    .iter()
+                    .filter(|(k, _)| !rpc_load::is_back_pressure(k))
+                    .map(|(_, n)| n)
+                    .sum(),
+            )
+        })
+        .filter(|(_, n)| *n > 0)
+        .collect();
+    verdicts.push((
+        format!("honest RPC: only back-pressure errors (others by phase: {failed:?})"),
+        failed.is_empty(),
+    ));
     verdicts.push((
         format!("peak RSS {peak:.0} MiB <= {} MiB", args.rss_limit_mib),
         peak <= args.rss_limit_mib as f64,

@@ -27,8 +27,11 @@ pub struct LoadReport {
     /// Answered calls per second over all clients.
     pub calls_per_s: f64,
     /// Refusals by kind: `http-429` and `http-503` are back-pressure; anything else
-    /// (`timeout`, `unreachable`, `rpc-error`, `other`) is a failure.
+    /// (`closed-before-answer`, `timeout`, `unreachable`, `rpc-error-N`, `other`) is a
+    /// failure.
     pub errors: BTreeMap<String, u64>,
+    /// The first error message of each kind.
+    pub examples: BTreeMap<String, String>,
 }
 
 impl LoadReport {
@@ -50,15 +53,22 @@ impl LoadReport {
     }
 }
 
-fn is_back_pressure(kind: &str) -> bool {
+pub(super) fn is_back_pressure(kind: &str) -> bool {
     kind == "http-429" || kind == "http-503"
 }
 
-/// The kind of a failed call, for the report.
-fn kind(e: &RpcError) -> String {
+/// The kind of a failed call, for the report. `closed-before-answer` is a request sent on a
+/// kept-alive connection the server closed meanwhile (its idle timeout, or its connection
+/// cap evicting the connection idle the longest).
+pub(super) fn kind(e: &RpcError) -> String {
     match e {
         RpcError::Http { status, .. } => format!("http-{status}"),
         RpcError::Timeout { .. } => "timeout".into(),
+        RpcError::Unreachable { detail, .. }
+            if detail.contains("connection closed before message completed") =>
+        {
+            "closed-before-answer".into()
+        }
         RpcError::Unreachable { .. } => "unreachable".into(),
         RpcError::Call { code, .. } => format!("rpc-error-{code}"),
         _ => "other".into(),
@@ -75,6 +85,7 @@ pub async fn run(config: &RpcConfig, clients: usize, seconds: Duration) -> Resul
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
             let mut errors: BTreeMap<String, u64> = BTreeMap::new();
+            let mut examples: BTreeMap<String, String> = BTreeMap::new();
             let mut n = i;
             while Instant::now() < deadline {
                 let t = Instant::now();
@@ -89,6 +100,7 @@ pub async fn run(config: &RpcConfig, clients: usize, seconds: Duration) -> Resul
                     Err(e) => {
                         let k = kind(&e);
                         let back_off = is_back_pressure(&k);
+                        examples.entry(k.clone()).or_insert_with(|| e.to_string());
                         *errors.entry(k).or_default() += 1;
                         if back_off {
                             tokio::time::sleep(BACK_OFF).await;
@@ -96,16 +108,20 @@ pub async fn run(config: &RpcConfig, clients: usize, seconds: Duration) -> Resul
                     }
                 }
             }
-            (latencies, errors)
+            (latencies, errors, examples)
         }));
     }
     let mut all = Vec::new();
     let mut errors: BTreeMap<String, u64> = BTreeMap::new();
+    let mut examples: BTreeMap<String, String> = BTreeMap::new();
     for t in tasks {
-        let (l, e) = t.await.context("a load client panicked")?;
+        let (l, e, x) = t.await.context("a load client panicked")?;
         all.extend(l);
         for (k, n) in e {
             *errors.entry(k).or_default() += n;
+        }
+        for (k, m) in x {
+            examples.entry(k).or_insert(m);
         }
     }
     let elapsed = start.elapsed().as_secs_f64();
@@ -116,5 +132,6 @@ pub async fn run(config: &RpcConfig, clients: usize, seconds: Duration) -> Resul
         latency: Latency::of(all),
         calls_per_s: answered as f64 / elapsed,
         errors,
+        examples,
     })
 }

@@ -6,6 +6,7 @@ use super::super::{Rpc, RpcTarget};
 use super::{Latency, PhaseReport};
 use crate::rpc::api::QuarryApiClient;
 use anyhow::Result;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -18,7 +19,7 @@ const PROBE_EVERY: Duration = Duration::from_millis(100);
 #[derive(Default)]
 struct Seen {
     latencies: Vec<f64>,
-    errors: u64,
+    errors: BTreeMap<String, u64>,
     height_start: u64,
     height_a: u64,
     max_lag: u64,
@@ -42,7 +43,9 @@ impl Watcher {
         let thread = std::thread::Builder::new().name("abuse-watch".into()).spawn(move || {
             while !st.load(Ordering::Relaxed) {
                 let t = Instant::now();
-                let a = honest.wait(honest.getblockcount());
+                // The client's own wait: its error keeps its kind (the bench's wraps it).
+                let client: &crate::rpc::client::BlockingClient = &honest;
+                let a = client.wait(client.getblockcount());
                 let elapsed = t.elapsed().as_secs_f64();
                 let b = peer.wait(peer.getblockcount()).ok();
                 let (rss, _) = super::super::utxo::rss(pid);
@@ -55,7 +58,7 @@ impl Watcher {
                             seen.max_lag = seen.max_lag.max((h as u64).saturating_sub(b as u64));
                         }
                     }
-                    Err(_) => seen.errors += 1,
+                    Err(e) => *seen.errors.entry(super::rpc_load::kind(&e)).or_default() += 1,
                 }
                 if rss.is_finite() {
                     seen.rss_max = seen.rss_max.max(rss);
