@@ -41,6 +41,9 @@ pub struct NodeConfig {
     pub min_free_mb: u64,
     /// Bound of the UTXO cache, MiB.
     pub dbcache_mib: usize,
+    /// Fsync the chainstate's write-ahead log on every block write and UTXO flush
+    /// (`--sync-writes`; off by default: a power cut may then lose the last blocks).
+    pub sync_writes: bool,
     /// Which indexes to keep.
     pub indexes: crate::store::IndexSet,
     /// Mine continuously, paying this address.
@@ -123,11 +126,15 @@ pub fn run(config: NodeConfig) -> Result<()> {
         let names: Vec<&str> = pauses.iter().map(|p| p.name()).collect();
         tracing::warn!(target: "node", points = %names.join(","), "test-only pause points enabled ({})", crate::chain::pause::PAUSE_ENV);
     }
-    let chain = Chain::open_with(&chain_dir, params, cache).with_context(|| {
+    let opened = crate::store::Store::open_with(&chain_dir, config.sync_writes)
+        .map_err(crate::chain::ChainError::from)
+        .and_then(|store| Chain::with_store(Arc::new(store), params, cache));
+    let chain = opened.with_context(|| {
         format!("opening the chainstate at {} (is another node using this --datadir?)", chain_dir.display())
     })?;
     let tip = chain.tip();
-    info!(target: "node", network = %config.network, height = tip.height, tip = %tip.hash, "chainstate opened");
+    info!(target: "node", network = %config.network, height = tip.height, tip = %tip.hash,
+        sync_writes = config.sync_writes, "chainstate opened");
     if let Some(warning) = crate::node::tipmark::check(&chain_dir, &tip) {
         tracing::warn!(target: "node", height = tip.height, "{warning}");
     }

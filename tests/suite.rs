@@ -5,6 +5,7 @@
 
 mod common;
 
+mod abuse;
 mod chain;
 mod cli;
 mod crash;

@@ -73,6 +73,14 @@ pub enum Command {
     /// Measure one node's memory and disk with a large chainstate (default 1,000,000 UTXOs)
     /// and a full mempool, and the rate its blocks are mined and connected.
     BenchUtxo(bench_p2p::utxo::BenchUtxoArgs),
+    /// Load and attack one node on loopback while an honest peer keeps syncing from it: many
+    /// concurrent RPC clients, connection floods, half-open, slow and random-bytes sockets,
+    /// malformed and flooding libp2p peers; reports latency, memory and who was cut off.
+    BenchAbuse(bench_p2p::abuse::BenchAbuseArgs),
+    /// Cut the power under a node N times, without and with --sync-writes (root: an ext4
+    /// image on a loop device, shut down with FS_IOC_SHUTDOWN), and report the blocks lost
+    /// and whether the chainstate stayed consistent.
+    BenchDurability(bench_p2p::durability::BenchDurabilityArgs),
     /// Simulate a network in virtual time over quarry's fork choice (deterministic: the same
     /// seed gives the same output), and run experiments beside the theory: double-spend,
     /// selfish, stale, partition.
@@ -96,6 +104,13 @@ pub struct NodeArgs {
     /// -dbcache). Default 100.
     #[arg(long, value_name = "MiB")]
     pub dbcache: Option<usize>,
+    /// Fsync the chainstate on every block: each block write, connect and disconnect (and
+    /// each UTXO-cache flush) returns only once RocksDB's write-ahead log is on disk. Off by
+    /// default: a power cut (not a crash of the process) may then lose the blocks connected
+    /// since the OS last wrote the log out, and the node resyncs them from peers; the
+    /// chainstate stays consistent either way. Costs blocks/s (see BENCHMARKS.md).
+    #[arg(long)]
+    pub sync_writes: bool,
     /// Keep the transaction index (txid -> block), which getrawtransaction and gettxoutproof
     /// need for confirmed transactions. Built in the background; switching it back on
     /// rebuilds the indexes from genesis.
@@ -367,6 +382,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::BenchHash(args) => crate::cli::bench_hash::run(&args),
         Command::BenchP2p(args) => bench_p2p::run(&args),
         Command::BenchUtxo(args) => bench_p2p::utxo::run(&args),
+        Command::BenchAbuse(args) => bench_p2p::abuse::run(&args),
+        Command::BenchDurability(args) => bench_p2p::durability::run(&args),
         Command::Node(args) => node::run_node(args),
         Command::Explorer(args) => explorer::run(args),
         Command::Pool(args) => pool::run(args),

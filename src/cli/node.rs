@@ -28,6 +28,7 @@ pub(crate) struct ConfigFile {
     relay: Option<crate::p2p::link::BlockRelay>,
     no_p2p: Option<bool>,
     dbcache: Option<usize>,
+    sync_writes: Option<bool>,
     txindex: Option<bool>,
     addressindex: Option<bool>,
 }
@@ -142,6 +143,7 @@ pub(super) fn run_node(args: NodeArgs) -> Result<()> {
         network,
         datadir,
         dbcache_mib,
+        sync_writes: args.sync_writes || file.sync_writes.unwrap_or(false),
         indexes: crate::store::IndexSet {
             tx: args.txindex.or(file.txindex).unwrap_or(true),
             address: args.addressindex.or(file.addressindex).unwrap_or(true),
@@ -173,11 +175,12 @@ mod tests {
             &path,
             "rpc_bind = \"127.0.0.1:1\"\nrpc_user = \"u\"\nrpc_password = \"p\"\nrpc_server_timeout = 5\n\
              mine = false\nminer_address = \"x\"\nmine_threads = 1\nmine_hashrate = 1000.0\nstrategy = \"selfish\"\nlisten = []\np2p_port = 2\nbootnodes = []\n\
-             mdns = false\nmax_peers = 8\nno_p2p = true\n",
+             mdns = false\nmax_peers = 8\nno_p2p = true\nsync_writes = true\n",
         )
         .unwrap();
         let c = read_config(&path).unwrap();
         assert_eq!((c.p2p_port, c.max_peers, c.no_p2p), (Some(2), Some(8), Some(true)));
+        assert_eq!(c.sync_writes, Some(true));
         assert_eq!((c.mine_hashrate, c.strategy), (Some(1000.0), Some(crate::node::MiningStrategy::Selfish)));
         assert_eq!(config_rpc_bind(dir.path()).unwrap(), Some("127.0.0.1:1".parse().unwrap()));
         std::fs::write(&path, "maxpeers = 8\n").unwrap();

@@ -430,6 +430,26 @@ pub async fn write_frame<T: AsyncWrite + Unpin + Send>(io: &mut T, bytes: &[u8])
     io.close().await
 }
 
+/// A sync request as the codec hands it to the service: the request, or why the peer's
+/// bytes are not one (an oversized frame, a count over a limit, an unknown tag, ...).
+/// libp2p-request-response drops a stream whose `read_request` fails without telling the
+/// behaviour's user (0.29 only logs it at debug level: the request has no id yet), so an
+/// error there would cost the sender nothing; as a value, the service penalises it. Only
+/// [`SyncRequest::Request`] is ever written.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SyncRequest {
+    /// A well-formed request.
+    Request(Request),
+    /// Bytes that do not decode as a request within the limits.
+    Malformed(DecodeError),
+}
+
+impl From<Request> for SyncRequest {
+    fn from(r: Request) -> SyncRequest {
+        SyncRequest::Request(r)
+    }
+}
+
 /// The request-response codec of the sync protocol.
 #[derive(Clone, Debug)]
 pub struct SyncCodec {
@@ -457,14 +477,19 @@ pub fn decode_failure(e: &io::Error) -> Option<DecodeError> {
 #[async_trait::async_trait]
 impl libp2p::request_response::Codec for SyncCodec {
     type Protocol = StreamProtocol;
-    type Request = Request;
+    type Request = SyncRequest;
     type Response = Response;
 
-    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Request>
+    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<SyncRequest>
     where
         T: AsyncRead + Unpin + Send,
     {
-        Request::decode(&read_frame(io, MAX_REQUEST_BYTES).await?).map_err(bad_data)
+        let frame = match read_frame(io, MAX_REQUEST_BYTES).await {
+            Ok(frame) => frame,
+            // An oversized frame is the peer's fault; a cut-short one may be the connection's.
+            Err(e) => return decode_failure(&e).map(SyncRequest::Malformed).ok_or(e),
+        };
+        Ok(Request::decode(&frame).map_or_else(SyncRequest::Malformed, SyncRequest::Request))
     }
 
     async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Response>
@@ -474,11 +499,17 @@ impl libp2p::request_response::Codec for SyncCodec {
         Response::decode(&read_frame(io, MAX_RESPONSE_BYTES).await?, self.max_block).map_err(bad_data)
     }
 
-    async fn write_request<T>(&mut self, _: &StreamProtocol, io: &mut T, req: Request) -> io::Result<()>
+    async fn write_request<T>(&mut self, _: &StreamProtocol, io: &mut T, req: SyncRequest) -> io::Result<()>
     where
         T: AsyncWrite + Unpin + Send,
     {
-        write_frame(io, &req.encode()).await
+        match req {
+            SyncRequest::Request(req) => write_frame(io, &req.encode()).await,
+            SyncRequest::Malformed(e) => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("a malformed request is only ever received, never sent: {e}"),
+            )),
+        }
     }
 
     async fn write_response<T>(&mut self, _: &StreamProtocol, io: &mut T, res: Response) -> io::Result<()>
@@ -531,6 +562,42 @@ mod tests {
         let mut io = futures::io::Cursor::new((5000u32).to_le_bytes().to_vec());
         let e = futures::executor::block_on(read_frame(&mut io, 1000)).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+    }
+
+    /// An oversized frame or a request over a count limit reaches the service as a value
+    /// (libp2p would drop a failed `read_request` unreported); a cut-short frame stays an
+    /// error (it may be the connection's fault), and a good request decodes.
+    #[test]
+    fn the_codec_hands_malformed_requests_up_as_values() {
+        use libp2p::request_response::Codec;
+        let read = |bytes: Vec<u8>| {
+            let mut io = futures::io::Cursor::new(bytes);
+            let mut codec = SyncCodec { max_block: 4_000_000 };
+            futures::executor::block_on(codec.read_request(&sync_protocol(Network::Regtest), &mut io))
+        };
+        let frame = |body: Vec<u8>| {
+            let mut v = (body.len() as u32).to_le_bytes().to_vec();
+            v.extend(body);
+            v
+        };
+        let oversized = Request::GetHeaders { locator: vec![Hash256::ZERO; 600], max: 10 }.encode();
+        assert!(oversized.len() > MAX_REQUEST_BYTES);
+        match read(frame(oversized)).unwrap() {
+            SyncRequest::Malformed(DecodeError::TooLarge { what: "sync frame", got, max }) => {
+                assert_eq!((got, max), (19_209, MAX_REQUEST_BYTES))
+            }
+            other => panic!("{other:?}"),
+        }
+        let over_count = Request::GetBlocks(vec![Hash256::ZERO; MAX_BLOCKS_PER_REQUEST + 1]).encode();
+        match read(frame(over_count)).unwrap() {
+            SyncRequest::Malformed(e) => assert!(e.to_string().contains("17, at most 16"), "{e}"),
+            other => panic!("{other:?}"),
+        }
+        let mut short = frame(vec![1; 40]);
+        short.truncate(20);
+        assert_eq!(read(short).unwrap_err().kind(), io::ErrorKind::UnexpectedEof);
+        let good = Request::GetBlocks(vec![Hash256::ZERO]);
+        assert_eq!(read(frame(good.encode())).unwrap(), SyncRequest::Request(good));
     }
 
     proptest! {

@@ -108,10 +108,15 @@ impl Backend {
         Batch { backend: self, inner }
     }
 
-    /// Applies a batch atomically.
-    pub(super) fn write(&self, batch: Batch<'_>) -> Result<(), StoreError> {
+    /// Applies a batch atomically; with `sync` RocksDB fsyncs its write-ahead log before
+    /// returning (the memory backend has nothing to sync).
+    pub(super) fn write(&self, batch: Batch<'_>, sync: bool) -> Result<(), StoreError> {
         match (self, batch.inner) {
-            (Backend::Rocks(db), BatchInner::Rocks(b)) => Ok(db.write(b)?),
+            (Backend::Rocks(db), BatchInner::Rocks(b)) => {
+                let mut opts = rocksdb::WriteOptions::default();
+                opts.set_sync(sync);
+                Ok(db.write_opt(b, &opts)?)
+            }
             (Backend::Memory(t), BatchInner::Memory(ops)) => {
                 let mut t = t.write().unwrap_or_else(|e| e.into_inner());
                 for op in ops {
@@ -141,7 +146,7 @@ impl Backend {
     pub(super) fn put(&self, cf: ColumnFamily, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
         let mut b = self.batch();
         b.put(cf, key, value);
-        self.write(b)
+        self.write(b, false)
     }
 
     /// Calls `f` with the value at `key`, if any (no copy on RocksDB: a pinned slice).

@@ -8,8 +8,12 @@
 //! ([`Store::write_coins`]), each recording the block it corresponds to (`utxo_best`); the
 //! chain replays the blocks between that and the tip on open.
 //!
-//! On disk, writes go through RocksDB's write-ahead log without fsync: a killed process loses nothing
-//! acknowledged (the OS holds the log); a power cut may lose the last blocks, never atomicity.
+//! On disk, writes go through RocksDB's write-ahead log, by default without fsync: a killed
+//! process loses nothing acknowledged (the OS holds the log); a power cut may lose the blocks
+//! written since the OS last flushed it, never atomicity (the log is replayed in order up to
+//! its first damaged record). [`Store::open_with`] with `sync_writes` fsyncs the log on every
+//! block write (body, connect, disconnect, tip) and every UTXO flush (`quarry node
+//! --sync-writes`); the indexes are not synced (they are rebuilt from `index_best`).
 
 use crate::codec::{self, CodecError};
 use crate::consensus::{created_outputs, BlockConnect, CheckedBlock, Coin};
@@ -232,11 +236,21 @@ pub struct UtxoDigest {
 /// records either way.
 pub struct Store {
     db: Backend,
+    /// Fsync the write-ahead log on each chainstate write ([`Store::open_with`]).
+    sync_writes: bool,
 }
 
 impl Store {
-    /// Opens (or creates) the store at `path`, checking the schema version.
+    /// Opens (or creates) the store at `path`, checking the schema version; writes are not
+    /// fsynced (see the module documentation).
     pub fn open(path: &Path) -> Result<Store, StoreError> {
+        Store::open_with(path, false)
+    }
+
+    /// Opens (or creates) the store at `path`; with `sync_writes` every block write (body,
+    /// connect, disconnect, tip) and every UTXO flush returns only once the write-ahead log
+    /// is on disk (fsync), so a power cut loses no block the node reported connected.
+    pub fn open_with(path: &Path, sync_writes: bool) -> Result<Store, StoreError> {
         let mut opts = Options::default();
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
@@ -262,7 +276,7 @@ impl Store {
             ColumnFamilyDescriptor::new(cf.name(), o)
         });
         let db = DB::open_cf_descriptors(&opts, path, cfs)?;
-        let store = Store { db: Backend::Rocks(db) };
+        let store = Store { db: Backend::Rocks(db), sync_writes };
         store.check_schema()?;
         Ok(store)
     }
@@ -270,9 +284,20 @@ impl Store {
     /// An empty chainstate in memory (the simulator, fast tests): the same records as on
     /// disk, gone with the value.
     pub fn memory() -> Store {
-        let store = Store { db: Backend::memory() };
+        let store = Store { db: Backend::memory(), sync_writes: false };
         store.check_schema().expect("an empty memory store takes the schema version");
         store
+    }
+
+    /// True when chainstate writes are fsynced ([`Store::open_with`]).
+    pub fn sync_writes(&self) -> bool {
+        self.sync_writes
+    }
+
+    /// Writes a chainstate batch (blocks, connects, disconnects, UTXO flushes), fsynced
+    /// when the store was opened with `sync_writes`.
+    fn write_durable(&self, batch: backend::Batch<'_>) -> Result<(), StoreError> {
+        self.db.write(batch, self.sync_writes)
     }
 
     /// True for a [`Store::memory`] store.
@@ -295,7 +320,7 @@ impl Store {
                         batch.put(meta, META_INDEX_BEST, tip);
                     }
                     batch.put(meta, META_SCHEMA, SCHEMA_VERSION.to_le_bytes());
-                    self.db.write(batch)?;
+                    self.db.write(batch, false)?;
                 } else if got != SCHEMA_VERSION {
                     return Err(StoreError::Schema { got, expected: SCHEMA_VERSION });
                 }
@@ -324,7 +349,7 @@ impl Store {
         for (hash, rec) in records {
             batch.put(ColumnFamily::Index, hash.0, encode(rec));
         }
-        self.db.write(batch)
+        self.write_durable(batch)
     }
 
     /// Stores a checked block's body and its index record in one batch.
@@ -332,7 +357,7 @@ impl Store {
         let mut batch = self.db.batch();
         batch.put(ColumnFamily::Blocks, block.hash().0, block.block().encode());
         batch.put(ColumnFamily::Index, block.hash().0, encode(rec));
-        self.db.write(batch)
+        self.write_durable(batch)
     }
 
     /// A stored block.
@@ -404,7 +429,7 @@ impl Store {
             }
         }
         batch.put(ColumnFamily::Meta, META_UTXO_BEST, best.0);
-        self.db.write(batch)
+        self.write_durable(batch)
     }
 
     /// The undo data of a block (the coins it spent), if stored.
@@ -430,7 +455,7 @@ impl Store {
         batch.put(ColumnFamily::Meta, META_TIP, genesis.hash().0);
         batch.put(ColumnFamily::Meta, META_UTXO_BEST, genesis.hash().0);
         batch.put(ColumnFamily::Meta, META_INDEX_BEST, genesis.hash().0);
-        self.db.write(batch)
+        self.write_durable(batch)
     }
 
     /// Connects a block: stores its undo data, records it at `height` in the active chain and
@@ -447,7 +472,7 @@ impl Store {
         batch.put(ColumnFamily::Undo, hash.0, encode(&effect.spent));
         batch.put(ColumnFamily::Active, height.to_be_bytes(), hash.0);
         batch.put(ColumnFamily::Meta, META_TIP, hash.0);
-        self.db.write(batch)
+        self.write_durable(batch)
     }
 
     /// Disconnects the tip block at `height`: removes it from the active chain and makes its
@@ -463,7 +488,7 @@ impl Store {
         let mut batch = self.db.batch();
         batch.delete(ColumnFamily::Active, height.to_be_bytes());
         batch.put(ColumnFamily::Meta, META_TIP, block.header().prev.0);
-        self.db.write(batch)?;
+        self.write_durable(batch)?;
         Ok(spent)
     }
 
@@ -525,7 +550,7 @@ impl Store {
             }
         }
         batch.put(ColumnFamily::Meta, META_INDEX_BEST, best.0);
-        self.db.write(batch)
+        self.db.write(batch, false)
     }
 
     /// Makes the stored indexes match `which`: an index switched off since the last start is
@@ -559,7 +584,7 @@ impl Store {
             batch.put(meta, META_INDEX_BEST, genesis.0);
         }
         batch.put(meta, META_INDEX_SET, [which.tx as u8, which.address as u8]);
-        self.db.write(batch)?;
+        self.db.write(batch, false)?;
         Ok(rebuild)
     }
 

@@ -7,7 +7,7 @@ use libp2p::gossipsub::{self, IdentTopic};
 use libp2p::request_response;
 use quarry::p2p::behaviour::{build_swarm, BehaviourEvent, SwarmSettings};
 use quarry::p2p::compact::CompactBlock;
-use quarry::p2p::wire::{Request, Response, Topic};
+use quarry::p2p::wire::{Request, Response, SyncRequest, Topic};
 use std::net::SocketAddr;
 
 /// `quarry_relay_compact_blocks_total{outcome=..}` of a node's metrics endpoint.
@@ -179,7 +179,7 @@ fn a_lying_compact_announcer_is_penalised_and_the_block_still_arrives() {
             if subscribed && !answered_out_of_range && !published {
                 // Step 1: indexes outside A's tip block (1 transaction).
                 let request = Request::GetBlockTxn { block: tip_before.parse().unwrap(), indexes: vec![7] };
-                swarm.behaviour_mut().sync.send_request(&a_id, request);
+                swarm.behaviour_mut().sync.send_request(&a_id, request.into());
                 answered_out_of_range = true;
             }
             let Ok(event) = tokio::time::timeout(Duration::from_millis(50), swarm.select_next_some()).await
@@ -202,6 +202,9 @@ fn a_lying_compact_announcer_is_penalised_and_the_block_still_arrives() {
                         }
                     }
                     request_response::Message::Request { request, channel, .. } => {
+                        let SyncRequest::Request(request) = request else {
+                            panic!("A sent a malformed request: {request:?}")
+                        };
                         let response = match request {
                             Request::Status(s) => Response::Status(s),
                             Request::GetHeaders { .. } if published => Response::Headers(vec![b1.header]),

@@ -33,6 +33,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+pub mod abuse;
+pub mod durability;
 mod propagation;
 mod rpc;
 mod sync;

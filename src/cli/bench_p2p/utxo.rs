@@ -39,7 +39,7 @@ const FAN_FEE: u64 = 1_000_000;
 const SPEND_FEE: u64 = 300;
 
 /// Resident memory now and at its peak (MiB) of process `pid`.
-fn rss(pid: u32) -> (f64, f64) {
+pub(super) fn rss(pid: u32) -> (f64, f64) {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     let field = |name: &str| -> f64 {
         status

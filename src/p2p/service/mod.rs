@@ -12,7 +12,7 @@ use super::link::{
 };
 use super::peers::{BanList, Misbehaviour, Scores, BAN_SECONDS};
 use super::sync::{Action, Failure, ReqId};
-use super::wire::{self, GossipMessage, Request, Response, Topic};
+use super::wire::{self, GossipMessage, Request, Response, SyncRequest, Topic};
 use super::{AddNodeMode, BanInfo, BlockAnnouncement, Command, NetworkInfo, P2pConfig, P2pError, PeerInfo};
 use crate::clock::{unix_ms, unix_secs as now};
 use crate::consensus::Network;
@@ -265,7 +265,7 @@ impl Service {
                     if let Some(p) = self.peers.get_mut(&peer) {
                         p.bytes_sent += request.encode().len() as u64;
                     }
-                    let rid = self.swarm.behaviour_mut().sync.send_request(&peer, request);
+                    let rid = self.swarm.behaviour_mut().sync.send_request(&peer, request.into());
                     self.outbound.insert(rid, id);
                 }
                 Action::Penalise { peer, why } => self.penalise(peer, why),
@@ -303,7 +303,7 @@ impl Service {
                     p.bytes_sent += request.encode().len() as u64;
                 }
                 debug!(target: "p2p::gossip", peer = %source, %block, "asking for a compact block's missing transactions");
-                let rid = self.swarm.behaviour_mut().sync.send_request(&source, request);
+                let rid = self.swarm.behaviour_mut().sync.send_request(&source, request.into());
                 self.txn_fetches.insert(rid, (block, pending));
             }
             (pending @ Pending::Gossip { .. }, outcome) => {
@@ -500,9 +500,13 @@ impl Service {
                 self.on_gossip(propagation_source, message_id, message);
             }
             BehaviourEvent::Sync(request_response::Event::Message { peer, message, .. }) => match message {
-                request_response::Message::Request { request, channel, .. } => {
-                    self.on_request(peer, request, channel)
-                }
+                request_response::Message::Request { request, channel, .. } => match request {
+                    SyncRequest::Request(request) => self.on_request(peer, request, channel),
+                    // Dropping the channel closes the stream unanswered.
+                    SyncRequest::Malformed(error) => {
+                        self.penalise(peer, Misbehaviour::Malformed { what: "sync request", error })
+                    }
+                },
                 request_response::Message::Response { request_id, response } => {
                     if let Some((block, pending)) = self.txn_fetches.remove(&request_id) {
                         if let Some(p) = self.peers.get_mut(&peer) {
