@@ -204,3 +204,19 @@ impl Watch {
         let _ = self.events.send(event);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn at_most_max_subscribers_streams_are_open_and_a_closed_one_frees_its_slot() {
+        let (events, _) = broadcast::channel(64);
+        let watch =
+            Watch { events, state: Mutex::default(), slots: Arc::new(Semaphore::new(MAX_SUBSCRIBERS)) };
+        let mut open: Vec<Subscription> = (0..MAX_SUBSCRIBERS).map(|_| watch.subscribe().unwrap()).collect();
+        assert!(watch.subscribe().is_none(), "a stream past {MAX_SUBSCRIBERS} is refused");
+        open.pop();
+        assert!(watch.subscribe().is_some(), "a closed stream's slot is free again");
+    }
+}
