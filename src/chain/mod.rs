@@ -840,3 +840,24 @@ impl Chain {
         self.index.iter().filter(|(h, _)| !has_child.contains(*h)).map(|(h, e)| (*h, &e.rec)).collect()
     }
 }
+
+#[cfg(test)]
+mod bound_tests {
+    use super::*;
+
+    #[test]
+    fn the_rejected_set_never_holds_more_than_its_bound_and_keeps_the_newest() {
+        let mut chain = Chain::memory(crate::consensus::Network::Regtest.params());
+        let hash = |i: u64| {
+            let mut h = [0u8; 32];
+            h[..8].copy_from_slice(&i.to_le_bytes());
+            Hash256(h)
+        };
+        let n = 2 * MAX_REJECTED as u64 + 5;
+        for i in 0..n {
+            chain.reject(hash(i));
+            assert!(chain.rejected.len() <= MAX_REJECTED, "{} rejected hashes kept", chain.rejected.len());
+        }
+        assert!(chain.rejected.contains(&hash(n - 1)), "the newest rejection is remembered");
+    }
+}
