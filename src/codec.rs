@@ -78,4 +78,15 @@ mod tests {
         bytes.extend_from_slice(&(1u64 << 40).to_le_bytes());
         assert!(decode::<Vec<u64>>(&bytes).is_err());
     }
+
+    #[test]
+    fn input_over_the_limit_is_refused_before_decoding() {
+        let bytes = vec![0u8; MAX_DECODE_BYTES + 1];
+        match decode::<Vec<u8>>(&bytes) {
+            Err(CodecError::TooLarge { got, max }) => {
+                assert_eq!((got, max), (MAX_DECODE_BYTES + 1, MAX_DECODE_BYTES))
+            }
+            other => panic!("{other:?}"),
+        }
+    }
 }
