@@ -260,6 +260,54 @@ fn hardening_silent_connections_past_the_file_limit_do_not_stop_rpc() {
     common::wait_for(30, "the server to close all but 128 silent connections", || open() <= 128);
 }
 
+/// Hardening: 200 kept-alive clients against the 128-connection cap got
+/// `connection closed before message completed` (a new connection evicted the one idle the
+/// longest, which was a client between two calls) and HTTP 429 past 64 requests in flight.
+/// Now a connection past the cap waits its turn, old connections are closed only after an
+/// answer (`Connection: close`), and requests past 64 wait for a slot: every call of every
+/// client is answered, including a poller that pauses 100 ms between calls.
+#[test]
+fn hardening_more_clients_than_connections_all_get_answers() {
+    const CLIENTS: usize = 200;
+    const CALLS: usize = 15;
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path(), "regtest", Some(free_port()), &["--mine-threads", "1"]);
+    node.wait_height(0);
+    let config = node.config();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let failures: Vec<String> = rt.block_on(async move {
+        let mut tasks = Vec::new();
+        for i in 0..=CLIENTS {
+            let client = quarry::rpc::client::RpcClient::new(&config).unwrap();
+            tasks.push(tokio::spawn(async move {
+                let mut failures = Vec::new();
+                for n in 0..CALLS {
+                    // The last client is the slow poller.
+                    if i == CLIENTS {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                    let answer = if (i + n) % 2 == 0 {
+                        client.getblockcount().await.map(drop)
+                    } else {
+                        client.getblockchaininfo().await.map(drop)
+                    };
+                    if let Err(e) = answer {
+                        failures.push(format!("client {i} call {n}: {e}"));
+                    }
+                }
+                failures
+            }));
+        }
+        let mut all = Vec::new();
+        for t in tasks {
+            all.extend(tokio::time::timeout(Duration::from_secs(120), t).await.expect("a client hung").unwrap());
+        }
+        all
+    });
+    assert!(failures.is_empty(), "{} of {} calls failed, e.g. {:?}", failures.len(), (CLIENTS + 1) * CALLS, &failures[..failures.len().min(5)]);
+    assert!(node.try_rpc("getblockcount", json!([])).is_ok(), "the node stopped answering");
+}
+
 /// Hardening: jsonrpsee holds one of its 64 in-flight slots while it reads a request's body,
 /// with no deadline: 80 authenticated requests that send headers and stall gave every other
 /// client HTTP 429 for as long as they stalled. Now the body is read (with a deadline)

@@ -13,7 +13,7 @@ use hyper::body::Bytes;
 use jsonrpsee::server::{stop_channel, HttpBody, Methods, Server, ServerHandle, StopHandle};
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tower_http::validate_request::{ValidateRequest, ValidateRequestHeaderLayer};
@@ -24,11 +24,25 @@ pub const MAX_REQUEST_BYTES: u32 = 16 << 20;
 /// Largest response body (getblock verbosity 2 of a full block).
 pub const MAX_RESPONSE_BYTES: u32 = 64 << 20;
 /// Connections open at once, well below the usual 1,024 open-file limit, beside RocksDB's
-/// 256 files and the peers. At the cap a new connection closes the one idle the longest;
-/// when every connection is in a request it is answered 503 and closed.
+/// 256 files and the peers. At the cap a new connection closes one that has been silent
+/// since it connected for [`SILENT_GRACE`] or idle between requests for [`IDLE_GRACE`];
+/// if there is none, it waits (accepted, unread) until one closes, and the connection open
+/// the longest is asked to close after its next answer (`Connection: close`), so a client
+/// is never cut off between its request and its answer.
 pub const MAX_CONNECTIONS: usize = 128;
-/// Requests being executed at once (their bodies already read); one more is answered 429.
-pub const MAX_IN_FLIGHT: u32 = 64;
+/// Requests being executed at once (their bodies already read); more wait their turn, in
+/// order, for up to `--rpc-server-timeout`, then get HTTP 503.
+pub const MAX_IN_FLIGHT: usize = 64;
+/// At the connection cap, a connection that has sent nothing since it connected for this
+/// long may be closed to make room.
+pub const SILENT_GRACE: Duration = Duration::from_millis(250);
+/// At the connection cap, a kept-alive connection idle between requests for this long may
+/// be closed to make room (shorter pauses are a client between two calls: closing then
+/// would race its next request).
+pub const IDLE_GRACE: Duration = Duration::from_secs(2);
+/// How often a connection waiting at the cap checks whether an open one has become idle
+/// enough to close.
+const CAP_RECHECK: Duration = Duration::from_millis(50);
 /// Request-body bytes buffered at once across all connections; a body that would go past it
 /// is answered 503.
 pub const BODY_BUDGET_BYTES: usize = 256 << 20;
@@ -37,7 +51,7 @@ pub const DEFAULT_SERVER_TIMEOUT: Duration = Duration::from_secs(30);
 /// Pause after an accept error that is not the client's (EMFILE and the like), so a full
 /// file table does not spin a worker at 100%.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
-/// At most one warning per this interval for refused connections and accept errors.
+/// At most one warning per this interval for accept errors.
 const WARN_EVERY: Duration = Duration::from_secs(10);
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -112,6 +126,7 @@ pub async fn start_server(
         accepted.push(super::client::basic_auth(u, p));
     }
     let budget = Arc::new(Budget { used: AtomicUsize::new(0), limit: BODY_BUDGET_BYTES });
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT));
     // Outermost first: authenticate from the headers, then read the body (bounded), and only
     // then enter jsonrpsee, whose in-flight slot is held while the method runs.
     let middleware = tower::ServiceBuilder::new()
@@ -119,6 +134,7 @@ pub async fn start_server(
         .layer(tower::layer::layer_fn(move |inner| ReadBody {
             inner,
             budget: budget.clone(),
+            in_flight: in_flight.clone(),
             deadline: limits.timeout,
         }));
     let methods: Methods = RpcService { node, net, stop }.into_rpc().into();
@@ -132,7 +148,9 @@ pub async fn start_server(
         .set_rpc_middleware(rpc_middleware)
         .max_request_body_size(MAX_REQUEST_BYTES)
         .max_response_body_size(MAX_RESPONSE_BYTES)
-        .max_connections(MAX_IN_FLIGHT)
+        // Our own in-flight limit (in ReadBody) queues requests; jsonrpsee's would answer 429.
+        // HTTP/1.1 serves one request per connection at a time, so this one never binds.
+        .max_connections(MAX_CONNECTIONS as u32)
         .set_http_middleware(middleware)
         .http_only()
         .to_service_builder();
@@ -157,26 +175,29 @@ pub async fn start_server(
                 _ = &mut stopped => break,
             };
             match accepted {
-                Ok((socket, peer)) => match conns.admit() {
-                    Some((id, conn)) => {
-                        let service = services.clone().build(methods.clone(), stop_handle.clone());
-                        tokio::spawn(serve(
-                            socket,
-                            service,
-                            stop_handle.clone(),
-                            limits,
-                            conns.clone(),
-                            id,
-                            conn,
-                        ));
-                    }
-                    None => {
-                        if should_warn() {
-                            warn!(target: "rpc", %peer, limit = MAX_CONNECTIONS, "RPC connection refused: {MAX_CONNECTIONS} connections are open (the limit), all of them in a request");
+                Ok((socket, peer)) => {
+                    // At the cap the connection waits here, accepted but unread (the client
+                    // sees a slow answer, not an error), until a slot frees or an open
+                    // connection has been idle long enough to close.
+                    let mut waited = false;
+                    let admitted = loop {
+                        if let Some(admitted) = conns.admit() {
+                            break Some(admitted);
                         }
-                        refuse(socket);
-                    }
-                },
+                        if !waited {
+                            debug!(target: "rpc", %peer, limit = MAX_CONNECTIONS, "RPC connection waits: {MAX_CONNECTIONS} connections are open (the limit)");
+                        }
+                        waited = true;
+                        tokio::select! {
+                            _ = conns.freed.notified() => {}
+                            _ = tokio::time::sleep(CAP_RECHECK) => {}
+                            _ = &mut stopped => break None,
+                        }
+                    };
+                    let Some((id, conn)) = admitted else { break };
+                    let service = services.clone().build(methods.clone(), stop_handle.clone());
+                    tokio::spawn(serve(socket, service, stop_handle.clone(), limits, conns.clone(), id, conn));
+                }
                 // The client's failure, not ours: the next accept may succeed at once.
                 Err(e) if is_connection_error(&e) => debug!(target: "rpc", error = %e, "accept"),
                 Err(e) => {
@@ -222,25 +243,18 @@ fn is_connection_error(e: &std::io::Error) -> bool {
     matches!(e.kind(), K::ConnectionRefused | K::ConnectionAborted | K::ConnectionReset | K::Interrupted)
 }
 
-/// Answers a connection over the cap with a 503 that names the limit (best effort: the
-/// socket is new, so its send buffer takes this at once) and closes it.
-fn refuse(socket: tokio::net::TcpStream) {
-    let body = format!(
-        "503: the RPC server has {MAX_CONNECTIONS} connections open (its limit), all of them in a request; retry\n"
-    );
-    let response = format!(
-        "HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    let _ = socket.try_write(response.as_bytes());
-}
-
 /// One open connection, as the accept loop sees it.
 struct Conn {
+    /// When it was accepted.
+    opened: Instant,
     /// Requests being served (read, executed, answered); HTTP/1.1 serves one at a time.
     busy: AtomicUsize,
+    /// Requests answered so far.
+    served: AtomicUsize,
     /// Since when no request has been served (the connection's start, or its last answer).
     idle_since: std::sync::Mutex<Instant>,
+    /// Asked to close after its next answer, to make room at the cap.
+    retire: AtomicBool,
     /// Asks the connection to close (it was evicted while idle).
     close: tokio::sync::Notify,
 }
@@ -253,35 +267,61 @@ impl Conn {
     fn idle_since(&self) -> Instant {
         *self.idle_since.lock().unwrap_or_else(|e| e.into_inner())
     }
+
+    /// May be closed now to make room: idle, and silent past [`SILENT_GRACE`] (no request
+    /// yet) or past [`IDLE_GRACE`] (between keep-alive requests).
+    fn evictable(&self, now: Instant) -> bool {
+        let grace = if self.served.load(Ordering::SeqCst) == 0 { SILENT_GRACE } else { IDLE_GRACE };
+        self.is_idle() && now.saturating_duration_since(self.idle_since()) >= grace
+    }
 }
 
 /// The open connections, at most [`MAX_CONNECTIONS`].
 #[derive(Default)]
 struct Connections {
     open: std::sync::Mutex<(u64, std::collections::HashMap<u64, Arc<Conn>>)>,
+    /// Notified whenever a connection closes (a waiting one may take its slot).
+    freed: tokio::sync::Notify,
 }
 
 impl Connections {
-    /// Registers a new connection. At the cap, the connection idle the longest (silent since
-    /// it connected, or between keep-alive requests) is closed to make room, so silent
-    /// connections cannot lock clients out; when every connection is in a request, `None`.
+    /// Registers a new connection. At the cap, a connection idle long enough
+    /// ([`Conn::evictable`]; silent ones first, then the one idle the longest) is closed to
+    /// make room, so silent connections cannot lock clients out. If none is, `None`: the
+    /// caller waits, and the connection open the longest is asked to close after its next
+    /// answer, so busy clients take turns instead of one being cut off mid-call.
     fn admit(&self) -> Option<(u64, Arc<Conn>)> {
         let mut guard = self.open.lock().unwrap_or_else(|e| e.into_inner());
         let (next, open) = &mut *guard;
         if open.len() >= MAX_CONNECTIONS {
+            let now = Instant::now();
             let victim = open
                 .iter()
-                .filter(|(_, c)| c.is_idle())
-                .min_by_key(|(_, c)| c.idle_since())
-                .map(|(id, _)| *id)?;
-            if let Some(c) = open.remove(&victim) {
-                debug!(target: "rpc", conn = victim, "closing the longest-idle RPC connection to admit a new one");
-                c.close.notify_one();
+                .filter(|(_, c)| c.evictable(now))
+                .min_by_key(|(_, c)| (c.served.load(Ordering::SeqCst) > 0, c.idle_since()))
+                .map(|(id, _)| *id);
+            match victim.and_then(|v| open.remove(&v).map(|c| (v, c))) {
+                Some((id, c)) => {
+                    debug!(target: "rpc", conn = id, "closing an idle RPC connection to admit a new one");
+                    c.close.notify_one();
+                }
+                None => {
+                    if !open.values().any(|c| c.retire.load(Ordering::SeqCst)) {
+                        if let Some(c) = open.values().min_by_key(|c| c.opened) {
+                            c.retire.store(true, Ordering::SeqCst);
+                        }
+                    }
+                    return None;
+                }
             }
         }
+        let now = Instant::now();
         let conn = Arc::new(Conn {
+            opened: now,
             busy: AtomicUsize::new(0),
-            idle_since: std::sync::Mutex::new(Instant::now()),
+            served: AtomicUsize::new(0),
+            idle_since: std::sync::Mutex::new(now),
+            retire: AtomicBool::new(false),
             close: tokio::sync::Notify::new(),
         });
         *next += 1;
@@ -291,6 +331,7 @@ impl Connections {
 
     fn remove(&self, id: u64) {
         self.open.lock().unwrap_or_else(|e| e.into_inner()).1.remove(&id);
+        self.freed.notify_one();
     }
 }
 
@@ -307,20 +348,21 @@ impl Busy {
 impl Drop for Busy {
     fn drop(&mut self) {
         *self.0.idle_since.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+        self.0.served.fetch_add(1, Ordering::SeqCst);
         self.0.busy.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
 /// The hyper service of one connection: jsonrpsee's, with the connection marked busy while
-/// a request is served.
+/// a request is served, and `Connection: close` on the answer once it is asked to retire.
 struct Tracked<S> {
     inner: S,
     conn: Arc<Conn>,
 }
 
-impl<S, R> hyper::service::Service<R> for Tracked<S>
+impl<S, R, B> hyper::service::Service<R> for Tracked<S>
 where
-    S: hyper::service::Service<R>,
+    S: hyper::service::Service<R, Response = http::Response<B>>,
     S::Future: Send + 'static,
 {
     type Response = S::Response;
@@ -330,8 +372,15 @@ where
     fn call(&self, request: R) -> Self::Future {
         let busy = Busy::start(&self.conn);
         let answer = self.inner.call(request);
+        let conn = self.conn.clone();
         Box::pin(async move {
-            let response = answer.await;
+            let mut response = answer.await;
+            if conn.retire.load(Ordering::SeqCst) {
+                if let Ok(r) = &mut response {
+                    // hyper closes the connection once this answer is written.
+                    r.headers_mut().insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
+                }
+            }
             drop(busy);
             response
         })
@@ -427,6 +476,7 @@ enum BodyRefusal {
     TooLarge { got: u64, limit: u32 },
     Timeout { secs: u64 },
     Busy { in_use: usize, limit: usize },
+    Queued { secs: u64 },
     Read(String),
 }
 
@@ -442,6 +492,9 @@ impl BodyRefusal {
             BodyRefusal::Busy { in_use, limit } => format!(
                 "503 server busy: {in_use} bytes of request bodies are being read, the limit is {limit} bytes; retry"
             ),
+            BodyRefusal::Queued { secs } => format!(
+                "503 server busy: {MAX_IN_FLIGHT} requests were being executed for all of {secs} s (--rpc-server-timeout); retry"
+            ),
             BodyRefusal::Read(e) => format!("400 cannot read the request body: {e}"),
         }
     }
@@ -450,7 +503,7 @@ impl BodyRefusal {
         let status = match self {
             BodyRefusal::TooLarge { .. } => http::StatusCode::PAYLOAD_TOO_LARGE,
             BodyRefusal::Timeout { .. } => http::StatusCode::REQUEST_TIMEOUT,
-            BodyRefusal::Busy { .. } => http::StatusCode::SERVICE_UNAVAILABLE,
+            BodyRefusal::Busy { .. } | BodyRefusal::Queued { .. } => http::StatusCode::SERVICE_UNAVAILABLE,
             BodyRefusal::Read(_) => http::StatusCode::BAD_REQUEST,
         };
         http::Response::builder()
@@ -505,6 +558,7 @@ where
 struct ReadBody<S> {
     inner: S,
     budget: Arc<Budget>,
+    in_flight: Arc<tokio::sync::Semaphore>,
     deadline: Duration,
 }
 
@@ -531,6 +585,7 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let budget = self.budget.clone();
+        let in_flight = self.in_flight.clone();
         let deadline = self.deadline;
         Box::pin(async move {
             let (parts, body) = request.into_parts();
@@ -542,7 +597,13 @@ where
                 Ok(Err(refusal)) => return Ok(refusal.response()),
                 Err(_) => return Ok(BodyRefusal::Timeout { secs: deadline.as_secs() }.response()),
             };
+            // Wait for an execution slot, in arrival order (tokio's semaphore is fair).
+            let slot = match tokio::time::timeout(deadline, in_flight.acquire_owned()).await {
+                Ok(Ok(slot)) => slot,
+                _ => return Ok(BodyRefusal::Queued { secs: deadline.as_secs() }.response()),
+            };
             let response = inner.call(http::Request::from_parts(parts, HttpBody::from(data))).await;
+            drop(slot);
             drop(held);
             response
         })

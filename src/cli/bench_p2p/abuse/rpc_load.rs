@@ -1,8 +1,8 @@
 //! The RPC load phase: `clients` concurrent clients (each its own HTTP connection pool, on
 //! the bench's runtime) calling cheap read methods in a loop for the phase's length. A client
-//! told to back off (HTTP 429: every request slot busy; 503: every connection busy) waits
-//! 50 ms and calls again, as a well-behaved client does; every other failure is counted by
-//! kind and must not happen.
+//! told to back off (HTTP 503: no execution slot within `--rpc-server-timeout`, or the body
+//! budget full; 429 from older servers) waits 50 ms and calls again, as a well-behaved client
+//! does; every other failure is counted by kind and must not happen.
 
 use super::Latency;
 use crate::rpc::api::QuarryApiClient;
@@ -58,8 +58,8 @@ pub(super) fn is_back_pressure(kind: &str) -> bool {
 }
 
 /// The kind of a failed call, for the report. `closed-before-answer` is a request sent on a
-/// kept-alive connection the server closed meanwhile (its idle timeout, or its connection
-/// cap evicting the connection idle the longest).
+/// kept-alive connection the server closed meanwhile (its idle timeout, or, before the
+/// server closed connections only after an answer, its connection cap).
 pub(super) fn kind(e: &RpcError) -> String {
     match e {
         RpcError::Http { status, .. } => format!("http-{status}"),
