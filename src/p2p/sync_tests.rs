@@ -712,3 +712,44 @@ fn unobtainable_fork_header_does_not_stall_sync() {
     }
     assert_eq!(net.chain.tip_height(), main.len() as u32, "stuck at {}", net.chain.tip_height());
 }
+
+/// ARCHITECTURE's memory bound "headers waiting for bodies": the pending set never holds more
+/// than its cap, even when a peer's headers answers would take it past; the headers past the
+/// cap are asked for again once bodies have connected, and the sync still ends at the tip.
+#[test]
+fn pending_headers_stop_at_the_cap_and_the_sync_resumes_as_bodies_connect() {
+    const CAP: usize = 3_000;
+    let n = 2 * MAX_HEADERS; // two full headers answers: the second one crosses the cap
+    let bs = build(&genesis_state(), n, 1);
+    let index: HashMap<Hash256, usize> = bs.iter().enumerate().map(|(i, (s, _))| (s.hash, i + 1)).collect();
+    // The headers after the first locator entry A knows (genesis is index 0).
+    let after = |locator: &[Hash256]| -> Vec<BlockHeader> {
+        let from = locator.iter().find_map(|h| index.get(h).copied().or((*h == params().genesis_hash).then_some(0)));
+        let from = from.expect("the locator ends with genesis");
+        bs[from..].iter().take(MAX_HEADERS).map(|(_, b)| b.header).collect()
+    };
+    let mut net = Net::new(&[&bs]);
+    net.m = SyncMachine::with_max_pending(CAP);
+    let mut queue = net.connect(A, &bs[n - 1].0);
+    let (mut peak, mut headers_answers) = (0, 0);
+    for _ in 0..100 {
+        assert!(penalties(&queue).is_empty(), "{queue:?}");
+        // Headers first, so the pending set fills before any body arrives.
+        if let Some((peer, id, locator)) = get_headers(&queue).into_iter().next() {
+            queue.retain(|a| !matches!(a, Action::Send { id: i, .. } if *i == id));
+            let acts = net.respond(peer, id, Response::Headers(after(&locator)));
+            headers_answers += 1;
+            queue.extend(acts);
+        } else if !get_blocks(&queue).is_empty() {
+            queue = net.serve(std::mem::take(&mut queue), |_, _| true);
+        } else {
+            break;
+        }
+        peak = peak.max(net.m.pending_headers());
+        assert!(net.m.pending_headers() <= CAP, "{} pending headers, cap {CAP}", net.m.pending_headers());
+    }
+    assert_eq!(peak, CAP, "the second headers answer fills the pending set to the cap");
+    assert_eq!(net.chain.tip_height() as usize, n, "synced to the peer's tip");
+    assert!(headers_answers >= 3, "the headers past the cap were asked for again ({headers_answers} answers)");
+    assert_eq!(net.m.pending_headers(), 0);
+}

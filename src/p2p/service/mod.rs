@@ -28,16 +28,11 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
+mod budget;
 mod commands;
 
-/// Bytes of gossiped transactions queued for the core at most; beyond, new ones are ignored
-/// (busy: our limit, not the sender's fault).
-const MAX_VALIDATING_TX_BYTES: usize = 32 << 20;
-/// Bytes of gossiped blocks queued for the core at most.
-const MAX_VALIDATING_BLOCK_BYTES: usize = 64 << 20;
-/// Inbound sync requests being answered by the core at most (each answer may hold up to
-/// `wire::MAX_RESPONSE_BYTES`); beyond, peers are told Busy.
-const MAX_SERVING: usize = 16;
+use budget::{Budget, Gossip};
+
 /// How often the sync machine ticks and added nodes are redialled.
 const TICK: Duration = Duration::from_millis(500);
 /// Longest a gossiped transaction waits for room in the core's queue before it is ignored;
@@ -77,7 +72,8 @@ struct Service {
     network: Network,
     pending: HashMap<u64, Pending>,
     next_token: u64,
-    serving: usize,
+    /// Gossip awaiting a verdict and requests being served, each bounded.
+    budget: Budget,
     outbound: HashMap<OutboundRequestId, ReqId>,
     /// Our `GetBlockTxn` requests, with the gossip message waiting on each answer.
     txn_fetches: HashMap<OutboundRequestId, (Hash256, Pending)>,
@@ -88,12 +84,8 @@ struct Service {
     /// `addnode add` and `--bootnode` addresses, kept connected.
     added: Vec<Multiaddr>,
     active: bool,
-    /// Bytes of gossiped transactions queued for the core.
-    validating_tx_bytes: usize,
-    /// Bytes of gossiped blocks queued for the core.
-    validating_block_bytes: usize,
     /// Gossiped transactions the core's queue was too full to take, with when they came
-    /// (their bytes count in `validating_tx_bytes`).
+    /// (their bytes count in the budget).
     waiting_txs: std::collections::VecDeque<(NetWork, Pending, Instant)>,
     tick_in_flight: bool,
     last_redial: Instant,
@@ -145,7 +137,7 @@ pub(crate) async fn run(
         network: settings.network,
         pending: HashMap::new(),
         next_token: 0,
-        serving: 0,
+        budget: Budget::default(),
         outbound: HashMap::new(),
         txn_fetches: HashMap::new(),
         peers: HashMap::new(),
@@ -154,8 +146,6 @@ pub(crate) async fn run(
         bans,
         added: config.bootnodes.clone(),
         active: true,
-        validating_tx_bytes: 0,
-        validating_block_bytes: 0,
         waiting_txs: std::collections::VecDeque::new(),
         tick_in_flight: false,
         last_redial: Instant::now(),
@@ -314,7 +304,7 @@ impl Service {
                 self.finish_gossip(pending, verdict);
             }
             (Pending::Serve { peer, channel }, outcome) => {
-                self.serving -= 1;
+                self.budget.release_serving();
                 let (response, actions) = match outcome {
                     NetOutcome::Response { response, actions } => (response, actions),
                     _ => (Response::Busy, Vec::new()),
@@ -339,11 +329,7 @@ impl Service {
     /// Reports a gossip message's verdict, releases its budget, penalises and applies.
     fn finish_gossip(&mut self, pending: Pending, verdict: Verdict) {
         let Pending::Gossip { id, source, block, cost, label } = pending else { return };
-        if block {
-            self.validating_block_bytes -= cost;
-        } else {
-            self.validating_tx_bytes -= cost;
-        }
+        self.budget.release_gossip(if block { Gossip::Block } else { Gossip::Tx }, cost);
         let acceptance = match verdict.acceptance {
             Acceptance::Accept => MessageAcceptance::Accept,
             Acceptance::Reject => MessageAcceptance::Reject,
@@ -632,7 +618,7 @@ impl Service {
             GossipMessage::Compact(compact) => Some(compact.header),
             GossipMessage::Tx(_) => None,
         };
-        let (block, used, limit) = match header {
+        let kind = match header {
             Some(header) => {
                 let hash = header.hash();
                 if let Err(e) =
@@ -642,11 +628,12 @@ impl Service {
                     self.penalise(source, Misbehaviour::InvalidBlock { hash, error: e });
                     return;
                 }
-                (true, self.validating_block_bytes, MAX_VALIDATING_BLOCK_BYTES)
+                Gossip::Block
             }
-            None => (false, self.validating_tx_bytes, MAX_VALIDATING_TX_BYTES),
+            None => Gossip::Tx,
         };
-        if used + cost > limit {
+        let block = kind == Gossip::Block;
+        if !self.budget.take_gossip(kind, cost) {
             report(self, MessageAcceptance::Ignore);
             return;
         }
@@ -657,15 +644,17 @@ impl Service {
         };
         let pending = Pending::Gossip { id: id.clone(), source, block, cost, label: topic_label };
         match self.submit_keep(work, pending) {
-            Ok(()) if block => self.validating_block_bytes += cost,
-            Ok(()) => self.validating_tx_bytes += cost,
-            // A transaction waits (its bytes counted) and is offered again as the core frees
-            // room: gossip does not send it twice, so ignoring it would lose it for this node.
+            Ok(()) => {}
+            // A transaction waits (its bytes still counted) and is offered again as the core
+            // frees room: gossip does not send it twice, so ignoring it would lose it here.
             Err((pending, work, LinkError::Busy)) if !block => {
-                self.validating_tx_bytes += cost;
                 self.waiting_txs.push_back((work, pending, Instant::now()));
             }
-            Err(_) => report(self, MessageAcceptance::Ignore), // busy: our problem, not the peer's
+            Err(_) => {
+                // Busy: our problem, not the peer's.
+                self.budget.release_gossip(kind, cost);
+                report(self, MessageAcceptance::Ignore);
+            }
         }
     }
 
@@ -683,17 +672,18 @@ impl Service {
             let _ = self.swarm.behaviour_mut().sync.send_response(channel, Response::Busy);
             return;
         }
-        if self.serving >= MAX_SERVING {
+        if !self.budget.take_serving() {
             let _ = self.swarm.behaviour_mut().sync.send_response(channel, Response::Busy);
             return;
         }
         match self.submit(NetWork::Serve { peer, request }, Pending::Serve { peer, channel }) {
-            Ok(()) => self.serving += 1,
+            Ok(()) => {}
             // Busy: say so; the peer asks again later or elsewhere.
             Err(Pending::Serve { channel, .. }) => {
+                self.budget.release_serving();
                 let _ = self.swarm.behaviour_mut().sync.send_response(channel, Response::Busy);
             }
-            Err(_) => {}
+            Err(_) => self.budget.release_serving(),
         }
     }
 }

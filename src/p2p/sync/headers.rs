@@ -69,7 +69,7 @@ impl<P: Copy + Ord + Eq + Hash + Debug> SyncMachine<P> {
                 }
             };
             if !chain.has_block(&hash) && !self.pending.contains_key(&hash) {
-                if self.pending.len() >= MAX_PENDING_HEADERS {
+                if self.pending.len() >= self.max_pending {
                     break;
                 }
                 self.insert_pending(
@@ -99,7 +99,7 @@ impl<P: Copy + Ord + Eq + Hash + Debug> SyncMachine<P> {
             if let Some(s) = &mut p.status {
                 s.height = s.height.max(state.height);
             }
-            if full && progressed && p.headers_req.is_none() && self.pending.len() < MAX_PENDING_HEADERS {
+            if full && progressed && p.headers_req.is_none() && self.pending.len() < self.max_pending {
                 // More to come: continue from the last header.
                 let mut locator = vec![state.hash];
                 locator.extend(chain.locator());
@@ -128,6 +128,10 @@ impl<P: Copy + Ord + Eq + Hash + Debug> SyncMachine<P> {
     }
 
     pub(super) fn schedule_headers(&mut self, chain: &impl ChainView) {
+        if self.pending.len() >= self.max_pending {
+            // No room for another header until bodies connect: asking now would be wasted.
+            return;
+        }
         let best = self.best_header(chain);
         let busy = self.peers.values().any(|p| p.headers_req.is_some());
         let now = self.now_ms;

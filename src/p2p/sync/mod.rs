@@ -201,6 +201,8 @@ pub struct SyncMachine<P> {
     /// While set, [`SyncMachine::on_processed`] does not reschedule (the driver calls
     /// [`SyncMachine::end_batch`] once after a batch of blocks).
     batching: bool,
+    /// Most pending headers ([`MAX_PENDING_HEADERS`]; smaller in tests).
+    max_pending: usize,
 }
 
 impl<P: Copy + Ord + Eq + Hash + Debug> Default for SyncMachine<P> {
@@ -222,7 +224,15 @@ impl<P: Copy + Ord + Eq + Hash + Debug> SyncMachine<P> {
             now_ms: 0,
             outbox: Vec::new(),
             batching: false,
+            max_pending: MAX_PENDING_HEADERS,
         }
+    }
+
+    /// An empty machine that keeps at most `max_pending` headers waiting for bodies (tests
+    /// reach the bound without grinding 100,000 headers).
+    #[cfg(test)]
+    pub(crate) fn with_max_pending(max_pending: usize) -> Self {
+        SyncMachine { max_pending, ..Self::new() }
     }
 
     fn insert_pending(&mut self, hash: Hash256, pending: Pending<P>) {
