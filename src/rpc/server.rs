@@ -51,6 +51,9 @@ pub const DEFAULT_SERVER_TIMEOUT: Duration = Duration::from_secs(30);
 /// Pause after an accept error that is not the client's (EMFILE and the like), so a full
 /// file table does not spin a worker at 100%.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// Length of the listening socket's accept queue (the kernel caps it at
+/// `net.core.somaxconn`, 4,096 by default since Linux 5.4).
+const ACCEPT_QUEUE: u32 = 4096;
 /// At most one warning per this interval for accept errors.
 const WARN_EVERY: Duration = Duration::from_secs(10);
 
@@ -154,7 +157,7 @@ pub async fn start_server(
         .set_http_middleware(middleware)
         .http_only()
         .to_service_builder();
-    let listener = tokio::net::TcpListener::bind(bind).await?;
+    let listener = listen(bind)?;
     let (stop_handle, server_handle) = stop_channel();
     tokio::spawn(async move {
         let conns = Arc::new(Connections::default());
@@ -236,6 +239,18 @@ where
             response
         })
     }
+}
+
+/// The listening socket, with a long accept queue: connections past the cap wait in it, and
+/// a burst of connections that overflows it would be dropped by the kernel unseen (with SYN
+/// cookies the client even believes it is connected).
+fn listen(bind: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket =
+        if bind.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    // As std and mio do: a restarted node can bind again while old connections linger.
+    socket.set_reuseaddr(true)?;
+    socket.bind(bind)?;
+    socket.listen(ACCEPT_QUEUE)
 }
 
 fn is_connection_error(e: &std::io::Error) -> bool {
