@@ -85,8 +85,11 @@ impl Core {
                         if let Some(penalty) = self.judge_fallback(&block) {
                             out.push(penalty);
                         }
-                        let result = self.process_block_from(block, orphan_source(&peer)).map(|_| ());
-                        let result = result.map_err(|e| Blame::for_block(&e));
+                        let result = self.process_block_from(block, orphan_source(&peer));
+                        if matches!(result, Ok(ProcessOutcome::Accepted { .. })) {
+                            self.reannounce_tip();
+                        }
+                        let result = result.map(|_| ()).map_err(|e| Blame::for_block(&e));
                         self.sync.on_processed(hash, result, &self.chain);
                     }
                     other => out.push(other),
@@ -117,6 +120,7 @@ impl Core {
             Ok(ProcessOutcome::AlreadyHave) => Verdict::ignore(),
             Ok(ProcessOutcome::Orphan { missing }) => {
                 tracing::debug!(target: "p2p::sync", %hash, %missing, %peer, "gossiped block has an unknown parent; fetching headers");
+                self.relay.announce_later(hash);
                 let now = unix_ms();
                 Verdict { actions: self.drive_sync(|m, c| m.on_orphan(peer, now, c)), ..Verdict::ignore() }
             }

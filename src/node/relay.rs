@@ -28,6 +28,9 @@ const REBUILD_EXPIRY: Duration = Duration::from_secs(30);
 const MAX_FALLBACKS: usize = 64;
 /// Recently connected blocks kept to answer `GetBlockTxn` without a store read.
 const RECENT_BLOCKS: usize = 4;
+/// Announced blocks we did not relay (fell back, or their parent was unknown) remembered
+/// at most, to announce ourselves once sync brings them.
+const MAX_REANNOUNCE: usize = 64;
 
 struct Rebuild {
     partial: PartialBlock,
@@ -44,6 +47,10 @@ pub(super) struct Relay {
     /// Blocks relayed (verdict Accept sent) and not yet stored or connected.
     deferred: Vec<(PeerId, CheckedBlock)>,
     recent: VecDeque<Arc<CheckedBlock>>,
+    /// Announcements we answered Ignore (so gossip did not forward them) while sync fetches
+    /// the block: once it connects as our tip, we announce it ourselves, or the peers
+    /// behind us would hear of it only from their next status exchange.
+    reannounce: VecDeque<Hash256>,
 }
 
 impl Relay {
@@ -54,7 +61,19 @@ impl Relay {
             fallbacks: VecDeque::new(),
             deferred: Vec::new(),
             recent: VecDeque::new(),
+            reannounce: VecDeque::new(),
         }
+    }
+
+    /// Remembers an announced block that was not relayed, to announce it once it connects.
+    pub(super) fn announce_later(&mut self, hash: Hash256) {
+        if self.reannounce.contains(&hash) {
+            return;
+        }
+        if self.reannounce.len() >= MAX_REANNOUNCE {
+            self.reannounce.pop_front();
+        }
+        self.reannounce.push_back(hash);
     }
 
     /// Keeps a connected block for serving `GetBlockTxn`.
@@ -104,6 +123,7 @@ impl Core {
             if matches!(e, ChainError::UnknownBlock { .. }) {
                 // The parent is unknown: ask the sender for headers, as for an orphan.
                 tracing::debug!(target: "p2p::sync", %hash, %peer, "compact block with an unknown parent; fetching headers");
+                self.relay.announce_later(hash);
                 let ms = unix_ms();
                 let actions = self.drive_sync(|m, c| m.on_orphan(peer, ms, c));
                 return NetOutcome::Verdict(Verdict { actions, ..Verdict::ignore() });
@@ -199,6 +219,7 @@ impl Core {
             self.relay.fallbacks.pop_front();
         }
         self.relay.fallbacks.push_back((hash, peer, compact));
+        self.relay.announce_later(hash);
         crate::metrics::compact_block("fallback");
         let ms = unix_ms();
         let actions = self.drive_sync(|m, c| m.on_orphan(peer, ms, c));
@@ -216,6 +237,19 @@ impl Core {
             return None;
         }
         Some(Action::Penalise { peer, why: Misbehaviour::BadCompactBlock { hash } })
+    }
+
+    /// After a block from sync was accepted: if our tip is now a block whose announcement we
+    /// did not relay (it, or an orphan it let connect), announce it ourselves (a fresh
+    /// compact announcement, so gossip does not take it for the one it already saw).
+    pub(super) fn reannounce_tip(&mut self) {
+        let hash = self.chain.tip().hash;
+        let Some(i) = self.relay.reannounce.iter().position(|h| *h == hash) else { return };
+        self.relay.reannounce.remove(i);
+        if let Some(block) = self.relay.recent(&hash).cloned() {
+            tracing::debug!(target: "p2p::gossip", %hash, "announcing a block that came by sync after its announcement was not relayed");
+            self.announce_block(block.block());
+        }
     }
 
     /// Stores and connects the blocks relayed before connecting; returns penalties for

@@ -135,14 +135,22 @@ fn compact_blocks_are_rebuilt_from_the_mempool_or_after_one_getblocktxn() {
 /// are not the block's, is penalised for each (50 + 20 + 50: banned), while the node
 /// still gets the real block (by sync, from the same peer) and its chainstate stays right.
 /// Before that, a peer subscribed to the full-block topic alone gets the node's blocks there.
+/// A did not relay the lie (it fell back to the full block), so once the block connects A
+/// announces it itself: its other peer C gets it as a compact block at once (rebuilt from
+/// C's mempool), not from its next status exchange.
 #[test]
 fn a_lying_compact_announcer_is_penalised_and_the_block_still_arrives() {
     let da = tempfile::tempdir().unwrap();
+    let dc = tempfile::tempdir().unwrap();
     let a = start(da.path(), &[]);
     generate(&a, 12, 0);
     full_block_only_peer_gets_blocks(&a);
+    let (c, mc) = start_with_metrics(dc.path(), &[a.p2p_addr()], &[]);
+    wait_for(60, "C at A's tip", || connected(&c, 1) && same_tip(&[&a, &c]));
     let x = spend_coinbase_at(&a, 0, 1, 1);
-    send(&a, &x);
+    let xid = send(&a, &x);
+    wait_for(30, "x in C's mempool", || mempool(&c).contains(&xid));
+    let rebuilt_before = compact_count(mc, "mempool");
     let params = Network::Regtest.params();
     let tip_before = tip(&a);
     let tip_header = a.rpc("getblockheader", json!([tip_before, true]));
@@ -229,5 +237,12 @@ fn a_lying_compact_announcer_is_penalised_and_the_block_still_arrives() {
     assert!(entry["ban_reason"].as_str().unwrap().contains("bad compact block"), "{entry}");
     assert_eq!(tip(&a), b1.hash().to_string(), "the real block arrived by sync");
     assert!(mempool(&a).is_empty());
+    wait_for(30, "C at b1", || tip(&c) == b1.hash().to_string());
+    assert_eq!(
+        compact_count(mc, "mempool"),
+        rebuilt_before + 1,
+        "C got b1 as A's compact announcement, not by sync"
+    );
+    c.stop();
     a.stop();
 }
