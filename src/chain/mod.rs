@@ -860,4 +860,47 @@ mod bound_tests {
         }
         assert!(chain.rejected.contains(&hash(n - 1)), "the newest rejection is remembered");
     }
+
+    /// ARCHITECTURE's memory bound "bodies between store and connect": whatever a `process_*`
+    /// call does (connect, wait as an orphan, connect a waiting orphan too, store a side
+    /// branch, store a block that then fails to connect), no body is left in `fresh`.
+    #[test]
+    fn no_body_is_left_in_fresh_after_a_process_call() {
+        use crate::consensus::validation::block_subsidy;
+        use crate::primitives::Amount;
+        use crate::testkit::{assemble, coinbase, key, p2pkh_lock};
+        let params = crate::consensus::Network::Regtest.params();
+        let mut chain = Chain::memory(params);
+        let now = params.genesis_time as u64 + 100_000;
+        let block = |prev: Hash256, height: u32, extra_sat: u64, tag: &[u8]| {
+            let value = Amount::from_sat(block_subsidy(params, height).to_sat() + extra_sat).unwrap();
+            let cb = coinbase(height, value, p2pkh_lock(&key(1)), tag);
+            assemble(params, prev, params.genesis_time + height, params.genesis_bits, vec![cb])
+        };
+        let g = params.genesis_hash;
+        let b1 = block(g, 1, 0, b"b1");
+        let b2 = block(b1.hash(), 2, 0, b"b2");
+        let b3 = block(b2.hash(), 3, 0, b"b3");
+        let side = block(g, 1, 0, b"side");
+        let inflated = block(b3.hash(), 4, 1, b"inflated");
+
+        let outcome = chain.process_block(b1.clone(), now).unwrap();
+        assert!(matches!(outcome, ProcessOutcome::Accepted { ref events, .. } if events.len() == 1), "{outcome:?}");
+        assert!(chain.fresh.is_empty(), "after a connect");
+        let outcome = chain.process_block(b3.clone(), now).unwrap();
+        assert!(matches!(outcome, ProcessOutcome::Orphan { .. }), "{outcome:?}");
+        assert!(chain.fresh.is_empty(), "after an orphan");
+        chain.process_block(b2.clone(), now).unwrap();
+        assert_eq!(chain.tip().hash, b3.hash(), "the orphan connected after its parent");
+        assert!(chain.fresh.is_empty(), "after a block and the orphan it released");
+        let outcome = chain.process_block(side, now).unwrap();
+        assert!(matches!(outcome, ProcessOutcome::Accepted { ref events, .. } if events.is_empty()), "{outcome:?}");
+        assert!(chain.fresh.is_empty(), "after a side branch stored and not connected");
+        let outcome = chain.process_block(inflated, now).unwrap();
+        assert!(matches!(outcome, ProcessOutcome::Accepted { ref failed, .. } if failed.len() == 1), "{outcome:?}");
+        assert_eq!(chain.tip().hash, b3.hash());
+        assert!(chain.fresh.is_empty(), "after a block stored and failed to connect");
+        assert!(chain.process_block(b1, now).is_ok_and(|o| matches!(o, ProcessOutcome::AlreadyHave)));
+        assert!(chain.fresh.is_empty());
+    }
 }

@@ -9,15 +9,14 @@
 //! as a power cut does. The node is SIGKILLed, the file system unmounted and mounted again
 //! (journal replay), and the node restarted: it must start, and its tip is compared with the
 //! acknowledged height (the blocks lost). Then it is stopped and the chainstate checked in
-//! this process: the UTXO set must equal a rebuild of the stored active chain from genesis
-//! in a fresh in-memory chain. Everything is unmounted and the loop device detached when the
+//! this process as `quarry chain verify` checks it ([`crate::chain::verify`]): the UTXO set
+//! must equal a rebuild of the stored active chain from genesis. Everything is unmounted and the loop device detached when the
 //! command ends, also on error (a guard).
 
 use super::{regtest_address, Cluster, Rpc};
-use crate::chain::Chain;
 use crate::consensus::Network;
 use crate::rpc::api::QuarryApiClient;
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{bail, Context, Result};
 use rand::Rng;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -69,8 +68,11 @@ pub struct Cut {
     pub blocks_per_s: f64,
     /// Seconds from start to answering RPC after the cut.
     pub restart_s: f64,
-    /// The UTXO set equals the rebuild from the stored blocks, at the node's tip.
+    /// `quarry chain verify` passes: the UTXO set equals the rebuild from the stored blocks,
+    /// at the node's tip.
     pub consistent: bool,
+    /// What `quarry chain verify` found wrong, if anything.
+    pub problems: Vec<String>,
 }
 
 /// The loop device and mount; unmounted and detached on drop.
@@ -217,23 +219,6 @@ fn generate(rpc: Rpc, address: String, acked: Arc<AtomicU64>, stop: Arc<AtomicBo
     }
 }
 
-/// The stopped node's chainstate checked against a rebuild of its active chain: the tip
-/// height, and whether the UTXO sets are equal.
-fn verify(chainstate: &Path) -> Result<(u64, bool)> {
-    let params = Network::Regtest.params();
-    let chain = Chain::open(chainstate, params).context("opening the chainstate after the cut")?;
-    let tip = chain.tip();
-    let mut fresh = Chain::memory(params);
-    for h in 1..=tip.height {
-        let hash = chain.hash_at(h).ok_or_else(|| anyhow!("no active block at height {h}"))?;
-        let block =
-            chain.store().get_block(&hash)?.ok_or_else(|| anyhow!("block {hash} (height {h}) not stored"))?;
-        fresh.process_block(block.block().clone(), super::super::now())?;
-    }
-    let (stored, rebuilt) = (chain.utxo_digest()?, fresh.utxo_digest()?);
-    Ok((tip.height as u64, stored == rebuilt && fresh.tip().hash == tip.hash))
-}
-
 /// One cycle: start, generate, cut, kill, remount, restart, check.
 fn cycle(bench: &mut Bench, sync: bool, seconds: f64) -> Result<Cut> {
     let extra: &[&str] = if sync { &["--sync-writes"] } else { &[] };
@@ -272,7 +257,12 @@ fn cycle(bench: &mut Bench, sync: bool, seconds: f64) -> Result<Cut> {
     rpc.wait(rpc.stop())?;
     let node = &mut bench.cluster.nodes[index];
     let _ = node.child.wait();
-    let (height, consistent) = verify(&node.datadir.join("chainstate"))?;
+    // What `quarry chain verify` checks: the UTXO set equals a rebuild of the stored active
+    // chain from genesis, and the supply adds up.
+    let chainstate = node.datadir.join("chainstate");
+    let report = crate::chain::verify::verify_chainstate(&chainstate, Network::Regtest.params())
+        .with_context(|| format!("verifying {} after the cut", chainstate.display()))?;
+    let height = u64::from(report.height);
     bench.cluster.nodes.pop();
     if height != after {
         bail!("the node reported height {after} after the cut, its chainstate holds {height}");
@@ -284,7 +274,8 @@ fn cycle(bench: &mut Bench, sync: bool, seconds: f64) -> Result<Cut> {
         lost: before.saturating_sub(after),
         blocks_per_s: before.saturating_sub(start_height) as f64 / elapsed,
         restart_s,
-        consistent,
+        consistent: report.ok(),
+        problems: report.problems,
     })
 }
 
