@@ -2,8 +2,8 @@
 //! scenario runner, the soak, the spammer, the netns fabric and its shaper).
 //!
 //! Every variant's message is written to be printed the way the binary prints errors: the
-//! message, then each [`std::error::Error::source`] after ": " (`{:#}` of an `anyhow` error, or
-//! [`TestnetError::chain`]). So a message never repeats its `#[source]`; a variant that
+//! message, then each [`std::error::Error::source`] after ": " (as `main` prints a failed
+//! command, and as [`TestnetError::chain`] renders it). So a message never repeats its `#[source]`; a variant that
 //! keeps a cause in its message instead (`Wallet`, the `error` fields) has no source.
 
 use super::clean::CleanError;
@@ -291,7 +291,7 @@ impl TestnetError {
         TestnetError::Wallet { node: None, error }
     }
 
-    /// The message and each cause, `: `-separated: what `{:#}` of an `anyhow` error shows.
+    /// The message and each cause, `: `-separated, as `main` prints a failed command.
     pub fn chain(&self) -> Chain<'_> {
         Chain(self)
     }
