@@ -5,13 +5,13 @@
 //! this module wires components together.
 
 use crate::chain::Chain;
+use crate::chain::ChainError;
 use crate::consensus::Network;
 use crate::mempool::MempoolConfig;
 use crate::node::{CoreConfig, CoreNet, Lifecycle, MiningConfig};
 use crate::primitives::Address;
 use crate::rpc::server::{start_server, RpcAuth, ServerLimits};
 use crate::script::templates::address_lock;
-use anyhow::{bail, Context, Result};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
@@ -64,15 +64,114 @@ pub struct NodeConfig {
     pub metrics_bind: Option<SocketAddr>,
 }
 
+/// Why the node did not start, or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// The data directory cannot be made.
+    #[error("creating the data directory {}", path.display())]
+    DataDir {
+        /// The directory.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// `--miner-address` does not decode (the cause is in the message).
+    #[error("--miner-address {address}: {error}")]
+    MinerAddress {
+        /// What was given.
+        address: String,
+        /// Why it is refused.
+        error: crate::primitives::AddressError,
+    },
+    /// `--mine-threads` above the miner's limit.
+    #[error("--mine-threads {given} is more than {max} (pass a number up to the machine's cores)")]
+    MineThreads {
+        /// What was given.
+        given: usize,
+        /// The miner's limit.
+        max: usize,
+    },
+    /// `QUARRY_DBCACHE_BYTES` is not a number.
+    #[error(
+        "{}={value:?}: pass a number of bytes (test-only; unset it to use --dbcache)",
+        crate::chain::coins::DBCACHE_BYTES_ENV
+    )]
+    DbcacheEnv {
+        /// Its value.
+        value: String,
+    },
+    /// Too little free disk space (or it cannot be measured).
+    #[error(transparent)]
+    DiskSpace(crate::store::StoreError),
+    /// The test-only pause points (`QUARRY_PAUSE`) are refused.
+    #[error(transparent)]
+    PausePoints(Box<ChainError>),
+    /// The chainstate cannot be opened.
+    #[error("opening the chainstate at {} (is another node using this --datadir?)", path.display())]
+    Chainstate {
+        /// The chainstate directory.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: Box<ChainError>,
+    },
+    /// The async runtime cannot start.
+    #[error("starting the async runtime")]
+    Runtime(#[source] std::io::Error),
+    /// The peer-to-peer swarm cannot be built or bound.
+    #[error(transparent)]
+    P2p(#[from] crate::p2p::behaviour::SetupError),
+    /// The indexer cannot start.
+    #[error("starting the indexer")]
+    Indexer(#[source] crate::index::IndexError),
+    /// The core thread cannot be spawned.
+    #[error("starting the node core thread")]
+    CoreThread(#[source] std::io::Error),
+    /// The RPC cookie cannot be written (the cause is in the message).
+    #[error("cannot write the RPC cookie: {error} (is the data directory writable?)")]
+    Cookie {
+        /// The I/O error.
+        error: std::io::Error,
+    },
+    /// The JSON-RPC server cannot listen (the cause is in the message).
+    #[error("cannot listen for JSON-RPC on {addr}: {error} (address in use? pass --rpc-bind)")]
+    RpcBind {
+        /// `--rpc-bind`.
+        addr: SocketAddr,
+        /// The I/O error.
+        error: std::io::Error,
+    },
+    /// The HTTP API (`--http`) or metrics (`--metrics`) server cannot listen.
+    #[error("{flag}")]
+    Httpd {
+        /// The flag.
+        flag: &'static str,
+        /// Why.
+        #[source]
+        source: crate::httpd::HttpdError,
+    },
+    /// The core stopped the node for a reason the user can fix (disk space too low).
+    #[error("{0}")]
+    Fatal(String),
+    /// The core thread panicked or failed.
+    #[error(
+        "the node core stopped after an internal error (see the log above); the chainstate is consistent, \
+         restart the node"
+    )]
+    CoreCrashed,
+}
+
+/// Results of the daemon.
+pub type Result<T, E = DaemonError> = std::result::Result<T, E>;
+
 /// The coins cache bound: `QUARRY_DBCACHE_BYTES` (test-only) if set, else `--dbcache` MiB.
 fn dbcache_bytes(mib: usize) -> Result<usize> {
     use crate::chain::coins::DBCACHE_BYTES_ENV;
     match std::env::var(DBCACHE_BYTES_ENV) {
         Err(_) => Ok(mib << 20),
         Ok(v) => {
-            let bytes: usize = v.trim().parse().map_err(|_| {
-                anyhow::anyhow!("{DBCACHE_BYTES_ENV}={v:?}: pass a number of bytes (test-only; unset it to use --dbcache)")
-            })?;
+            let bytes: usize = v.trim().parse().map_err(|_| DaemonError::DbcacheEnv { value: v.clone() })?;
             tracing::warn!(target: "node", bytes, "test-only UTXO cache bound ({DBCACHE_BYTES_ENV})");
             Ok(bytes)
         }
@@ -92,13 +191,13 @@ pub fn run(config: NodeConfig) -> Result<()> {
         }
     }
     std::fs::create_dir_all(&config.datadir)
-        .with_context(|| format!("creating the data directory {}", config.datadir.display()))?;
+        .map_err(|source| DaemonError::DataDir { path: config.datadir.clone(), source })?;
     let params = config.network.params();
     let mining = match &config.mine_to {
         None => None,
         Some(a) => {
             let addr = Address::decode(a, config.network.address_hrp())
-                .map_err(|e| anyhow::anyhow!("--miner-address {a}: {e}"))?;
+                .map_err(|error| DaemonError::MinerAddress { address: a.clone(), error })?;
             Some(MiningConfig {
                 lock: address_lock(&addr),
                 threads: config.mine_threads,
@@ -108,30 +207,29 @@ pub fn run(config: NodeConfig) -> Result<()> {
         }
     };
     if config.mine_threads > crate::miner::Miner::MAX_THREADS {
-        bail!(
-            "--mine-threads {} is more than {} (pass a number up to the machine's cores)",
-            config.mine_threads,
-            crate::miner::Miner::MAX_THREADS
-        );
+        return Err(DaemonError::MineThreads {
+            given: config.mine_threads,
+            max: crate::miner::Miner::MAX_THREADS,
+        });
     }
     // RocksDB aborts the process when a write finds the disk full: refuse to start before.
-    crate::store::check_disk_space(&config.datadir, config.min_free_mb)?;
+    crate::store::check_disk_space(&config.datadir, config.min_free_mb).map_err(DaemonError::DiskSpace)?;
     let chain_dir = config.datadir.join("chainstate");
     let cache = crate::chain::coins::CacheConfig {
         limit_bytes: dbcache_bytes(config.dbcache_mib)?,
         ..crate::chain::coins::CacheConfig::default()
     };
-    let pauses = crate::chain::pause::install_from_env(&config.datadir)?;
+    let pauses = crate::chain::pause::install_from_env(&config.datadir)
+        .map_err(|e| DaemonError::PausePoints(Box::new(e)))?;
     if !pauses.is_empty() {
         let names: Vec<&str> = pauses.iter().map(|p| p.name()).collect();
         tracing::warn!(target: "node", points = %names.join(","), "test-only pause points enabled ({})", crate::chain::pause::PAUSE_ENV);
     }
     let opened = crate::store::Store::open_with(&chain_dir, config.sync_writes)
-        .map_err(crate::chain::ChainError::from)
+        .map_err(ChainError::from)
         .and_then(|store| Chain::with_store(Arc::new(store), params, cache));
-    let chain = opened.with_context(|| {
-        format!("opening the chainstate at {} (is another node using this --datadir?)", chain_dir.display())
-    })?;
+    let chain =
+        opened.map_err(|e| DaemonError::Chainstate { path: chain_dir.clone(), source: Box::new(e) })?;
     let tip = chain.tip();
     info!(target: "node", network = %config.network, height = tip.height, tip = %tip.hash,
         sync_writes = config.sync_writes, "chainstate opened");
@@ -144,7 +242,7 @@ pub fn run(config: NodeConfig) -> Result<()> {
         .enable_all()
         .thread_name("quarry-rt")
         .build()
-        .context("starting the async runtime")?;
+        .map_err(DaemonError::Runtime)?;
     let life = Lifecycle::default();
     let (net_handle, net_rx) = crate::p2p::P2pHandle::channel();
     // The swarm is built and bound before anything else starts, so a port in use fails fast.
@@ -166,12 +264,12 @@ pub fn run(config: NodeConfig) -> Result<()> {
         generate_threads: config.mine_threads,
         mempool: MempoolConfig::default(),
         index: crate::index::Indexer::start(chain.shared_store(), config.indexes)
-            .context("starting the indexer")?,
+            .map_err(DaemonError::Indexer)?,
         relay: config.relay,
         verify_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
     };
     let started = crate::node::core::start(chain, core_config, life.clone(), core_net)
-        .context("starting the node core thread")?;
+        .map_err(DaemonError::CoreThread)?;
     let handle = started.handle.clone();
     let net_stop = Arc::new(tokio::sync::Notify::new());
     let net_task = match (swarm, &config.p2p) {
@@ -192,7 +290,7 @@ pub fn run(config: NodeConfig) -> Result<()> {
             Ok(c) => c,
             Err(e) => {
                 life.shutdown.store(true, Ordering::SeqCst);
-                bail!("cannot write the RPC cookie: {e} (is the data directory writable?)");
+                return Err(DaemonError::Cookie { error: e });
             }
         };
         let stop = life.stop.clone();
@@ -203,7 +301,7 @@ pub fn run(config: NodeConfig) -> Result<()> {
             Err(e) => {
                 crate::rpc::cookie::remove(&config.datadir);
                 life.shutdown.store(true, Ordering::SeqCst);
-                bail!("cannot listen for JSON-RPC on {}: {e} (address in use? pass --rpc-bind)", config.rpc_bind);
+                return Err(DaemonError::RpcBind { addr: config.rpc_bind, error: e });
             }
         };
         if let Err(e) = crate::rpc::cookie::write_addr(&config.datadir, config.rpc_bind) {
@@ -214,7 +312,9 @@ pub fn run(config: NodeConfig) -> Result<()> {
         let mut side_stops: Vec<Arc<tokio::sync::Notify>> = Vec::new();
         let side = async {
             if let Some(addr) = config.http_bind {
-                let server = crate::httpd::Server::bind(addr).await.context("--http")?;
+                let server = crate::httpd::Server::bind(addr)
+                    .await
+                    .map_err(|source| DaemonError::Httpd { flag: "--http", source })?;
                 let (watch_stop, server_stop) = (Arc::new(tokio::sync::Notify::new()), Arc::new(tokio::sync::Notify::new()));
                 let watch = crate::explorer::watch::Watch::spawn(handle.clone(), watch_stop.clone());
                 let api = crate::explorer::api::NodeApi::new(handle.clone(), rpc_net.clone(), watch);
@@ -223,14 +323,16 @@ pub fn run(config: NodeConfig) -> Result<()> {
                 side_stops.extend([watch_stop, server_stop]);
             }
             if let Some(addr) = config.metrics_bind {
-                let server = crate::httpd::Server::bind(addr).await.context("--metrics")?;
+                let server = crate::httpd::Server::bind(addr)
+                    .await
+                    .map_err(|source| DaemonError::Httpd { flag: "--metrics", source })?;
                 let (sampler_stop, server_stop) = (Arc::new(tokio::sync::Notify::new()), Arc::new(tokio::sync::Notify::new()));
                 tokio::spawn(sample_metrics(handle.clone(), rpc_net.clone(), sampler_stop.clone()));
                 info!(target: "metrics", addr = %server.addr, "metrics listening (/metrics)");
                 tokio::spawn(server.run(Arc::new(crate::metrics::Endpoint), server_stop.clone()));
                 side_stops.extend([sampler_stop, server_stop]);
             }
-            Ok::<(), anyhow::Error>(())
+            Ok::<(), DaemonError>(())
         };
         if let Err(e) = side.await {
             let _ = server.stop();
@@ -259,10 +361,10 @@ pub fn run(config: NodeConfig) -> Result<()> {
     runtime.shutdown_timeout(Duration::from_secs(2));
     let joined = started.thread.join();
     if let Some(why) = life.fatal.lock().unwrap_or_else(|e| e.into_inner()).take() {
-        bail!("{why}");
+        return Err(DaemonError::Fatal(why));
     }
     if joined.is_err() || life.crashed.load(Ordering::SeqCst) {
-        bail!("the node core stopped after an internal error (see the log above); the chainstate is consistent, restart the node");
+        return Err(DaemonError::CoreCrashed);
     }
     info!(target: "node", "stopped");
     result

@@ -1,13 +1,14 @@
 //! The layering rules of /work/shared/DESIGN.md ("Shape: one crate, layered"), checked on the
 //! source text: every reference from one top-level module of `src/` to another, or to an
-//! I/O crate (tokio, libp2p, rocksdb, jsonrpsee), is found and judged.
+//! I/O crate (tokio, libp2p, rocksdb, jsonrpsee) or to `anyhow` (the binary's edge alone), is
+//! found and judged.
 //!
 //! What counts as a reference: a path starting `crate::m` anywhere in code (`use` lines,
 //! `use crate::{a, b::c}` groups, fully qualified paths in expressions, types and
 //! attributes), `super::` paths that climb out of the file's top-level module, `quarry::m` in
 //! `src/main.rs` (the binary crate), and `tokio::` / `libp2p::` / `rocksdb::` /
-//! `jsonrpsee::` paths (`use tokio::..`, `#[tokio::main]`, `tokio::spawn(..)`) that are not a
-//! segment of a longer path.
+//! `jsonrpsee::` / `anyhow::` paths (`use tokio::..`, `#[tokio::main]`, `tokio::spawn(..)`,
+//! `anyhow::Result`) that are not a segment of a longer path.
 //!
 //! What is skipped, and why it is reliable: comments (line, doc and nested block comments),
 //! string, raw string, byte string and char literals are blanked by a small lexer before
@@ -21,7 +22,7 @@
 #[path = "layering/scan.rs"]
 mod scan;
 
-use scan::{cycles, references, scan, Graph, Ref, Target, Use, IO_CRATES};
+use scan::{cycles, references, scan, Graph, Ref, Target, Use, EDGE_CRATES, IO_CRATES};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
@@ -79,6 +80,11 @@ fn rule_broken(from: &str, to: &Target, sub: Option<&str>) -> Option<&'static st
     {
         return Some(
             "(i) the simulator runs chain, consensus and miner::strategy in virtual time: no I/O crate, nothing above chain",
+        );
+    }
+    if io(&EDGE_CRATES) && !["cli", "main"].contains(&from) {
+        return Some(
+            "(j) anyhow only at the binary's edge (main.rs, cli/): library modules return typed errors",
         );
     }
     if from == "p2p" && module(&["node", "rpc", "cli", "daemon"]) {
@@ -172,6 +178,7 @@ fn the_scanner_finds_the_real_module_graph() {
         ("rpc", Target::Crate("jsonrpsee".into())),
         ("main", Target::Module("cli".into())),
         ("cli", Target::Module("wallet".into())),
+        ("cli", Target::Crate("anyhow".into())),
     ] {
         assert!(
             graph.contains_key(&(from.to_string(), to.clone())),
@@ -234,6 +241,15 @@ use super::Sibling;
         ]
     );
     assert_eq!(test_mods, vec!["more_tests".to_string()]);
+    // anyhow is found in `use` lines, paths in types and macros, and a bare `use anyhow;`.
+    let (refs, _) = references(
+        "use anyhow::{bail, Context};\nfn f() -> anyhow::Result<()> { Err(anyhow::anyhow!(\"x\")) }\nuse anyhow;\nmy_anyhow::x();\n",
+        &["testnet"],
+        None,
+    );
+    let lines: Vec<(usize, Target)> = refs.into_iter().map(|r| (r.line, r.target)).collect();
+    let a = |l: usize| (l, Target::Crate("anyhow".into()));
+    assert_eq!(lines, vec![a(1), a(2), a(2), a(3)]);
     // `super::` from a top-level module's own file leaves it at once.
     let (refs, _) = references("use super::wallet::Wallet;\n", &["cli"], None);
     assert_eq!(refs, vec![Ref { line: 1, target: Target::Module("wallet".into()), sub: None }]);
@@ -265,6 +281,11 @@ fn cycles_and_rules_are_reported_with_their_places() {
     edge("explorer", m("node"), "src/explorer/web.rs:3");
     edge("explorer", m("node"), "src/explorer/api.rs:9"); // the node's HTTP API: allowed
     edge("metrics", m("node"), "src/metrics/mod.rs:2");
+    let anyhow = || Target::Crate("anyhow".into());
+    edge("testnet", anyhow(), "src/testnet/up.rs:6");
+    edge("daemon", anyhow(), "src/daemon.rs:14");
+    edge("cli", anyhow(), "src/cli/mod.rs:3"); // the edge: allowed
+    edge("main", anyhow(), "src/main.rs:2"); // allowed
     let v = violations(&g);
     let has = |s: &str| v.iter().any(|l| l.contains(s));
     assert!(has("consensus -> crate tokio: (b)") && has("src/consensus/mod.rs:2"), "{v:#?}");
@@ -288,7 +309,9 @@ fn cycles_and_rules_are_reported_with_their_places() {
         "{v:#?}"
     );
     assert!(has("metrics -> node: (g)"), "{v:#?}");
-    assert_eq!(v.len(), 11, "{v:#?}");
+    assert!(has("testnet -> crate anyhow: (j)") && has("src/testnet/up.rs:6"), "{v:#?}");
+    assert!(has("daemon -> crate anyhow: (j)") && !starts("cli ->") && !starts("main ->"), "{v:#?}");
+    assert_eq!(v.len(), 13, "{v:#?}");
     // A three-module cycle is found once, starting from its smallest name.
     let e: BTreeSet<(String, String)> = [("c", "a"), ("a", "b"), ("b", "c"), ("b", "d")]
         .iter()

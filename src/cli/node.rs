@@ -160,7 +160,8 @@ pub(super) fn run_node(args: NodeArgs) -> Result<()> {
         relay: args.p2p.relay.or(file.relay).unwrap_or_default(),
         http_bind: args.observe.http,
         metrics_bind: args.observe.metrics,
-    })
+    })?;
+    Ok(())
 }
 
 #[cfg(test)]

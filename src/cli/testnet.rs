@@ -383,7 +383,7 @@ pub fn run(args: TestnetArgs) -> Result<()> {
             }
             Ok(())
         }
-        TestnetCommand::Shaper { fabric } => testnet::shaper::run(&fabric),
+        TestnetCommand::Shaper { fabric } => Ok(testnet::shaper::run(&fabric)?),
         TestnetCommand::Scenario { file, keep, hosts, network } => {
             let mut scenario = Scenario::load(&file)?;
             if let Some(h) = hosts {
@@ -453,7 +453,7 @@ pub fn run(args: TestnetArgs) -> Result<()> {
             };
             let opts = testnet::logs::LogOptions { grep, node, follow };
             let stdout = std::io::stdout();
-            testnet::logs::logs(&t, &opts, &mut stdout.lock())
+            Ok(testnet::logs::logs(&t, &opts, &mut stdout.lock())?)
         }
         TestnetCommand::Dump { out } => {
             let mut t = Testnet::open(&dir)?;
@@ -501,7 +501,7 @@ pub fn run(args: TestnetArgs) -> Result<()> {
             } else {
                 print!("{}", spam::report_text(&report));
             }
-            spam::check_complete(&report, drain)
+            Ok(spam::check_complete(&report, drain)?)
         }
     }
 }

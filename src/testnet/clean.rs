@@ -8,8 +8,8 @@
 //! goes only if it is empty afterwards. Every check runs before the first deletion, so a
 //! refusal deletes nothing.
 
+use super::error::{Result, ResultExt};
 use super::{State, Testnet};
-use anyhow::{anyhow, bail, Context, Result};
 use std::path::{Path, PathBuf};
 
 /// What [`clean`] deleted and what it left.
@@ -21,6 +21,62 @@ pub struct Cleaned {
     pub removed_dir: bool,
     /// Names of entries left in the directory (not made by the testnet), when it was kept.
     pub kept: Vec<String>,
+}
+
+/// Why `--clean` refuses to delete anything.
+#[derive(Debug, thiserror::Error)]
+pub enum CleanError {
+    /// The directory holds no `testnet.json`.
+    #[error("{} does not hold a testnet (no testnet.json): nothing deleted; pass the --dir of a testnet", dir.display())]
+    NoTestnet {
+        /// The directory.
+        dir: PathBuf,
+    },
+    /// `testnet.json` does not parse (the cause is in the message).
+    #[error(
+        "{} is not a testnet state file ({error}): nothing deleted; remove the testnet by hand",
+        path.display()
+    )]
+    BadState {
+        /// The state file.
+        path: PathBuf,
+        /// The parser's error.
+        error: serde_json::Error,
+    },
+    /// The state names a node whose name is no single path component.
+    #[error(
+        "{} records a node named {name:?}, which is not a node name (letters, digits, '-'): \
+         refusing to delete anything; remove the testnet by hand",
+        state.display()
+    )]
+    BadNodeName {
+        /// The state file.
+        state: PathBuf,
+        /// The name.
+        name: String,
+    },
+    /// A node's path is a file or a symlink.
+    #[error(
+        "{} is not a directory the testnet made (a {kind}): refusing to delete anything; \
+         move it away and retry",
+        path.display()
+    )]
+    NotADirectory {
+        /// The path.
+        path: PathBuf,
+        /// "symlink" or "file".
+        kind: &'static str,
+    },
+    /// A node's directory has no `node_key`.
+    #[error(
+        "{} has no node_key, so it is not a node directory the testnet made: refusing \
+         to delete anything; move it away and retry",
+        path.display()
+    )]
+    NoNodeKey {
+        /// The directory.
+        path: PathBuf,
+    },
 }
 
 /// True if `name` is a node name a topology accepts (letters, digits, '-'): one plain path
@@ -35,33 +91,22 @@ fn node_dirs(dir: &Path, state: &State) -> Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     for n in &state.nodes {
         if !valid_node_name(&n.name) {
-            bail!(
-                "{} records a node named {:?}, which is not a node name (letters, digits, '-'): \
-                 refusing to delete anything; remove the testnet by hand",
-                Testnet::state_path(dir).display(),
-                n.name
+            return Err(
+                CleanError::BadNodeName { state: Testnet::state_path(dir), name: n.name.clone() }.into()
             );
         }
         let datadir = dir.join(&n.name);
         let meta = match std::fs::symlink_metadata(&datadir) {
             Ok(m) => m,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(anyhow!(e).context(format!("checking {}", datadir.display()))),
+            Err(e) => return Err(e).io("checking", datadir),
         };
         if !meta.is_dir() {
-            bail!(
-                "{} is not a directory the testnet made (a {}): refusing to delete anything; \
-                 move it away and retry",
-                datadir.display(),
-                if meta.file_type().is_symlink() { "symlink" } else { "file" }
-            );
+            let kind = if meta.file_type().is_symlink() { "symlink" } else { "file" };
+            return Err(CleanError::NotADirectory { path: datadir, kind }.into());
         }
         if !datadir.join("node_key").is_file() {
-            bail!(
-                "{} has no node_key, so it is not a node directory the testnet made: refusing \
-                 to delete anything; move it away and retry",
-                datadir.display()
-            );
+            return Err(CleanError::NoNodeKey { path: datadir }.into());
         }
         out.push(datadir);
     }
@@ -77,19 +122,10 @@ pub fn check(dir: &Path) -> Result<()> {
 fn read_state(dir: &Path) -> Result<State> {
     let state_path = Testnet::state_path(dir);
     if !state_path.is_file() {
-        bail!(
-            "{} does not hold a testnet (no testnet.json): nothing deleted; pass the --dir of a testnet",
-            dir.display()
-        );
+        return Err(CleanError::NoTestnet { dir: dir.to_path_buf() }.into());
     }
-    let text =
-        std::fs::read_to_string(&state_path).with_context(|| format!("reading {}", state_path.display()))?;
-    serde_json::from_str(&text).map_err(|e| {
-        anyhow!(
-            "{} is not a testnet state file ({e}): nothing deleted; remove the testnet by hand",
-            state_path.display()
-        )
-    })
+    let text = std::fs::read_to_string(&state_path).io("reading", &state_path)?;
+    serde_json::from_str(&text).map_err(|error| CleanError::BadState { path: state_path, error }.into())
 }
 
 /// Deletes the testnet in `dir` (whose nodes must be stopped): its node directories and state
@@ -102,32 +138,32 @@ pub fn clean(dir: &Path) -> Result<Cleaned> {
     super::hosts::teardown(dir)?;
     let mut deleted = Vec::new();
     for d in dirs {
-        std::fs::remove_dir_all(&d).with_context(|| format!("deleting {}", d.display()))?;
+        std::fs::remove_dir_all(&d).io("deleting", &d)?;
         deleted.push(d);
     }
     let made_files = ["explorer.log", super::observe::PROMETHEUS_FILE, super::observe::GRAFANA_FILE];
     for made in made_files.iter().chain(super::hosts::FILES.iter()) {
         let path = dir.join(made);
         if path.is_file() {
-            std::fs::remove_file(&path).with_context(|| format!("deleting {}", path.display()))?;
+            std::fs::remove_file(&path).io("deleting", &path)?;
             deleted.push(path);
         }
     }
     let tmp = state_path.with_extension("json.tmp");
     if tmp.is_file() {
-        std::fs::remove_file(&tmp).with_context(|| format!("deleting {}", tmp.display()))?;
+        std::fs::remove_file(&tmp).io("deleting", &tmp)?;
         deleted.push(tmp);
     }
-    std::fs::remove_file(&state_path).with_context(|| format!("deleting {}", state_path.display()))?;
+    std::fs::remove_file(&state_path).io("deleting", &state_path)?;
     deleted.push(state_path);
     let mut kept: Vec<String> = std::fs::read_dir(dir)
-        .with_context(|| format!("listing {}", dir.display()))?
+        .io("listing", dir)?
         .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
         .collect();
     kept.sort();
     let removed_dir = kept.is_empty();
     if removed_dir {
-        std::fs::remove_dir(dir).with_context(|| format!("removing the empty {}", dir.display()))?;
+        std::fs::remove_dir(dir).io("removing the empty", dir)?;
     }
     Ok(Cleaned { deleted, removed_dir, kept })
 }

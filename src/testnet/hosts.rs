@@ -16,8 +16,8 @@
 //! (no namespace, interface or address of it exists) and reserved with a file in
 //! `/run/quarry-testnet/` naming the testnet directory.
 
+use super::error::{Result, ResultExt, TestnetError};
 use super::links::{LinkTable, APPLIED_FILE, LINKS_FILE};
-use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
@@ -96,15 +96,15 @@ pub fn require_root() -> Result<()> {
     // SAFETY: geteuid has no preconditions.
     let euid = unsafe { libc::geteuid() };
     if euid != 0 {
-        bail!(
+        return Err(TestnetError::refused(format!(
             "--hosts netns needs root (it creates network namespaces, veth pairs and TAP devices with \
              `ip`; effective uid is {euid}): run it as root, e.g. `sudo quarry testnet up --hosts netns`, \
              or use the default --hosts loopback. A user namespace (`unshare -r`) is not enough: there \
              /dev/net/tun cannot be opened and `ip netns add` fails (measured on Linux 6.18)"
-        );
+        )));
     }
     if Command::new("ip").arg("-V").stdout(Stdio::null()).stderr(Stdio::null()).status().is_err() {
-        bail!("--hosts netns needs the `ip` command (iproute2): install it");
+        return Err(TestnetError::refused("--hosts netns needs the `ip` command (iproute2): install it"));
     }
     Ok(())
 }
@@ -129,17 +129,16 @@ fn ip(args: &[&str]) -> Command {
 
 /// Runs `ip ARGS`, failing with its stderr.
 pub fn run_ip(args: &[&str]) -> Result<()> {
-    let out = ip(args).output().context("running ip")?;
-    if !out.status.success() {
-        bail!("`ip {}` failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
-    }
-    Ok(())
+    ip_output(args).map(|_| ())
 }
 
 fn ip_output(args: &[&str]) -> Result<String> {
-    let out = ip(args).output().context("running ip")?;
+    let out = ip(args).output().map_err(|source| TestnetError::Os { action: "running ip".into(), source })?;
     if !out.status.success() {
-        bail!("`ip {}` failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
+        return Err(TestnetError::Command {
+            command: format!("ip {}", args.join(" ")),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        });
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
@@ -186,16 +185,22 @@ impl FabricState {
     /// Reads `dir/fabric.json`.
     pub fn load(dir: &Path) -> Result<FabricState> {
         let path = dir.join(FABRIC_FILE);
-        let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-        serde_json::from_str(&text).with_context(|| format!("{} is not a fabric state file", path.display()))
+        let text = std::fs::read_to_string(&path).io("reading", &path)?;
+        serde_json::from_str(&text).map_err(|source| TestnetError::Json {
+            path,
+            verdict: "is not a fabric state file",
+            source,
+        })
     }
 
     /// Writes `dir/fabric.json` atomically.
     pub fn save(&self, dir: &Path) -> Result<()> {
         let path = dir.join(FABRIC_FILE);
         let tmp = path.with_extension("json.tmp");
-        std::fs::write(&tmp, serde_json::to_vec_pretty(self)?)?;
-        std::fs::rename(&tmp, &path)?;
+        let json = serde_json::to_vec_pretty(self)
+            .map_err(|source| TestnetError::Encode { what: "the fabric state", source })?;
+        std::fs::write(&tmp, json).io("writing", &tmp)?;
+        std::fs::rename(&tmp, &path).io("writing", &path)?;
         Ok(())
     }
 
@@ -204,9 +209,12 @@ impl FabricState {
     pub fn plan(dir: &Path, names: &[String]) -> Result<FabricState> {
         require_root()?;
         if names.is_empty() || names.len() > MAX_NODES {
-            bail!("--hosts netns takes 1 to {MAX_NODES} nodes, got {}", names.len());
+            return Err(TestnetError::refused(format!(
+                "--hosts netns takes 1 to {MAX_NODES} nodes, got {}",
+                names.len()
+            )));
         }
-        std::fs::create_dir_all(ID_DIR).with_context(|| format!("creating {ID_DIR}"))?;
+        std::fs::create_dir_all(ID_DIR).io("creating", ID_DIR)?;
         use rand::Rng;
         let mut rng = rand::thread_rng();
         let mut reserved = None;
@@ -225,7 +233,9 @@ impl FabricState {
             }
         }
         let (id, file) = reserved.ok_or_else(|| {
-            anyhow!("no free fabric id (1-250) left: remove stale testnets with `quarry testnet down`")
+            TestnetError::refused(
+                "no free fabric id (1-250) left: remove stale testnets with `quarry testnet down`",
+            )
         })?;
         let nodes = names
             .iter()
@@ -285,20 +295,22 @@ pub fn setup(dir: &Path, exe: &Path) -> Result<FabricState> {
 fn make(dir: &Path, exe: &Path, state: &mut FabricState) -> Result<()> {
     let table = LinkTable::load(dir)?;
     if table.nodes != state.nodes.len() {
-        bail!("{LINKS_FILE} has {} nodes, the fabric {}", table.nodes, state.nodes.len());
+        return Err(TestnetError::refused(format!(
+            "{LINKS_FILE} has {} nodes, the fabric {}",
+            table.nodes,
+            state.nodes.len()
+        )));
     }
     let file = Path::new(ID_DIR).join(state.id.to_string());
     if let Ok(owner) = std::fs::read_to_string(&file) {
         if owner.trim() != dir.to_string_lossy() {
-            bail!(
-                "fabric id {} is now reserved by the testnet in {}: delete this one with `down --clean` and start afresh",
+            return Err(TestnetError::refused(format!("fabric id {} is now reserved by the testnet in {}: delete this one with `down --clean` and start afresh",
                 state.id,
-                owner.trim()
-            );
+                owner.trim())));
         }
     } else {
-        std::fs::create_dir_all(ID_DIR)?;
-        std::fs::write(&file, format!("{}\n", dir.display()))?;
+        std::fs::create_dir_all(ID_DIR).io("creating", ID_DIR)?;
+        std::fs::write(&file, format!("{}\n", dir.display())).io("writing", &file)?;
     }
     if !state.made.contains(&Made::IdFile(file.clone())) {
         state.record(dir, Made::IdFile(file))?;
@@ -335,12 +347,13 @@ fn make(dir: &Path, exe: &Path, state: &mut FabricState) -> Result<()> {
         .create(true)
         .append(true)
         .open(dir.join(SHAPER_LOG))
-        .with_context(|| format!("opening {}", dir.join(SHAPER_LOG).display()))?;
+        .io("opening", dir.join(SHAPER_LOG))?;
     let mut cmd = Command::new(exe);
     cmd.args(["testnet", "shaper", "--fabric"]).arg(dir);
-    cmd.stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
+    cmd.stdin(Stdio::null()).stdout(log.try_clone().io("opening", dir.join(SHAPER_LOG))?).stderr(log);
     std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
-    let mut child = cmd.spawn().context("starting the shaper")?;
+    let mut child =
+        cmd.spawn().map_err(|source| TestnetError::Spawn { what: "the shaper".into(), source })?;
     state.shaper_pid = Some(child.id());
     state.save(dir)?;
     let start = Instant::now();
@@ -348,11 +361,20 @@ fn make(dir: &Path, exe: &Path, state: &mut FabricState) -> Result<()> {
         if applied(dir) == Some(table.generation) {
             break;
         }
-        if let Some(status) = child.try_wait()? {
-            bail!("the shaper exited with {status}: see {}", dir.join(SHAPER_LOG).display());
+        let exited = child
+            .try_wait()
+            .map_err(|source| TestnetError::Os { action: "waiting for the shaper".into(), source })?;
+        if let Some(status) = exited {
+            return Err(TestnetError::failed(format!(
+                "the shaper exited with {status}: see {}",
+                dir.join(SHAPER_LOG).display()
+            )));
         }
         if start.elapsed() > Duration::from_secs(20) {
-            bail!("the shaper did not come up within 20 s: see {}", dir.join(SHAPER_LOG).display());
+            return Err(TestnetError::failed(format!(
+                "the shaper did not come up within 20 s: see {}",
+                dir.join(SHAPER_LOG).display()
+            )));
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -372,11 +394,11 @@ pub fn apply(dir: &Path, table: &LinkTable) -> Result<()> {
     let start = Instant::now();
     while !matches!(applied(dir), Some(g) if g >= table.generation) {
         if start.elapsed() > Duration::from_secs(5) {
-            bail!(
+            return Err(TestnetError::failed(format!(
                 "the shaper did not apply link table generation {} within 5 s (is it running? see {})",
                 table.generation,
                 dir.join(SHAPER_LOG).display()
-            );
+            )));
         }
         std::thread::sleep(Duration::from_millis(10));
     }
@@ -422,7 +444,7 @@ pub fn teardown(dir: &Path) -> Result<Vec<String>> {
                 }
             }
             Made::IdFile(path) => match std::fs::remove_file(path) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(anyhow!(e)),
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e).io("deleting", path),
                 _ => Ok(()),
             },
         };
@@ -432,13 +454,16 @@ pub fn teardown(dir: &Path) -> Result<Vec<String>> {
                 Made::HostLink(n) => format!("veth {n}"),
                 Made::IdFile(p) => format!("{}", p.display()),
             }),
-            Err(e) => errors.push(format!("{e:#}")),
+            Err(e) => errors.push(e.chain().to_string()),
         }
         state.made.pop();
         state.save(dir)?;
     }
     if !errors.is_empty() {
-        bail!("tearing down the namespaces of {}: {}", dir.display(), errors.join("; "));
+        return Err(TestnetError::Context {
+            context: format!("tearing down the namespaces of {}", dir.display()),
+            source: Box::new(TestnetError::Several(errors)),
+        });
     }
     Ok(removed)
 }
@@ -454,7 +479,9 @@ fn remove_netns(name: &str, needle: &str) -> Result<()> {
         if super::process_alive(pid, needle) {
             kill9(pid);
         } else if Path::new(&format!("/proc/{pid}")).exists() {
-            bail!("namespace {name} holds process {pid}, which is not this testnet's: left in place");
+            return Err(TestnetError::refused(format!(
+                "namespace {name} holds process {pid}, which is not this testnet's: left in place"
+            )));
         }
     }
     run_ip(&["netns", "del", name])

@@ -3,7 +3,7 @@
 //! the table of every node pair the shaper ([`super::shaper`]) reads from `links.json`, and
 //! the per-frame arithmetic (drop or deliver when), so it is unit tested without devices.
 
-use anyhow::{bail, Context, Result};
+use super::error::{Result, ResultExt, TestnetError};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::time::Duration;
@@ -52,26 +52,107 @@ fn some_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<f64>, D:
     number(d).map(Some)
 }
 
+/// Why link conditions or a link table are refused.
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    /// A latency or jitter out of range.
+    #[error("{name} must be 0 to {MAX_DELAY_MS}, got {value}")]
+    Delay {
+        /// "latency_ms" or "jitter_ms".
+        name: &'static str,
+        /// The value given.
+        value: f64,
+    },
+    /// More jitter than latency.
+    #[error("jitter_ms ({jitter_ms}) cannot exceed latency_ms ({latency_ms})")]
+    JitterAboveLatency {
+        /// The jitter.
+        jitter_ms: f64,
+        /// The latency.
+        latency_ms: f64,
+    },
+    /// A loss out of range.
+    #[error("loss_percent must be 0 to 100, got {0}")]
+    Loss(f64),
+    /// A rate out of range.
+    #[error("rate_kbit must be 8 to 100000000, got {0}")]
+    Rate(u64),
+    /// A table for too many nodes.
+    #[error("{0} nodes: at most 64")]
+    TooManyNodes(usize),
+    /// A table without one entry per pair.
+    #[error("{got} links for {nodes} nodes, expected {expected}")]
+    Count {
+        /// Entries.
+        got: usize,
+        /// Nodes.
+        nodes: usize,
+        /// One per pair.
+        expected: usize,
+    },
+    /// An entry not where its pair belongs.
+    #[error("link {index} ({a}-{b}) is out of place")]
+    OutOfPlace {
+        /// Its position.
+        index: usize,
+        /// One end.
+        a: usize,
+        /// The other end.
+        b: usize,
+    },
+    /// The conditions of the link between `a` and `b` (node names or indices).
+    #[error("link {a}-{b}")]
+    Pair {
+        /// One end.
+        a: String,
+        /// The other end.
+        b: String,
+        /// What is out of range.
+        #[source]
+        source: Box<LinkError>,
+    },
+    /// `links.json` is larger than any table.
+    #[error("{} is {bytes} bytes, more than a link table can be", path.display())]
+    FileTooLarge {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Its size.
+        bytes: u64,
+    },
+    /// `links.json` holds a table that is refused.
+    #[error("{}", path.display())]
+    File {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: Box<LinkError>,
+    },
+}
+
 /// Largest latency or jitter accepted (60 s).
 pub const MAX_DELAY_MS: f64 = 60_000.0;
 
 impl LinkParams {
     /// Values in range: delays 0 to 60 s, jitter not above latency, loss 0 to 100, rate >= 8.
-    pub fn check(&self) -> Result<()> {
+    pub fn check(&self) -> Result<(), LinkError> {
         for (name, v) in [("latency_ms", self.latency_ms), ("jitter_ms", self.jitter_ms)] {
             if !(0.0..=MAX_DELAY_MS).contains(&v) {
-                bail!("{name} must be 0 to {MAX_DELAY_MS}, got {v}");
+                return Err(LinkError::Delay { name, value: v });
             }
         }
         if self.jitter_ms > self.latency_ms {
-            bail!("jitter_ms ({}) cannot exceed latency_ms ({})", self.jitter_ms, self.latency_ms);
+            return Err(LinkError::JitterAboveLatency {
+                jitter_ms: self.jitter_ms,
+                latency_ms: self.latency_ms,
+            });
         }
         if !(0.0..=100.0).contains(&self.loss_percent) {
-            bail!("loss_percent must be 0 to 100, got {}", self.loss_percent);
+            return Err(LinkError::Loss(self.loss_percent));
         }
         if let Some(r) = self.rate_kbit {
             if !(8..=100_000_000).contains(&r) {
-                bail!("rate_kbit must be 8 to 100000000, got {r}");
+                return Err(LinkError::Rate(r));
             }
         }
         Ok(())
@@ -230,19 +311,27 @@ impl LinkTable {
     }
 
     /// Checks the shape read back from a file: one entry per pair, in order, each in range.
-    pub fn check(&self) -> Result<()> {
+    pub fn check(&self) -> Result<(), LinkError> {
         let n = self.nodes;
         if n > 64 {
-            bail!("{n} nodes: at most 64");
+            return Err(LinkError::TooManyNodes(n));
         }
         if self.links.len() != n * n.saturating_sub(1) / 2 {
-            bail!("{} links for {n} nodes, expected {}", self.links.len(), n * n.saturating_sub(1) / 2);
+            return Err(LinkError::Count {
+                got: self.links.len(),
+                nodes: n,
+                expected: n * n.saturating_sub(1) / 2,
+            });
         }
         for (i, l) in self.links.iter().enumerate() {
             if l.a >= l.b || l.b >= n || pair_index(n, l.a, l.b) != i {
-                bail!("link {i} ({}-{}) is out of place", l.a, l.b);
+                return Err(LinkError::OutOfPlace { index: i, a: l.a, b: l.b });
             }
-            l.params.check().with_context(|| format!("link {}-{}", l.a, l.b))?;
+            l.params.check().map_err(|e| LinkError::Pair {
+                a: l.a.to_string(),
+                b: l.b.to_string(),
+                source: Box::new(e),
+            })?;
         }
         Ok(())
     }
@@ -251,23 +340,27 @@ impl LinkTable {
     pub fn save(&self, dir: &Path) -> Result<()> {
         let path = dir.join(LINKS_FILE);
         let tmp = path.with_extension("json.tmp");
-        std::fs::write(&tmp, serde_json::to_vec_pretty(self)?)
-            .with_context(|| format!("writing {}", tmp.display()))?;
-        std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))?;
+        let json = serde_json::to_vec_pretty(self)
+            .map_err(|source| TestnetError::Encode { what: "the link table", source })?;
+        std::fs::write(&tmp, json).io("writing", &tmp)?;
+        std::fs::rename(&tmp, &path).io("writing", &path)?;
         Ok(())
     }
 
     /// Reads `dir/links.json` (bounded to 4 MiB) and checks it.
     pub fn load(dir: &Path) -> Result<LinkTable> {
         let path = dir.join(LINKS_FILE);
-        let meta = std::fs::metadata(&path).with_context(|| format!("reading {}", path.display()))?;
+        let meta = std::fs::metadata(&path).io("reading", &path)?;
         if meta.len() > 4 << 20 {
-            bail!("{} is {} bytes, more than a link table can be", path.display(), meta.len());
+            return Err(LinkError::FileTooLarge { path, bytes: meta.len() }.into());
         }
-        let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-        let t: LinkTable = serde_json::from_slice(&bytes)
-            .with_context(|| format!("{} is not a link table", path.display()))?;
-        t.check().with_context(|| format!("{}", path.display()))?;
+        let bytes = std::fs::read(&path).io("reading", &path)?;
+        let t: LinkTable = serde_json::from_slice(&bytes).map_err(|source| TestnetError::Json {
+            path: path.clone(),
+            verdict: "is not a link table",
+            source,
+        })?;
+        t.check().map_err(|e| LinkError::File { path, source: Box::new(e) })?;
         Ok(t)
     }
 }
@@ -436,7 +529,7 @@ mod tests {
         assert_eq!(LinkTable::load(dir.path()).unwrap(), t);
         t.links.swap(0, 1);
         t.save(dir.path()).unwrap();
-        assert!(format!("{:#}", LinkTable::load(dir.path()).unwrap_err()).contains("out of place"));
+        assert!(LinkTable::load(dir.path()).unwrap_err().chain().to_string().contains("out of place"));
         std::fs::write(dir.path().join(LINKS_FILE), b"{").unwrap();
         assert!(LinkTable::load(dir.path()).is_err());
     }

@@ -7,8 +7,8 @@
 //! text); a line without one (a panic message, `println!`) keeps the time of the line before
 //! it in its file. Ties keep node order, and lines of one file keep their order.
 
+use super::error::{Result, ResultExt, TestnetError};
 use super::Testnet;
-use anyhow::{bail, Context, Result};
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::Path;
@@ -43,7 +43,9 @@ struct Source {
 impl Source {
     fn advance(&mut self) -> Result<()> {
         let mut line = String::new();
-        self.head = match self.reader.read_line(&mut line)? {
+        let read = self.reader.read_line(&mut line);
+        let os = |source| TestnetError::Os { action: format!("reading the log of {}", self.name), source };
+        self.head = match read.map_err(os)? {
             0 => None,
             _ => {
                 let line = line.trim_end_matches(['\n', '\r']).to_string();
@@ -62,9 +64,10 @@ fn selected(t: &Testnet, node: &Option<String>) -> Result<Vec<String>> {
     match node {
         None => Ok(names),
         Some(n) if names.contains(n) => Ok(vec![n.clone()]),
-        Some(n) => {
-            bail!("no node {n} in this testnet (nodes: {}); pass one of them to --node", names.join(", "))
-        }
+        Some(n) => Err(TestnetError::refused(format!(
+            "no node {n} in this testnet (nodes: {}); pass one of them to --node",
+            names.join(", ")
+        ))),
     }
 }
 
@@ -84,7 +87,7 @@ pub fn logs(t: &Testnet, opts: &LogOptions, out: &mut dyn Write) -> Result<()> {
     }
     let show = |out: &mut dyn Write, name: &str, line: &str| -> Result<()> {
         if opts.grep.as_ref().map_or(true, |re| re.is_match(line)) {
-            writeln!(out, "{name:width$} | {line}")?;
+            writeln!(out, "{name:width$} | {line}").map_err(write_error)?;
         }
         Ok(())
     };
@@ -99,7 +102,7 @@ pub fn logs(t: &Testnet, opts: &LogOptions, out: &mut dyn Write) -> Result<()> {
         show(out, &sources[i].name, &line)?;
         sources[i].advance()?;
     }
-    out.flush()?;
+    out.flush().map_err(write_error)?;
     if !opts.follow {
         return Ok(());
     }
@@ -123,10 +126,11 @@ pub fn logs(t: &Testnet, opts: &LogOptions, out: &mut dyn Write) -> Result<()> {
             if len == *offset {
                 continue;
             }
-            f.seek(SeekFrom::Start(*offset))?;
+            let path = t.datadir(name).join("node.log");
+            f.seek(SeekFrom::Start(*offset)).io("reading", &path)?;
             let mut chunk = Vec::new();
             // At most 1 MiB per file per poll; the rest on the next one.
-            Read::by_ref(&mut f).take(1 << 20).read_to_end(&mut chunk)?;
+            Read::by_ref(&mut f).take(1 << 20).read_to_end(&mut chunk).io("reading", &path)?;
             *offset += chunk.len() as u64;
             partial[i].push_str(&String::from_utf8_lossy(&chunk));
             while let Some(pos) = partial[i].find('\n') {
@@ -134,8 +138,17 @@ pub fn logs(t: &Testnet, opts: &LogOptions, out: &mut dyn Write) -> Result<()> {
                 show(out, name, line.trim_end_matches(['\n', '\r']))?;
             }
         }
-        out.flush()?;
+        out.flush().map_err(write_error)?;
     }
+}
+
+fn write_error(source: std::io::Error) -> TestnetError {
+    TestnetError::Os { action: "writing the logs".into(), source }
+}
+
+fn json(value: &impl serde::Serialize) -> Result<String> {
+    serde_json::to_string_pretty(value)
+        .map_err(|source| TestnetError::Encode { what: "an RPC answer", source })
 }
 
 /// What `dump` wrote and what it could not get.
@@ -152,16 +165,20 @@ pub struct Dumped {
 /// `/metrics` snapshot, the merged log, and the explorer's log.
 pub fn dump(t: &mut Testnet, out: &Path) -> Result<Dumped> {
     if out.exists() && std::fs::read_dir(out).map(|mut d| d.next().is_some()).unwrap_or(true) {
-        bail!("{} exists and is not empty: pass a new directory to dump into", out.display());
+        return Err(TestnetError::refused(format!(
+            "{} exists and is not empty: pass a new directory to dump into",
+            out.display()
+        )));
     }
-    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    std::fs::create_dir_all(out).io("creating", out)?;
     let mut d = Dumped::default();
     let save = |d: &mut Dumped, name: &str, bytes: &[u8]| -> Result<()> {
-        std::fs::write(out.join(name), bytes).with_context(|| format!("writing {}/{name}", out.display()))?;
+        std::fs::write(out.join(name), bytes).io("writing", out.join(name))?;
         d.files.push(name.to_string());
         Ok(())
     };
-    save(&mut d, "testnet.json", &std::fs::read(Testnet::state_path(&t.dir))?)?;
+    let state = Testnet::state_path(&t.dir);
+    save(&mut d, "testnet.json", &std::fs::read(&state).io("reading", &state)?)?;
     if let Ok(log) = std::fs::read(t.dir.join("explorer.log")) {
         save(&mut d, "explorer.log", &log)?;
     }
@@ -179,18 +196,12 @@ pub fn dump(t: &mut Testnet, out: &Path) -> Result<Dumped> {
         }
         use crate::rpc::api::QuarryApiClient;
         match t.ask(&name, |c| c.wait(c.getchaintips())) {
-            Ok(tips) => save(
-                &mut d,
-                &format!("{name}.chaintips.json"),
-                serde_json::to_string_pretty(&tips)?.as_bytes(),
-            )?,
-            Err(e) => d.missing.push(format!("{name} getchaintips: {e:#}")),
+            Ok(tips) => save(&mut d, &format!("{name}.chaintips.json"), json(&tips)?.as_bytes())?,
+            Err(e) => d.missing.push(format!("{name} getchaintips: {}", e.chain())),
         }
         match t.ask(&name, |c| c.wait(c.getpeerinfo())) {
-            Ok(peers) => {
-                save(&mut d, &format!("{name}.peers.json"), serde_json::to_string_pretty(&peers)?.as_bytes())?
-            }
-            Err(e) => d.missing.push(format!("{name} getpeerinfo: {e:#}")),
+            Ok(peers) => save(&mut d, &format!("{name}.peers.json"), json(&peers)?.as_bytes())?,
+            Err(e) => d.missing.push(format!("{name} getpeerinfo: {}", e.chain())),
         }
         let port = t.state.nodes.iter().find(|n| n.name == name).and_then(|n| n.metrics_port);
         let ip = t.node_ip(&name).unwrap_or(std::net::Ipv4Addr::LOCALHOST);

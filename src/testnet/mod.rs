@@ -10,6 +10,7 @@
 //! every namespace and device the testnet made.
 
 pub mod clean;
+pub mod error;
 pub mod hosts;
 pub mod links;
 pub mod logs;
@@ -23,6 +24,7 @@ pub mod topology;
 mod up;
 
 pub use clean::{clean, Cleaned};
+pub use error::TestnetError;
 pub use status::{status, status_table, NodeStatus};
 pub use up::{prefund, up, UpOptions, PREFUND_COINS};
 
@@ -30,7 +32,7 @@ use crate::consensus::Network;
 use crate::rpc::api::QuarryApiClient;
 use crate::rpc::client::{BlockingClient, RpcConfig, RpcError};
 use crate::wallet::keystore::Wallet;
-use anyhow::{anyhow, bail, Context, Result};
+use error::{Result, ResultExt};
 use hosts::{FabricState, Hosts};
 use links::{LinkParams, LinkSpec, LinkTable};
 use serde::{Deserialize, Serialize};
@@ -131,7 +133,8 @@ pub struct Testnet {
 
 /// The default testnet directory: `~/.quarry/testnet`.
 pub fn default_dir() -> Result<PathBuf> {
-    let home = std::env::var_os("HOME").ok_or_else(|| anyhow!("HOME is not set: pass --dir"))?;
+    let home =
+        std::env::var_os("HOME").ok_or_else(|| TestnetError::refused("HOME is not set: pass --dir"))?;
     Ok(PathBuf::from(home).join(".quarry").join("testnet"))
 }
 
@@ -169,7 +172,14 @@ pub fn free_port() -> Result<u16> {
             return Ok(port);
         }
     }
-    Ok(TcpListener::bind("127.0.0.1:0").context("finding a free port")?.local_addr()?.port())
+    let os = |source| TestnetError::Os { action: "finding a free port".into(), source };
+    Ok(TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map_err(os)?.port())
+}
+
+/// This program's executable (the nodes, the explorer and the shaper are it, run again).
+pub(crate) fn current_exe() -> Result<PathBuf> {
+    std::env::current_exe()
+        .map_err(|source| TestnetError::Os { action: "finding the quarry executable".into(), source })
 }
 
 /// True if `pid` is a live (not zombie) process whose command line mentions `needle`.
@@ -204,22 +214,25 @@ impl Testnet {
             hosts::require_root()?;
         }
         if Testnet::state_path(dir).exists() {
-            bail!("{} already holds a testnet (pass --clean to wipe it)", dir.display());
+            return Err(TestnetError::refused(format!(
+                "{} already holds a testnet (pass --clean to wipe it)",
+                dir.display()
+            )));
         }
         for spec in &topology.nodes {
             let datadir = dir.join(&spec.name);
             if std::fs::read_dir(&datadir).is_ok_and(|mut entries| entries.next().is_some()) {
-                bail!(
+                return Err(TestnetError::refused(format!(
                     "{} already exists and is not empty: a testnet's node directories must be new; \
                      pass another --dir",
                     datadir.display()
-                );
+                )));
             }
         }
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        std::fs::create_dir_all(dir).io("creating", dir)?;
         // Absolute, so process checks (which look for the data directory in a node's command
         // line) work from any working directory.
-        let dir = &std::fs::canonicalize(dir).with_context(|| format!("resolving {}", dir.display()))?;
+        let dir = &std::fs::canonicalize(dir).io("resolving", dir)?;
         let mut made = Vec::new();
         let result = Testnet::create_nodes(dir, topology, &mut made);
         if result.is_err() {
@@ -235,12 +248,12 @@ impl Testnet {
         let mut nodes = Vec::new();
         for spec in &topology.nodes {
             let datadir = dir.join(&spec.name);
-            std::fs::create_dir_all(&datadir).with_context(|| format!("creating {}", datadir.display()))?;
+            std::fs::create_dir_all(&datadir).io("creating", &datadir)?;
             made.push(datadir.clone());
-            let key = crate::p2p::behaviour::load_or_create_key(&datadir.join("node_key"))
-                .map_err(|e| anyhow!(e))?;
-            Wallet::create(&datadir.join("wallet.json"), network, None, None)
-                .with_context(|| format!("creating the wallet of {}", spec.name))?;
+            let key = crate::p2p::behaviour::load_or_create_key(&datadir.join("node_key"))?;
+            Wallet::create(&datadir.join("wallet.json"), network, None, None).map_err(|source| {
+                TestnetError::Keystore { action: "creating", node: spec.name.clone(), source }
+            })?;
             nodes.push(NodeState {
                 name: spec.name.clone(),
                 mine: spec.mine,
@@ -286,9 +299,9 @@ impl Testnet {
             t.save()?;
             let fabric = FabricState::plan(dir, &t.names())?;
             for n in &mut t.state.nodes {
-                let f = fabric
-                    .node(&n.name)
-                    .ok_or_else(|| anyhow!("node {} has no place in the fabric", n.name))?;
+                let f = fabric.node(&n.name).ok_or_else(|| {
+                    TestnetError::refused(format!("node {} has no place in the fabric", n.name))
+                })?;
                 n.netns = Some(f.netns.clone());
                 n.ip = Some(f.node_ip);
                 n.p2p_ip = Some(f.data_ip);
@@ -302,11 +315,18 @@ impl Testnet {
     pub fn open(dir: &Path) -> Result<Testnet> {
         let path = Testnet::state_path(dir);
         let text = std::fs::read_to_string(&path).map_err(|e| {
-            anyhow!("no testnet in {} ({e}): start one with `{}`", dir.display(), hint(dir, "up"))
+            TestnetError::refused(format!(
+                "no testnet in {} ({e}): start one with `{}`",
+                dir.display(),
+                hint(dir, "up")
+            ))
         })?;
-        let state: State =
-            serde_json::from_str(&text).with_context(|| format!("{} is corrupt", path.display()))?;
-        let network = state.network.parse().map_err(|e: String| anyhow!(e))?;
+        let state: State = serde_json::from_str(&text).map_err(|source| TestnetError::Json {
+            path: path.clone(),
+            verdict: "is corrupt",
+            source,
+        })?;
+        let network = state.network.parse().map_err(TestnetError::Refused)?;
         Ok(Testnet { dir: dir.to_path_buf(), state, network, node_env: Vec::new(), children: HashMap::new() })
     }
 
@@ -314,20 +334,24 @@ impl Testnet {
     pub fn save(&self) -> Result<()> {
         let path = Testnet::state_path(&self.dir);
         let tmp = path.with_extension("json.tmp");
-        std::fs::write(&tmp, serde_json::to_vec_pretty(&self.state)?)?;
-        std::fs::rename(&tmp, &path)?;
+        let json = serde_json::to_vec_pretty(&self.state)
+            .map_err(|source| TestnetError::Encode { what: "the testnet state", source })?;
+        std::fs::write(&tmp, json).io("writing", &tmp)?;
+        std::fs::rename(&tmp, &path).io("writing", &path)?;
         Ok(())
     }
 
     fn node(&self, name: &str) -> Result<&NodeState> {
-        self.state.nodes.iter().find(|n| n.name == name).ok_or_else(|| {
-            let names: Vec<&str> = self.state.nodes.iter().map(|n| n.name.as_str()).collect();
-            anyhow!("no node named {name:?} (nodes: {})", names.join(", "))
-        })
+        self.state
+            .nodes
+            .iter()
+            .find(|n| n.name == name)
+            .ok_or_else(|| TestnetError::UnknownNode { name: name.into(), known: self.names() })
     }
 
     fn node_mut(&mut self, name: &str) -> Result<&mut NodeState> {
-        self.state.nodes.iter_mut().find(|n| n.name == name).ok_or_else(|| anyhow!("no node named {name:?}"))
+        let unknown = || TestnetError::UnknownNode { name: name.into(), known: Vec::new() };
+        self.state.nodes.iter_mut().find(|n| n.name == name).ok_or_else(unknown)
     }
 
     /// Node names in order.
@@ -347,13 +371,16 @@ impl Testnet {
 
     /// Opens a node's wallet.
     pub fn wallet(&self, name: &str) -> Result<Wallet> {
-        Wallet::open(&self.wallet_path(name), self.network, None)
-            .with_context(|| format!("opening the wallet of {name}"))
+        Wallet::open(&self.wallet_path(name), self.network, None).map_err(|source| TestnetError::Keystore {
+            action: "opening",
+            node: name.into(),
+            source,
+        })
     }
 
     /// An RPC client for a node.
     pub fn rpc(&self, name: &str) -> Result<BlockingClient> {
-        BlockingClient::new(&self.rpc_config(name)?).with_context(|| format!("node {name}"))
+        BlockingClient::new(&self.rpc_config(name)?).map_err(TestnetError::rpc(name))
     }
 
     /// Where a node's RPC is and how to authenticate (its cookie).
@@ -373,7 +400,10 @@ impl Testnet {
     pub fn base_links(&self) -> Result<LinkTable> {
         let names = self.names();
         let index = |n: &str| {
-            names.iter().position(|x| x == n).ok_or_else(|| anyhow!("link names unknown node {n:?}"))
+            names
+                .iter()
+                .position(|x| x == n)
+                .ok_or_else(|| TestnetError::refused(format!("link names unknown node {n:?}")))
         };
         let mut specs = Vec::new();
         for l in &self.state.links {
@@ -392,7 +422,9 @@ impl Testnet {
     /// Changes the links (netns only): writes the table and waits until the shaper applies it.
     pub fn set_links(&self, mut table: LinkTable) -> Result<()> {
         if self.state.hosts != Hosts::Netns {
-            bail!("links can be shaped or cut only in a --hosts netns testnet (this one runs on loopback)");
+            return Err(TestnetError::refused(
+                "links can be shaped or cut only in a --hosts netns testnet (this one runs on loopback)",
+            ));
         }
         table.generation = self.current_links().map_or(1, |c| c.generation + 1);
         hosts::apply(&self.dir, &table)
@@ -400,7 +432,8 @@ impl Testnet {
 
     /// Index of node `name` in the state (its shaper port).
     pub fn index(&self, name: &str) -> Result<usize> {
-        self.state.nodes.iter().position(|n| n.name == name).ok_or_else(|| anyhow!("no node named {name:?}"))
+        let unknown = || TestnetError::UnknownNode { name: name.into(), known: Vec::new() };
+        self.state.nodes.iter().position(|n| n.name == name).ok_or_else(unknown)
     }
 
     /// True if the netns fabric (namespaces and shaper) is up.
@@ -419,7 +452,7 @@ impl Testnet {
         }
         let table = self.base_links()?;
         table.save(&self.dir)?;
-        let exe = std::env::current_exe().context("finding the quarry executable")?;
+        let exe = current_exe()?;
         let fabric = hosts::setup(&self.dir, &exe)?;
         if fabric.netem == Some(true) {
             println!(
@@ -438,7 +471,7 @@ impl Testnet {
     /// Runs `f` with a client for node `name`: `t.ask(name, |c| c.wait(c.getblockcount()))`.
     /// Errors name the node.
     pub fn ask<T>(&self, name: &str, f: impl FnOnce(&BlockingClient) -> Result<T, RpcError>) -> Result<T> {
-        f(&self.rpc(name)?).with_context(|| format!("node {name}"))
+        f(&self.rpc(name)?).map_err(TestnetError::rpc(name))
     }
 
     /// A node's dialable multiaddr.
@@ -468,24 +501,24 @@ impl Testnet {
     /// Starts a node's process (its bootnodes' addresses come from the state).
     pub fn start_node(&mut self, name: &str) -> Result<()> {
         if self.is_running(name) {
-            bail!("node {name} is already running");
+            return Err(TestnetError::AlreadyRunning { name: name.into() });
         }
         let n = self.node(name)?.clone();
         let datadir = self.datadir(name);
-        let exe = std::env::current_exe().context("finding the quarry executable")?;
+        let exe = current_exe()?;
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(self.log_path(name))
-            .with_context(|| format!("opening {}", self.log_path(name).display()))?;
+            .io("opening", self.log_path(name))?;
         let ip = n.ip.unwrap_or(Ipv4Addr::LOCALHOST);
         let mut cmd = match &n.netns {
             Some(ns) => {
                 if !self.fabric_up() {
-                    bail!(
+                    return Err(TestnetError::refused(format!(
                         "node {name} runs in namespace {ns}, which is not up: start the testnet with `{}`",
                         hint(&self.dir, "up")
-                    );
+                    )));
                 }
                 let mut c = Command::new("ip");
                 c.args(["netns", "exec", ns]).arg(exe);
@@ -525,10 +558,11 @@ impl Testnet {
             }
         }
         cmd.envs(self.node_env.iter().map(|(k, v)| (k, v)));
-        cmd.stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
+        cmd.stdin(Stdio::null()).stdout(log.try_clone().io("opening", self.log_path(name))?).stderr(log);
         #[cfg(unix)]
         std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
-        let child = cmd.spawn().with_context(|| format!("starting node {name}"))?;
+        let child =
+            cmd.spawn().map_err(|source| TestnetError::Spawn { what: format!("node {name}"), source })?;
         self.node_mut(name)?.pid = Some(child.id());
         self.children.insert(name.to_string(), child);
         self.save()
@@ -554,18 +588,19 @@ impl Testnet {
                 return Ok(());
             }
             if !self.is_running(name) {
-                bail!(
-                    "node {name} exited during start; its log {} ends with:\n{}",
-                    self.log_path(name).display(),
-                    self.log_tail(name, 15)
-                );
+                return Err(TestnetError::Exited {
+                    name: name.into(),
+                    log: self.log_path(name),
+                    tail: self.log_tail(name, 15),
+                });
             }
             if start.elapsed() > timeout {
-                bail!(
-                    "node {name} did not answer RPC within {timeout:?}; its log {} ends with:\n{}",
-                    self.log_path(name).display(),
-                    self.log_tail(name, 15)
-                );
+                return Err(TestnetError::NotReady {
+                    name: name.into(),
+                    timeout,
+                    log: self.log_path(name),
+                    tail: self.log_tail(name, 15),
+                });
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -590,7 +625,7 @@ impl Testnet {
                 signal(pid, "-KILL");
                 escalated = 2;
             } else if waited > Duration::from_secs(35) {
-                bail!("node {name} (pid {pid}) does not exit");
+                return Err(TestnetError::NoExit { what: format!("node {name}"), pid, how: "does not exit" });
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -612,7 +647,7 @@ impl Testnet {
     /// SIGKILLs a node (a crash).
     pub fn kill_node(&mut self, name: &str) -> Result<()> {
         if !self.is_running(name) {
-            bail!("node {name} is not running");
+            return Err(TestnetError::NotRunning { name: name.into() });
         }
         let pid = self.node(name)?.pid.expect("running nodes have a pid");
         signal(pid, "-KILL");
@@ -622,7 +657,11 @@ impl Testnet {
         let start = Instant::now();
         while self.is_running(name) {
             if start.elapsed() > Duration::from_secs(10) {
-                bail!("node {name} (pid {pid}) survived SIGKILL");
+                return Err(TestnetError::NoExit {
+                    what: format!("node {name}"),
+                    pid,
+                    how: "survived SIGKILL",
+                });
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -645,24 +684,27 @@ impl Testnet {
     /// its own process group, so it outlives `up` like the nodes; returns its URL.
     pub fn start_explorer(&mut self) -> Result<String> {
         if self.explorer_running() {
-            return self.explorer_url().ok_or_else(|| anyhow!("no explorer recorded"));
+            return self.explorer_url().ok_or_else(|| TestnetError::refused("no explorer recorded"));
         }
         let port = match &self.state.explorer {
             Some(e) => e.port,
             None => free_port()?,
         };
-        let exe = std::env::current_exe().context("finding the quarry executable")?;
+        let exe = current_exe()?;
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(self.dir.join("explorer.log"))
-            .with_context(|| format!("opening {}/explorer.log", self.dir.display()))?;
+            .io("opening", self.dir.join("explorer.log"))?;
         let mut cmd = Command::new(exe);
         cmd.arg("explorer").arg("--testnet").arg(&self.dir).arg("--bind").arg(format!("127.0.0.1:{port}"));
-        cmd.stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
+        cmd.stdin(Stdio::null())
+            .stdout(log.try_clone().io("opening", self.dir.join("explorer.log"))?)
+            .stderr(log);
         #[cfg(unix)]
         std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
-        let child = cmd.spawn().context("starting the explorer")?;
+        let child =
+            cmd.spawn().map_err(|source| TestnetError::Spawn { what: "the explorer".into(), source })?;
         self.state.explorer = Some(ExplorerState { port, pid: Some(child.id()) });
         self.children.insert("explorer".into(), child);
         self.save()?;
@@ -677,7 +719,10 @@ impl Testnet {
         .is_err()
         {
             if !self.explorer_running() || start.elapsed() > Duration::from_secs(20) {
-                bail!("the explorer did not start on port {port}: see {}/explorer.log", self.dir.display());
+                return Err(TestnetError::refused(format!(
+                    "the explorer did not start on port {port}: see {}/explorer.log",
+                    self.dir.display()
+                )));
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -695,7 +740,11 @@ impl Testnet {
                     signal(pid, "-KILL");
                 }
                 if start.elapsed() > Duration::from_secs(10) {
-                    bail!("the explorer (pid {pid}) does not exit");
+                    return Err(TestnetError::NoExit {
+                        what: "the explorer".into(),
+                        pid,
+                        how: "does not exit",
+                    });
                 }
                 if let Some(c) = self.children.get_mut("explorer") {
                     let _ = c.try_wait();
@@ -717,19 +766,22 @@ impl Testnet {
         // Every node is tried even if one fails to stop.
         let mut errors = Vec::new();
         if let Err(e) = self.stop_explorer() {
-            errors.push(format!("{e:#}"));
+            errors.push(e.chain().to_string());
         }
         for name in self.names() {
             if let Err(e) = self.stop_node(&name) {
-                errors.push(format!("{e:#}"));
+                errors.push(e.chain().to_string());
             }
         }
         if !errors.is_empty() {
-            bail!("{}", errors.join("; "));
+            return Err(TestnetError::Several(errors));
         }
         let left: Vec<String> = self.names().into_iter().filter(|n| self.is_running(n)).collect();
         if !left.is_empty() {
-            bail!("nodes still running after down: {}", left.join(", "));
+            return Err(TestnetError::refused(format!(
+                "nodes still running after down: {}",
+                left.join(", ")
+            )));
         }
         // Namespaces, devices and the shaper (also those left by a crash).
         hosts::teardown(&self.dir)?;
@@ -757,8 +809,8 @@ impl Testnet {
                 Err(e) => last_err = Some(e),
             }
             if start.elapsed() > timeout {
-                let why = last_err.map(|e| format!(" (last error: {e:#})")).unwrap_or_default();
-                bail!("timed out after {timeout:?} waiting for {what}{why}");
+                let last = last_err.map(|e: TestnetError| e.chain().to_string());
+                return Err(TestnetError::Timeout { what: what.into(), after: timeout, last });
             }
             std::thread::sleep(Duration::from_millis(100));
         }

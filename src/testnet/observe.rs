@@ -3,8 +3,8 @@
 //! Grafana dashboard (`grafana-dashboard.json`, importable, over a Prometheus data source
 //! chosen at import).
 
+use super::error::{Result, ResultExt, TestnetError};
 use super::Testnet;
-use anyhow::{Context, Result};
 use serde_json::{json, Value};
 
 /// File name of the scrape configuration.
@@ -69,8 +69,9 @@ pub fn grafana_dashboard() -> Value {
 /// Writes both files into the testnet's directory.
 pub fn write(t: &Testnet) -> Result<()> {
     let p = t.dir.join(PROMETHEUS_FILE);
-    std::fs::write(&p, prometheus_config(t)).with_context(|| format!("writing {}", p.display()))?;
+    std::fs::write(&p, prometheus_config(t)).io("writing", &p)?;
     let g = t.dir.join(GRAFANA_FILE);
-    let text = serde_json::to_string_pretty(&grafana_dashboard())?;
-    std::fs::write(&g, text).with_context(|| format!("writing {}", g.display()))
+    let text = serde_json::to_string_pretty(&grafana_dashboard())
+        .map_err(|source| TestnetError::Encode { what: "the Grafana dashboard", source })?;
+    std::fs::write(&g, text).io("writing", &g)
 }

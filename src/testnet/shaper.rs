@@ -12,9 +12,9 @@
 //! or until `fabric.json` is deleted; its TAP devices vanish with it (and with their
 //! namespaces).
 
+use super::error::{Result, ResultExt, TestnetError};
 use super::hosts::{run_ip, FabricState};
 use super::links::{Direction, LinkTable, APPLIED_FILE};
-use anyhow::{anyhow, bail, Context, Result};
 use rand::Rng;
 use std::collections::{BinaryHeap, HashMap};
 use std::fs::File;
@@ -33,13 +33,11 @@ const FRAME_MAX: usize = 65_536;
 /// Opens (creating) the TAP device `name` in this process's namespace.
 fn open_tap(name: &str) -> Result<File> {
     if name.is_empty() || name.len() > 15 {
-        bail!("TAP name {name:?} must be 1 to 15 bytes");
+        return Err(TestnetError::refused(format!("TAP name {name:?} must be 1 to 15 bytes")));
     }
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/net/tun")
-        .context("opening /dev/net/tun (the TUN/TAP driver; needs root)")?;
+    let f = std::fs::OpenOptions::new().read(true).write(true).open("/dev/net/tun").map_err(|source| {
+        TestnetError::Os { action: "opening /dev/net/tun (the TUN/TAP driver; needs root)".into(), source }
+    })?;
     // struct ifreq: the name (16 bytes), then the flags (a short) in the union.
     let mut ifr = [0u8; 40];
     ifr[..name.len()].copy_from_slice(name.as_bytes());
@@ -47,7 +45,8 @@ fn open_tap(name: &str) -> Result<File> {
     // SAFETY: `ifr` is a properly sized ifreq buffer that outlives the call.
     let r = unsafe { libc::ioctl(f.as_raw_fd(), TUNSETIFF as _, ifr.as_mut_ptr()) };
     if r != 0 {
-        return Err(anyhow!(std::io::Error::last_os_error()).context(format!("creating TAP device {name}")));
+        let source = std::io::Error::last_os_error();
+        return Err(TestnetError::Os { action: format!("creating TAP device {name}"), source });
     }
     Ok(f)
 }
@@ -103,7 +102,7 @@ pub fn run(dir: &Path) -> Result<()> {
     let table = LinkTable::load(dir)?;
     let n = state.nodes.len();
     if table.nodes != n {
-        bail!("links.json has {} nodes, the fabric {n}", table.nodes);
+        return Err(TestnetError::refused(format!("links.json has {} nodes, the fabric {n}", table.nodes)));
     }
     let mut taps = Vec::new();
     for node in &state.nodes {
@@ -128,13 +127,15 @@ pub fn run(dir: &Path) -> Result<()> {
         let (tap_r, fabric_r, ports_r) = (tap.clone(), fabric.clone(), ports.clone());
         std::thread::Builder::new()
             .name(format!("shaper-rx-{i}"))
-            .spawn(move || receive(i, &tap_r, &fabric_r, &ports_r, origin))?;
+            .spawn(move || receive(i, &tap_r, &fabric_r, &ports_r, origin))
+            .map_err(|source| TestnetError::Spawn { what: format!("thread shaper-rx-{i}"), source })?;
         let (tap_w, fabric_w, ports_w) = (tap.clone(), fabric.clone(), ports.clone());
         std::thread::Builder::new()
             .name(format!("shaper-tx-{i}"))
-            .spawn(move || transmit(i, &tap_w, &fabric_w, &ports_w, origin))?;
+            .spawn(move || transmit(i, &tap_w, &fabric_w, &ports_w, origin))
+            .map_err(|source| TestnetError::Spawn { what: format!("thread shaper-tx-{i}"), source })?;
     }
-    let generation = fabric.lock().map_err(|_| anyhow!("poisoned"))?.table.generation;
+    let generation = fabric.lock().map_err(|_| TestnetError::failed("poisoned"))?.table.generation;
     write_applied(dir, generation)?;
     eprintln!("shaper: {n} ports up, link table generation {generation}");
     control(dir, &fabric, &ports)
@@ -143,8 +144,8 @@ pub fn run(dir: &Path) -> Result<()> {
 fn write_applied(dir: &Path, generation: u64) -> Result<()> {
     let path = dir.join(APPLIED_FILE);
     let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, generation.to_string())?;
-    std::fs::rename(&tmp, &path)?;
+    std::fs::write(&tmp, generation.to_string()).io("writing", &tmp)?;
+    std::fs::rename(&tmp, &path).io("writing", &path)?;
     Ok(())
 }
 
@@ -160,12 +161,12 @@ fn control(dir: &Path, fabric: &Mutex<Fabric>, ports: &[Port]) -> Result<()> {
         let table = match LinkTable::load(dir) {
             Ok(t) => t,
             Err(e) => {
-                eprintln!("shaper: {e:#} (keeping the current links)");
+                eprintln!("shaper: {} (keeping the current links)", e.chain());
                 std::thread::sleep(Duration::from_millis(500));
                 continue;
             }
         };
-        let mut f = fabric.lock().map_err(|_| anyhow!("poisoned"))?;
+        let mut f = fabric.lock().map_err(|_| TestnetError::failed("poisoned"))?;
         if table.generation == f.table.generation {
             continue;
         }

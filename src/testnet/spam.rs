@@ -13,13 +13,13 @@
 //! node's CPU seconds and memory over the run and a per-second series, written as JSON and
 //! as an SVG chart.
 
+use super::error::{Result, ResultExt, TestnetError};
 use super::Testnet;
 use crate::primitives::{Amount, Hash256, OutPoint, Transaction, TxIn, TxOut};
 use crate::rpc::api::QuarryApiClient;
 use crate::rpc::client::{BlockingClient, RpcConfig};
 use crate::script::templates::address_lock;
 use crate::wallet::ops;
-use anyhow::{anyhow, bail, Result};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -184,7 +184,7 @@ fn prepare(t: &mut Testnet, nodes: &[String], per_node: usize, value: Amount, mi
         }
         let rpc = t.rpc(source)?;
         let wallet = t.wallet(source)?;
-        let coins = ops::spendable(&wallet, &rpc).map_err(|e| anyhow!("{source}: {e}"))?;
+        let coins = ops::spendable(&wallet, &rpc).map_err(TestnetError::wallet_of(source))?;
         for coin in coins.iter().filter(|c| c.out.value > value && !c.spent_in_mempool) {
             let Some((target, left)) = need.iter_mut().find(|(_, k)| *k > 0) else { break };
             let room = (coin.out.value.to_sat().saturating_sub(fee.to_sat()) / value.to_sat()) as usize;
@@ -227,7 +227,7 @@ fn split_large_coins(t: &mut Testnet, nodes: &[String], chunk: u64, miner: &str)
         let rpc = t.rpc(name)?;
         let wallet = t.wallet(name)?;
         let lock = address_lock(&wallet.address(0));
-        let coins = ops::spendable(&wallet, &rpc).map_err(|e| anyhow!("{name}: {e}"))?;
+        let coins = ops::spendable(&wallet, &rpc).map_err(TestnetError::wallet_of(name))?;
         for coin in coins.iter().filter(|c| c.out.value.to_sat() >= 2 * chunk && !c.spent_in_mempool) {
             let pieces = ((coin.out.value.to_sat() - 100_000) / chunk).min(100);
             let mut outputs: Vec<TxOut> = (0..pieces)
@@ -254,7 +254,7 @@ fn split_large_coins(t: &mut Testnet, nodes: &[String], chunk: u64, miner: &str)
             return Ok(());
         }
     }
-    bail!("the coin-splitting transactions did not confirm")
+    Err(TestnetError::failed("the coin-splitting transactions did not confirm"))
 }
 
 /// Signs a spend of one wallet coin to `outputs` and submits it to `node`.
@@ -271,7 +271,7 @@ fn spend_one(
         outputs,
         lock_time: 0,
     };
-    ops::sign_p2pkh_inputs(wallet, &mut tx, std::slice::from_ref(&coin.out)).map_err(|e| anyhow!("{e}"))?;
+    ops::sign_p2pkh_inputs(wallet, &mut tx, std::slice::from_ref(&coin.out)).map_err(TestnetError::wallet)?;
     t.ask(node, |c| c.wait(c.sendrawtransaction(hex::encode(tx.encode()))))?;
     Ok(tx)
 }
@@ -280,16 +280,22 @@ fn spend_one(
 pub fn run(t: &mut Testnet, opts: &SpamOptions) -> Result<SpamReport> {
     let nodes = t.running();
     if nodes.is_empty() {
-        bail!("no node is running: start the testnet with `{}`", super::hint(&t.dir, "up"));
+        return Err(TestnetError::refused(format!(
+            "no node is running: start the testnet with `{}`",
+            super::hint(&t.dir, "up")
+        )));
     }
     if !(opts.tps.is_finite() && opts.tps > 0.0 && opts.seconds.is_finite() && opts.seconds > 0.0) {
-        bail!("--tps and --seconds must be positive numbers");
+        return Err(TestnetError::refused("--tps and --seconds must be positive numbers"));
     }
     if !(opts.drain_seconds.is_finite() && opts.drain_seconds >= 0.0) {
-        bail!("--drain must be zero or more seconds");
+        return Err(TestnetError::refused("--drain must be zero or more seconds"));
     }
     if opts.tps * opts.seconds > 1_000_000.0 {
-        bail!("--tps x --seconds = {:.0} transactions; at most 1,000,000 per run", opts.tps * opts.seconds);
+        return Err(TestnetError::refused(format!(
+            "--tps x --seconds = {:.0} transactions; at most 1,000,000 per run",
+            opts.tps * opts.seconds
+        )));
     }
     // Without a continuously mining node nothing would ever confirm.
     let mining: Vec<String> = nodes
@@ -298,10 +304,10 @@ pub fn run(t: &mut Testnet, opts: &SpamOptions) -> Result<SpamReport> {
         .cloned()
         .collect();
     if mining.is_empty() {
-        bail!(
+        return Err(TestnetError::refused(format!(
             "no running node mines, so no spam transaction would confirm: start a testnet with miners (`{}`)",
             super::hint(&t.dir, "up --clean --miners 1")
-        );
+        )));
     }
     let miner = opts.miner.clone().unwrap_or_else(|| nodes[0].clone());
     let total = (opts.tps * opts.seconds).ceil() as usize;
@@ -316,7 +322,7 @@ pub fn run(t: &mut Testnet, opts: &SpamOptions) -> Result<SpamReport> {
         let rpc = t.rpc(name)?;
         let wallet = t.wallet(name)?;
         let lock = address_lock(&wallet.address(0));
-        let coins = ops::spendable(&wallet, &rpc).map_err(|e| anyhow!("{name}: {e}"))?;
+        let coins = ops::spendable(&wallet, &rpc).map_err(TestnetError::wallet_of(name))?;
         for coin in coins.iter().filter(|c| c.out.value == value && !c.coinbase).take(per_node) {
             let mut tx = Transaction {
                 version: 1,
@@ -328,7 +334,7 @@ pub fn run(t: &mut Testnet, opts: &SpamOptions) -> Result<SpamReport> {
                 lock_time: 0,
             };
             ops::sign_p2pkh_inputs(&wallet, &mut tx, std::slice::from_ref(&coin.out))
-                .map_err(|e| anyhow!("{e}"))?;
+                .map_err(TestnetError::wallet)?;
             txs.push((i, tx.txid(), hex::encode(tx.encode())));
         }
     }
@@ -336,7 +342,7 @@ pub fn run(t: &mut Testnet, opts: &SpamOptions) -> Result<SpamReport> {
     txs.sort_by_key(|(i, txid, _)| (txid.0[0] as usize, *i));
     let offered = txs.len();
     if offered == 0 {
-        bail!("no spendable coins to spam with");
+        return Err(TestnetError::refused("no spendable coins to spam with"));
     }
     eprintln!(
         "submitting {offered} transactions at {} tx/s for {} s across {} nodes…",
@@ -454,7 +460,7 @@ pub fn run(t: &mut Testnet, opts: &SpamOptions) -> Result<SpamReport> {
     // Follow the chain on the first node while sending, then drain.
     let watcher = &nodes[0];
     let watch = t.rpc(watcher)?;
-    let mut next_height = watch.wait(watch.getblockcount())? as u64 + 1;
+    let mut next_height = watch.wait(watch.getblockcount()).map_err(TestnetError::rpc(watcher))? as u64 + 1;
     let mut latencies: Vec<f64> = Vec::new();
     // A transaction confirmed twice (its first block reorganised away) counts once.
     let mut counted: std::collections::HashSet<Hash256> = std::collections::HashSet::new();
@@ -481,10 +487,11 @@ pub fn run(t: &mut Testnet, opts: &SpamOptions) -> Result<SpamReport> {
                 max_rss[i] = max_rss[i].max(rss);
             }
         }
-        let height = watch.wait(watch.getblockcount())? as u64;
+        let height = watch.wait(watch.getblockcount()).map_err(TestnetError::rpc(watcher))? as u64;
         while next_height <= height {
-            let hash = watch.wait(watch.getblockhash(next_height as i64))?;
-            let block = watch.wait(watch.block_txids(&hash))?;
+            let hash =
+                watch.wait(watch.getblockhash(next_height as i64)).map_err(TestnetError::rpc(watcher))?;
+            let block = watch.wait(watch.block_txids(&hash)).map_err(TestnetError::rpc(watcher))?;
             let now = Instant::now();
             let map = sent_at.lock().expect("lock");
             let mut hit = false;
@@ -605,7 +612,7 @@ fn per_second(
 /// The report as JSON and the series as a chart, in `dir` (`spam-<unix time>.json`/`.svg`).
 fn write_outputs(dir: &std::path::Path, opts: &SpamOptions, r: &SpamReport) -> Result<()> {
     use crate::plot::{Chart, Series};
-    std::fs::create_dir_all(dir).map_err(|e| anyhow!("creating {}: {e}", dir.display()))?;
+    std::fs::create_dir_all(dir).io("creating", dir)?;
     let stamp = crate::clock::unix_secs();
     let json = dir.join(format!("spam-{stamp}.json"));
     let svg = dir.join(format!("spam-{stamp}.svg"));
@@ -628,9 +635,10 @@ fn write_outputs(dir: &std::path::Path, opts: &SpamOptions, r: &SpamReport) -> R
         ],
         y_from_zero: true,
     };
-    std::fs::write(&json, serde_json::to_string_pretty(r)?)
-        .map_err(|e| anyhow!("writing {}: {e}", json.display()))?;
-    std::fs::write(&svg, chart.to_svg()).map_err(|e| anyhow!("writing {}: {e}", svg.display()))?;
+    let text = serde_json::to_string_pretty(r)
+        .map_err(|source| TestnetError::Encode { what: "the spam report", source })?;
+    std::fs::write(&json, text).io("writing", &json)?;
+    std::fs::write(&svg, chart.to_svg()).io("writing", &svg)?;
     eprintln!("series written to {} and {}", json.display(), svg.display());
     Ok(())
 }
@@ -668,17 +676,17 @@ pub fn report_text(r: &SpamReport) -> String {
 /// report is printed first), so scripts see the failure in the exit status.
 pub fn check_complete(r: &SpamReport, drain_seconds: f64) -> Result<()> {
     if r.confirmed < r.submitted {
-        bail!(
+        return Err(TestnetError::check_failed(format!(
             "{} of {} submitted transactions were not confirmed within the --drain of {drain_seconds} s",
             r.submitted - r.confirmed,
             r.submitted
-        );
+        )));
     }
     if r.submitted == 0 {
-        bail!(
+        return Err(TestnetError::check_failed(format!(
             "no transaction was accepted{}",
             r.first_error.as_deref().map(|e| format!(" (first refusal: {e})")).unwrap_or_default()
-        );
+        )));
     }
     Ok(())
 }

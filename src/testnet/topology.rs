@@ -2,10 +2,11 @@
 //! whom, (optionally) their ports, where they run (`hosts`) and, in network namespaces, the
 //! conditions of their links (`default_link`, `[[link]]`).
 
+use super::error::{Result, ResultExt, Step, TestnetError};
 use super::hosts::Hosts;
+use super::links::LinkError;
 use super::links::{LinkParams, LinkSpec};
 use crate::consensus::Network;
-use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 use std::path::Path;
@@ -86,15 +87,138 @@ mod network_name {
     }
 }
 
+/// Why a topology is refused.
+#[derive(Debug, thiserror::Error)]
+pub enum TopologyError {
+    /// `--nodes` out of range.
+    #[error("--nodes must be 1 to 32, got {0}")]
+    NodeCount(usize),
+    /// More miners than nodes.
+    #[error("--miners ({miners}) cannot exceed --nodes ({nodes})")]
+    MinerCount {
+        /// `--miners`.
+        miners: usize,
+        /// `--nodes`.
+        nodes: usize,
+    },
+    /// No `[[node]]`.
+    #[error("no [[node]] entries")]
+    NoNodes,
+    /// A name that is not letters, digits and '-'.
+    #[error("node name {0:?}: use letters, digits and '-'")]
+    BadName(String),
+    /// Two nodes of one name.
+    #[error("node name {0:?} appears twice")]
+    DuplicateName(String),
+    /// `threads` out of range.
+    #[error("node {node}: threads must be 1 to 64, got {threads}")]
+    Threads {
+        /// The node.
+        node: String,
+        /// Its `threads`.
+        threads: usize,
+    },
+    /// A mining strategy on a node that does not mine.
+    #[error("node {node}: strategy = \"{strategy}\" needs mine = true")]
+    StrategyWithoutMine {
+        /// The node.
+        node: String,
+        /// The strategy's name.
+        strategy: &'static str,
+    },
+    /// A hash rate that is not a positive number.
+    #[error("node {node}: hashrate must be a positive number of hashes per second")]
+    Hashrate {
+        /// The node.
+        node: String,
+    },
+    /// A port given to two nodes (or twice to one).
+    #[error("node {node}: port {port} is used twice in this topology")]
+    DuplicatePort {
+        /// The node it is given to the second time.
+        node: String,
+        /// The port.
+        port: u16,
+    },
+    /// Too many nodes for the netns fabric.
+    #[error("hosts = \"netns\" takes at most {max} nodes, got {got}")]
+    TooManyForNetns {
+        /// The fabric's limit.
+        max: usize,
+        /// The topology's nodes.
+        got: usize,
+    },
+    /// Link conditions in a loopback topology.
+    #[error(
+        "default_link and [[link]] shape links between network namespaces: add hosts = \"netns\" \
+         (or pass --hosts netns)"
+    )]
+    LinksOnLoopback,
+    /// `default_link` out of range.
+    #[error("default_link")]
+    DefaultLink(#[source] LinkError),
+    /// A link names a node that is not in the topology.
+    #[error("link {a}-{b}: {node:?} is not a node of this topology")]
+    LinkUnknownNode {
+        /// One end.
+        a: String,
+        /// The other end.
+        b: String,
+        /// The unknown one.
+        node: String,
+    },
+    /// A link from a node to itself.
+    #[error("link {a}-{b}: a link joins two different nodes")]
+    LinkToItself {
+        /// One end.
+        a: String,
+        /// The other end.
+        b: String,
+    },
+    /// A pair of nodes linked twice.
+    #[error("link {a}-{b} appears twice")]
+    DuplicateLink {
+        /// One end.
+        a: String,
+        /// The other end.
+        b: String,
+    },
+    /// A link's conditions out of range.
+    #[error("link {a}-{b}")]
+    Link {
+        /// One end.
+        a: String,
+        /// The other end.
+        b: String,
+        /// What is out of range.
+        #[source]
+        source: LinkError,
+    },
+    /// A bootnode that is not in the topology.
+    #[error("node {node}: bootnode {bootnode:?} is not a node of this topology")]
+    UnknownBootnode {
+        /// The node.
+        node: String,
+        /// The bootnode it names.
+        bootnode: String,
+    },
+    /// A node that names itself as its bootnode.
+    #[error("node {node}: a node cannot bootstrap from itself")]
+    OwnBootnode {
+        /// The node.
+        node: String,
+    },
+}
+
 impl Topology {
     /// `nodes` nodes, the first `miners` mining with one thread each; node i connects to
     /// node 0 and node i-1 (a connected graph where every node has at least one peer).
     pub fn generated(network: Network, nodes: usize, miners: usize) -> Result<Topology> {
         if nodes == 0 || nodes > 32 {
-            bail!("--nodes must be 1 to 32, got {nodes}");
+            return Err(TopologyError::NodeCount(nodes).into());
         }
         if miners > nodes {
-            bail!("--miners ({miners}) cannot exceed --nodes ({nodes})");
+            return Err(TopologyError::MinerCount { miners, nodes }.into());
         }
         let nodes = (0..nodes)
             .map(|i| NodeSpec {
@@ -118,90 +242,97 @@ impl Topology {
 
     /// Reads and checks a topology file.
     pub fn load(path: &Path) -> Result<Topology> {
-        let text =
-            std::fs::read_to_string(path).with_context(|| format!("reading topology {}", path.display()))?;
-        Topology::parse(&text).with_context(|| format!("topology {}", path.display()))
+        let text = std::fs::read_to_string(path).io("reading topology", path)?;
+        Topology::parse(&text).step(|| format!("topology {}", path.display()))
     }
 
     /// Parses and checks the text of a topology file (what [`Topology::load`] does once it has
     /// read the file).
     pub fn parse(text: &str) -> Result<Topology> {
-        let t: Topology = toml::from_str(text).context("not a valid topology")?;
+        let t: Topology =
+            toml::from_str(text).map_err(|source| TestnetError::Toml { what: "topology", source })?;
         t.check()?;
         Ok(t)
     }
 
     /// Names unique and well-formed, bootnodes known, at least one node.
-    pub fn check(&self) -> Result<()> {
+    pub fn check(&self) -> Result<(), TopologyError> {
         if self.nodes.is_empty() {
-            bail!("no [[node]] entries");
+            return Err(TopologyError::NoNodes);
         }
         let mut names = HashSet::new();
         for n in &self.nodes {
             if !super::clean::valid_node_name(&n.name) {
-                bail!("node name {:?}: use letters, digits and '-'", n.name);
+                return Err(TopologyError::BadName(n.name.clone()));
             }
             if !names.insert(n.name.as_str()) {
-                bail!("node name {:?} appears twice", n.name);
+                return Err(TopologyError::DuplicateName(n.name.clone()));
             }
             if n.threads == 0 || n.threads > 64 {
-                bail!("node {}: threads must be 1 to 64, got {}", n.name, n.threads);
+                return Err(TopologyError::Threads { node: n.name.clone(), threads: n.threads });
             }
             if !n.strategy.is_honest() && !n.mine {
-                bail!("node {}: strategy = \"{}\" needs mine = true", n.name, n.strategy.name());
+                return Err(TopologyError::StrategyWithoutMine {
+                    node: n.name.clone(),
+                    strategy: n.strategy.name(),
+                });
             }
             if n.hashrate.is_some_and(|h| !(h.is_finite() && h > 0.0)) {
-                bail!("node {}: hashrate must be a positive number of hashes per second", n.name);
+                return Err(TopologyError::Hashrate { node: n.name.clone() });
             }
         }
         let mut ports = HashSet::new();
         for n in &self.nodes {
             for port in [n.rpc_port, n.p2p_port].into_iter().flatten() {
                 if !ports.insert(port) {
-                    bail!("node {}: port {port} is used twice in this topology", n.name);
+                    return Err(TopologyError::DuplicatePort { node: n.name.clone(), port });
                 }
             }
         }
         if self.hosts == Hosts::Netns && self.nodes.len() > super::hosts::MAX_NODES {
-            bail!(
-                "hosts = \"netns\" takes at most {} nodes, got {}",
-                super::hosts::MAX_NODES,
-                self.nodes.len()
-            );
+            return Err(TopologyError::TooManyForNetns {
+                max: super::hosts::MAX_NODES,
+                got: self.nodes.len(),
+            });
         }
         if self.hosts == Hosts::Loopback && (self.default_link.is_some() || !self.links.is_empty()) {
-            bail!(
-                "default_link and [[link]] shape links between network namespaces: add hosts = \"netns\" \
-                 (or pass --hosts netns)"
-            );
+            return Err(TopologyError::LinksOnLoopback);
         }
         if let Some(d) = &self.default_link {
-            d.check().context("default_link")?;
+            d.check().map_err(TopologyError::DefaultLink)?;
         }
         let mut pairs = HashSet::new();
         for l in &self.links {
             let [a, b] = &l.nodes;
             for x in [a, b] {
                 if !names.contains(x.as_str()) {
-                    bail!("link {a}-{b}: {x:?} is not a node of this topology");
+                    return Err(TopologyError::LinkUnknownNode {
+                        a: a.clone(),
+                        b: b.clone(),
+                        node: x.clone(),
+                    });
                 }
             }
             if a == b {
-                bail!("link {a}-{b}: a link joins two different nodes");
+                return Err(TopologyError::LinkToItself { a: a.clone(), b: b.clone() });
             }
             let key = if a < b { (a, b) } else { (b, a) };
             if !pairs.insert(key) {
-                bail!("link {a}-{b} appears twice");
+                return Err(TopologyError::DuplicateLink { a: a.clone(), b: b.clone() });
             }
-            l.params().check().with_context(|| format!("link {a}-{b}"))?;
+            l.params().check().map_err(|source| TopologyError::Link {
+                a: a.clone(),
+                b: b.clone(),
+                source,
+            })?;
         }
         for n in &self.nodes {
             for b in &n.bootnodes {
                 if !names.contains(b.as_str()) {
-                    bail!("node {}: bootnode {b:?} is not a node of this topology", n.name);
+                    return Err(TopologyError::UnknownBootnode { node: n.name.clone(), bootnode: b.clone() });
                 }
                 if b == &n.name {
-                    bail!("node {}: a node cannot bootstrap from itself", n.name);
+                    return Err(TopologyError::OwnBootnode { node: n.name.clone() });
                 }
             }
         }
@@ -254,13 +385,13 @@ mod tests {
         assert_eq!(t.links[0].latency_ms, 200.0);
         assert_eq!(t.links[0].rate_kbit, Some(1000));
         assert_eq!(t.default_link.unwrap().loss_percent, 100.0);
-        let bad = |extra: &str| format!("{:#}", Topology::parse(&format!("{base}{extra}")).unwrap_err());
+        let bad = |extra: &str| Topology::parse(&format!("{base}{extra}")).unwrap_err().chain().to_string();
         assert!(bad("[[link]]\nnodes = [\"a\", \"c\"]\n").contains("\"c\" is not a node"));
         assert!(bad("[[link]]\nnodes = [\"a\", \"a\"]\n").contains("two different nodes"));
         assert!(bad("[[link]]\nnodes = [\"a\", \"b\"]\n[[link]]\nnodes = [\"b\", \"a\"]\n").contains("twice"));
         assert!(bad("[[link]]\nnodes = [\"a\", \"b\"]\nloss_percent = 120.0\n").contains("loss_percent"));
         assert!(bad("[[link]]\nnodes = [\"a\", \"b\"]\ndelay = 1\n").contains("delay"));
         let loopback = "[[node]]\nname = \"a\"\n[[node]]\nname = \"b\"\n[[link]]\nnodes = [\"a\", \"b\"]\n";
-        assert!(format!("{:#}", Topology::parse(loopback).unwrap_err()).contains("hosts = \"netns\""));
+        assert!(Topology::parse(loopback).unwrap_err().chain().to_string().contains("hosts = \"netns\""));
     }
 }

@@ -1,9 +1,9 @@
 //! `quarry testnet up`: create or resume, start, connect, pre-fund.
 
+use super::error::{Result, TestnetError};
 use super::topology::Topology;
 use super::Testnet;
 use crate::rpc::api::QuarryApiClient;
-use anyhow::{anyhow, bail, Result};
 use std::path::Path;
 use std::time::Duration;
 
@@ -51,21 +51,19 @@ pub fn up(dir: &Path, topology: &Topology, opts: &UpOptions) -> Result<Testnet> 
                 .map(|n| n.name.clone())
                 .collect();
             if stopped.is_empty() || opts.clean {
-                bail!(
+                return Err(TestnetError::refused(format!(
                     "a testnet is already running in {} (nodes {}): see `{}`, stop it with `{}`",
                     dir.display(),
                     running.join(", "),
                     super::hint(dir, "status"),
                     super::hint(dir, "down")
-                );
+                )));
             }
             if existing.state.hosts == super::hosts::Hosts::Netns && !existing.fabric_up() {
-                bail!(
-                    "the link shaper of the testnet in {} is not running but nodes are: stop it with `{}`, then `{}`",
+                return Err(TestnetError::refused(format!("the link shaper of the testnet in {} is not running but nodes are: stop it with `{}`, then `{}`",
                     dir.display(),
                     super::hint(dir, "down"),
-                    super::hint(dir, "up")
-                );
+                    super::hint(dir, "up"))));
             }
             // A running testnet with stopped nodes (crashed, or `stop NODE`): start those.
             println!(
@@ -158,7 +156,7 @@ pub fn prefund(t: &mut Testnet, names: &[String], opts: &UpOptions) -> Result<()
     let mut needy = Vec::new();
     for n in names {
         let balance =
-            crate::wallet::ops::balance(&t.wallet(n)?, &t.rpc(n)?).map_err(|e| anyhow!("{n}: {e}"))?;
+            crate::wallet::ops::balance(&t.wallet(n)?, &t.rpc(n)?).map_err(TestnetError::wallet_of(n))?;
         if balance.confirmed.to_sat() == 0 && balance.immature.to_sat() == 0 {
             needy.push(n.clone());
         }
@@ -176,13 +174,16 @@ pub fn prefund(t: &mut Testnet, names: &[String], opts: &UpOptions) -> Result<()
     loop {
         let rpc = t.rpc(&first)?;
         let have = crate::wallet::ops::balance(&t.wallet(&first)?, &rpc)
-            .map_err(|e| anyhow!("{first}: {e}"))?
+            .map_err(TestnetError::wallet_of(&first))?
             .confirmed;
         if have.to_sat() >= want {
             break;
         }
         if mined > 400 {
-            bail!("{first}'s wallet holds {have} after mining {mined} blocks; {} coins needed", want / coin);
+            return Err(TestnetError::failed(format!(
+                "{first}'s wallet holds {have} after mining {mined} blocks; {} coins needed",
+                want / coin
+            )));
         }
         t.mine(&first, 1)?;
         mined += 1;
@@ -196,7 +197,7 @@ pub fn prefund(t: &mut Testnet, names: &[String], opts: &UpOptions) -> Result<()
     // One payment to every other wallet.
     let rpc = t.rpc(&first)?;
     let wallet = t.wallet(&first)?;
-    let mut coins = crate::wallet::ops::spendable(&wallet, &rpc).map_err(|e| anyhow!("{first}: {e}"))?;
+    let mut coins = crate::wallet::ops::spendable(&wallet, &rpc).map_err(TestnetError::wallet_of(&first))?;
     coins.sort_by(|a, b| b.out.value.cmp(&a.out.value));
     let pay = PREFUND_COINS * coin;
     let fee = 1_000_000u64;
@@ -211,7 +212,11 @@ pub fn prefund(t: &mut Testnet, names: &[String], opts: &UpOptions) -> Result<()
         inputs.push(c);
     }
     if total < needed {
-        bail!("{first}'s wallet cannot pay {} coins to each of {} wallets", PREFUND_COINS, others.len());
+        return Err(TestnetError::failed(format!(
+            "{first}'s wallet cannot pay {} coins to each of {} wallets",
+            PREFUND_COINS,
+            others.len()
+        )));
     }
     let mut outputs = Vec::new();
     for n in &others {
@@ -231,7 +236,7 @@ pub fn prefund(t: &mut Testnet, names: &[String], opts: &UpOptions) -> Result<()
         lock_time: 0,
     };
     let spent: Vec<TxOut> = inputs.iter().map(|c| c.out.clone()).collect();
-    crate::wallet::ops::sign_p2pkh_inputs(&wallet, &mut tx, &spent).map_err(|e| anyhow!("{e}"))?;
+    crate::wallet::ops::sign_p2pkh_inputs(&wallet, &mut tx, &spent).map_err(TestnetError::wallet)?;
     let txid = t.ask(&first, |c| c.wait(c.sendrawtransaction(hex::encode(tx.encode()))))?;
     let pb = bar(others.len() as u64, "paying the wallets", opts.progress);
     for _ in 0..20 {
@@ -244,5 +249,5 @@ pub fn prefund(t: &mut Testnet, names: &[String], opts: &UpOptions) -> Result<()
             return Ok(());
         }
     }
-    bail!("the funding transaction {txid} was not confirmed after 20 blocks")
+    Err(TestnetError::failed(format!("the funding transaction {txid} was not confirmed after 20 blocks")))
 }

@@ -8,6 +8,14 @@ use std::path::{Path, PathBuf};
 /// The I/O crates the pure and middle layers must not use.
 pub const IO_CRATES: [&str; 4] = ["tokio", "libp2p", "rocksdb", "jsonrpsee"];
 
+/// Crates for the binary's edge alone (`main.rs` and `cli/`): library code returns typed errors.
+pub const EDGE_CRATES: [&str; 1] = ["anyhow"];
+
+/// True for a crate whose uses are found (an I/O or an edge crate).
+fn tracked(name: &str) -> bool {
+    IO_CRATES.contains(&name) || EDGE_CRATES.contains(&name)
+}
+
 /// What a file refers to.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Target {
@@ -275,13 +283,13 @@ pub fn references(src: &str, module_path: &[&str], crate_alias: Option<&str>) ->
                     refs.push(Ref { line, target: Target::Module(m.into()), sub: sub.map(Into::into) });
                 }
             }
-        } else if IO_CRATES.contains(&t) {
+        } else if tracked(t) {
             refs.push(Ref { line, target: Target::Crate(t.to_string()), sub: None });
         }
     }
     // `use tokio;` / `extern crate tokio;` without a path.
     for w in toks.windows(3) {
-        if matches!(w[0].1, "use" | "crate") && IO_CRATES.contains(&w[1].1) && matches!(w[2].1, ";" | "as") {
+        if matches!(w[0].1, "use" | "crate") && tracked(w[1].1) && matches!(w[2].1, ";" | "as") {
             refs.push(Ref { line: w[1].0, target: Target::Crate(w[1].1.to_string()), sub: None });
         }
     }

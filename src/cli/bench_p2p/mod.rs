@@ -150,7 +150,7 @@ impl Drop for Cluster {
         self.nodes.clear(); // kills and waits for each
         if self.fabric.is_some() {
             if let Err(e) = crate::testnet::hosts::teardown(&self.dir) {
-                eprintln!("bench-p2p: {e:#}");
+                eprintln!("bench-p2p: {}", e.chain());
             }
         }
         if self.keep {
@@ -162,7 +162,7 @@ impl Drop for Cluster {
 }
 
 fn free_port() -> Result<u16> {
-    crate::testnet::free_port()
+    Ok(crate::testnet::free_port()?)
 }
 
 /// The last `n` bytes of a file, for error messages.

@@ -2,13 +2,13 @@
 //! double-spend attempts (one, or many trials in a row) through the attacker node's
 //! `startdoublespend`, and a link added to an eclipsed node.
 
+use super::super::error::{Result, ResultExt, TestnetError};
 use super::{coins, Runner};
 use crate::primitives::{Amount, Transaction, TxIn, TxOut};
 use crate::rpc::api::QuarryApiClient;
 use crate::rpc::types::{AttackInfo, GetBlock, TipStatus};
 use crate::script::templates::address_lock;
 use crate::wallet::ops;
-use anyhow::{anyhow, bail, Context, Result};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -93,7 +93,9 @@ impl Runner {
             let hash = t.ask(via, |c| c.wait(c.getblockhash(h as i64)))?;
             let block = t.ask(via, |c| c.wait(c.getblock(hash.to_string(), Some(2u8.into()))))?;
             let GetBlock::Full(b) = block else {
-                bail!("node {via}: getblock 2 did not answer full transactions")
+                return Err(TestnetError::failed(format!(
+                    "node {via}: getblock 2 did not answer full transactions"
+                )));
             };
             let payee =
                 b.tx.first()
@@ -122,11 +124,19 @@ impl Runner {
     ) -> Result<String> {
         let via = match via {
             Some(v) => v.clone(),
-            None => self.t.running().into_iter().next().ok_or_else(|| anyhow!("no node is running"))?,
+            None => self
+                .t
+                .running()
+                .into_iter()
+                .next()
+                .ok_or_else(|| TestnetError::refused("no node is running"))?,
         };
         let shares = self.block_shares(&via)?;
         if shares.total == 0 {
-            bail!("no block above height {} on {via}", self.start_height);
+            return Err(TestnetError::check_failed(format!(
+                "no block above height {} on {via}",
+                self.start_height
+            )));
         }
         let hashrate: BTreeMap<String, f64> = self
             .t
@@ -150,7 +160,7 @@ impl Runner {
         }
         if let Some(path) = chart {
             let svg = share_chart(&shares, &hashrate, total_rate, &self.selfish_nodes());
-            std::fs::write(path, svg).with_context(|| format!("writing the chart {path}"))?;
+            std::fs::write(path, svg).io("writing the chart", path)?;
         }
         let (stale, mined) = super::links::stale_blocks(&mut self.t, self.start_height)?;
         let mut deepest = 0u64;
@@ -170,11 +180,11 @@ impl Runner {
             let c = shares.by_miner.iter().find(|(m, _)| m == n).map_or(0, |(_, c)| *c);
             let share = c as f64 / shares.total as f64;
             if min.is_some_and(|m| share < m) || max.is_some_and(|m| share > m) {
-                bail!(
+                return Err(TestnetError::check_failed(format!(
                     "{note}: {n}'s block share {share:.3} is outside [{}, {}]",
                     min.map_or("-".into(), |m| m.to_string()),
                     max.map_or("-".into(), |m| m.to_string())
-                );
+                )));
             }
         }
         Ok(note)
@@ -196,12 +206,16 @@ impl Runner {
         let wallet = t.wallet(attacker)?;
         let amount = coins(amount)?;
         let fee = Amount::from_sat(10_000)?;
-        let coins = ops::spendable(&wallet, &rpc).map_err(|e| anyhow!("{e}"))?;
+        let coins = ops::spendable(&wallet, &rpc).map_err(TestnetError::wallet)?;
         let coin = coins
             .iter()
             .filter(|c| c.out.value >= amount.checked_add(fee).unwrap_or(amount))
             .max_by_key(|c| c.out.value)
-            .ok_or_else(|| anyhow!("{attacker} has no spendable coin of at least {amount} plus the fee"))?;
+            .ok_or_else(|| {
+                TestnetError::failed(format!(
+                    "{attacker} has no spendable coin of at least {amount} plus the fee"
+                ))
+            })?;
         let back = address_lock(&wallet.address(0));
         let spend = |outputs: Vec<TxOut>| -> Result<Transaction> {
             let mut tx = Transaction {
@@ -211,7 +225,7 @@ impl Runner {
                 lock_time: 0,
             };
             ops::sign_p2pkh_inputs(&wallet, &mut tx, std::slice::from_ref(&coin.out))
-                .map_err(|e| anyhow!("{e}"))?;
+                .map_err(TestnetError::wallet)?;
             Ok(tx)
         };
         let change = coin.out.value.checked_sub(amount)?.checked_sub(fee)?;
@@ -221,7 +235,9 @@ impl Runner {
         }
         let payment = spend(outputs)?;
         let conflict = spend(vec![TxOut { value: coin.out.value.checked_sub(fee)?, lock: back }])?;
-        let txid = rpc.wait(rpc.sendrawtransaction(hex::encode(payment.encode())))?;
+        let txid = rpc
+            .wait(rpc.sendrawtransaction(hex::encode(payment.encode())))
+            .map_err(TestnetError::rpc(attacker))?;
         self.labels.insert(format!("{label}.pay"), txid.to_string());
         self.labels.insert(format!("{label}.conflict"), conflict.txid().to_string());
         let info = rpc
@@ -231,7 +247,11 @@ impl Runner {
                 confirmations,
                 max_deficit,
             ))
-            .with_context(|| format!("node {attacker}: startdoublespend"))?;
+            .map_err(|source| TestnetError::RpcMethod {
+                node: attacker.into(),
+                method: "startdoublespend",
+                source,
+            })?;
         Ok(info)
     }
 
@@ -252,7 +272,8 @@ impl Runner {
             last = s.attack;
             Ok(done)
         })?;
-        let info = last.ok_or_else(|| anyhow!("{attacker} reports no double-spend attempt"))?;
+        let info =
+            last.ok_or_else(|| TestnetError::failed(format!("{attacker} reports no double-spend attempt")))?;
         let seconds = started.elapsed().as_secs_f64();
         self.t.wait_until("one tip after the attempt", Duration::from_secs(60), |t| t.same_tip(None))?;
         let pay = self.label(&format!("{label}.pay"))?.clone();
@@ -261,11 +282,11 @@ impl Runner {
         // What the merchant lost is read from its node: a published branch may still lose a
         // race against a block in flight (then the attacker reports success in vain).
         if paid == reversed {
-            bail!(
+            return Err(TestnetError::check_failed(format!(
                 "attempt {}, yet on {victim} the payment and the conflicting spend are both {}confirmed",
                 info.outcome,
                 if paid { "" } else { "un" }
-            );
+            )));
         }
         Ok(Trial { info, reversed, seconds })
     }

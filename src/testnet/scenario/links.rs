@@ -1,10 +1,10 @@
 //! Link steps' helpers: which node pairs a partition or a `shape` names, and the count of
 //! stale blocks across the running nodes.
 
+use super::super::error::Result;
 use super::super::Testnet;
 use crate::rpc::api::QuarryApiClient;
 use crate::rpc::types::TipStatus;
-use anyhow::Result;
 
 /// Every ordered pair (a, b) of nodes in different groups.
 pub(super) fn cross_pairs(groups: &[Vec<String>]) -> Vec<(String, String)> {

@@ -17,7 +17,9 @@ mod steps;
 use self::links::{chosen_links, cross_pairs, stale_blocks};
 pub use self::steps::Step;
 use self::steps::{describe, step_nodes};
+use super::error::{Result, ResultExt, Step as _, TestnetError};
 use super::hosts::Hosts;
+use super::links::LinkError;
 use super::links::ParamChange;
 use super::topology::Topology;
 use super::{Testnet, UpOptions};
@@ -27,7 +29,6 @@ use crate::rpc::codes;
 use crate::rpc::types::{GetRawMempool, GetRawTransaction, TipStatus};
 use crate::script::templates::address_lock;
 use crate::wallet::ops;
-use anyhow::{anyhow, bail, Context, Result};
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::path::Path;
@@ -77,15 +78,15 @@ fn yes() -> bool {
 impl Scenario {
     /// Reads a scenario file.
     pub fn load(path: &Path) -> Result<Scenario> {
-        let text =
-            std::fs::read_to_string(path).with_context(|| format!("reading scenario {}", path.display()))?;
-        Scenario::parse(&text).with_context(|| format!("scenario {}", path.display()))
+        let text = std::fs::read_to_string(path).io("reading scenario", path)?;
+        Scenario::parse(&text).step(|| format!("scenario {}", path.display()))
     }
 
     /// Parses and checks the text of a scenario file (what [`Scenario::load`] does once it has
     /// read the file): its topology, and that every node a step names is in it.
     pub fn parse(text: &str) -> Result<Scenario> {
-        let s: Scenario = toml::from_str(text).context("not a valid scenario")?;
+        let s: Scenario =
+            toml::from_str(text).map_err(|source| TestnetError::Toml { what: "scenario", source })?;
         s.topology.check()?;
         s.check_steps()?;
         Ok(s)
@@ -102,11 +103,11 @@ impl Scenario {
                 .enumerate()
                 .find(|(_, s)| matches!(s, Step::Shape { .. } | Step::Unshape { .. }))
             {
-                bail!(
+                return Err(TestnetError::refused(format!(
                     "step {} ({}) shapes links, which needs hosts = \"netns\" in [topology] (or --hosts netns)",
                     i + 1,
                     describe(step)
-                );
+                )));
             }
         }
         for (i, step) in self.steps.iter().enumerate() {
@@ -125,7 +126,7 @@ impl Scenario {
                 }
                 .with(&ParamChange { jitter_ms: None, ..change })
                 .check()
-                .with_context(|| format!("step {} ({})", i + 1, describe(step)))?;
+                .step(|| format!("step {} ({})", i + 1, describe(step)))?;
             }
         }
         Ok(())
@@ -136,12 +137,12 @@ impl Scenario {
         let known: Vec<&str> = self.topology.nodes.iter().map(|n| n.name.as_str()).collect();
         for (i, step) in self.steps.iter().enumerate() {
             if let Some(bad) = step_nodes(step).into_iter().find(|n| !known.contains(&n.as_str())) {
-                bail!(
+                return Err(TestnetError::refused(format!(
                     "step {} ({}) names node {bad:?}, which is not in the topology (nodes: {})",
                     i + 1,
                     describe(step),
                     known.join(", ")
-                );
+                )));
             }
         }
         Ok(())
@@ -159,7 +160,7 @@ impl Scenario {
             self.description.trim()
         );
         let opts = UpOptions { clean: true, watch: false, progress, explorer: false, prefund: self.prefund };
-        let t = super::up(dir, &self.topology, &opts).context("bringing the topology up")?;
+        let t = super::up(dir, &self.topology, &opts).step(|| "bringing the topology up")?;
         let first = t.names().into_iter().next().unwrap_or_default();
         let start_height = t.ask(&first, |c| c.wait(c.getblockcount())).unwrap_or(0) as u64;
         let mut r =
@@ -177,16 +178,16 @@ impl Scenario {
                     describe(step),
                     t0.elapsed().as_secs_f64()
                 ),
-                Err(e) => println!("  FAIL {:>2}. {}: {e:#}", i + 1, describe(step)),
+                Err(e) => println!("  FAIL {:>2}. {}: {}", i + 1, describe(step), e.chain()),
             }
             if let Err(e) = outcome {
-                result = Err(e.context(format!("step {} ({})", i + 1, describe(step))));
+                result = Err(e).step(|| format!("step {} ({})", i + 1, describe(step)));
                 break;
             }
         }
         let down = r.t.down();
         result?;
-        down.context("stopping the nodes")?;
+        down.step(|| "stopping the nodes")?;
         Ok(Report { steps_run, elapsed: started.elapsed() })
     }
 }
@@ -195,29 +196,33 @@ impl Scenario {
 fn mempool_txids(t: &Testnet, node: &str) -> Result<Vec<String>> {
     match t.ask(node, |c| c.wait(c.getrawmempool(Some(false))))? {
         GetRawMempool::Txids(ids) => Ok(ids.iter().map(|t| t.to_string()).collect()),
-        GetRawMempool::Verbose(_) => bail!("node {node}: getrawmempool false answered the verbose form"),
+        GetRawMempool::Verbose(_) => {
+            Err(TestnetError::failed(format!("node {node}: getrawmempool false answered the verbose form")))
+        }
     }
 }
 
 fn coins(s: &str) -> Result<Amount> {
-    Amount::from_coins_str(s).map_err(|e| anyhow!("amount {s:?}: {e}"))
+    Amount::from_coins_str(s).map_err(|e| TestnetError::refused(format!("amount {s:?}: {e}")))
 }
 
 impl Runner {
     fn label(&self, label: &str) -> Result<&String> {
-        self.labels.get(label).ok_or_else(|| anyhow!("no transaction labelled {label:?} yet"))
+        self.labels
+            .get(label)
+            .ok_or_else(|| TestnetError::refused(format!("no transaction labelled {label:?} yet")))
     }
 
     fn confirmed_on(&self, node: &str, txid: &str) -> Result<bool> {
         let c = self.t.rpc(node)?;
         match c.wait(c.getrawtransaction(txid.to_string(), Some(true.into()))) {
             Ok(GetRawTransaction::Info(tx)) => Ok(tx.blockhash.is_some()),
-            Ok(GetRawTransaction::Hex(_)) => {
-                bail!("node {node}: getrawtransaction answered hex to a verbose call")
-            }
+            Ok(GetRawTransaction::Hex(_)) => Err(TestnetError::failed(format!(
+                "node {node}: getrawtransaction answered hex to a verbose call"
+            ))),
             // -5: no such transaction (or its block is gone).
             Err(e) if e.code() == Some(codes::INVALID_ADDRESS_OR_KEY) => Ok(false),
-            Err(e) => Err(anyhow!("node {node}: {e}")),
+            Err(e) => Err(TestnetError::rpc(node)(e)),
         }
     }
 
@@ -246,8 +251,9 @@ impl Runner {
             }
             Step::Partition { groups } if t.state.hosts == Hosts::Netns => {
                 let pairs = cross_pairs(groups);
-                let mut table =
-                    t.current_links().ok_or_else(|| anyhow!("no links.json: is the fabric up?"))?;
+                let mut table = t
+                    .current_links()
+                    .ok_or_else(|| TestnetError::refused("no links.json: is the fabric up?"))?;
                 for (a, b) in &pairs {
                     let (i, j) = (t.index(a)?, t.index(b)?);
                     if let Some(l) = table.get_mut(i, j) {
@@ -260,8 +266,9 @@ impl Runner {
                 Ok(format!("({cut} links cut in the shaper)"))
             }
             Step::Heal if t.state.hosts == Hosts::Netns => {
-                let mut table =
-                    t.current_links().ok_or_else(|| anyhow!("no links.json: is the fabric up?"))?;
+                let mut table = t
+                    .current_links()
+                    .ok_or_else(|| TestnetError::refused("no links.json: is the fabric up?"))?;
                 for l in &mut table.links {
                     l.cut = false;
                 }
@@ -280,13 +287,18 @@ impl Runner {
                     loss_percent: *loss_percent,
                     rate_kbit: *rate_kbit,
                 };
-                let mut table =
-                    t.current_links().ok_or_else(|| anyhow!("no links.json: is the fabric up?"))?;
+                let mut table = t
+                    .current_links()
+                    .ok_or_else(|| TestnetError::refused("no links.json: is the fabric up?"))?;
                 let chosen = chosen_links(t, links, groups)?;
                 for &(i, j) in &chosen {
                     if let Some(l) = table.get_mut(i, j) {
                         let p = l.params.with(&change);
-                        p.check().with_context(|| format!("link {}-{}", t.names()[i], t.names()[j]))?;
+                        p.check().map_err(|e| LinkError::Pair {
+                            a: t.names()[i].clone(),
+                            b: t.names()[j].clone(),
+                            source: Box::new(e),
+                        })?;
                         l.params = p;
                     }
                 }
@@ -295,8 +307,9 @@ impl Runner {
             }
             Step::Unshape { links, groups } => {
                 let base = t.base_links()?;
-                let mut table =
-                    t.current_links().ok_or_else(|| anyhow!("no links.json: is the fabric up?"))?;
+                let mut table = t
+                    .current_links()
+                    .ok_or_else(|| TestnetError::refused("no links.json: is the fabric up?"))?;
                 let chosen = chosen_links(t, links, groups)?;
                 for &(i, j) in &chosen {
                     if let (Some(l), Some(b)) = (table.get_mut(i, j), base.get(i, j)) {
@@ -315,7 +328,10 @@ impl Runner {
                     100.0 * rate
                 );
                 if stale < min.unwrap_or(0) {
-                    bail!("{note}: expected at least {}", min.unwrap_or(0));
+                    return Err(TestnetError::check_failed(format!(
+                        "{note}: expected at least {}",
+                        min.unwrap_or(0)
+                    )));
                 }
                 Ok(note)
             }
@@ -327,7 +343,7 @@ impl Runner {
                         .nodes
                         .iter()
                         .find(|n| &n.name == b)
-                        .ok_or_else(|| anyhow!("no node {b}"))?
+                        .ok_or_else(|| TestnetError::refused(format!("no node {b}")))?
                         .peer_id
                         .clone();
                     t.ask(a, |c| c.wait(c.setban(peer, "add".into(), Some(3_600))))?;
@@ -371,7 +387,10 @@ impl Runner {
             Step::Mine { node, blocks } => {
                 let hashes = t.mine(node, *blocks)?;
                 if hashes.len() != *blocks as usize {
-                    bail!("mined {} of {blocks} blocks", hashes.len());
+                    return Err(TestnetError::check_failed(format!(
+                        "mined {} of {blocks} blocks",
+                        hashes.len()
+                    )));
                 }
                 let height = t.ask(node, |c| c.wait(c.getblockcount()))?;
                 Ok(format!("(height {height})"))
@@ -382,22 +401,25 @@ impl Runner {
                 let via = via.as_deref().unwrap_or(from);
                 let rpc = t.rpc(via)?;
                 let mut wallet = t.wallet(from)?;
-                let coins = ops::spendable(&wallet, &rpc).map_err(|e| anyhow!("{e}"))?;
-                let rate = ops::choose_fee_rate(&rpc, None).map_err(|e| anyhow!("{e}"))?;
+                let coins = ops::spendable(&wallet, &rpc).map_err(TestnetError::wallet)?;
+                let rate = ops::choose_fee_rate(&rpc, None).map_err(TestnetError::wallet)?;
                 let signed = ops::build_send(&mut wallet, &coins, &address_lock(&to_addr), amount, rate)
-                    .map_err(|e| anyhow!("{from}: {e}"))?;
-                let txid = rpc.wait(rpc.sendrawtransaction(hex::encode(signed.tx.encode())))?.to_string();
+                    .map_err(TestnetError::wallet_of(from))?;
+                let txid = rpc
+                    .wait(rpc.sendrawtransaction(hex::encode(signed.tx.encode())))
+                    .map_err(TestnetError::rpc(via))?
+                    .to_string();
                 self.labels.insert(label.clone(), txid.clone());
                 Ok(format!("({txid})"))
             }
             Step::DoubleSpend { from, nodes, label } => {
                 let rpc = t.rpc(&nodes[0])?;
                 let wallet = t.wallet(from)?;
-                let coins = ops::spendable(&wallet, &rpc).map_err(|e| anyhow!("{e}"))?;
+                let coins = ops::spendable(&wallet, &rpc).map_err(TestnetError::wallet)?;
                 let coin = coins
                     .iter()
                     .max_by_key(|c| c.out.value)
-                    .ok_or_else(|| anyhow!("{from} has no spendable coin"))?;
+                    .ok_or_else(|| TestnetError::failed(format!("{from} has no spendable coin")))?;
                 let fee = Amount::from_sat(10_000)?;
                 let mut ids = Vec::new();
                 for (suffix, node) in [("a", &nodes[0]), ("b", &nodes[1])] {
@@ -412,7 +434,7 @@ impl Runner {
                         lock_time: 0,
                     };
                     ops::sign_p2pkh_inputs(&wallet, &mut tx, std::slice::from_ref(&coin.out))
-                        .map_err(|e| anyhow!("{e}"))?;
+                        .map_err(TestnetError::wallet)?;
                     let txid =
                         t.ask(node, |c| c.wait(c.sendrawtransaction(hex::encode(tx.encode()))))?.to_string();
                     self.labels.insert(format!("{label}.{suffix}"), txid.clone());
@@ -451,7 +473,7 @@ impl Runner {
                 let tips = self.t.tips()?;
                 let tips: Vec<_> = tips.into_iter().filter(|(n, _)| nodes.contains(n)).collect();
                 if tips.windows(2).any(|w| w[0].1 != w[1].1) {
-                    bail!("tips differ: {tips:?}");
+                    return Err(TestnetError::check_failed(format!("tips differ: {tips:?}")));
                 }
                 Ok(String::new())
             }
@@ -463,7 +485,7 @@ impl Runner {
                     digests.push((n.clone(), v.hash_serialized_3.to_string()));
                 }
                 if digests.windows(2).any(|w| w[0].1 != w[1].1) {
-                    bail!("UTXO digests differ: {digests:?}");
+                    return Err(TestnetError::check_failed(format!("UTXO digests differ: {digests:?}")));
                 }
                 Ok(String::new())
             }
@@ -476,7 +498,7 @@ impl Runner {
                     .max()
                     .unwrap_or(0);
                 if deepest < *min_depth {
-                    bail!("deepest abandoned branch on {node} is {deepest} blocks, expected >= {min_depth}: {tips:?}");
+                    return Err(TestnetError::check_failed(format!("deepest abandoned branch on {node} is {deepest} blocks, expected >= {min_depth}: {tips:?}")));
                 }
                 Ok(format!("(depth {deepest})"))
             }
@@ -490,7 +512,10 @@ impl Runner {
                 for n in nodes {
                     let got = self.confirmed_on(&n, &txid)?;
                     if got != want {
-                        bail!("{label} ({txid}) is {}confirmed on {n}", if got { "" } else { "not " });
+                        return Err(TestnetError::check_failed(format!(
+                            "{label} ({txid}) is {}confirmed on {n}",
+                            if got { "" } else { "not " }
+                        )));
                     }
                 }
                 Ok(String::new())
@@ -499,7 +524,10 @@ impl Runner {
                 let txid = self.label(label)?.clone();
                 let pool = mempool_txids(&self.t, node)?;
                 if !pool.contains(&txid) {
-                    bail!("{label} ({txid}) is not in {node}'s mempool ({} txs)", pool.len());
+                    return Err(TestnetError::check_failed(format!(
+                        "{label} ({txid}) is not in {node}'s mempool ({} txs)",
+                        pool.len()
+                    )));
                 }
                 Ok(String::new())
             }
@@ -512,13 +540,23 @@ impl Runner {
                     let w = match (ca, cb) {
                         (true, false) => &labels[0],
                         (false, true) => &labels[1],
-                        (true, true) => bail!("both {} and {} are confirmed on {n}", labels[0], labels[1]),
+                        (true, true) => {
+                            return Err(TestnetError::check_failed(format!(
+                                "both {} and {} are confirmed on {n}",
+                                labels[0], labels[1]
+                            )))
+                        }
                         (false, false) => {
-                            bail!("neither {} nor {} is confirmed on {n}", labels[0], labels[1])
+                            return Err(TestnetError::check_failed(format!(
+                                "neither {} nor {} is confirmed on {n}",
+                                labels[0], labels[1]
+                            )))
                         }
                     };
                     if winner.is_some_and(|x| x != w) {
-                        bail!("nodes disagree on which double spend confirmed");
+                        return Err(TestnetError::check_failed(
+                            "nodes disagree on which double spend confirmed",
+                        ));
                     }
                     winner = Some(w);
                 }
@@ -526,16 +564,20 @@ impl Runner {
             }
             Step::AssertBalance { node, min, max } => {
                 let rpc = t.rpc(node)?;
-                let balance = ops::balance(&t.wallet(node)?, &rpc).map_err(|e| anyhow!("{e}"))?;
+                let balance = ops::balance(&t.wallet(node)?, &rpc).map_err(TestnetError::wallet)?;
                 let got = balance.confirmed;
                 if let Some(min) = min {
                     if got < coins(min)? {
-                        bail!("{node}'s confirmed balance {got} is below {min}");
+                        return Err(TestnetError::check_failed(format!(
+                            "{node}'s confirmed balance {got} is below {min}"
+                        )));
                     }
                 }
                 if let Some(max) = max {
                     if got > coins(max)? {
-                        bail!("{node}'s confirmed balance {got} is above {max}");
+                        return Err(TestnetError::check_failed(format!(
+                            "{node}'s confirmed balance {got} is above {max}"
+                        )));
                     }
                 }
                 Ok(format!("({got})"))
@@ -543,25 +585,28 @@ impl Runner {
             Step::AssertHeight { node, min } => {
                 let h = t.ask(node, |c| c.wait(c.getblockcount()))? as u64;
                 if h < *min {
-                    bail!("{node} is at height {h}, expected >= {min}");
+                    return Err(TestnetError::check_failed(format!(
+                        "{node} is at height {h}, expected >= {min}"
+                    )));
                 }
                 Ok(format!("({h})"))
             }
             Step::AssertNothingLost { node } => {
-                let (height, tip) = self
-                    .killed
-                    .get(node)
-                    .cloned()
-                    .ok_or_else(|| anyhow!("{node} was not killed in this scenario"))?;
+                let (height, tip) = self.killed.get(node).cloned().ok_or_else(|| {
+                    TestnetError::refused(format!("{node} was not killed in this scenario"))
+                })?;
                 let h = self.t.ask(node, |c| c.wait(c.getblockcount()))? as u64;
                 if h < height {
-                    bail!("{node} is at height {h}, below the {height} it had when killed");
+                    return Err(TestnetError::check_failed(format!(
+                        "{node} is at height {h}, below the {height} it had when killed"
+                    )));
                 }
-                let hash: Hash256 = tip.parse().map_err(|e| anyhow!("pre-crash tip {tip:?}: {e}"))?;
+                let hash: Hash256 =
+                    tip.parse().map_err(|e| TestnetError::failed(format!("pre-crash tip {tip:?}: {e}")))?;
                 let header = self
                     .t
                     .ask(node, |c| c.wait(c.header_info(&hash)))
-                    .with_context(|| format!("{node} no longer has its pre-crash tip {tip}"))?;
+                    .step(|| format!("{node} no longer has its pre-crash tip {tip}"))?;
                 Ok(format!(
                     "(height {h}; pre-crash tip {}… still stored at {})",
                     tip.get(..12).unwrap_or(&tip),
@@ -595,7 +640,9 @@ impl Runner {
                 let note = format!("({})", attacks::trial_note(&trial));
                 let got = if trial.reversed { "reversed" } else { "confirmed" };
                 match expect.as_deref() {
-                    Some(e) if e != got => bail!("{note}: expected the payment {e}"),
+                    Some(e) if e != got => {
+                        Err(TestnetError::check_failed(format!("{note}: expected the payment {e}")))
+                    }
                     _ => Ok(note),
                 }
             }
@@ -622,11 +669,11 @@ impl Runner {
                 }
                 let note = format!("({reversed} of {trials} payments reversed)");
                 if min_reversed.is_some_and(|m| reversed < m) || max_reversed.is_some_and(|m| reversed > m) {
-                    bail!(
+                    return Err(TestnetError::check_failed(format!(
                         "{note}: expected {} to {}",
                         min_reversed.unwrap_or(0),
                         max_reversed.unwrap_or(*trials)
-                    );
+                    )));
                 }
                 Ok(note)
             }
@@ -637,7 +684,10 @@ impl Runner {
                     i.strategy, i.mined, i.published, i.abandoned, i.longest_withheld
                 );
                 if min_withheld.is_some_and(|m| i.longest_withheld < m) {
-                    bail!("{note}: expected at least {} withheld at once", min_withheld.unwrap_or(0));
+                    return Err(TestnetError::check_failed(format!(
+                        "{note}: expected at least {} withheld at once",
+                        min_withheld.unwrap_or(0)
+                    )));
                 }
                 Ok(note)
             }
@@ -645,7 +695,10 @@ impl Runner {
                 let a = t.ask(&nodes[0], |c| c.wait(c.getbestblockhash()))?;
                 let b = t.ask(&nodes[1], |c| c.wait(c.getbestblockhash()))?;
                 if a == b {
-                    bail!("{} and {} share the tip {a}", nodes[0], nodes[1]);
+                    return Err(TestnetError::check_failed(format!(
+                        "{} and {} share the tip {a}",
+                        nodes[0], nodes[1]
+                    )));
                 }
                 Ok(String::new())
             }
@@ -674,7 +727,7 @@ mod tests {
         for dir in ["scenarios", "benchmarks"] {
             for e in std::fs::read_dir(root.join(dir)).unwrap() {
                 let path = e.unwrap().path();
-                Scenario::load(&path).unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
+                Scenario::load(&path).unwrap_or_else(|e| panic!("{}: {}", path.display(), e.chain()));
                 n += 1;
             }
         }
@@ -682,10 +735,10 @@ mod tests {
         // The attack steps name their nodes too.
         let e = scenario("[[step]]\ndo = \"wait-attack\"\nattacker = \"a\"\nvictim = \"z\"\nlabel = \"x\"\n")
             .unwrap_err();
-        assert!(format!("{e:#}").contains("\"z\""), "{e:#}");
+        assert!(e.chain().to_string().contains("\"z\""), "{}", e.chain());
         // A selfish strategy needs a miner.
         let e = Scenario::parse("name = \"t\"\n[topology]\n[[topology.node]]\nname = \"a\"\nstrategy = \"selfish\"\n[[step]]\ndo = \"heal\"\n").unwrap_err();
-        assert!(format!("{e:#}").contains("needs mine = true"), "{e:#}");
+        assert!(e.chain().to_string().contains("needs mine = true"), "{}", e.chain());
     }
 
     #[test]
@@ -693,11 +746,11 @@ mod tests {
         assert!(scenario("[[step]]\ndo = \"mine\"\nnode = \"a\"\nblocks = 1\n").is_ok());
         let e = scenario("[[step]]\ndo = \"mine\"\nnode = \"a\"\nblocks = 1\n[[step]]\ndo = \"send\"\nfrom = \"a\"\nto = \"c\"\namount = \"1\"\nlabel = \"x\"\n")
             .unwrap_err();
-        let e = format!("{e:#}");
+        let e = e.chain().to_string();
         assert!(e.contains("step 2") && e.contains("\"c\"") && e.contains("nodes: a, b"), "{e}");
         let e = scenario("[[step]]\ndo = \"partition\"\ngroups = [[\"a\"], [\"zz\"]]\n").unwrap_err();
-        assert!(format!("{e:#}").contains("\"zz\""), "{e:#}");
+        assert!(e.chain().to_string().contains("\"zz\""), "{}", e.chain());
         let e = scenario("[[step]]\ndo = \"wait-sync\"\nnodes = [\"a\", \"q\"]\n").unwrap_err();
-        assert!(format!("{e:#}").contains("\"q\""), "{e:#}");
+        assert!(e.chain().to_string().contains("\"q\""), "{}", e.chain());
     }
 }

@@ -6,10 +6,10 @@
 
 use crate::primitives::{Amount, Hash256, Transaction, TxIn, TxOut};
 use crate::rpc::api::QuarryApiClient;
-use crate::rpc::client::{BlockingClient, RpcConfig};
+use crate::rpc::client::{BlockingClient, RpcConfig, RpcError};
 use crate::script::templates::address_lock;
 use crate::wallet::keystore::Wallet;
-use crate::wallet::ops;
+use crate::wallet::ops::{self, WalletError};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -127,7 +127,7 @@ fn run(
 }
 
 /// Splits the wallet's largest spendable coin in two; `None` if it has none big enough.
-fn send_one(node: &LoadNode, rpc: &BlockingClient) -> anyhow::Result<Option<Hash256>> {
+fn send_one(node: &LoadNode, rpc: &BlockingClient) -> Result<Option<Hash256>, WalletError> {
     let coins = ops::spendable(&node.wallet, rpc)?;
     let Some(coin) = coins.iter().filter(|c| c.out.value.to_sat() >= MIN_COIN).max_by_key(|c| c.out.value)
     else {
@@ -135,8 +135,9 @@ fn send_one(node: &LoadNode, rpc: &BlockingClient) -> anyhow::Result<Option<Hash
     };
     let half = (coin.out.value.to_sat() - FEE) / 2;
     let lock = address_lock(&node.wallet.address(0));
-    let out =
-        |v: u64| -> anyhow::Result<TxOut> { Ok(TxOut { value: Amount::from_sat(v)?, lock: lock.clone() }) };
+    let out = |v: u64| -> Result<TxOut, WalletError> {
+        Ok(TxOut { value: Amount::from_sat(v)?, lock: lock.clone() })
+    };
     let mut tx = Transaction {
         version: 1,
         inputs: vec![TxIn { prevout: coin.outpoint, unlock: Default::default() }],
@@ -153,7 +154,7 @@ fn scan(
     rpc: &BlockingClient,
     scanned: &mut u32,
     stats: &Mutex<LoadStats>,
-) -> anyhow::Result<()> {
+) -> Result<(), RpcError> {
     let tip = rpc.wait(rpc.getblockcount())?;
     let deep = (tip + 1).saturating_sub(CONFIRMED_DEPTH);
     while *scanned < deep {

@@ -28,13 +28,13 @@
 
 pub mod load;
 
+use super::error::{Result, ResultExt, Step, TestnetError};
 use super::topology::{NodeSpec, Topology};
 use super::Testnet;
 use crate::chain::pause::{PausePoint, ARM_FILE, PAUSE_ENV};
 use crate::chain::verify::{verify_chainstate, VerifyReport};
 use crate::consensus::Network;
 use crate::rpc::api::QuarryApiClient;
-use anyhow::{anyhow, bail, Context, Result};
 use load::{Load, LoadNode};
 use rand::{Rng, SeedableRng};
 use std::collections::HashSet;
@@ -191,7 +191,7 @@ fn topology(hashrate: f64) -> Topology {
 /// Runs the soak in `dir` (which must not hold a testnet); stops the nodes at the end.
 pub fn run(dir: &Path, opts: &SoakOptions) -> Result<SoakReport> {
     if !(opts.hashrate.is_finite() && opts.hashrate > 0.0) {
-        bail!("--hashrate must be a positive number of hashes per second");
+        return Err(TestnetError::refused("--hashrate must be a positive number of hashes per second"));
     }
     let mut t = Testnet::create(dir, &topology(opts.hashrate))?;
     t.node_env = vec![
@@ -262,8 +262,8 @@ fn soak(t: &mut Testnet, opts: &SoakOptions) -> Result<SoakReport> {
                 records.push(r);
             }
             Err(e) => {
-                failures.push(format!("kill {} ({:?} of {}): {e:#}", i + 1, kind, NODES[target]));
-                eprintln!("kill {}: {e:#}", i + 1);
+                failures.push(format!("kill {} ({:?} of {}): {}", i + 1, kind, NODES[target], e.chain()));
+                eprintln!("kill {}: {}", i + 1, e.chain());
                 break;
             }
         }
@@ -295,7 +295,7 @@ fn soak(t: &mut Testnet, opts: &SoakOptions) -> Result<SoakReport> {
         records,
     };
     if let Err(e) = settle(t, &stats, &mut report) {
-        report.failures.push(format!("final check: {e:#}"));
+        report.failures.push(format!("final check: {}", e.chain()));
     }
     report.elapsed_s = started.elapsed().as_secs_f64();
     Ok(report)
@@ -329,7 +329,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 fn arm(t: &Testnet, node: &str, point: PausePoint) -> Result<()> {
     let path = t.datadir(node).join(ARM_FILE);
-    std::fs::write(&path, point.name()).with_context(|| format!("writing {}", path.display()))
+    std::fs::write(&path, point.name()).io("writing", &path)
 }
 
 /// Removes the arm file and markers a kill left behind.
@@ -433,8 +433,9 @@ fn isolate_and_outmine(t: &mut Testnet, rng: &mut rand::rngs::StdRng, name: &str
 /// The tip height in the store of a killed node, and whether its flushed UTXO set lagged it.
 fn crash_state(chain_dir: &Path) -> Result<(u32, bool)> {
     let store = crate::store::Store::open(chain_dir)
-        .with_context(|| format!("opening {} after the kill", chain_dir.display()))?;
-    let tip = store.tip()?.ok_or_else(|| anyhow!("{} has no tip", chain_dir.display()))?;
+        .step(|| format!("opening {} after the kill", chain_dir.display()))?;
+    let tip =
+        store.tip()?.ok_or_else(|| TestnetError::failed(format!("{} has no tip", chain_dir.display())))?;
     let height = store.get_index(&tip)?.map_or(0, |r| r.height);
     let behind = store.utxo_best()? != Some(tip);
     Ok((height, behind))
@@ -463,14 +464,16 @@ fn settle(t: &mut Testnet, stats: &load::LoadStats, report: &mut SoakReport) -> 
         t.mine(NODES[0], 1)?;
     }
     if !converged {
-        bail!("the nodes did not converge on one tip after 5 tie-breaking blocks");
+        return Err(TestnetError::failed(
+            "the nodes did not converge on one tip after 5 tie-breaking blocks",
+        ));
     }
     let rpc = t.rpc(NODES[0])?;
-    let height = rpc.wait(rpc.getblockcount())?;
+    let height = rpc.wait(rpc.getblockcount()).map_err(TestnetError::rpc(NODES[0]))?;
     let mut on_chain = HashSet::new();
     for h in 1..=height {
-        let hash = rpc.wait(rpc.getblockhash(h as i64))?;
-        on_chain.extend(rpc.wait(rpc.block_txids(&hash))?.tx);
+        let hash = rpc.wait(rpc.getblockhash(h as i64)).map_err(TestnetError::rpc(NODES[0]))?;
+        on_chain.extend(rpc.wait(rpc.block_txids(&hash)).map_err(TestnetError::rpc(NODES[0]))?.tx);
     }
     let mut missing: Vec<String> =
         stats.confirmed.keys().filter(|txid| !on_chain.contains(*txid)).map(|t| t.to_string()).collect();
