@@ -64,6 +64,32 @@ fn testnet_up_then_down_leaves_no_process_behind() {
     assert!(!dir.exists());
 }
 
+/// `testnet up --sync-writes` starts every node with `--sync-writes` (recorded in
+/// testnet.json, so a restarted node keeps it), also when it resumes a stopped testnet.
+#[test]
+fn up_with_sync_writes_passes_it_to_every_node() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("tn");
+    let d = dir.to_str().unwrap();
+    let up = ["testnet", "--dir", d, "up", "--network", "regtest", "--nodes", "2", "--miners", "0"];
+    ok(&quarry(&[&up[..], &["--no-watch", "--no-explorer"]].concat()));
+    let state = |dir: &Path| -> Value {
+        serde_json::from_str(&std::fs::read_to_string(dir.join("testnet.json")).unwrap()).unwrap()
+    };
+    let synced = |v: &Value| v["nodes"].as_array().unwrap().iter().filter(|n| n["sync_writes"] == Value::Bool(true)).count();
+    assert_eq!(synced(&state(&dir)), 0, "off unless asked");
+    ok(&quarry(&["testnet", "--dir", d, "down"]));
+    ok(&quarry(&[&up[..], &["--no-watch", "--no-explorer", "--sync-writes"]].concat()));
+    assert_eq!(synced(&state(&dir)), 2);
+    for n in ["n1", "n2"] {
+        let log = std::fs::read_to_string(dir.join(n).join("node.log")).unwrap();
+        let opened: Vec<&str> = log.lines().filter(|l| l.contains("chainstate opened")).collect();
+        assert!(opened.len() >= 2 && opened.last().unwrap().contains("sync_writes=true"), "{n}: {opened:?}");
+        assert!(opened[0].contains("sync_writes=false"), "{n}: {opened:?}");
+    }
+    ok(&quarry(&["testnet", "--dir", d, "down", "--clean"]));
+}
+
 /// `--clean` (on `up` and `down`) deletes only what the testnet made: files beside it in its
 /// directory survive, and a directory that holds no testnet is refused untouched.
 #[test]

@@ -59,6 +59,11 @@ pub enum TestnetCommand {
         /// `hosts`, else loopback].
         #[arg(long, value_enum)]
         hosts: Option<testnet::hosts::Hosts>,
+        /// Every node fsyncs its chainstate on every block (`quarry node --sync-writes`:
+        /// nothing acknowledged is lost to a power cut, at a cost in blocks per second);
+        /// a topology file can also set `sync_writes = true` per node.
+        #[arg(long)]
+        sync_writes: bool,
     },
     /// Show each node's height, tip, peers, mempool, hash rate and last fork.
     Status {
@@ -275,11 +280,12 @@ pub fn run(args: TestnetArgs) -> Result<()> {
         None => testnet::default_dir()?,
     };
     match args.command {
-        TestnetCommand::Up { nodes, miners, topology, network, clean, no_watch, no_explorer, hosts } => {
+        TestnetCommand::Up { nodes, miners, topology, network, clean, no_watch, no_explorer, hosts, sync_writes } => {
             let mut topology = match topology {
                 Some(path) => Topology::load(&path)?,
                 None => Topology::generated(network, nodes, miners)?,
             };
+
             if let Some(h) = hosts {
                 topology.hosts = h;
                 topology.check()?;
@@ -291,6 +297,7 @@ pub fn run(args: TestnetArgs) -> Result<()> {
                 progress: interactive,
                 explorer: !no_explorer,
                 prefund: true,
+                sync_writes,
             };
             let mut t = testnet::up(&dir, &topology, &opts)?;
             println!("testnet up in {} ({} network)", dir.display(), t.network);

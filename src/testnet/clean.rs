@@ -191,6 +191,7 @@ mod tests {
             p2p_ip: None,
             strategy: Default::default(),
             hashrate: None,
+            sync_writes: false,
         }
     }
 

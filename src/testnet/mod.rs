@@ -85,6 +85,9 @@ pub struct NodeState {
     /// Its miner's hash-rate limit, hashes per second (`--mine-hashrate`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hashrate: Option<f64>,
+    /// fsyncs its chainstate on every block (`--sync-writes`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub sync_writes: bool,
 }
 
 /// The testnet's explorer process, as recorded in `testnet.json`.
@@ -277,6 +280,7 @@ impl Testnet {
                 p2p_ip: None,
                 strategy: spec.strategy,
                 hashrate: spec.hashrate,
+                sync_writes: spec.sync_writes,
             });
         }
         let mut t = Testnet {
@@ -536,6 +540,9 @@ impl Testnet {
             None => cmd.arg("--p2p-port").arg(n.p2p_port.to_string()),
         };
         cmd.arg("--mine-threads").arg(n.threads.to_string());
+        if n.sync_writes {
+            cmd.arg("--sync-writes");
+        }
         for b in &n.bootnodes {
             cmd.arg("--bootnode").arg(self.p2p_addr(b)?);
         }

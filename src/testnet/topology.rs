@@ -63,6 +63,9 @@ pub struct NodeSpec {
     /// Limits well below the machine's speed make hash shares exact.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hashrate: Option<f64>,
+    /// fsync the chainstate on every block (`quarry node --sync-writes`; default false).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub sync_writes: bool,
 }
 
 fn default_network() -> Network {
@@ -235,6 +238,7 @@ impl Topology {
                 start: true,
                 strategy: Default::default(),
                 hashrate: None,
+                sync_writes: false,
             })
             .collect();
         Ok(Topology { network, hosts: Hosts::Loopback, nodes, default_link: None, links: Vec::new() })

@@ -20,6 +20,9 @@ pub struct UpOptions {
     pub explorer: bool,
     /// Pre-fund every node's wallet (a scenario may skip it: `prefund = false`).
     pub prefund: bool,
+    /// Every node fsyncs its chainstate on every block from now on (`--sync-writes`), also
+    /// the nodes of a resumed testnet; otherwise each node keeps its topology's setting.
+    pub sync_writes: bool,
 }
 
 fn bar(len: u64, msg: &str, show: bool) -> indicatif::ProgressBar {
@@ -92,6 +95,12 @@ pub fn up(dir: &Path, topology: &Topology, opts: &UpOptions) -> Result<Testnet> 
     } else {
         Testnet::create(dir, topology)?
     };
+    if opts.sync_writes {
+        for n in &mut t.state.nodes {
+            n.sync_writes = true;
+        }
+        t.save()?;
+    }
     let result = bring_up(&mut t, opts);
     if let Err(e) = result {
         let _ = t.down();

@@ -178,6 +178,7 @@ fn topology(hashrate: f64) -> Topology {
         start: true,
         strategy: Default::default(),
         hashrate: Some(hashrate),
+        sync_writes: false,
     };
     Topology {
         network: Network::Regtest,
