@@ -137,6 +137,24 @@ mod tests {
     }
 }
 
+/// Calls `f` again while the node answers "busy" (at most [`BUSY_TRIES`] times, [`BUSY_PAUSE`]
+/// apart): the watcher's reads queue behind the load on the same node, and one busy answer
+/// must not end the run.
+fn patient<T>(
+    mut f: impl FnMut() -> Result<T, crate::rpc::client::RpcError>,
+) -> Result<T, crate::rpc::client::RpcError> {
+    let mut tries = 1;
+    loop {
+        match f() {
+            Err(e) if tries < BUSY_TRIES && is_busy(&e) => {
+                tries += 1;
+                std::thread::sleep(BUSY_PAUSE);
+            }
+            answer => return answer,
+        }
+    }
+}
+
 /// A "busy" answer (-28 with "busy" in it; -28 also means shutting down, not retried).
 fn is_busy(e: &crate::rpc::client::RpcError) -> bool {
     e.code() == Some(crate::rpc::codes::IN_WARMUP) && e.to_string().contains("busy")
@@ -460,7 +478,8 @@ pub fn run(t: &mut Testnet, opts: &SpamOptions) -> Result<SpamReport> {
     // Follow the chain on the first node while sending, then drain.
     let watcher = &nodes[0];
     let watch = t.rpc(watcher)?;
-    let mut next_height = watch.wait(watch.getblockcount()).map_err(TestnetError::rpc(watcher))? as u64 + 1;
+    let mut next_height =
+        patient(|| watch.wait(watch.getblockcount())).map_err(TestnetError::rpc(watcher))? as u64 + 1;
     let mut latencies: Vec<f64> = Vec::new();
     // A transaction confirmed twice (its first block reorganised away) counts once.
     let mut counted: std::collections::HashSet<Hash256> = std::collections::HashSet::new();
@@ -487,11 +506,13 @@ pub fn run(t: &mut Testnet, opts: &SpamOptions) -> Result<SpamReport> {
                 max_rss[i] = max_rss[i].max(rss);
             }
         }
-        let height = watch.wait(watch.getblockcount()).map_err(TestnetError::rpc(watcher))? as u64;
+        let height =
+            patient(|| watch.wait(watch.getblockcount())).map_err(TestnetError::rpc(watcher))? as u64;
         while next_height <= height {
-            let hash =
-                watch.wait(watch.getblockhash(next_height as i64)).map_err(TestnetError::rpc(watcher))?;
-            let block = watch.wait(watch.block_txids(&hash)).map_err(TestnetError::rpc(watcher))?;
+            let hash = patient(|| watch.wait(watch.getblockhash(next_height as i64)))
+                .map_err(TestnetError::rpc(watcher))?;
+            let block =
+                patient(|| watch.wait(watch.block_txids(&hash))).map_err(TestnetError::rpc(watcher))?;
             let now = Instant::now();
             let map = sent_at.lock().expect("lock");
             let mut hit = false;
