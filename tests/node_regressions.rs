@@ -300,11 +300,19 @@ fn hardening_more_clients_than_connections_all_get_answers() {
         }
         let mut all = Vec::new();
         for t in tasks {
-            all.extend(tokio::time::timeout(Duration::from_secs(120), t).await.expect("a client hung").unwrap());
+            all.extend(
+                tokio::time::timeout(Duration::from_secs(120), t).await.expect("a client hung").unwrap(),
+            );
         }
         all
     });
-    assert!(failures.is_empty(), "{} of {} calls failed, e.g. {:?}", failures.len(), (CLIENTS + 1) * CALLS, &failures[..failures.len().min(5)]);
+    assert!(
+        failures.is_empty(),
+        "{} of {} calls failed, e.g. {:?}",
+        failures.len(),
+        (CLIENTS + 1) * CALLS,
+        &failures[..failures.len().min(5)]
+    );
     assert!(node.try_rpc("getblockcount", json!([])).is_ok(), "the node stopped answering");
 }
 

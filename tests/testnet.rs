@@ -76,7 +76,9 @@ fn up_with_sync_writes_passes_it_to_every_node() {
     let state = |dir: &Path| -> Value {
         serde_json::from_str(&std::fs::read_to_string(dir.join("testnet.json")).unwrap()).unwrap()
     };
-    let synced = |v: &Value| v["nodes"].as_array().unwrap().iter().filter(|n| n["sync_writes"] == Value::Bool(true)).count();
+    let synced = |v: &Value| {
+        v["nodes"].as_array().unwrap().iter().filter(|n| n["sync_writes"] == Value::Bool(true)).count()
+    };
     assert_eq!(synced(&state(&dir)), 0, "off unless asked");
     ok(&quarry(&["testnet", "--dir", d, "down"]));
     ok(&quarry(&[&up[..], &["--no-watch", "--no-explorer", "--sync-writes"]].concat()));

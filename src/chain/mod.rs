@@ -885,7 +885,10 @@ mod bound_tests {
         let inflated = block(b3.hash(), 4, 1, b"inflated");
 
         let outcome = chain.process_block(b1.clone(), now).unwrap();
-        assert!(matches!(outcome, ProcessOutcome::Accepted { ref events, .. } if events.len() == 1), "{outcome:?}");
+        assert!(
+            matches!(outcome, ProcessOutcome::Accepted { ref events, .. } if events.len() == 1),
+            "{outcome:?}"
+        );
         assert!(chain.fresh.is_empty(), "after a connect");
         let outcome = chain.process_block(b3.clone(), now).unwrap();
         assert!(matches!(outcome, ProcessOutcome::Orphan { .. }), "{outcome:?}");
@@ -894,10 +897,16 @@ mod bound_tests {
         assert_eq!(chain.tip().hash, b3.hash(), "the orphan connected after its parent");
         assert!(chain.fresh.is_empty(), "after a block and the orphan it released");
         let outcome = chain.process_block(side, now).unwrap();
-        assert!(matches!(outcome, ProcessOutcome::Accepted { ref events, .. } if events.is_empty()), "{outcome:?}");
+        assert!(
+            matches!(outcome, ProcessOutcome::Accepted { ref events, .. } if events.is_empty()),
+            "{outcome:?}"
+        );
         assert!(chain.fresh.is_empty(), "after a side branch stored and not connected");
         let outcome = chain.process_block(inflated, now).unwrap();
-        assert!(matches!(outcome, ProcessOutcome::Accepted { ref failed, .. } if failed.len() == 1), "{outcome:?}");
+        assert!(
+            matches!(outcome, ProcessOutcome::Accepted { ref failed, .. } if failed.len() == 1),
+            "{outcome:?}"
+        );
         assert_eq!(chain.tip().hash, b3.hash());
         assert!(chain.fresh.is_empty(), "after a block stored and failed to connect");
         assert!(chain.process_block(b1, now).is_ok_and(|o| matches!(o, ProcessOutcome::AlreadyHave)));

@@ -280,7 +280,17 @@ pub fn run(args: TestnetArgs) -> Result<()> {
         None => testnet::default_dir()?,
     };
     match args.command {
-        TestnetCommand::Up { nodes, miners, topology, network, clean, no_watch, no_explorer, hosts, sync_writes } => {
+        TestnetCommand::Up {
+            nodes,
+            miners,
+            topology,
+            network,
+            clean,
+            no_watch,
+            no_explorer,
+            hosts,
+            sync_writes,
+        } => {
             let mut topology = match topology {
                 Some(path) => Topology::load(&path)?,
                 None => Topology::generated(network, nodes, miners)?,

@@ -724,7 +724,8 @@ fn pending_headers_stop_at_the_cap_and_the_sync_resumes_as_bodies_connect() {
     let index: HashMap<Hash256, usize> = bs.iter().enumerate().map(|(i, (s, _))| (s.hash, i + 1)).collect();
     // The headers after the first locator entry A knows (genesis is index 0).
     let after = |locator: &[Hash256]| -> Vec<BlockHeader> {
-        let from = locator.iter().find_map(|h| index.get(h).copied().or((*h == params().genesis_hash).then_some(0)));
+        let from =
+            locator.iter().find_map(|h| index.get(h).copied().or((*h == params().genesis_hash).then_some(0)));
         let from = from.expect("the locator ends with genesis");
         bs[from..].iter().take(MAX_HEADERS).map(|(_, b)| b.header).collect()
     };
@@ -750,6 +751,9 @@ fn pending_headers_stop_at_the_cap_and_the_sync_resumes_as_bodies_connect() {
     }
     assert_eq!(peak, CAP, "the second headers answer fills the pending set to the cap");
     assert_eq!(net.chain.tip_height() as usize, n, "synced to the peer's tip");
-    assert!(headers_answers >= 3, "the headers past the cap were asked for again ({headers_answers} answers)");
+    assert!(
+        headers_answers >= 3,
+        "the headers past the cap were asked for again ({headers_answers} answers)"
+    );
     assert_eq!(net.m.pending_headers(), 0);
 }

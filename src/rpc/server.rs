@@ -199,7 +199,15 @@ pub async fn start_server(
                     };
                     let Some((id, conn)) = admitted else { break };
                     let service = services.clone().build(methods.clone(), stop_handle.clone());
-                    tokio::spawn(serve(socket, service, stop_handle.clone(), limits, conns.clone(), id, conn));
+                    tokio::spawn(serve(
+                        socket,
+                        service,
+                        stop_handle.clone(),
+                        limits,
+                        conns.clone(),
+                        id,
+                        conn,
+                    ));
                 }
                 // The client's failure, not ours: the next accept may succeed at once.
                 Err(e) if is_connection_error(&e) => debug!(target: "rpc", error = %e, "accept"),

@@ -159,8 +159,14 @@ impl Scenario {
             self.topology.nodes.len(),
             self.description.trim()
         );
-        let opts =
-            UpOptions { clean: true, watch: false, progress, explorer: false, prefund: self.prefund, sync_writes: false };
+        let opts = UpOptions {
+            clean: true,
+            watch: false,
+            progress,
+            explorer: false,
+            prefund: self.prefund,
+            sync_writes: false,
+        };
         let t = super::up(dir, &self.topology, &opts).step(|| "bringing the topology up")?;
         let first = t.names().into_iter().next().unwrap_or_default();
         let start_height = t.ask(&first, |c| c.wait(c.getblockcount())).unwrap_or(0) as u64;
