@@ -72,6 +72,42 @@ fn a_selfish_miner_withholds_until_the_network_catches_up_then_releases() {
     s.stop();
 }
 
+/// The withheld-block bound (docs/ARCHITECTURE.md, memory bounds): a selfish miner that no
+/// honest block ever catches up with holds at most `MAX_WITHHELD` blocks, then publishes its
+/// whole branch and starts withholding afresh.
+#[test]
+fn a_selfish_miner_alone_publishes_everything_at_the_withheld_limit() {
+    use quarry::node::adversary::MAX_WITHHELD;
+    let dir = tempfile::tempdir().unwrap();
+    let s = Node::start(
+        &dir.path().join("s"),
+        "regtest",
+        None,
+        &[
+            "--mine",
+            "--miner-address",
+            &address(Network::Regtest, 1),
+            "--strategy",
+            "selfish",
+            "--mine-threads",
+            "1",
+        ],
+    );
+    let sc = s.client();
+    let mut info = sc.wait(sc.getstrategyinfo()).unwrap();
+    wait_for(180, "the selfish miner to reach its withheld limit", || {
+        info = sc.wait(sc.getstrategyinfo()).unwrap();
+        info.published >= MAX_WITHHELD as u64
+    });
+    assert_eq!(info.longest_withheld, MAX_WITHHELD as u64, "{info:?}");
+    assert!(info.withheld < MAX_WITHHELD as u64, "{info:?}");
+    assert_eq!(info.abandoned, 0, "{info:?}");
+    // The published branch is the chain: every block of it connected.
+    let height = sc.wait(sc.getblockcount()).unwrap();
+    assert!(height as usize >= MAX_WITHHELD, "height {height} after {info:?}");
+    s.stop();
+}
+
 #[test]
 fn double_spend_and_strategy_refusals_say_what_to_do() {
     let dir = tempfile::tempdir().unwrap();
