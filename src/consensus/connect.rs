@@ -85,14 +85,33 @@ pub fn connect_block_cached(
     view: &(dyn CoinLookup + Sync),
     verified: &ScriptCache,
 ) -> Result<BlockConnect, ConsensusError> {
-    let (effect, scripts_ok) =
-        rayon::join(|| utxo_rules(block, height, params, view), || scripts_pass_fast(block, view, verified));
+    let txs = &block.block().txs;
+    let txids = block.txids();
+    let todo: Vec<usize> = (1..txs.len()).filter(|&t| !verified.contains(&txids[t])).collect();
+    let inputs: usize = todo.iter().map(|&t| txs[t].inputs.len()).sum();
+    let (effect, scripts_ok) = if inputs < PARALLEL_MIN_INPUTS {
+        // Too little script work to pay for a hand-off to the pool and the wait for it.
+        let effect = utxo_rules(block, height, params, view)?;
+        (Ok(effect), scripts_pass_fast(block, &todo, view, false))
+    } else {
+        rayon::join(
+            || utxo_rules(block, height, params, view),
+            || scripts_pass_fast(block, &todo, view, true),
+        )
+    };
     let effect = effect?;
     if !scripts_ok {
         verify_scripts_in_order(block, view)?;
     }
     Ok(effect)
 }
+
+/// Fewer input scripts to verify than this, and [`connect_block_cached`] runs them on the
+/// calling thread: handing work to the rayon pool from outside it costs a worker wake-up
+/// and a wait (tens of microseconds), more than a small block's scripts take. Blocks of
+/// coinbases only, and blocks whose transactions were all admitted first, stay on the
+/// caller.
+pub const PARALLEL_MIN_INPUTS: usize = 64;
 
 /// The outputs a block adds to the UTXO set, in block order: all but unspendable ones and
 /// those a later transaction of the same block spends (the outpoints of [`BlockConnect`]'s
@@ -304,35 +323,48 @@ pub fn verify_tx_scripts(tx: &Transaction, spent: &[TxOut]) -> Result<(), Consen
     Ok(())
 }
 
-/// The fast path: every input script in parallel in two phases. Phase 1, fine-grained over
+/// The fast path: every input script of the transactions at `todo` (block positions; the
+/// others are in the script cache), on the rayon pool if `parallel`, in two phases. Phase 1, fine-grained over
 /// inputs: sighash, the script run with deferred signatures ([`DeferredChecker`]) and point
 /// decompression. Phase 2: one batch verification per worker over all the signatures.
 /// Returns false if anything failed; the caller then finds the first error in block order
 /// with [`verify_scripts_in_order`].
-fn scripts_pass_fast(block: &CheckedBlock, view: &(dyn CoinLookup + Sync), verified: &ScriptCache) -> bool {
+fn scripts_pass_fast(
+    block: &CheckedBlock,
+    todo: &[usize],
+    view: &(dyn CoinLookup + Sync),
+    parallel: bool,
+) -> bool {
+    if todo.is_empty() {
+        return true;
+    }
     let txs = &block.block().txs;
     let outputs = SpentOutputs::new(block, view);
-    let caches: Vec<SighashCache> = txs.par_iter().skip(1).map(SighashCache::new).collect();
-    let txids = block.txids();
-    let inputs: Vec<(usize, usize)> = (1..txs.len())
-        .filter(|t| !verified.contains(&txids[*t]))
-        .flat_map(|t| (0..txs[t].inputs.len()).map(move |i| (t, i)))
-        .collect();
-    let phase1: Option<Vec<Vec<PreparedSig>>> = inputs
-        .par_iter()
-        .with_min_len(32)
-        .map(|&(t, i)| {
-            let tx = &txs[t];
-            let spent = outputs.get(&tx.inputs[i].prevout)?;
-            let msg = sighash(tx, &caches[t - 1], i, spent);
-            let mut pending = Vec::with_capacity(1);
-            let mut checker = DeferredChecker { msg: &msg.0, pending: &mut pending };
-            let ctx = SpendContext { tx_lock_time: tx.lock_time };
-            verify_spend(&tx.inputs[i].unlock.0, &spent.lock.0, &ctx, &mut checker).ok().map(|_| pending)
-        })
-        .collect();
+    let cache_of = |&t: &usize| SighashCache::new(&txs[t]);
+    let caches: Vec<SighashCache> =
+        if parallel { todo.par_iter().map(cache_of).collect() } else { todo.iter().map(cache_of).collect() };
+    // (index into `todo`, input index) for every input to verify.
+    let inputs: Vec<(usize, usize)> =
+        todo.iter().enumerate().flat_map(|(k, &t)| (0..txs[t].inputs.len()).map(move |i| (k, i))).collect();
+    let prepare = |&(k, i): &(usize, usize)| {
+        let tx = &txs[todo[k]];
+        let spent = outputs.get(&tx.inputs[i].prevout)?;
+        let msg = sighash(tx, &caches[k], i, spent);
+        let mut pending = Vec::with_capacity(1);
+        let mut checker = DeferredChecker { msg: &msg.0, pending: &mut pending };
+        let ctx = SpendContext { tx_lock_time: tx.lock_time };
+        verify_spend(&tx.inputs[i].unlock.0, &spent.lock.0, &ctx, &mut checker).ok().map(|_| pending)
+    };
+    let phase1: Option<Vec<Vec<PreparedSig>>> = if parallel {
+        inputs.par_iter().with_min_len(32).map(prepare).collect()
+    } else {
+        inputs.iter().map(prepare).collect()
+    };
     let Some(per_input) = phase1 else { return false };
     let sigs: Vec<PreparedSig> = per_input.into_iter().flatten().collect();
+    if !parallel {
+        return verify_batch(&sigs);
+    }
     let chunk = sigs.len().div_ceil(rayon::current_num_threads().max(1)).max(64);
     sigs.par_chunks(chunk).all(verify_batch)
 }
@@ -425,6 +457,31 @@ mod tests {
         tiny.insert(bad.txids()[2]);
         tiny.insert(bad.txids()[1]); // evicts tx 2: bounded
         assert!(!tiny.contains(&bad.txids()[2]) && tiny.len() == 1);
+    }
+
+    #[test]
+    fn both_sides_of_the_parallel_threshold_report_the_same_first_bad_signature() {
+        let params = Network::Regtest.params();
+        for n in [1, PARALLEL_MIN_INPUTS - 1, PARALLEL_MIN_INPUTS, PARALLEL_MIN_INPUTS + 1] {
+            let (ok, view) = block_with_spends(n, &[]);
+            assert!(connect_block(&ok, 20, params, &view).is_ok(), "{n} inputs");
+            let (bad, view) = block_with_spends(n, &[n]);
+            match connect_block(&bad, 20, params, &view) {
+                Err(ConsensusError::InTx { index, .. }) => assert_eq!(index, n, "{n} inputs"),
+                r => panic!("{n} inputs: {r:?}"),
+            }
+        }
+        // 150 spends, all but 10 vouched for by the cache: the rest run on the caller and a
+        // bad one among them is still found.
+        let (bad, view) = block_with_spends(150, &[145]);
+        let cache = ScriptCache::new(1_000);
+        for txid in &bad.txids()[1..141] {
+            cache.insert(*txid);
+        }
+        match connect_block_cached(&bad, 20, params, &view, &cache) {
+            Err(ConsensusError::InTx { index: 145, .. }) => {}
+            r => panic!("{r:?}"),
+        }
     }
 
     #[test]

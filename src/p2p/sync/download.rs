@@ -14,7 +14,8 @@ impl<P: Copy + Ord + Eq + Hash + Debug> SyncMachine<P> {
                 continue;
             }
             if let Some(p) = self.pending.get_mut(&hash) {
-                if p.block.is_none() {
+                if p.block.is_none() && !p.processing {
+                    self.arrived.insert((p.state.height, hash));
                     p.block = Some((block, peer));
                 }
             }
@@ -113,37 +114,40 @@ impl<P: Copy + Ord + Eq + Hash + Debug> SyncMachine<P> {
     }
 
     pub(super) fn emit_ready(&mut self, chain: &impl ChainView) {
-        // Only the window above the lowest pending height can hold connectable blocks.
-        let Some(&(base, _)) = self.by_height.first() else { return };
-        let order: Vec<Hash256> = self
-            .by_height
-            .iter()
-            .take_while(|(height, _)| *height < base.saturating_add(WINDOW))
-            .map(|(_, h)| *h)
-            .collect();
+        // Only blocks that arrived can be handed over, parents first (height order): a
+        // block whose parent is stored, being processed, or handed over in this pass.
+        let order: Vec<(u32, Hash256)> = self.arrived.iter().copied().collect();
         let mut emitted: HashSet<Hash256> = HashSet::new();
-        for hash in order {
+        for key in order {
+            let hash = key.1;
+            let Some(prev) = self.pending.get(&hash).map(|p| p.header.prev) else { continue };
+            let ready = emitted.contains(&prev)
+                || self.pending.get(&prev).is_some_and(|pp| pp.processing)
+                || chain.has_block(&prev);
+            if !ready {
+                continue;
+            }
             let Some(p) = self.pending.get_mut(&hash) else { continue };
-            if p.processing {
-                emitted.insert(hash);
-                continue;
-            }
-            if p.block.is_none() {
-                continue;
-            }
-            let prev = p.header.prev;
-            if !(emitted.contains(&prev) || chain.has_block(&prev)) {
-                continue;
-            }
+            let Some((block, peer)) = p.block.take() else { continue };
             p.processing = true;
-            let (block, peer) = p.block.take().expect("checked");
             p.from = Some(peer);
+            self.arrived.remove(&key);
             emitted.insert(hash);
             self.outbox.push(Action::Process { peer, block });
         }
     }
 
     pub(super) fn schedule_blocks(&mut self) {
+        let now = self.now_ms;
+        // Nothing to do unless some peer can take another request (the common case while
+        // a batch of blocks connects: every request slot is still out).
+        if !self
+            .peers
+            .values()
+            .any(|p| p.status.is_some() && p.stalled_until <= now && p.block_reqs < REQUESTS_PER_PEER)
+        {
+            return;
+        }
         let Some(&(base, _)) = self
             .by_height
             .iter()
@@ -151,7 +155,6 @@ impl<P: Copy + Ord + Eq + Hash + Debug> SyncMachine<P> {
         else {
             return;
         };
-        let now = self.now_ms;
         let wanted: Vec<(Hash256, U256)> = self
             .by_height
             .iter()

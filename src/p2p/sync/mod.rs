@@ -194,6 +194,9 @@ pub struct SyncMachine<P> {
     by_height: BTreeSet<(u32, Hash256)>,
     /// Pending headers by cumulative work (the best one is last).
     by_work: BTreeSet<(U256, Hash256)>,
+    /// Pending headers whose body arrived and is not yet handed to the chain, in height
+    /// order: what [`SyncMachine::emit_ready`] looks at, instead of the whole window.
+    arrived: BTreeSet<(u32, Hash256)>,
     requests: HashMap<ReqId, InFlight<P>>,
     next_id: ReqId,
     now_ms: u64,
@@ -218,6 +221,7 @@ impl<P: Copy + Ord + Eq + Hash + Debug> SyncMachine<P> {
             peers: BTreeMap::new(),
             pending: HashMap::new(),
             by_height: BTreeSet::new(),
+            arrived: BTreeSet::new(),
             by_work: BTreeSet::new(),
             requests: HashMap::new(),
             next_id: 1,
@@ -244,6 +248,7 @@ impl<P: Copy + Ord + Eq + Hash + Debug> SyncMachine<P> {
     fn remove_pending(&mut self, hash: &Hash256) -> Option<Pending<P>> {
         let p = self.pending.remove(hash)?;
         self.by_height.remove(&(p.state.height, *hash));
+        self.arrived.remove(&(p.state.height, *hash));
         self.by_work.remove(&(p.state.chain_work, *hash));
         Some(p)
     }
