@@ -120,7 +120,28 @@ impl Drop for Indexer {
     }
 }
 
+/// The indexer's thread niceness: it follows the tip from behind (RPCs say so while it
+/// lags), so on a busy machine the core's block processing and relay go first.
+const INDEXER_NICE: i32 = 10;
+
+/// Lowers the calling thread's scheduling priority (Linux: niceness is per thread). Best
+/// effort: failing leaves the thread at the process's niceness.
+fn lower_this_thread_priority(nice: i32) {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: gettid and setpriority take plain integers and touch no memory of ours.
+        let tid = unsafe { libc::gettid() };
+        let current = unsafe { libc::getpriority(libc::PRIO_PROCESS, tid as libc::id_t) };
+        if unsafe { libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, current.max(nice)) } != 0 {
+            tracing::debug!(target: "index", "could not lower the indexer's priority");
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = nice;
+}
+
 fn run(store: Arc<Store>, which: IndexSet, rx: mpsc::Receiver<Msg>, status: Arc<Mutex<IndexStatus>>) {
+    lower_this_thread_priority(INDEXER_NICE);
     let mut stopping = false;
     loop {
         match catch_up(&store, which, &status) {
