@@ -1,8 +1,9 @@
 //! The payout task: every [`PayoutConfig::every`] it settles found blocks (mature, orphaned,
-//! or submitted again after a crash), follows the payout in flight (confirmed, still
-//! waiting, re-broadcast, or abandoned), and, when none is in flight, makes the next one
-//! ([`super::payout`]): recorded in the ledger before it is broadcast, so a crash at any
-//! instant never pays twice (docs/PROTOCOL.md §12d "Payouts").
+//! or submitted again after a crash), follows the payouts in flight (confirmed, still
+//! waiting, re-broadcast, or abandoned), and, while fewer than [`MAX_PAYOUTS_IN_FLIGHT`] are
+//! in flight, makes the next one ([`super::payout`]) from coins no payout in flight spends:
+//! recorded in the ledger before it is broadcast, so a crash at any instant never pays twice
+//! (docs/PROTOCOL.md §12d "Payouts").
 
 use super::accounting::{BlockRec, BlockStatus, Ledger, PayoutTx};
 use super::payout::{parse_addresses, payout_address, plan, sign, Coin};
@@ -12,7 +13,7 @@ use crate::rpc::api::QuarryApiClient;
 use crate::rpc::client::{RpcClient, RpcError};
 use crate::rpc::types::{amount_of_coins, AddressQuery, GetRawTransaction};
 use crate::script::templates::pubkey_hash;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 use tracing::{info, warn};
@@ -28,6 +29,10 @@ async fn with_ledger<T: Send + 'static>(
         .map_err(|e| PoolError::Stratum(format!("ledger task: {e}")))?
         .map_err(PoolError::from)
 }
+
+/// Payouts in flight at once (recorded, not yet `confirmations` deep); a pass makes at most
+/// one new payout, and none while this many are in flight.
+pub const MAX_PAYOUTS_IN_FLIGHT: usize = 16;
 
 /// The pool's address (its coinbases and change pay it).
 pub fn pool_address(config: &PoolConfig) -> Address {
@@ -45,7 +50,7 @@ pub async fn run(config: PoolConfig, rpc: RpcClient, ledger: Arc<Mutex<Ledger>>)
     }
 }
 
-/// One pass: blocks, then the payout in flight, then a new payout.
+/// One pass: blocks, then the payouts in flight, then a new payout.
 pub async fn pass(
     config: &PoolConfig,
     rpc: &RpcClient,
@@ -61,11 +66,11 @@ pub async fn pass(
     for b in blocks {
         settle_block(config, rpc, ledger, &b, tip).await?;
     }
-    if !pending.is_empty() {
-        for p in pending {
-            follow_payout(config, rpc, ledger, &p, tip).await?;
-        }
-        return Ok(()); // one payout in flight at a time: the next waits for this one
+    for p in pending {
+        follow_payout(config, rpc, ledger, &p, tip).await?;
+    }
+    if ledger.lock().unwrap_or_else(|e| e.into_inner()).pending_payouts().len() >= MAX_PAYOUTS_IN_FLIGHT {
+        return Ok(()); // the next waits until one of these is paid
     }
     make_payout(config, rpc, ledger, tip).await
 }
@@ -160,7 +165,7 @@ async fn confirmed_in(
     Ok(None)
 }
 
-/// The payout in flight: confirmed deep enough ([`super::PayoutConfig::confirmations`]) → record;
+/// A payout in flight: confirmed deep enough ([`super::PayoutConfig::confirmations`]) → record;
 /// confirmed less deep or in the mempool → wait (a reorg that drops it from the chain finds
 /// it missing on a later pass and sends it again); otherwise broadcast it
 /// again, and abandon it only if the node refuses it *and* one of its inputs is gone (spent
@@ -218,24 +223,51 @@ async fn follow_payout(
     Ok(())
 }
 
-/// The pool's coins spendable in the next block, not being spent in the mempool.
-async fn spendable(config: &PoolConfig, rpc: &RpcClient, tip: u32) -> Result<Vec<Coin>, PoolError> {
+/// Whether a payout may spend a coin created at `height` with the tip at `tip`: a coinbase
+/// once mature (spendable in the next block), any other coin (a payout's change) once
+/// `confirmations` deep. So a reorg shallower than `confirmations`, which can send a payout
+/// in flight again, never takes away the input of another payout in flight.
+pub fn settled_coin(coinbase: bool, height: u32, tip: u32, maturity: u32, confirmations: u32) -> bool {
+    let depth = (tip + 1).saturating_sub(height);
+    depth >= if coinbase { maturity } else { confirmations }
+}
+
+/// The coins the payouts in flight spend.
+fn in_flight_inputs(pending: &[PayoutTx]) -> Result<BTreeSet<OutPoint>, PoolError> {
+    let mut taken = BTreeSet::new();
+    for p in pending {
+        let bytes = hex::decode(&p.tx).map_err(|e| PoolError::Template(format!("payout {}: {e}", p.txid)))?;
+        let tx = Transaction::decode(&bytes, usize::MAX)
+            .map_err(|e| PoolError::Template(format!("payout {}: {e}", p.txid)))?;
+        taken.extend(tx.inputs.iter().map(|i| i.prevout));
+    }
+    Ok(taken)
+}
+
+/// The pool's coins a new payout may spend: [`settled_coin`], not spent in the mempool, not
+/// an input of a payout in flight (`taken`: the node may have dropped it from its mempool).
+async fn spendable(
+    config: &PoolConfig,
+    rpc: &RpcClient,
+    tip: u32,
+    taken: &BTreeSet<OutPoint>,
+) -> Result<Vec<Coin>, PoolError> {
     let maturity = config.payouts.network.params().coinbase_maturity;
     let addr = pool_address(config).encode();
     let mut coins = Vec::new();
     for u in rpc.getaddressutxos(AddressQuery::One(addr)).await? {
-        if u.spent_in_mempool.is_some() || (u.coinbase && (tip + 1).saturating_sub(u.height) < maturity) {
+        let outpoint = OutPoint { txid: u.txid, index: u.output_index };
+        if u.spent_in_mempool.is_some()
+            || !settled_coin(u.coinbase, u.height, tip, maturity, config.payouts.confirmations)
+            || taken.contains(&outpoint)
+        {
             continue;
         }
         let value =
             Amount::from_sat(u.satoshis).map_err(|e| PoolError::Template(format!("coin value: {e:?}")))?;
         let lock =
             Script(hex::decode(&u.script).map_err(|e| PoolError::Template(format!("coin script: {e}")))?);
-        coins.push(Coin {
-            outpoint: OutPoint { txid: u.txid, index: u.output_index },
-            out: TxOut { value, lock },
-            height: u.height,
-        });
+        coins.push(Coin { outpoint, out: TxOut { value, lock }, height: u.height });
     }
     Ok(coins)
 }
@@ -286,11 +318,14 @@ pub async fn prepare(
     ledger: &Arc<Mutex<Ledger>>,
     tip: u32,
 ) -> Result<Option<PayoutTx>, PoolError> {
-    let owed = ledger.lock().unwrap_or_else(|e| e.into_inner()).owed();
+    let (owed, taken) = {
+        let l = ledger.lock().unwrap_or_else(|e| e.into_inner());
+        (l.owed(), in_flight_inputs(l.pending_payouts())?)
+    };
     if owed.iter().all(|(_, a)| *a < config.payouts.min_payout) {
         return Ok(None);
     }
-    let mut coins = spendable(config, rpc, tip).await?;
+    let mut coins = spendable(config, rpc, tip, &taken).await?;
     let reg = registered(config);
     let hrp = config.payouts.network.address_hrp();
     let rate = fee_rate(config, rpc).await?;
@@ -335,4 +370,20 @@ pub async fn prepare(
     let kept = record.clone();
     with_ledger(ledger, move |l| l.payout_made(kept)).await?;
     Ok(Some(record))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::settled_coin;
+
+    #[test]
+    fn a_payout_spends_mature_coinbases_and_change_confirmations_deep() {
+        // Maturity 20, 6 confirmations; tip 100.
+        assert!(settled_coin(true, 81, 100, 20, 6), "20 deep: spendable in block 101");
+        assert!(!settled_coin(true, 82, 100, 20, 6), "19 deep: not yet");
+        assert!(settled_coin(false, 95, 100, 20, 6), "change 6 deep");
+        assert!(!settled_coin(false, 96, 100, 20, 6), "change 5 deep: a reorg could still take it");
+        assert!(settled_coin(false, 100, 100, 20, 1), "one confirmation asked: in the tip is enough");
+        assert!(!settled_coin(false, 101, 100, 20, 1), "above the tip (an index ahead of the count)");
+    }
 }
