@@ -8,16 +8,19 @@
 //! beside the raw 2-thread batch-verify rate of the same signatures (target: >= 0.8x). See
 //! BENCHMARKS.md.
 //!
+//! And `block_connected` of a block holding all 2,000 admitted transactions (issue 12: the
+//! mempool's part of a compact block's connect), from a full pool to an empty one.
+//!
 //! Run: `cargo bench --bench mempool`. Smoke test: `cargo bench --bench mempool -- --test`.
 
 use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use ed25519_dalek::Signer;
-use quarry::consensus::{verify_txs_batched, Coin, Network, ScriptCache};
+use quarry::consensus::{check_block, verify_txs_batched, Coin, Network, ScriptCache};
 use quarry::mempool::{Accepted, Deferred, MemoryUtxos, Mempool, MempoolConfig, ScriptJob};
-use quarry::primitives::{sha256d, Amount, OutPoint, Transaction, TxOut};
+use quarry::primitives::{sha256d, Amount, Hash256, OutPoint, Transaction, TxOut};
 use quarry::script::sig::{verify_batch, verify_one, PreparedSig};
 use quarry::script::{sighash, SighashCache};
-use quarry::testkit::{key, p2pkh_lock, spend_p2pkh};
+use quarry::testkit::{assemble, coinbase, key, p2pkh_lock, spend_p2pkh};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -173,6 +176,28 @@ fn bench_admission(c: &mut Criterion) {
             },
             |(mut p, cache, txs)| {
                 admit_pipelined(&mut p, &cache, &s, txs);
+                p
+            },
+            BatchSize::LargeInput,
+        )
+    });
+    // A block of every admitted transaction leaves the pool: what the core does after
+    // connecting it (graph removal, conflict and orphan checks).
+    let p = Network::Regtest.params();
+    let mut all = vec![coinbase(1001, Amount::ZERO, p2pkh_lock(&key(1)), b"bench")];
+    all.extend(s.txs.iter().cloned());
+    let block = check_block(assemble(p, Hash256::ZERO, 1, p.genesis_bits, all), p).expect("a valid block");
+    let full = || {
+        let mut p = pool(warm.clone());
+        admit_all(&mut p, &s, s.txs.clone());
+        p
+    };
+    g.bench_function("block_connected_2000", |b| {
+        b.iter_batched(
+            full,
+            |mut p| {
+                let update = p.block_connected(&block, &s.utxos, NOW);
+                assert_eq!(update.included.len(), N);
                 p
             },
             BatchSize::LargeInput,

@@ -531,8 +531,15 @@ impl Chain {
     /// The checks a block passes before it is relayed ahead of its connection (compact
     /// relay, docs/PROTOCOL.md §13.6a): it is new, its parent is stored and not invalid, the
     /// context-free block rules hold (Merkle root included) and so do the header-context
-    /// rules. Hand the result to [`Chain::process_checked_from`].
-    pub fn precheck(&mut self, block: Block, now: u64) -> Result<CheckedBlock, ChainError> {
+    /// rules. `txids`, if given, are the block's txids in order (see
+    /// [`crate::consensus::check_block_with_txids`]). Hand the result to
+    /// [`Chain::process_checked_from`].
+    pub fn precheck(
+        &mut self,
+        block: Block,
+        txids: Option<Vec<Hash256>>,
+        now: u64,
+    ) -> Result<CheckedBlock, ChainError> {
         let hash = block.hash();
         if self.index.contains_key(&hash) || self.rejected.contains(&hash) {
             return Err(ChainError::KnownInvalid { hash });
@@ -546,7 +553,11 @@ impl Chain {
             }
             Some(_) => {}
         }
-        let checked = check_block(block, self.params).map_err(|error| ChainError::Invalid { hash, error })?;
+        let checked = match txids {
+            Some(txids) => crate::consensus::check_block_with_txids(block, txids, self.params),
+            None => check_block(block, self.params),
+        }
+        .map_err(|error| ChainError::Invalid { hash, error })?;
         let ctx = self.header_context(&prev, now).expect("parent is indexed");
         if let Err(error) = check_header_context(checked.header(), &ctx, self.params) {
             if error.marks_block_invalid() {

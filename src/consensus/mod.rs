@@ -23,8 +23,8 @@ pub use headers::HeaderState;
 pub use params::{Network, Params};
 pub use txscripts::verify_txs_batched;
 pub use validation::{
-    block_subsidy, check_block, check_header_context, check_transaction, CheckedBlock, HeaderContext,
-    TipContext,
+    block_subsidy, check_block, check_block_with_txids, check_header_context, check_transaction,
+    CheckedBlock, HeaderContext, TipContext,
 };
 
 use crate::primitives::{DecodeError, Hash256, OutPoint};

@@ -113,6 +113,27 @@ pub(crate) fn in_tx(index: usize, txid: Hash256) -> impl Fn(ConsensusError) -> C
 /// Context-free block checks, cheapest first: proof of work (one hash), size, Merkle root and
 /// mutation, coinbase placement, transaction rules, duplicate txids, sigops.
 pub fn check_block(block: Block, params: &Params) -> Result<CheckedBlock, ConsensusError> {
+    check_block_inner(block, None, params)
+}
+
+/// [`check_block`] for a block whose txids the caller already has (a compact block rebuilt
+/// from the mempool, whose transactions were hashed at admission): `txids` must be the txids
+/// of `block.txs`, in order (debug builds check it); a list of the wrong length is not used
+/// (the block is hashed).
+pub fn check_block_with_txids(
+    block: Block,
+    txids: Vec<Hash256>,
+    params: &Params,
+) -> Result<CheckedBlock, ConsensusError> {
+    debug_assert!(txids.len() != block.txs.len() || txids == block.txids(), "txids are the block's");
+    check_block_inner(block, Some(txids), params)
+}
+
+fn check_block_inner(
+    block: Block,
+    txids: Option<Vec<Hash256>>,
+    params: &Params,
+) -> Result<CheckedBlock, ConsensusError> {
     let hash = block.hash();
     check_proof_of_work(&hash, block.header.bits, &params.pow_limit)?;
     let size = block.encoded_size();
@@ -122,7 +143,10 @@ pub fn check_block(block: Block, params: &Params) -> Result<CheckedBlock, Consen
     if block.txs.is_empty() {
         return Err(ConsensusError::NoTransactions);
     }
-    let txids = block.txids();
+    let txids = match txids {
+        Some(t) if t.len() == block.txs.len() => t,
+        _ => block.txids(),
+    };
     let (root, mutated) = merkle_root(&txids);
     if mutated {
         return Err(ConsensusError::MerkleMutated);

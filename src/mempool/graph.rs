@@ -293,16 +293,25 @@ impl Graph {
     /// Removes every txid of `set` that is in the pool; adjusts the totals of ancestors and
     /// descendants left behind. Returns the removed entries in insertion order.
     pub fn remove_set(&mut self, set: &HashSet<Hash256>) -> Vec<Entry> {
-        let set: HashSet<Hash256> = set.iter().filter(|t| self.entries.contains_key(t)).copied().collect();
+        // `set` may name transactions not in the pool. Membership below is tested against it
+        // as given: an ancestor or descendant is in the pool, so it is in `set` only if it
+        // goes too.
+        // (seq, txid) of the entries present, sorted before removal so the entries come out
+        // in insertion order without moving them again.
+        let mut present: Vec<(u64, Hash256)> = Vec::with_capacity(set.len());
         let mut desc_adjust: HashMap<Hash256, Totals> = HashMap::new();
         let mut anc_adjust: HashMap<Hash256, Totals> = HashMap::new();
-        for r in &set {
-            let e = &self.entries[r];
+        for r in set {
+            let Some(e) = self.entries.get(r) else { continue };
+            present.push((e.seq, *r));
+            if e.parents.is_empty() && e.children.is_empty() {
+                continue; // no relatives: nothing left behind to adjust
+            }
             let own = e.own();
             for a in self.ancestors_of(&e.parents).into_iter().filter(|a| !set.contains(a)) {
                 desc_adjust.entry(a).or_default().add(&own);
             }
-            for d in self.descendants_of(r).into_iter().filter(|d| !set.contains(d)) {
+            for d in self.walk(e.children.clone(), |e| &e.children).into_iter().filter(|d| !set.contains(d)) {
                 anc_adjust.entry(d).or_default().add(&own);
             }
         }
@@ -312,8 +321,9 @@ impl Graph {
         for (d, t) in anc_adjust {
             self.entries.get_mut(&d).expect("entry present").ancestors.sub(&t);
         }
-        let mut removed = Vec::with_capacity(set.len());
-        for r in &set {
+        present.sort_unstable();
+        let mut removed = Vec::with_capacity(present.len());
+        for (_, r) in &present {
             let e = self.entries.remove(r).expect("filtered to present entries");
             self.by_score.remove(&e.score_key());
             for p in &e.parents {
@@ -327,8 +337,10 @@ impl Graph {
                 }
             }
             for i in &e.tx.inputs {
-                if self.spent_by.get(&i.prevout) == Some(r) {
-                    self.spent_by.remove(&i.prevout);
+                if let std::collections::hash_map::Entry::Occupied(o) = self.spent_by.entry(i.prevout) {
+                    if o.get() == r {
+                        o.remove();
+                    }
                 }
             }
             self.bytes -= e.size;
@@ -336,7 +348,6 @@ impl Graph {
             self.fees -= e.fee;
             removed.push(e);
         }
-        removed.sort_unstable_by_key(|e| e.seq);
         removed
     }
 

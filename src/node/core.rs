@@ -345,14 +345,12 @@ impl Core {
         }
         if let Some(block) = found {
             let hash = block.hash();
-            let copy = block.clone();
             // Put the job back first: on_events refreshes its template on the new tip.
             self.generating.push_front(job);
-            let result = self.process_block(block);
+            let result = self.process_own_block(block);
             let Some(mut job) = self.generating.pop_front() else { return };
             match result {
                 Ok(_) => {
-                    self.announce_block(&copy);
                     job.hashes.push(hash);
                     job.remaining -= 1;
                 }
@@ -392,10 +390,8 @@ impl Core {
                 return self.sample_miner();
             }
             let hash = block.hash();
-            let encoded = block.clone();
-            match self.process_block(block) {
+            match self.process_own_block(block) {
                 Ok(_) => {
-                    self.announce_block(&encoded);
                     info!(target: "miner", %hash, "mined a block");
                 }
                 Err(e) => warn!(target: "miner", %hash, error = %e, "mined block rejected"),

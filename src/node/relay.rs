@@ -93,17 +93,39 @@ impl Relay {
 impl Core {
     /// Our own block (mined, generated or submitted; valid), announced by the relay mode.
     pub(super) fn announce_block(&self, block: &Block) {
+        self.announce_with_txids(block, None)
+    }
+
+    /// [`Core::announce_block`] with the block's txids, if the caller has them.
+    fn announce_with_txids(&self, block: &Block, txids: Option<&[Hash256]>) {
         let Some(net) = &self.net else { return };
         let announcement = match self.relay.mode {
             BlockRelay::Full => BlockAnnouncement::Full(block.encode()),
             BlockRelay::Compact => {
-                let compact = CompactBlock::from_block(block, &block.txids(), rand::random());
+                let hashed;
+                let txids = match txids {
+                    Some(t) => t,
+                    None => {
+                        hashed = block.txids();
+                        &hashed
+                    }
+                };
+                let compact = CompactBlock::from_block(block, txids, rand::random());
                 // The full encoding only when some peer takes nothing else.
                 let full = net.wants_full_blocks().then(|| block.encode());
                 BlockAnnouncement::Compact { compact: compact.encode(), full }
             }
         };
         net.publish_block(announcement);
+    }
+
+    /// A block our miner or `generate` found on our own template: the checks before relay
+    /// (§13.6a step 7), announced at once, then stored and connected, so peers rebuild it
+    /// while we connect it. A block failing the checks is not announced (the error says why).
+    pub(super) fn process_own_block(&mut self, block: Block) -> Result<ProcessOutcome, ChainError> {
+        let checked = self.chain.precheck(block, None, unix_secs())?;
+        self.announce_with_txids(checked.block(), Some(checked.txids()));
+        self.process_checked_from(checked, 0)
     }
 
     /// A gossiped compact block: known or invalid at once, or rebuilt from the mempool (then
@@ -137,7 +159,7 @@ impl Core {
         }
         self.relay.rebuilding.retain(|_, r| r.since.elapsed() < REBUILD_EXPIRY);
         if missing.len() > MAX_BLOCKTXN_INDEXES || self.relay.rebuilding.len() >= MAX_REBUILDS {
-            let compact = partial.into_block().map_or_else(|p| p.compact().clone(), |(_, c)| c);
+            let compact = partial.into_block().map_or_else(|p| p.compact().clone(), |(_, _, c)| c);
             return NetOutcome::Verdict(self.fall_back(peer, compact));
         }
         tracing::debug!(target: "p2p::gossip", %hash, missing = missing.len(), "compact block: asking for missing transactions");
@@ -180,7 +202,7 @@ impl Core {
     /// Every slot is filled: the stateless checks, then Accept (relay) with the connect
     /// deferred until the verdict has gone out.
     fn rebuilt(&mut self, peer: PeerId, partial: PartialBlock, fetched: bool) -> Verdict {
-        let (block, compact) = match partial.into_block() {
+        let (block, txids, compact) = match partial.into_block() {
             Ok(parts) => parts,
             Err(p) => return self.fall_back(peer, p.compact().clone()),
         };
@@ -189,7 +211,7 @@ impl Core {
             // It arrived meanwhile (in full, or by sync).
             return Verdict::ignore();
         }
-        match self.chain.precheck(block, unix_secs()) {
+        match self.chain.precheck(block, Some(txids), unix_secs()) {
             Ok(checked) => {
                 crate::metrics::compact_block(if fetched { "fetched" } else { "mempool" });
                 let height = self.chain.record(&checked.header().prev).map(|p| p.height + 1);

@@ -208,7 +208,8 @@ impl CompactBlock {
 pub struct PartialBlock {
     header: BlockHeader,
     key: ShortIdKey,
-    slots: Vec<Option<Transaction>>,
+    /// Each slot's transaction with its txid (from the pool, or hashed here).
+    slots: Vec<Option<(Transaction, Hash256)>>,
     /// The short id of each slot not prefilled.
     ids: Vec<Option<u64>>,
     /// What the announcement said, kept to judge the announcer after a fallback.
@@ -224,7 +225,7 @@ impl PartialBlock {
     ) -> PartialBlock {
         let key = ShortIdKey::new(&compact.header, compact.nonce);
         let total = compact.tx_count();
-        let mut slots: Vec<Option<Transaction>> = vec![None; total];
+        let mut slots: Vec<Option<(Transaction, Hash256)>> = vec![None; total];
         let mut ids: Vec<Option<u64>> = vec![None; total];
         let mut prefilled = compact.prefilled.iter().peekable();
         let mut short = compact.short_ids.iter();
@@ -232,22 +233,24 @@ impl PartialBlock {
         let mut wanted: HashMap<u64, Option<usize>> = HashMap::with_capacity(compact.short_ids.len());
         for (i, slot) in slots.iter_mut().enumerate() {
             if prefilled.peek().is_some_and(|p| p.0 as usize == i) {
-                *slot = Some(prefilled.next().expect("peeked").1.clone());
+                let tx = prefilled.next().expect("peeked").1.clone();
+                let txid = tx.txid();
+                *slot = Some((tx, txid));
             } else if let Some(&id) = short.next() {
                 ids[i] = Some(id);
                 wanted.entry(id).and_modify(|w| *w = None).or_insert(Some(i));
             }
         }
         // Pool matches: a short id matched by two pool transactions is ambiguous.
-        let mut found: HashMap<usize, Option<&Transaction>> = HashMap::new();
+        let mut found: HashMap<usize, Option<(&Transaction, Hash256)>> = HashMap::new();
         for (txid, tx) in pool {
             if let Some(Some(i)) = wanted.get(&key.short_id(txid)) {
-                found.entry(*i).and_modify(|f| *f = None).or_insert(Some(tx));
+                found.entry(*i).and_modify(|f| *f = None).or_insert(Some((tx, *txid)));
             }
         }
         for (i, tx) in found {
-            if let Some(tx) = tx {
-                slots[i] = Some(tx.clone());
+            if let Some((tx, txid)) = tx {
+                slots[i] = Some((tx.clone(), txid));
             }
         }
         PartialBlock { header: compact.header, key, slots, ids, compact }
@@ -265,7 +268,7 @@ impl PartialBlock {
 
     /// Bytes held (for bounds).
     pub fn size(&self) -> usize {
-        self.slots.iter().flatten().map(Transaction::encoded_size).sum::<usize>() + 16 * self.slots.len()
+        self.slots.iter().flatten().map(|(tx, _)| tx.encoded_size()).sum::<usize>() + 48 * self.slots.len()
     }
 
     /// The announcement this rebuild started from.
@@ -280,9 +283,11 @@ impl PartialBlock {
         if txs.len() != indexes.len() {
             return Err(CompactError::WrongCount { block, asked: indexes.len(), got: txs.len() });
         }
+        let mut txids = Vec::with_capacity(txs.len());
         for (&index, tx) in indexes.iter().zip(&txs) {
             let expected = self.ids.get(index as usize).copied().flatten();
             let txid = tx.txid();
+            txids.push(txid);
             let got = self.key.short_id(&txid);
             if expected != Some(got) {
                 return Err(CompactError::WrongTransaction {
@@ -294,20 +299,22 @@ impl PartialBlock {
                 });
             }
         }
-        for (&index, tx) in indexes.iter().zip(txs) {
-            self.slots[index as usize] = Some(tx);
+        for ((&index, tx), txid) in indexes.iter().zip(txs).zip(txids) {
+            self.slots[index as usize] = Some((tx, txid));
         }
         Ok(())
     }
 
-    /// The block and its announcement once nothing is missing (the Merkle root is not
-    /// checked here); itself otherwise.
-    pub fn into_block(self) -> Result<(Block, CompactBlock), PartialBlock> {
+    /// The block, its txids (in order: each the txid of the transaction at its place, taken
+    /// from the pool or hashed here, so the block need not be hashed again) and its
+    /// announcement once nothing is missing (the Merkle root is not checked here); itself
+    /// otherwise.
+    pub fn into_block(self) -> Result<(Block, Vec<Hash256>, CompactBlock), PartialBlock> {
         if self.slots.iter().any(Option::is_none) {
             return Err(self);
         }
-        let txs = self.slots.into_iter().flatten().collect();
-        Ok((Block { header: self.header, txs }, self.compact))
+        let (txs, txids) = self.slots.into_iter().flatten().unzip();
+        Ok((Block { header: self.header, txs }, txids, self.compact))
     }
 }
 
@@ -356,7 +363,8 @@ mod tests {
         let pool: Vec<(Hash256, Transaction)> = txs.iter().map(|t| (t.txid(), t.clone())).collect();
         let p = PartialBlock::new(c, pool.iter().map(|(h, t)| (h, t)));
         assert!(p.missing().is_empty());
-        assert_eq!(p.into_block().unwrap().0, block);
+        let (rebuilt, txids, _) = p.into_block().unwrap();
+        assert_eq!((rebuilt, txids), (block.clone(), block.txids()));
     }
 
     #[test]
@@ -372,7 +380,8 @@ mod tests {
         let e = p.fill(&[1], vec![]).unwrap_err();
         assert!(matches!(e, CompactError::WrongCount { asked: 1, got: 0, .. }), "{e}");
         p.fill(&[1], vec![txs[0].clone()]).unwrap();
-        assert_eq!(p.into_block().unwrap().0, block);
+        let (rebuilt, txids, _) = p.into_block().unwrap();
+        assert_eq!((rebuilt, txids), (block.clone(), block.txids()));
     }
 
     #[test]
