@@ -143,7 +143,7 @@ pub struct Chain {
     next_seq: u64,
     /// Bodies stored during the current `process_*` call, handed to the connect that follows
     /// (emptied before the call returns).
-    fresh: HashMap<Hash256, CheckedBlock>,
+    fresh: HashMap<Hash256, Arc<CheckedBlock>>,
 }
 
 impl Drop for Chain {
@@ -575,6 +575,18 @@ impl Chain {
         now: u64,
         source: OrphanSource,
     ) -> Result<ProcessOutcome, ChainError> {
+        self.process_shared_from(Arc::new(checked), now, source)
+    }
+
+    /// [`Chain::process_checked_from`] for a block others may hold too (a relayed block the
+    /// network service keeps to answer `GetBlockTxn` while it connects): the connect and the
+    /// `Connected` event share it, nothing is copied.
+    pub fn process_shared_from(
+        &mut self,
+        checked: Arc<CheckedBlock>,
+        now: u64,
+        source: OrphanSource,
+    ) -> Result<ProcessOutcome, ChainError> {
         let hash = checked.hash();
         if self.index.contains_key(&hash) {
             return Ok(ProcessOutcome::AlreadyHave);
@@ -585,7 +597,8 @@ impl Chain {
         let prev = checked.header().prev;
         if !self.index.contains_key(&prev) {
             debug!(target: "chain", %hash, missing = %prev, "orphan block");
-            self.orphans.insert(checked, seq, source);
+            let body = Arc::try_unwrap(checked).unwrap_or_else(|shared| (*shared).clone());
+            self.orphans.insert(body, seq, source);
             return Ok(ProcessOutcome::Orphan { missing: self.orphans.missing_root(&prev) });
         }
         let mut accepted = vec![hash];
@@ -596,7 +609,7 @@ impl Chain {
             while let Some(parent) = queue.pop() {
                 for (child, seq) in self.orphans.take_children(&parent) {
                     let child_hash = child.hash();
-                    match self.accept(child, seq, now) {
+                    match self.accept(Arc::new(child), seq, now) {
                         Ok(()) => {
                             accepted.push(child_hash);
                             queue.push(child_hash);
@@ -620,7 +633,7 @@ impl Chain {
     /// Header-context checks, then store body and index record. Blocks refused here are not
     /// indexed (no body is kept, so they could never be reconsidered); their hashes go to the
     /// bounded `rejected` set.
-    fn accept(&mut self, block: CheckedBlock, seq: u64, now: u64) -> Result<(), ChainError> {
+    fn accept(&mut self, block: Arc<CheckedBlock>, seq: u64, now: u64) -> Result<(), ChainError> {
         let hash = block.hash();
         let prev = block.header().prev;
         let parent = &self.index[&prev];
@@ -720,9 +733,9 @@ impl Chain {
         for hash in path.into_iter().rev() {
             let block = match self.fresh.remove(&hash) {
                 Some(b) => b,
-                None => {
-                    self.store.get_block(&hash)?.ok_or(StoreError::Missing { what: "block body", hash })?
-                }
+                None => Arc::new(
+                    self.store.get_block(&hash)?.ok_or(StoreError::Missing { what: "block body", hash })?,
+                ),
             };
             let height = self.index[&hash].rec.height;
             let prevouts: Vec<OutPoint> =
@@ -735,7 +748,7 @@ impl Chain {
                     self.active.push(hash);
                     self.after_utxo_change()?;
                     debug!(target: "chain", %hash, height, txs = block.block().txs.len(), "connected");
-                    events.push(ChainEvent::Connected { block: Arc::new(block), height });
+                    events.push(ChainEvent::Connected { block, height });
                 }
                 Err(error) => {
                     warn!(target: "chain", %hash, height, %error, "block failed to connect; marking it invalid");

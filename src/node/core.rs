@@ -196,14 +196,15 @@ impl Core {
         self.process_with(hash, |chain, now| chain.process_block_from(block, now, source))
     }
 
-    /// [`Core::process_block_from`] for a block that passed [`Chain::precheck`].
-    pub(super) fn process_checked_from(
+    /// [`Core::process_block_from`] for a block that passed [`Chain::precheck`], shared with
+    /// the network service (which answers `GetBlockTxn` for it meanwhile).
+    pub(super) fn process_shared_from(
         &mut self,
-        block: crate::consensus::CheckedBlock,
+        block: std::sync::Arc<crate::consensus::CheckedBlock>,
         source: crate::chain::OrphanSource,
     ) -> Result<ProcessOutcome, ChainError> {
         let hash = block.hash();
-        self.process_with(hash, |chain, now| chain.process_checked_from(block, now, source))
+        self.process_with(hash, |chain, now| chain.process_shared_from(block, now, source))
     }
 
     fn process_with(

@@ -7,7 +7,7 @@ use super::core::Core;
 use crate::chain::{ChainError, ProcessOutcome};
 use crate::clock::{unix_ms, unix_secs};
 use crate::consensus::{CheckedBlock, ConsensusError};
-use crate::p2p::compact::{CompactBlock, CompactError, PartialBlock, MAX_BLOCKTXN_INDEXES};
+use crate::p2p::compact::{block_txn, CompactBlock, CompactError, PartialBlock, MAX_BLOCKTXN_INDEXES};
 use crate::p2p::link::{Acceptance, Blame, BlockRelay, NetOutcome, Verdict};
 use crate::p2p::peers::Misbehaviour;
 use crate::p2p::sync::{Action, Failure};
@@ -45,7 +45,7 @@ pub(super) struct Relay {
     rebuilding: HashMap<Hash256, Rebuild>,
     fallbacks: VecDeque<(Hash256, PeerId, CompactBlock)>,
     /// Blocks relayed (verdict Accept sent) and not yet stored or connected.
-    deferred: Vec<(PeerId, CheckedBlock)>,
+    deferred: Vec<(PeerId, Arc<CheckedBlock>)>,
     recent: VecDeque<Arc<CheckedBlock>>,
     /// Announcements we answered Ignore (so gossip did not forward them) while sync fetches
     /// the block: once it connects as our tip, we announce it ourselves, or the peers
@@ -123,9 +123,12 @@ impl Core {
     /// (§13.6a step 7), announced at once, then stored and connected, so peers rebuild it
     /// while we connect it. A block failing the checks is not announced (the error says why).
     pub(super) fn process_own_block(&mut self, block: Block) -> Result<ProcessOutcome, ChainError> {
-        let checked = self.chain.precheck(block, None, unix_secs())?;
+        let checked = Arc::new(self.chain.precheck(block, None, unix_secs())?);
+        if let Some(net) = &self.net {
+            net.serve_block(checked.clone());
+        }
         self.announce_with_txids(checked.block(), Some(checked.txids()));
-        self.process_checked_from(checked, 0)
+        self.process_shared_from(checked, 0)
     }
 
     /// A gossiped compact block: known or invalid at once, or rebuilt from the mempool (then
@@ -215,6 +218,10 @@ impl Core {
             Ok(checked) => {
                 crate::metrics::compact_block(if fetched { "fetched" } else { "mempool" });
                 let height = self.chain.record(&checked.header().prev).map(|p| p.height + 1);
+                let checked = Arc::new(checked);
+                if let Some(net) = &self.net {
+                    net.serve_block(checked.clone());
+                }
                 self.relay.deferred.push((peer, checked));
                 Verdict { acceptance: Acceptance::Accept, height, ..Verdict::ignore() }
             }
@@ -283,7 +290,7 @@ impl Core {
             if let Some(net) = self.net.as_ref().filter(|n| n.wants_full_blocks()) {
                 net.publish_block(BlockAnnouncement::FullForOthers(checked.block().encode()));
             }
-            match self.process_checked_from(checked, super::net::orphan_source(&peer)) {
+            match self.process_shared_from(checked, super::net::orphan_source(&peer)) {
                 Ok(ProcessOutcome::Accepted { .. }) => {
                     if let Some(rec) = self.chain.record(&hash) {
                         let (height, work) = (rec.height, rec.chain_work);
@@ -331,12 +338,13 @@ impl Core {
                 }
             },
         };
-        if let Some(&bad) = indexes.iter().find(|&&i| i as usize >= txs.len()) {
-            let why = Misbehaviour::BlockTxnIndex { block, index: bad, txs: txs.len() };
-            return (Response::BlockTxn { block, txs: Vec::new() }, vec![Action::Penalise { peer, why }]);
+        match block_txn(txs, indexes) {
+            Ok(txs) => (Response::BlockTxn { block, txs }, Vec::new()),
+            Err(bad) => {
+                let why = Misbehaviour::BlockTxnIndex { block, index: bad, txs: txs.len() };
+                (Response::BlockTxn { block, txs: Vec::new() }, vec![Action::Penalise { peer, why }])
+            }
         }
-        let txs = indexes.iter().map(|&i| txs[i as usize].clone()).collect();
-        (Response::BlockTxn { block, txs }, Vec::new())
     }
 
     /// The verdict on a block the chain refused (shared by full and compact blocks).

@@ -202,6 +202,15 @@ impl CompactBlock {
     }
 }
 
+/// The transactions a `GetBlockTxn` asks for out of a block's `txs`, in the order of
+/// `indexes`; the first index outside the block if there is one (the requester's fault).
+pub fn block_txn(txs: &[Transaction], indexes: &[u32]) -> Result<Vec<Transaction>, u32> {
+    if let Some(&bad) = indexes.iter().find(|&&i| i as usize >= txs.len()) {
+        return Err(bad);
+    }
+    Ok(indexes.iter().map(|&i| txs[i as usize].clone()).collect())
+}
+
 /// A block being rebuilt from a compact block: the slots filled from the prefilled
 /// transactions and the mempool, and the short ids of the rest.
 #[derive(Clone, Debug)]

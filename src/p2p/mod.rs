@@ -134,6 +134,7 @@ pub struct BanInfo {
 pub(crate) enum Command {
     Publish { topic: Topic, data: Vec<u8>, _held: Held },
     PublishBlock { announcement: BlockAnnouncement, _held: Held },
+    ServeBlock(Arc<crate::consensus::CheckedBlock>),
     AddNode { addr: Multiaddr, mode: AddNodeMode, reply: oneshot::Sender<Result<(), P2pError>> },
     Disconnect { target: String, reply: oneshot::Sender<Result<(), P2pError>> },
     SetActive { active: bool, reply: oneshot::Sender<bool> },
@@ -245,6 +246,15 @@ impl P2pHandle {
         }
         if let Err(e) = self.tx.try_send(Command::Publish { topic, data, _held: held }) {
             tracing::warn!(target: "p2p::gossip", ?topic, error = %e, "could not queue a publication");
+        }
+    }
+
+    /// Hands the service a block it relays (or we announce) before it is connected, so the
+    /// service answers peers' `GetBlockTxn` for it at once instead of queueing them behind
+    /// the connect on the core (the service keeps the last [`service::SERVED_BLOCKS`]).
+    pub fn serve_block(&self, block: Arc<crate::consensus::CheckedBlock>) {
+        if let Err(e) = self.tx.try_send(Command::ServeBlock(block)) {
+            tracing::debug!(target: "p2p::gossip", error = %e, "could not hand a block to serve; the core answers for it");
         }
     }
 

@@ -48,6 +48,14 @@ impl Service {
                     }
                 }
             }
+            Command::ServeBlock(block) => {
+                if !self.served.iter().any(|b| b.hash() == block.hash()) {
+                    if self.served.len() >= super::SERVED_BLOCKS {
+                        self.served.pop_front();
+                    }
+                    self.served.push_back(block);
+                }
+            }
             Command::AddNode { addr, mode, reply } => {
                 let result = match mode {
                     AddNodeMode::Add if self.added.contains(&addr) => Err(P2pError::AlreadyAdded(addr)),

@@ -77,6 +77,9 @@ struct Service {
     outbound: HashMap<OutboundRequestId, ReqId>,
     /// Our `GetBlockTxn` requests, with the gossip message waiting on each answer.
     txn_fetches: HashMap<OutboundRequestId, (Hash256, Pending)>,
+    /// Blocks relayed or announced before they are connected (newest last, at most
+    /// [`SERVED_BLOCKS`]): `GetBlockTxn` for them is answered here, not by the busy core.
+    served: std::collections::VecDeque<std::sync::Arc<crate::consensus::CheckedBlock>>,
     peers: HashMap<PeerId, Peer>,
     next_peer_id: u64,
     scores: Scores<PeerId>,
@@ -140,6 +143,7 @@ pub(crate) async fn run(
         budget: Budget::default(),
         outbound: HashMap::new(),
         txn_fetches: HashMap::new(),
+        served: std::collections::VecDeque::new(),
         peers: HashMap::new(),
         next_peer_id: 0,
         scores: Scores::default(),
@@ -672,6 +676,23 @@ impl Service {
             let _ = self.swarm.behaviour_mut().sync.send_response(channel, Response::Busy);
             return;
         }
+        if let Request::GetBlockTxn { block, indexes } = &request {
+            if let Some(b) = self.served.iter().find(|b| b.hash() == *block) {
+                let (block, txs) = (*block, b.block().txs.len());
+                let response = match crate::p2p::compact::block_txn(&b.block().txs, indexes) {
+                    Ok(found) => Response::BlockTxn { block, txs: found },
+                    Err(index) => {
+                        self.penalise(peer, Misbehaviour::BlockTxnIndex { block, index, txs });
+                        Response::BlockTxn { block, txs: Vec::new() }
+                    }
+                };
+                if let Some(p) = self.peers.get_mut(&peer) {
+                    p.bytes_sent += response_size(&response) as u64;
+                }
+                let _ = self.swarm.behaviour_mut().sync.send_response(channel, response);
+                return;
+            }
+        }
         if !self.budget.take_serving() {
             let _ = self.swarm.behaviour_mut().sync.send_response(channel, Response::Busy);
             return;
@@ -687,6 +708,10 @@ impl Service {
         }
     }
 }
+
+/// Blocks the service keeps to answer `GetBlockTxn` while the core connects them (each at
+/// most `max_block_size`, shared with the core: no copy).
+pub const SERVED_BLOCKS: usize = 4;
 
 fn request_name(r: &Request) -> &'static str {
     match r {
