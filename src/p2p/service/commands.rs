@@ -2,6 +2,9 @@
 //! peer and network info, bans).
 
 use super::*;
+use crate::consensus::CheckedBlock;
+use std::collections::VecDeque;
+use std::sync::Arc;
 
 impl Service {
     /// True if a connected peer takes full blocks and not compact ones (an implementation
@@ -48,14 +51,7 @@ impl Service {
                     }
                 }
             }
-            Command::ServeBlock(block) => {
-                if !self.served.iter().any(|b| b.hash() == block.hash()) {
-                    if self.served.len() >= super::SERVED_BLOCKS {
-                        self.served.pop_front();
-                    }
-                    self.served.push_back(block);
-                }
-            }
+            Command::ServeBlock(block) => keep_served(&mut self.served, block),
             Command::AddNode { addr, mode, reply } => {
                 let result = match mode {
                     AddNodeMode::Add if self.added.contains(&addr) => Err(P2pError::AlreadyAdded(addr)),
@@ -199,5 +195,47 @@ impl Service {
                 let _ = reply.send(all.len());
             }
         }
+    }
+}
+
+/// Adds `block` to the blocks the service answers `GetBlockTxn` for, dropping the oldest
+/// beyond [`super::SERVED_BLOCKS`] (a block handed over twice is kept once).
+fn keep_served(served: &mut VecDeque<Arc<CheckedBlock>>, block: Arc<CheckedBlock>) {
+    if served.iter().any(|b| b.hash() == block.hash()) {
+        return;
+    }
+    if served.len() >= super::SERVED_BLOCKS {
+        served.pop_front();
+    }
+    served.push_back(block);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::consensus::{check_block, Network};
+    use crate::primitives::Amount;
+    use crate::testkit::{assemble, coinbase, key, p2pkh_lock};
+
+    /// ARCHITECTURE's bound "blocks served by the network service".
+    #[test]
+    fn the_service_keeps_the_newest_served_blocks_once_each() {
+        let p = Network::Regtest.params();
+        let block = |i: u8| {
+            let cb = coinbase(1, Amount::ZERO, p2pkh_lock(&key(1)), &[i]);
+            Arc::new(
+                check_block(assemble(p, p.genesis_hash, p.genesis_time + 1, p.genesis_bits, vec![cb]), p)
+                    .unwrap(),
+            )
+        };
+        let mut served = VecDeque::new();
+        let blocks: Vec<_> = (0..10).map(block).collect();
+        for b in &blocks {
+            keep_served(&mut served, b.clone());
+            keep_served(&mut served, b.clone());
+        }
+        let kept: Vec<_> = served.iter().map(|b| b.hash()).collect();
+        let newest: Vec<_> = blocks[10 - super::super::SERVED_BLOCKS..].iter().map(|b| b.hash()).collect();
+        assert_eq!(kept, newest);
     }
 }
