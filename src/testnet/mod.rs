@@ -165,13 +165,18 @@ fn shell_word(w: &str) -> String {
 /// A loopback port nobody listens on now. Chosen at random below Linux's ephemeral range
 /// (32768-60999), where the kernel never hands out ports by itself: a port found by binding
 /// port 0 and released could be taken by any outgoing connection's source port or another
-/// bind before the node binds it.
+/// bind before the node binds it. Never the same port twice in one process: the ports of one
+/// `up` are all chosen before any node binds its own, so a repeat would collide.
 pub fn free_port() -> Result<u16> {
     use rand::Rng;
+    static GIVEN: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
     let mut rng = rand::thread_rng();
     for _ in 0..200 {
         let port = rng.gen_range(20_000..32_000);
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+        if !given.contains(&port) && TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            given.insert(port);
             return Ok(port);
         }
     }
@@ -851,5 +856,17 @@ impl Testnet {
     /// Number of peers of a node.
     pub fn peers(&self, name: &str) -> Result<u64> {
         self.ask(name, |c| c.wait(c.getconnectioncount()))
+    }
+}
+
+#[cfg(test)]
+mod port_tests {
+    /// The ports of one `up` are chosen before any node binds: a repeat would collide.
+    #[test]
+    fn free_port_never_repeats_in_one_process() {
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..1000 {
+            assert!(seen.insert(super::free_port().unwrap()), "a port handed out twice");
+        }
     }
 }
